@@ -1,0 +1,72 @@
+use serde::Serialize;
+
+/// One violated rule, named by the field (a dotted path or a JSON pointer) it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Input that broke one or more rules; every violation is listed, not only the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", summary(.0))]
+pub struct ValidationError(pub Vec<FieldError>);
+
+fn summary(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "the request is invalid".to_owned(),
+        [one] => format!("{}: {}", one.field, one.message),
+        [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
+    }
+}
+
+impl ValidationError {
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(vec![FieldError::new(field, message)])
+    }
+
+    /// Prefixes every field with `prefix.` so nested validators report full paths.
+    pub fn nested(self, prefix: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))
+                .collect(),
+        )
+    }
+}
+
+/// Collects violations across several checks so a request learns about all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldError>);
+
+impl Violations {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn absorb(&mut self, error: ValidationError) {
+        self.0.extend(error.0);
+    }
+
+    /// Records the error of `result`, if any, and hands back its value.
+    pub fn check<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.absorb(error);
+                None
+            }
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ValidationError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ValidationError(self.0)) }
+    }
+}

@@ -1,0 +1,56 @@
+//! Typed identifiers. Resource ids are a short prefix naming the resource and a UUIDv7, so they
+//! sort by creation time and a misplaced id is recognisable at a glance.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, example = json!(concat!($prefix, "_0193d5a1e7f87c3a9a3b1c2d3e4f5a6b")))]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(format!("{}_{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            /// Wraps an id read back from the store or a path; unknown ids simply match nothing.
+            pub fn from_trusted(raw: impl Into<String>) -> Self {
+                Self(raw.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// Identifies a destination.
+    DestinationId, "dst"
+);
+prefixed_id!(
+    /// Identifies a subscription.
+    SubscriptionId, "sub"
+);
+prefixed_id!(
+    /// Identifies a delivery; it is also the `webhook-id` receivers dedupe on.
+    DeliveryId, "dlv"
+);
+prefixed_id!(
+    /// Identifies an API key (not its secret token).
+    ApiKeyId, "key"
+);

@@ -1,0 +1,18 @@
+//! The domain of Switchyard: events, event types, destinations, subscriptions, deliveries and
+//! API keys; the policies that govern them; and the store traits the rest of the system
+//! implements. This crate does no I/O.
+
+pub mod api_key;
+pub mod destination;
+pub mod error;
+pub mod event;
+pub mod event_type;
+pub mod id;
+pub mod page;
+pub mod pattern;
+pub mod store;
+pub mod subscription;
+pub mod delivery;
+pub mod time;
+
+pub use error::{FieldError, ValidationError};

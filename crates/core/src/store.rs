@@ -1,0 +1,156 @@
+//! The repository traits. Each backend (SQLite; PostgreSQL later) implements all of them; the
+//! API and the engine hold an `Arc<dyn Store>` and never learn which backend is behind it.
+//!
+//! Rules every implementation keeps:
+//! - `ingest` writes each new event and one `pending` delivery per subscription that routes it,
+//!   in one transaction: either all of a call's writes commit or none do.
+//! - Updates are optimistic: they name the version they were computed from and fail with
+//!   `VersionMismatch` when the stored row has moved on.
+//! - Listing by cursor never scans what lies before the cursor.
+
+use async_trait::async_trait;
+
+use crate::api_key::ApiKey;
+use crate::delivery::Delivery;
+use crate::destination::Destination;
+use crate::event::{Event, EventFilter, EventId, EventType, IngestOutcome, NewEvent};
+use crate::event_type::EventTypeDefinition;
+use crate::id::{ApiKeyId, DestinationId, SubscriptionId};
+use crate::page::{ListRequest, Listing};
+use crate::subscription::{Subscription, SubscriptionFilter};
+use crate::time::Millis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// A row with the same key exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// The row changed since the version the caller read.
+    #[error("the stored version is {current}")]
+    VersionMismatch { current: i64 },
+    /// A referenced row does not exist (e.g. a subscription's destination).
+    #[error("{field}: {message}")]
+    InvalidReference { field: &'static str, message: String },
+    /// The database failed or is unreachable.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores the events in order in one transaction, with their deliveries. An id seen before
+    /// (in the store or earlier in the same call) yields `Duplicate` when the content hash
+    /// matches and `Conflict` otherwise; neither writes anything.
+    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
+    async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
+    /// Events in ingest order.
+    async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;
+    async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>>;
+}
+
+#[async_trait]
+pub trait EventTypeStore: Send + Sync {
+    /// Fails with `Conflict` when the name is taken.
+    async fn create_event_type(&self, definition: &EventTypeDefinition) -> StoreResult<()>;
+    async fn get_event_type(&self, name: &EventType) -> StoreResult<Option<EventTypeDefinition>>;
+    async fn list_event_types(&self, request: ListRequest) -> StoreResult<Listing<EventTypeDefinition>>;
+    /// Writes `definition` (whose `version` is ignored) over the row at `expected_version`.
+    async fn update_event_type(
+        &self,
+        definition: &EventTypeDefinition,
+        expected_version: i64,
+    ) -> StoreResult<EventTypeDefinition>;
+    /// Whether a row was deleted.
+    async fn delete_event_type(&self, name: &EventType) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait DestinationStore: Send + Sync {
+    async fn create_destination(&self, destination: &Destination) -> StoreResult<()>;
+    async fn get_destination(&self, id: &DestinationId) -> StoreResult<Option<Destination>>;
+    async fn list_destinations(&self, request: ListRequest) -> StoreResult<Listing<Destination>>;
+    async fn update_destination(
+        &self,
+        destination: &Destination,
+        expected_version: i64,
+    ) -> StoreResult<Destination>;
+    /// Fails with `Conflict` while subscriptions still point at the destination.
+    async fn delete_destination(&self, id: &DestinationId) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Fails with `InvalidReference` when the destination does not exist.
+    async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+    async fn get_subscription(&self, id: &SubscriptionId) -> StoreResult<Option<Subscription>>;
+    async fn list_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<Subscription>>;
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        expected_version: i64,
+    ) -> StoreResult<Subscription>;
+    async fn delete_subscription(&self, id: &SubscriptionId) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// The key with this token hash, unless it is revoked.
+    async fn find_active_api_key(&self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Keys that are not revoked, oldest first.
+    async fn list_api_keys(&self, request: ListRequest) -> StoreResult<Listing<ApiKey>>;
+    /// Whether an active key was revoked; revoking twice answers `false`.
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Millis) -> StoreResult<bool>;
+    async fn count_active_api_keys(&self) -> StoreResult<u64>;
+}
+
+/// A response kept for an `Idempotency-Key`, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is new: the caller runs the request, then completes or releases the key.
+    Claimed,
+    /// Another request with this key is running.
+    InProgress { request_hash: String },
+    Completed { request_hash: String, response: StoredResponse },
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` in `scope`. Records created before `stale_before` are forgotten first, so
+    /// a key outlives neither its retention nor a crash of the request that claimed it.
+    async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: Millis,
+        stale_before: Millis,
+    ) -> StoreResult<IdempotencyClaim>;
+    async fn complete_idempotency_key(&self, scope: &str, key: &str, response: &StoredResponse) -> StoreResult<()>;
+    /// Forgets a claim whose request failed, so the client may try again.
+    async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()>;
+}
+
+/// Every repository of one backend.
+#[async_trait]
+pub trait Store: EventStore + EventTypeStore + DestinationStore + SubscriptionStore + ApiKeyStore + IdempotencyStore {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Whether the database answers and its schema is current.
+    async fn ping(&self) -> StoreResult<()>;
+}

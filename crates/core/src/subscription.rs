@@ -1,0 +1,62 @@
+//! Subscriptions: routes from event types to a destination.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventType;
+use crate::id::{DestinationId, SubscriptionId};
+use crate::pattern::EventTypePattern;
+use crate::time::{self, Millis};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Deliveries run independently.
+    #[default]
+    None,
+    /// Deliveries sharing an `ordering_key` arrive in ingest order, one in flight per key.
+    Key,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderingOnDead {
+    /// A dead delivery does not hold back the rest of its key.
+    #[default]
+    Skip,
+    /// A dead delivery holds back its key until it is replayed.
+    Block,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub name: String,
+    pub destination_id: DestinationId,
+    pub event_types: Vec<EventTypePattern>,
+    /// jq expression that must yield `true` for an event to be delivered.
+    pub filter: Option<String>,
+    /// jq expression whose output becomes the delivered body.
+    pub transform: Option<String>,
+    pub ordering: Ordering,
+    pub ordering_on_dead: OrderingOnDead,
+    pub enabled: bool,
+    pub version: i64,
+    #[serde(with = "time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+}
+
+impl Subscription {
+    pub fn routes(&self, event_type: &EventType) -> bool {
+        self.enabled && self.event_types.iter().any(|p| p.matches(event_type))
+    }
+}
+
+/// Filters of the subscription listing.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionFilter {
+    pub destination_id: Option<DestinationId>,
+}
