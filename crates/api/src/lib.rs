@@ -1,1 +1,117 @@
+//! The v1 REST API of Switchyard: axum handlers, the envelope, authentication, idempotency and
+//! the OpenAPI document generated from the same route definitions.
 
+pub mod auth;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+mod openapi;
+pub mod paging;
+pub mod request_id;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use switchyard_core::store::Store;
+use switchyard_engine::Ingestor;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+
+pub use openapi::openapi;
+
+/// What the API needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest payload of one event, in bytes (as JSON).
+    pub max_payload_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Refuse events whose type is not registered.
+    pub require_registered_types: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 256 * 1024,
+            max_body_bytes: 1024 * 1024,
+            require_registered_types: false,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+struct Inner {
+    store: Arc<dyn Store>,
+    ingestor: Ingestor,
+    settings: ApiSettings,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>, settings: ApiSettings) -> Self {
+        let ingestor = Ingestor::new(store.clone(), settings.require_registered_types);
+        Self(Arc::new(Inner {
+            store,
+            ingestor,
+            settings,
+        }))
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    pub fn ingestor(&self) -> &Ingestor {
+        &self.0.ingestor
+    }
+
+    pub fn settings(&self) -> &ApiSettings {
+        &self.0.settings
+    }
+}
+
+/// The whole HTTP application: `/v1`, health, `/openapi.json` and `/docs`.
+pub fn router(state: ApiState) -> Router {
+    let (v1, _) = openapi::v1_routes().split_for_parts();
+    let v1 = v1
+        .route_layer(from_fn_with_state(state.clone(), idempotency::enforce))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let (public, _) = openapi::public_routes().split_for_parts();
+    Router::new()
+        .merge(v1)
+        .merge(public)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(request_id::assign))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::Internal(format!("a handler panicked: {detail}").into()).into_response()
+}

@@ -77,7 +77,10 @@ impl RetryPolicy {
             v.push("max_attempts", "must be between 1 and 100");
         }
         if self.initial_delay_ms == 0 || self.initial_delay_ms > self.max_delay_ms {
-            v.push("initial_delay_ms", "must be at least 1 and at most max_delay_ms");
+            v.push(
+                "initial_delay_ms",
+                "must be at least 1 and at most max_delay_ms",
+            );
         }
         if self.max_delay_ms > 7 * 24 * 3_600_000 {
             v.push("max_delay_ms", "must be at most 7 days");
@@ -160,7 +163,10 @@ impl CircuitBreakerPolicy {
             v.push("window_ms", "must be between 1000 and 86400000");
         }
         if self.cooldown_ms == 0 || self.cooldown_ms > self.max_cooldown_ms {
-            v.push("cooldown_ms", "must be at least 1 and at most max_cooldown_ms");
+            v.push(
+                "cooldown_ms",
+                "must be at least 1 and at most max_cooldown_ms",
+            );
         }
         if self.max_cooldown_ms > 86_400_000 {
             v.push("max_cooldown_ms", "must be at most 1 day");
@@ -249,50 +255,74 @@ impl Destination {
     }
 }
 
+/// Prepares a configuration written by a client for validation against a stored destination:
+/// drops the `<name>_set` markers the API showed, and puts back each stored secret the client
+/// left out (so read-modify-write keeps secrets), unless the object holding it changed `type`
+/// (a new auth scheme starts without the old one's secrets).
+pub fn restore_absent_secrets(config: &mut Value, stored: &Destination) {
+    for (path, secret) in &stored.secrets {
+        let old_type = parent(&stored.config, path)
+            .and_then(|o| o.get("type"))
+            .cloned();
+        let leaf = leaf(path);
+        let Some(map) = parent_mut(config, path) else {
+            continue;
+        };
+        map.remove(&format!("{leaf}_set"));
+        if map.get("type").cloned() == old_type && !map.contains_key(leaf) {
+            map.insert(leaf.to_owned(), secret.clone());
+        }
+    }
+}
+
 /// Moves the string values at `paths` (dotted) out of `config` into a map keyed by path.
 pub fn split_secrets(config: &mut Value, paths: &[&str]) -> Map<String, Value> {
     let mut secrets = Map::new();
     for path in paths {
-        if let Some(secret) = take_path(config, path) {
-            if !secret.is_null() {
-                secrets.insert((*path).to_owned(), secret);
-            }
+        let secret = parent_mut(config, path).and_then(|map| map.remove(leaf(path)));
+        if let Some(secret) = secret.filter(|s| !s.is_null()) {
+            secrets.insert((*path).to_owned(), secret);
         }
     }
     secrets
 }
 
-fn take_path(value: &mut Value, path: &str) -> Option<Value> {
-    let (parent, leaf) = match path.rsplit_once('.') {
-        Some((parent, leaf)) => (walk_mut(value, parent)?, leaf),
-        None => (value, path),
-    };
-    parent.as_object_mut()?.remove(leaf)
-}
-
-fn set_path(value: &mut Value, path: &str, secret: Value) {
-    let (parent, leaf) = match path.rsplit_once('.') {
-        Some((parent, leaf)) => (walk_mut(value, parent), leaf),
-        None => (Some(value), path),
-    };
-    if let Some(Value::Object(map)) = parent {
-        map.remove(&format!("{leaf}_set"));
-        map.insert(leaf.to_owned(), secret);
+fn set_path(config: &mut Value, path: &str, secret: Value) {
+    if let Some(map) = parent_mut(config, path) {
+        map.remove(&format!("{}_set", leaf(path)));
+        map.insert(leaf(path).to_owned(), secret);
     }
 }
 
-fn mark_secret_set(value: &mut Value, path: &str) {
-    let (parent, leaf) = match path.rsplit_once('.') {
-        Some((parent, leaf)) => (walk_mut(value, parent), leaf),
-        None => (Some(value), path),
-    };
-    if let Some(Value::Object(map)) = parent {
-        map.insert(format!("{leaf}_set"), Value::Bool(true));
+fn mark_secret_set(config: &mut Value, path: &str) {
+    if let Some(map) = parent_mut(config, path) {
+        map.insert(format!("{}_set", leaf(path)), Value::Bool(true));
     }
 }
 
-fn walk_mut<'a>(value: &'a mut Value, dotted: &str) -> Option<&'a mut Value> {
-    dotted.split('.').try_fold(value, |v, key| v.as_object_mut()?.get_mut(key))
+fn leaf(path: &str) -> &str {
+    path.rsplit_once('.').map_or(path, |(_, leaf)| leaf)
+}
+
+/// The object holding the value at dotted `path`.
+fn parent_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Map<String, Value>> {
+    let holder = match path.rsplit_once('.') {
+        Some((parent, _)) => parent
+            .split('.')
+            .try_fold(config, |v, key| v.as_object_mut()?.get_mut(key))?,
+        None => config,
+    };
+    holder.as_object_mut()
+}
+
+fn parent<'a>(config: &'a Value, path: &str) -> Option<&'a Map<String, Value>> {
+    let holder = match path.rsplit_once('.') {
+        Some((parent, _)) => parent
+            .split('.')
+            .try_fold(config, |v, key| v.as_object()?.get(key))?,
+        None => config,
+    };
+    holder.as_object()
 }
 
 #[cfg(test)]
@@ -304,7 +334,10 @@ mod tests {
     fn secrets_are_split_out_and_shown_as_set_flags() {
         let mut config = json!({"url": "https://x", "signing_secret": "whsec_a",
                                 "auth": {"type": "bearer", "token": "t0k"}});
-        let secrets = split_secrets(&mut config, &["signing_secret", "auth.token", "auth.password"]);
+        let secrets = split_secrets(
+            &mut config,
+            &["signing_secret", "auth.token", "auth.password"],
+        );
         assert_eq!(secrets.len(), 2);
         let destination = Destination {
             id: DestinationId::generate(),
@@ -331,17 +364,65 @@ mod tests {
     }
 
     #[test]
+    fn absent_secrets_are_restored_unless_their_scheme_changed() {
+        let mut config = json!({"url": "https://x", "signing_secret": "whsec_a",
+                                "auth": {"type": "bearer", "token": "t0k"}});
+        let secrets = split_secrets(&mut config, &["signing_secret", "auth.token"]);
+        let stored = Destination {
+            id: DestinationId::generate(),
+            name: "d".into(),
+            kind: DestinationKind::Http,
+            config,
+            secrets,
+            timeout_ms: 1,
+            connect_timeout_ms: 1,
+            retry: RetryPolicy::default(),
+            rate_limit: None,
+            circuit_breaker: CircuitBreakerPolicy::default(),
+            enabled: true,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut same_scheme = serde_json::to_value(stored.view()).unwrap()["config"].clone();
+        restore_absent_secrets(&mut same_scheme, &stored);
+        assert_eq!(same_scheme, stored.full_config());
+
+        let mut new_scheme = json!({"url": "https://y", "auth": {"type": "basic", "username": "u", "password": "p"}});
+        restore_absent_secrets(&mut new_scheme, &stored);
+        assert_eq!(new_scheme["signing_secret"], "whsec_a");
+        assert!(new_scheme["auth"].get("token").is_none());
+    }
+
+    #[test]
     fn default_policies_are_valid_and_match_the_spec() {
         let retry = RetryPolicy::default();
         assert!(retry.validate().is_ok());
-        assert_eq!((retry.max_attempts, retry.initial_delay_ms, retry.max_delay_ms), (12, 1_000, 3_600_000));
+        assert_eq!(
+            (
+                retry.max_attempts,
+                retry.initial_delay_ms,
+                retry.max_delay_ms
+            ),
+            (12, 1_000, 3_600_000)
+        );
         assert!(CircuitBreakerPolicy::default().validate().is_ok());
     }
 
     #[test]
     fn out_of_range_policies_name_each_field() {
-        let retry = RetryPolicy { max_attempts: 0, jitter: 2.0, ..RetryPolicy::default() };
-        let fields: Vec<_> = retry.validate().unwrap_err().0.into_iter().map(|e| e.field).collect();
+        let retry = RetryPolicy {
+            max_attempts: 0,
+            jitter: 2.0,
+            ..RetryPolicy::default()
+        };
+        let fields: Vec<_> = retry
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["max_attempts", "jitter"]);
     }
 }

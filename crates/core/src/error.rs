@@ -9,7 +9,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -22,13 +25,28 @@ fn summary(errors: &[FieldError]) -> String {
     match errors {
         [] => "the request is invalid".to_owned(),
         [one] => format!("{}: {}", one.field, one.message),
-        [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
+        [first, rest @ ..] => format!(
+            "{}: {} (and {} more)",
+            first.field,
+            first.message,
+            rest.len()
+        ),
     }
 }
 
 impl ValidationError {
     pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self(vec![FieldError::new(field, message)])
+    }
+
+    /// Reports every violation against `field` instead (for a value parsed out of context).
+    pub fn at(self, field: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|e| FieldError::new(field, e.message))
+                .collect(),
+        )
     }
 
     /// Prefixes every field with `prefix.` so nested validators report full paths.
@@ -67,6 +85,10 @@ impl Violations {
     }
 
     pub fn into_result(self) -> Result<(), ValidationError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ValidationError(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError(self.0))
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! implements. This crate does no I/O.
 
 pub mod api_key;
+pub mod delivery;
 pub mod destination;
 pub mod error;
 pub mod event;
@@ -12,7 +13,6 @@ pub mod page;
 pub mod pattern;
 pub mod store;
 pub mod subscription;
-pub mod delivery;
 pub mod time;
 
 pub use error::{FieldError, ValidationError};

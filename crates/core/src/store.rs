@@ -32,7 +32,10 @@ pub enum StoreError {
     VersionMismatch { current: i64 },
     /// A referenced row does not exist (e.g. a subscription's destination).
     #[error("{field}: {message}")]
-    InvalidReference { field: &'static str, message: String },
+    InvalidReference {
+        field: &'static str,
+        message: String,
+    },
     /// The database failed or is unreachable.
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
@@ -48,7 +51,11 @@ pub trait EventStore: Send + Sync {
     async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in ingest order.
-    async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<Event>>;
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>>;
 }
 
@@ -57,7 +64,10 @@ pub trait EventTypeStore: Send + Sync {
     /// Fails with `Conflict` when the name is taken.
     async fn create_event_type(&self, definition: &EventTypeDefinition) -> StoreResult<()>;
     async fn get_event_type(&self, name: &EventType) -> StoreResult<Option<EventTypeDefinition>>;
-    async fn list_event_types(&self, request: ListRequest) -> StoreResult<Listing<EventTypeDefinition>>;
+    async fn list_event_types(
+        &self,
+        request: ListRequest,
+    ) -> StoreResult<Listing<EventTypeDefinition>>;
     /// Writes `definition` (whose `version` is ignored) over the row at `expected_version`.
     async fn update_event_type(
         &self,
@@ -126,7 +136,10 @@ pub enum IdempotencyClaim {
     Claimed,
     /// Another request with this key is running.
     InProgress { request_hash: String },
-    Completed { request_hash: String, response: StoredResponse },
+    Completed {
+        request_hash: String,
+        response: StoredResponse,
+    },
 }
 
 #[async_trait]
@@ -141,14 +154,21 @@ pub trait IdempotencyStore: Send + Sync {
         now: Millis,
         stale_before: Millis,
     ) -> StoreResult<IdempotencyClaim>;
-    async fn complete_idempotency_key(&self, scope: &str, key: &str, response: &StoredResponse) -> StoreResult<()>;
+    async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> StoreResult<()>;
     /// Forgets a claim whose request failed, so the client may try again.
     async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()>;
 }
 
 /// Every repository of one backend.
 #[async_trait]
-pub trait Store: EventStore + EventTypeStore + DestinationStore + SubscriptionStore + ApiKeyStore + IdempotencyStore {
+pub trait Store:
+    EventStore + EventTypeStore + DestinationStore + SubscriptionStore + ApiKeyStore + IdempotencyStore
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Whether the database answers and its schema is current.

@@ -1,0 +1,259 @@
+//! Configuration of `http` destinations.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use switchyard_core::ValidationError;
+use switchyard_core::destination::split_secrets;
+use switchyard_core::error::Violations;
+
+use crate::ValidatedConfig;
+
+/// Paths of the secret values in an `http` configuration.
+pub const SECRET_PATHS: [&str; 4] = [
+    "signing_secret",
+    "auth.token",
+    "auth.password",
+    "auth.client_secret",
+];
+
+const SIGNING_SECRET_PREFIX: &str = "whsec_";
+/// Headers the hub sets itself; a destination may not override them.
+const RESERVED_HEADERS: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-event-type",
+    "authorization",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: Map<String, Value>,
+    #[serde(default)]
+    pub auth: Auth,
+    pub signing_secret: Option<String>,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    #[default]
+    None,
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Oauth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+}
+
+/// A fresh Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+pub fn generate_signing_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{SIGNING_SECRET_PREFIX}{}", STANDARD.encode(bytes))
+}
+
+pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
+    if !raw.is_object() {
+        return Err(ValidationError::single("config", "must be an object"));
+    }
+    let mut config: HttpConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "config".to_owned()
+        } else {
+            format!("config.{path}")
+        };
+        ValidationError::single(field, e.into_inner().to_string())
+    })?;
+    let mut v = Violations::default();
+    check_url(&mut v, "config.url", &config.url);
+    config.method = config.method.to_ascii_uppercase();
+    if !matches!(config.method.as_str(), "POST" | "PUT" | "PATCH") {
+        v.push("config.method", "must be POST, PUT or PATCH");
+    }
+    for (name, value) in &config.headers {
+        let field = format!("config.headers.{name}");
+        if !is_header_name(name) {
+            v.push(field, "is not a valid header name");
+        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            v.push(field, "is set by Switchyard and cannot be configured");
+        } else if !value.as_str().is_some_and(is_header_value) {
+            v.push(field, "must be a string of visible characters");
+        }
+    }
+    match &config.auth {
+        Auth::None => {}
+        Auth::Bearer { token } => require_text(&mut v, "config.auth.token", token),
+        Auth::Basic { username, password } => {
+            require_text(&mut v, "config.auth.username", username);
+            require_text(&mut v, "config.auth.password", password);
+        }
+        Auth::Oauth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            ..
+        } => {
+            check_url(&mut v, "config.auth.token_url", token_url);
+            require_text(&mut v, "config.auth.client_id", client_id);
+            require_text(&mut v, "config.auth.client_secret", client_secret);
+        }
+    }
+    match &config.signing_secret {
+        Some(secret) => check_signing_secret(&mut v, secret),
+        None => config.signing_secret = Some(generate_signing_secret()),
+    }
+    v.into_result()?;
+    let mut value = serde_json::to_value(&config)
+        .map_err(|e| ValidationError::single("config", e.to_string()))?;
+    let secrets = split_secrets(&mut value, &SECRET_PATHS);
+    Ok(ValidatedConfig {
+        config: value,
+        secrets,
+    })
+}
+
+fn check_url(v: &mut Violations, field: &str, raw: &str) {
+    match url::Url::parse(raw) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            v.push(field, "must be an http or https URL")
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => v.push(field, "must name a host"),
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            v.push(field, "must not carry credentials; use config.auth")
+        }
+        Ok(_) => {}
+        Err(e) => v.push(field, format!("is not a valid URL: {e}")),
+    }
+}
+
+fn require_text(v: &mut Violations, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        v.push(field, "must not be empty");
+    }
+}
+
+fn check_signing_secret(v: &mut Violations, secret: &str) {
+    let decoded = secret
+        .strip_prefix(SIGNING_SECRET_PREFIX)
+        .map(|b64| STANDARD.decode(b64));
+    match decoded {
+        Some(Ok(bytes)) if (24..=64).contains(&bytes.len()) => {}
+        _ => v.push(
+            "config.signing_secret",
+            "must be whsec_ followed by 24 to 64 bytes in base64",
+        ),
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(result: Result<ValidatedConfig, ValidationError>) -> Vec<String> {
+        result.unwrap_err().0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_minimal_config_gets_defaults_and_a_generated_secret() {
+        let validated = validate(json!({"url": "https://example.com/hook"})).unwrap();
+        assert_eq!(validated.config["method"], "POST");
+        assert_eq!(validated.config["auth"], json!({"type": "none"}));
+        assert!(validated.config.get("signing_secret").is_none());
+        let secret = validated.secrets["signing_secret"].as_str().unwrap();
+        assert!(secret.starts_with("whsec_"));
+    }
+
+    #[test]
+    fn auth_secrets_are_split_out() {
+        let validated = validate(json!({
+            "url": "https://example.com",
+            "auth": {"type": "basic", "username": "u", "password": "p4ss"}
+        }))
+        .unwrap();
+        assert_eq!(validated.secrets["auth.password"], "p4ss");
+        assert!(!validated.config.to_string().contains("p4ss"));
+        assert_eq!(validated.config["auth"]["username"], "u");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let result = validate(json!({
+            "url": "ftp://example.com",
+            "method": "GET",
+            "headers": {"webhook-id": "x", "bad header": "y"},
+            "signing_secret": "nope"
+        }));
+        assert_eq!(
+            fields(result),
+            [
+                "config.url",
+                "config.method",
+                "config.headers.bad header",
+                "config.headers.webhook-id",
+                "config.signing_secret"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_refused() {
+        assert_eq!(
+            fields(validate(json!({"url": "https://x", "colour": 1}))),
+            ["config.colour"]
+        );
+        assert_eq!(fields(validate(json!({"method": "POST"}))), ["config"]);
+        assert_eq!(
+            fields(validate(
+                json!({"url": "https://x", "auth": {"type": "bearer"}})
+            )),
+            ["config.auth"]
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused() {
+        assert_eq!(
+            fields(validate(json!({"url": "https://u:p@example.com"}))),
+            ["config.url"]
+        );
+    }
+}

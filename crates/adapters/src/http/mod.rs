@@ -1,0 +1,3 @@
+//! The `http` destination: webhooks and HTTP APIs.
+
+pub mod config;

@@ -1,0 +1,160 @@
+//! `Idempotency-Key` on every POST: the first answer is kept 24 h and replayed for a retry with
+//! the same key and body; the same key with another body is a conflict.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use switchyard_core::ValidationError;
+use switchyard_core::store::{IdempotencyClaim, StoredResponse};
+use switchyard_core::time::now_millis;
+
+use crate::ApiState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const RETENTION_MS: i64 = 24 * 3_600_000;
+const MAX_KEY_LEN: usize = 255;
+
+pub async fn enforce(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
+        return next.run(request).await;
+    }
+    match run_once(&state, request, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Response, Response> {
+    let key = idempotency_key(&request).map_err(IntoResponse::into_response)?;
+    let scope = request
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.key_id.to_string())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("authentication is required".into()).into_response()
+        })?;
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, state.settings().max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(
+                "the request body is larger than the limit (limits.max_body_bytes)".into(),
+            )
+            .into_response()
+        })?;
+    let request_hash = fingerprint(
+        &parts.method,
+        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        &bytes,
+    );
+    let now = now_millis();
+    let claim = state
+        .store()
+        .claim_idempotency_key(&scope, &key, &request_hash, now, now - RETENTION_MS)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match claim {
+        IdempotencyClaim::Claimed => {}
+        IdempotencyClaim::InProgress { .. } => {
+            return Err(ApiError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry later".into(),
+            )
+            .into_response());
+        }
+        IdempotencyClaim::Completed {
+            request_hash: stored_hash,
+            response,
+        } => {
+            if stored_hash != request_hash {
+                return Err(ApiError::Conflict(
+                    "this Idempotency-Key was used with a different request; use a new key".into(),
+                )
+                .into_response());
+            }
+            return Ok(replay(response));
+        }
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // A failure the client should retry must not be frozen under its key.
+        if let Err(error) = state.store().release_idempotency_key(&scope, &key).await {
+            tracing::warn!(%error, "an idempotency key could not be released");
+        }
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let stored = StoredResponse {
+        status: status.as_u16(),
+        location: parts
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.to_vec(),
+    };
+    if let Err(error) = state
+        .store()
+        .complete_idempotency_key(&scope, &key, &stored)
+        .await
+    {
+        tracing::warn!(%error, "an idempotent response could not be stored");
+        let _ = state.store().release_idempotency_key(&scope, &key).await;
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+fn idempotency_key(request: &Request) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::Validation(ValidationError::single(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        ))
+    };
+    let key = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(invalid)?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(key.to_owned())
+}
+
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update(b" ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}

@@ -1,0 +1,55 @@
+//! `/health/live` and `/health/ready`: unauthenticated probes for orchestrators.
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ApiState;
+use crate::envelope::{Failure, Reply, Success};
+use crate::error::{ApiError, ApiResult};
+
+pub fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// The database backend, on readiness answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sqlite")]
+    database: Option<&'static str>,
+}
+
+/// Whether the process is up.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "Alive", body = Success<Health>)))]
+async fn live() -> Reply {
+    Reply::ok(Health {
+        status: "ok",
+        database: None,
+    })
+}
+
+/// Whether the node can serve: the database answers and its schema is current.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Success<Health>),
+        (status = 503, description = "Not ready; the message says why", body = Failure),
+    ))]
+async fn ready(State(state): State<ApiState>) -> ApiResult<Reply> {
+    state
+        .store()
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the database is not ready: {e}")))?;
+    Ok(Reply::ok(Health {
+        status: "ok",
+        database: Some(state.store().backend()),
+    }))
+}

@@ -1,0 +1,22 @@
+//! The resources of the API, one module each: routes sit beside their OpenAPI annotations.
+
+pub mod api_keys;
+pub mod destinations;
+pub mod event_types;
+pub mod events;
+pub mod health;
+pub mod subscriptions;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Paging of collections that are numbered only.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number (1-based).
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    pub per_page: Option<u32>,
+}

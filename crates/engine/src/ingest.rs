@@ -1,0 +1,186 @@
+//! Ingest: validate events against the contract and the type registry, then store each with
+//! its deliveries in one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchyard_core::ValidationError;
+use switchyard_core::error::FieldError;
+use switchyard_core::event::{EventInput, EventType, IngestContext, IngestOutcome, NewEvent};
+use switchyard_core::event_type::EventTypeDefinition;
+use switchyard_core::store::{Store, StoreError};
+
+use crate::schema::{self, SchemaCache};
+
+/// Events accepted by one batch request.
+pub const MAX_BATCH: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result for one item of a batch.
+#[derive(Debug)]
+pub enum BatchItem {
+    Stored(IngestOutcome),
+    Rejected {
+        event_id: Option<String>,
+        error: ValidationError,
+    },
+}
+
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    schemas: SchemaCache,
+    require_registered_types: bool,
+}
+
+impl Ingestor {
+    pub fn new(store: Arc<dyn Store>, require_registered_types: bool) -> Self {
+        Self {
+            store,
+            schemas: SchemaCache::default(),
+            require_registered_types,
+        }
+    }
+
+    pub async fn ingest_one(
+        &self,
+        input: EventInput,
+        ctx: &IngestContext,
+    ) -> Result<IngestOutcome, IngestError> {
+        let event = input.into_new_event(ctx)?;
+        let mut registry = Registry::default();
+        self.check_against_registry(&event, &mut registry).await?;
+        let mut outcomes = self.store.ingest(vec![event], ctx.received_at).await?;
+        outcomes.pop().ok_or_else(|| {
+            StoreError::Backend("the store answered no outcome for one event".into()).into()
+        })
+    }
+
+    /// Validates every item on its own and stores the valid ones together in one transaction;
+    /// results come back in request order.
+    pub async fn ingest_batch(
+        &self,
+        items: Vec<Value>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<BatchItem>, StoreError> {
+        let mut registry = Registry::default();
+        let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
+        let mut valid: Vec<(usize, NewEvent)> = Vec::new();
+        for item in items {
+            let claimed_id = item
+                .get("event_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let checked = match parse_item(item).and_then(|input| input.into_new_event(ctx)) {
+                Ok(event) => match self.check_against_registry(&event, &mut registry).await {
+                    Ok(()) => Ok(event),
+                    Err(IngestError::Invalid(error)) => Err(error),
+                    Err(IngestError::Store(error)) => return Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            match checked {
+                Ok(event) => {
+                    valid.push((results.len(), event));
+                    results.push(None);
+                }
+                Err(error) => results.push(Some(BatchItem::Rejected {
+                    event_id: claimed_id,
+                    error,
+                })),
+            }
+        }
+        let (positions, events): (Vec<usize>, Vec<NewEvent>) = valid.into_iter().unzip();
+        let outcomes = if events.is_empty() {
+            Vec::new()
+        } else {
+            self.store.ingest(events, ctx.received_at).await?
+        };
+        if outcomes.len() != positions.len() {
+            return Err(StoreError::Backend(
+                "the store answered a different number of outcomes".into(),
+            ));
+        }
+        for (position, outcome) in positions.into_iter().zip(outcomes) {
+            results[position] = Some(BatchItem::Stored(outcome));
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn check_against_registry(
+        &self,
+        event: &NewEvent,
+        registry: &mut Registry,
+    ) -> Result<(), IngestError> {
+        let definition = registry
+            .lookup(self.store.as_ref(), &event.event_type)
+            .await?;
+        let Some(definition) = definition else {
+            if self.require_registered_types {
+                return Err(ValidationError::single(
+                    "event_type",
+                    format!("{} is not a registered event type", event.event_type),
+                )
+                .into());
+            }
+            return Ok(());
+        };
+        let Some(schema) = &definition.schema else {
+            return Ok(());
+        };
+        let validator = self
+            .schemas
+            .get_or_compile(&definition.name, definition.version, schema)
+            .map_err(|_| {
+                StoreError::Backend(
+                    format!("the stored schema of {} does not compile", definition.name).into(),
+                )
+            })?;
+        let violations = schema::violations(&validator, &event.payload, "/payload");
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError(violations).into())
+        }
+    }
+}
+
+fn parse_item(item: Value) -> Result<EventInput, ValidationError> {
+    if !item.is_object() {
+        return Err(ValidationError::single(
+            "",
+            "each event must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize(item).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ValidationError(vec![FieldError::new(field, e.into_inner().to_string())])
+    })
+}
+
+/// Event type definitions looked up once per request, however many events share a type.
+#[derive(Default)]
+struct Registry(HashMap<EventType, Option<Arc<EventTypeDefinition>>>);
+
+impl Registry {
+    async fn lookup(
+        &mut self,
+        store: &dyn Store,
+        event_type: &EventType,
+    ) -> Result<Option<Arc<EventTypeDefinition>>, StoreError> {
+        if let Some(found) = self.0.get(event_type) {
+            return Ok(found.clone());
+        }
+        let found = store.get_event_type(event_type).await?.map(Arc::new);
+        self.0.insert(event_type.clone(), found.clone());
+        Ok(found)
+    }
+}
