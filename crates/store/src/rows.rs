@@ -1,0 +1,313 @@
+//! Rows as the database holds them, and their conversion to and from the domain types. Kept
+//! free of any one driver so both backends decode the same way; a value that does not decode
+//! is an error, never a panic.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use switchyard_core::api_key::{ApiKey, Role};
+use switchyard_core::delivery::{Delivery, DeliveryStatus};
+use switchyard_core::destination::{Destination, DestinationKind};
+use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
+use switchyard_core::event_type::EventTypeDefinition;
+use switchyard_core::id::{ApiKeyId, DeliveryId, DestinationId, SubscriptionId};
+use switchyard_core::pattern::EventTypePattern;
+use switchyard_core::store::{IdempotencyClaim, StoreError, StoreResult, StoredResponse};
+use switchyard_core::subscription::Subscription;
+
+use crate::error::{out_of_range, unreadable};
+
+pub fn to_json<T: Serialize + ?Sized>(column: &'static str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| unreadable(column, e))
+}
+
+fn from_json<T: DeserializeOwned>(column: &'static str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| unreadable(column, e))
+}
+
+/// The serde name of a unit enum variant (`Ordering::Key` → `key`).
+pub fn enum_name<T: Serialize>(column: &'static str, value: &T) -> StoreResult<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => Ok(name),
+        Ok(other) => Err(unreadable(column, format!("{other} is not a unit variant"))),
+        Err(e) => Err(unreadable(column, e)),
+    }
+}
+
+fn enum_from_name<T: DeserializeOwned>(column: &'static str, name: String) -> StoreResult<T> {
+    serde_json::from_value(Value::String(name)).map_err(|e| unreadable(column, e))
+}
+
+pub fn u64_to_i64(field: &'static str, value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| out_of_range(field))
+}
+
+fn i64_to<T: TryFrom<i64>>(column: &'static str, value: i64) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| unreadable(column, format!("{value} is out of range")))
+}
+
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    seq: i64,
+    event_id: String,
+    event_type: String,
+    timestamp: i64,
+    payload: String,
+    correlation_id: String,
+    causation_id: Option<String>,
+    ordering_key: Option<String>,
+    source: String,
+    received_at: i64,
+    content_hash: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> StoreResult<Self> {
+        Ok(Event {
+            event_id: EventId::from_trusted(row.event_id),
+            event_type: EventType::from_trusted(row.event_type),
+            timestamp: row.timestamp,
+            payload: from_json("events.payload", &row.payload)?,
+            metadata: EventMetadata {
+                correlation_id: row.correlation_id,
+                causation_id: row.causation_id,
+            },
+            ordering_key: row.ordering_key,
+            source: EventSource::from_trusted(row.source),
+            received_at: row.received_at,
+            content_hash: row.content_hash,
+            seq: row.seq,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DeliveryRow {
+    id: String,
+    event_id: String,
+    subscription_id: String,
+    destination_id: String,
+    status: String,
+    attempt_count: i64,
+    next_attempt_at: Option<i64>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = StoreError;
+
+    fn try_from(row: DeliveryRow) -> StoreResult<Self> {
+        let status = DeliveryStatus::parse(&row.status).ok_or_else(|| {
+            unreadable(
+                "deliveries.status",
+                format!("unknown status {:?}", row.status),
+            )
+        })?;
+        Ok(Delivery {
+            id: DeliveryId::from_trusted(row.id),
+            event_id: EventId::from_trusted(row.event_id),
+            subscription_id: SubscriptionId::from_trusted(row.subscription_id),
+            destination_id: DestinationId::from_trusted(row.destination_id),
+            status,
+            attempt_count: i64_to("deliveries.attempt_count", row.attempt_count)?,
+            next_attempt_at: row.next_attempt_at,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct EventTypeRow {
+    name: String,
+    description: Option<String>,
+    schema: Option<String>,
+    deprecated: bool,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<EventTypeRow> for EventTypeDefinition {
+    type Error = StoreError;
+
+    fn try_from(row: EventTypeRow) -> StoreResult<Self> {
+        Ok(EventTypeDefinition {
+            name: EventType::from_trusted(row.name),
+            description: row.description,
+            schema: row
+                .schema
+                .as_deref()
+                .map(|s| from_json("event_types.schema", s))
+                .transpose()?,
+            deprecated: row.deprecated,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DestinationRow {
+    id: String,
+    name: String,
+    kind: String,
+    config: String,
+    secrets: String,
+    timeout_ms: i64,
+    connect_timeout_ms: i64,
+    retry: String,
+    rate_limit: Option<String>,
+    circuit_breaker: String,
+    enabled: bool,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<DestinationRow> for Destination {
+    type Error = StoreError;
+
+    fn try_from(row: DestinationRow) -> StoreResult<Self> {
+        let kind = DestinationKind::parse(&row.kind).ok_or_else(|| {
+            unreadable("destinations.kind", format!("unknown kind {:?}", row.kind))
+        })?;
+        Ok(Destination {
+            id: DestinationId::from_trusted(row.id),
+            name: row.name,
+            kind,
+            config: from_json("destinations.config", &row.config)?,
+            secrets: from_json::<Map<String, Value>>("destinations.secrets", &row.secrets)?,
+            timeout_ms: i64_to("destinations.timeout_ms", row.timeout_ms)?,
+            connect_timeout_ms: i64_to("destinations.connect_timeout_ms", row.connect_timeout_ms)?,
+            retry: from_json("destinations.retry", &row.retry)?,
+            rate_limit: row
+                .rate_limit
+                .as_deref()
+                .map(|s| from_json("destinations.rate_limit", s))
+                .transpose()?,
+            circuit_breaker: from_json("destinations.circuit_breaker", &row.circuit_breaker)?,
+            enabled: row.enabled,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SubscriptionRow {
+    id: String,
+    name: String,
+    destination_id: String,
+    event_types: String,
+    filter: Option<String>,
+    transform: Option<String>,
+    ordering: String,
+    ordering_on_dead: String,
+    enabled: bool,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<SubscriptionRow> for Subscription {
+    type Error = StoreError;
+
+    fn try_from(row: SubscriptionRow) -> StoreResult<Self> {
+        Ok(Subscription {
+            id: SubscriptionId::from_trusted(row.id),
+            name: row.name,
+            destination_id: DestinationId::from_trusted(row.destination_id),
+            event_types: from_json::<Vec<EventTypePattern>>(
+                "subscriptions.event_types",
+                &row.event_types,
+            )?,
+            filter: row.filter,
+            transform: row.transform,
+            ordering: enum_from_name("subscriptions.ordering", row.ordering)?,
+            ordering_on_dead: enum_from_name(
+                "subscriptions.ordering_on_dead",
+                row.ordering_on_dead,
+            )?,
+            enabled: row.enabled,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ApiKeyRow {
+    id: String,
+    name: String,
+    role: String,
+    prefix: String,
+    token_hash: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> StoreResult<Self> {
+        let role = Role::parse(&row.role)
+            .ok_or_else(|| unreadable("api_keys.role", format!("unknown role {:?}", row.role)))?;
+        Ok(ApiKey {
+            id: ApiKeyId::from_trusted(row.id),
+            name: row.name,
+            role,
+            prefix: row.prefix,
+            token_hash: row.token_hash,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct IdempotencyRow {
+    request_hash: String,
+    status: Option<i64>,
+    location: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+impl IdempotencyRow {
+    /// A record without a status belongs to a request that is still running (or crashed and
+    /// has not yet gone stale).
+    pub fn into_claim(self) -> StoreResult<IdempotencyClaim> {
+        let request_hash = self.request_hash;
+        let Some(status) = self.status else {
+            return Ok(IdempotencyClaim::InProgress { request_hash });
+        };
+        Ok(IdempotencyClaim::Completed {
+            request_hash,
+            response: StoredResponse {
+                status: i64_to("idempotency_keys.status", status)?,
+                location: self.location,
+                body: self.body.unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// Decodes every row, failing on the first that does not decode.
+pub fn decode_all<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

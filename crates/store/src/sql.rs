@@ -1,0 +1,409 @@
+//! Every query the store runs, as text both backends accept: `$n` placeholders numbered in
+//! order of first appearance, instants as integer milliseconds, JSON as text, and `WHERE flag`
+//! rather than `flag = 1` so a PostgreSQL `BOOLEAN` column reads the same. Backends differ
+//! only in how they open connections and transactions.
+
+use switchyard_core::event::EventFilter;
+
+macro_rules! event_columns {
+    () => {
+        "seq, event_id, event_type, timestamp, payload, correlation_id, causation_id, ordering_key, \
+         source, received_at, content_hash"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, subscription_id, destination_id, status, attempt_count, next_attempt_at, \
+         lease_owner, lease_expires_at, last_error, created_at, updated_at"
+    };
+}
+
+macro_rules! event_type_columns {
+    () => {
+        "name, description, schema, deprecated, version, created_at, updated_at"
+    };
+}
+
+macro_rules! destination_columns {
+    () => {
+        "id, name, kind, config, secrets, timeout_ms, connect_timeout_ms, retry, rate_limit, \
+         circuit_breaker, enabled, version, created_at, updated_at"
+    };
+}
+
+macro_rules! subscription_columns {
+    () => {
+        "id, name, destination_id, event_types, filter, transform, ordering, ordering_on_dead, \
+         enabled, version, created_at, updated_at"
+    };
+}
+
+macro_rules! api_key_columns {
+    () => {
+        "id, name, role, prefix, token_hash, created_at, revoked_at"
+    };
+}
+
+// ---- events and deliveries ----------------------------------------------------------------
+
+/// Answers the new `seq`, or no row when the id is taken (the caller then reads the stored
+/// event to tell a duplicate from a conflict).
+pub const INSERT_EVENT: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
+     correlation_id, causation_id, ordering_key, source, received_at, content_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (event_id) DO NOTHING RETURNING seq";
+
+pub const SELECT_EVENT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE event_id = $1"
+);
+
+/// Deliveries start due at once (`next_attempt_at` = creation time) with no attempts.
+pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
+     destination_id, status, attempt_count, next_attempt_at, ordering_key, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $6, $6)";
+
+pub const DELIVERIES_OF_EVENT: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE event_id = $1 ORDER BY seq"
+);
+
+/// A bound value of a query assembled at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A query assembled from fixed fragments; only the set of conditions varies, never the text
+/// of a value, so it is as safe as a constant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assembled {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Assembled {
+    fn new(head: &str) -> Self {
+        Self {
+            sql: head.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Appends `fragment` with its `{}` replaced by the next placeholder.
+    fn push(&mut self, fragment: &str, value: Bind) {
+        self.binds.push(value);
+        let placeholder = format!("${}", self.binds.len());
+        self.sql.push_str(&fragment.replace("{}", &placeholder));
+    }
+}
+
+/// Builds the conditions of an event listing. Only the conditions present are written, so
+/// each combination can use its index (`(event_type, seq)`, `(correlation_id, seq)`,
+/// `(received_at, seq)`) and a cursor seeks rather than scans.
+fn filter_events(mut query: Assembled, filter: &EventFilter, after: Option<i64>) -> Assembled {
+    let mut joiner = " WHERE ";
+    let mut condition = |query: &mut Assembled, fragment: &str, value: Bind| {
+        query.sql.push_str(joiner);
+        query.push(fragment, value);
+        joiner = " AND ";
+    };
+    if let Some(event_type) = &filter.event_type {
+        condition(
+            &mut query,
+            "event_type = {}",
+            Bind::Text(event_type.as_str().to_owned()),
+        );
+    }
+    if let Some(correlation_id) = &filter.correlation_id {
+        condition(
+            &mut query,
+            "correlation_id = {}",
+            Bind::Text(correlation_id.clone()),
+        );
+    }
+    if let Some(since) = filter.since {
+        condition(&mut query, "received_at >= {}", Bind::Int(since));
+    }
+    if let Some(until) = filter.until {
+        condition(&mut query, "received_at < {}", Bind::Int(until));
+    }
+    if let Some(after) = after {
+        condition(&mut query, "seq > {}", Bind::Int(after));
+    }
+    query
+}
+
+/// Events matching `filter` (and after `after`), in ingest order.
+pub fn list_events(filter: &EventFilter, after: Option<i64>, limit: i64, offset: i64) -> Assembled {
+    let mut query = filter_events(
+        Assembled::new(concat!("SELECT ", event_columns!(), " FROM events")),
+        filter,
+        after,
+    );
+    query.sql.push_str(" ORDER BY seq");
+    query.push(" LIMIT {}", Bind::Int(limit));
+    if offset > 0 {
+        query.push(" OFFSET {}", Bind::Int(offset));
+    }
+    query
+}
+
+pub fn count_events(filter: &EventFilter) -> Assembled {
+    filter_events(Assembled::new("SELECT COUNT(*) FROM events"), filter, None)
+}
+
+// ---- subscriptions ------------------------------------------------------------------------
+
+/// What ingest routes by, read once per call.
+pub const ENABLED_SUBSCRIPTIONS: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM subscriptions WHERE enabled ORDER BY created_at, id"
+);
+
+pub const INSERT_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions (",
+    subscription_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+);
+
+pub const SELECT_SUBSCRIPTION: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM subscriptions WHERE id = $1"
+);
+
+pub const LIST_SUBSCRIPTIONS: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM subscriptions ORDER BY created_at, id LIMIT $1 OFFSET $2"
+);
+
+pub const COUNT_SUBSCRIPTIONS: &str = "SELECT COUNT(*) FROM subscriptions";
+
+pub const LIST_SUBSCRIPTIONS_OF_DESTINATION: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM subscriptions WHERE destination_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+);
+
+pub const COUNT_SUBSCRIPTIONS_OF_DESTINATION: &str =
+    "SELECT COUNT(*) FROM subscriptions WHERE destination_id = $1";
+
+pub const UPDATE_SUBSCRIPTION: &str = concat!(
+    "UPDATE subscriptions SET name = $1, destination_id = $2, event_types = $3, filter = $4, \
+     transform = $5, ordering = $6, ordering_on_dead = $7, enabled = $8, version = version + 1, \
+     updated_at = $9 WHERE id = $10 AND version = $11 RETURNING ",
+    subscription_columns!()
+);
+
+pub const SUBSCRIPTION_VERSION: &str = "SELECT version FROM subscriptions WHERE id = $1";
+
+pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1";
+
+// ---- destinations -------------------------------------------------------------------------
+
+pub const INSERT_DESTINATION: &str = concat!(
+    "INSERT INTO destinations (",
+    destination_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+);
+
+pub const SELECT_DESTINATION: &str = concat!(
+    "SELECT ",
+    destination_columns!(),
+    " FROM destinations WHERE id = $1"
+);
+
+pub const DESTINATION_EXISTS: &str = "SELECT COUNT(*) FROM destinations WHERE id = $1";
+
+pub const LIST_DESTINATIONS: &str = concat!(
+    "SELECT ",
+    destination_columns!(),
+    " FROM destinations ORDER BY created_at, id LIMIT $1 OFFSET $2"
+);
+
+pub const COUNT_DESTINATIONS: &str = "SELECT COUNT(*) FROM destinations";
+
+pub const UPDATE_DESTINATION: &str = concat!(
+    "UPDATE destinations SET name = $1, kind = $2, config = $3, secrets = $4, timeout_ms = $5, \
+     connect_timeout_ms = $6, retry = $7, rate_limit = $8, circuit_breaker = $9, enabled = $10, \
+     version = version + 1, updated_at = $11 WHERE id = $12 AND version = $13 RETURNING ",
+    destination_columns!()
+);
+
+pub const DESTINATION_VERSION: &str = "SELECT version FROM destinations WHERE id = $1";
+
+pub const DELETE_DESTINATION: &str = "DELETE FROM destinations WHERE id = $1";
+
+// ---- event types --------------------------------------------------------------------------
+
+pub const INSERT_EVENT_TYPE: &str = concat!(
+    "INSERT INTO event_types (",
+    event_type_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+
+pub const SELECT_EVENT_TYPE: &str = concat!(
+    "SELECT ",
+    event_type_columns!(),
+    " FROM event_types WHERE name = $1"
+);
+
+pub const LIST_EVENT_TYPES: &str = concat!(
+    "SELECT ",
+    event_type_columns!(),
+    " FROM event_types ORDER BY name LIMIT $1 OFFSET $2"
+);
+
+pub const COUNT_EVENT_TYPES: &str = "SELECT COUNT(*) FROM event_types";
+
+pub const UPDATE_EVENT_TYPE: &str = concat!(
+    "UPDATE event_types SET description = $1, schema = $2, deprecated = $3, version = version + 1, \
+     updated_at = $4 WHERE name = $5 AND version = $6 RETURNING ",
+    event_type_columns!()
+);
+
+pub const EVENT_TYPE_VERSION: &str = "SELECT version FROM event_types WHERE name = $1";
+
+pub const DELETE_EVENT_TYPE: &str = "DELETE FROM event_types WHERE name = $1";
+
+// ---- API keys -----------------------------------------------------------------------------
+
+pub const INSERT_API_KEY: &str = concat!(
+    "INSERT INTO api_keys (",
+    api_key_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+
+pub const FIND_ACTIVE_API_KEY: &str = concat!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL"
+);
+
+pub const LIST_ACTIVE_API_KEYS: &str = concat!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id LIMIT $1 OFFSET $2"
+);
+
+pub const COUNT_ACTIVE_API_KEYS: &str = "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL";
+
+pub const REVOKE_API_KEY: &str =
+    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+
+// ---- idempotency keys ---------------------------------------------------------------------
+
+/// Forgets a record older than the cutoff, whether an abandoned claim or an expired response.
+pub const DELETE_STALE_IDEMPOTENCY_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3";
+
+pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING";
+
+pub const SELECT_IDEMPOTENCY_KEY: &str = "SELECT request_hash, status, location, body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+pub const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET status = $1, location = $2, body = $3 WHERE scope = $4 AND key = $5";
+
+pub const RELEASE_IDEMPOTENCY_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+// ---- schema -------------------------------------------------------------------------------
+
+/// The migrations sqlx recorded as applied, to compare with the embedded ones.
+pub const APPLIED_MIGRATIONS: &str = "SELECT version, checksum FROM _sqlx_migrations WHERE success";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::event::EventType;
+
+    /// Placeholders must be numbered in order of first appearance with no gaps, or the same
+    /// text would bind differently on the two backends.
+    fn placeholders_in_order(sql: &str) -> bool {
+        let mut highest = 0;
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            let digits: String = rest[at + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let n: usize = digits.parse().unwrap_or(0);
+            if n > highest + 1 || n == 0 {
+                return false;
+            }
+            highest = highest.max(n);
+            rest = &rest[at + 1 + digits.len()..];
+        }
+        true
+    }
+
+    #[test]
+    fn constant_queries_number_placeholders_in_order() {
+        for sql in [
+            INSERT_EVENT,
+            SELECT_EVENT,
+            INSERT_DELIVERY,
+            INSERT_SUBSCRIPTION,
+            UPDATE_SUBSCRIPTION,
+            LIST_SUBSCRIPTIONS_OF_DESTINATION,
+            INSERT_DESTINATION,
+            UPDATE_DESTINATION,
+            INSERT_EVENT_TYPE,
+            UPDATE_EVENT_TYPE,
+            INSERT_API_KEY,
+            REVOKE_API_KEY,
+            DELETE_STALE_IDEMPOTENCY_KEY,
+            CLAIM_IDEMPOTENCY_KEY,
+            COMPLETE_IDEMPOTENCY_KEY,
+        ] {
+            assert!(placeholders_in_order(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn event_listings_write_only_the_conditions_given() {
+        let plain = list_events(&EventFilter::default(), None, 21, 0);
+        assert_eq!(plain.binds, [Bind::Int(21)]);
+        assert!(!plain.sql.contains("WHERE"));
+
+        let filter = EventFilter {
+            event_type: Some(EventType::from_trusted("a.b")),
+            since: Some(5),
+            ..EventFilter::default()
+        };
+        let query = list_events(&filter, Some(9), 11, 40);
+        assert!(
+            query
+                .sql
+                .contains("WHERE event_type = $1 AND received_at >= $2 AND seq > $3"),
+            "{}",
+            query.sql
+        );
+        assert!(
+            query.sql.ends_with("ORDER BY seq LIMIT $4 OFFSET $5"),
+            "{}",
+            query.sql
+        );
+        assert_eq!(
+            query.binds,
+            [
+                Bind::Text("a.b".into()),
+                Bind::Int(5),
+                Bind::Int(9),
+                Bind::Int(11),
+                Bind::Int(40)
+            ]
+        );
+        assert_eq!(
+            count_events(&filter).sql,
+            "SELECT COUNT(*) FROM events WHERE event_type = $1 AND received_at >= $2"
+        );
+    }
+}

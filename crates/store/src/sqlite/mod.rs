@@ -1,0 +1,200 @@
+//! The SQLite backend: one file in WAL mode, written through a single connection and read
+//! through a pool.
+//!
+//! SQLite allows one writer at a time. Funnelling every write through a pool of one
+//! connection queues writers in the process instead of letting them collide on the file lock
+//! (`SQLITE_BUSY`), and `BEGIN IMMEDIATE` takes the write lock up front so a transaction that
+//! reads before it writes cannot be invalidated by another process's commit in between.
+//! Readers never block the writer in WAL mode, so they get a pool of their own.
+
+mod api_keys;
+mod destinations;
+mod event_types;
+mod events;
+mod idempotency;
+mod subscriptions;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use switchyard_core::page::ListRequest;
+use switchyard_core::store::{Store, StoreError, StoreResult};
+
+use crate::error::{BackendError, map_err};
+use crate::sql::{self, Bind};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite implementation of every store trait. Cheap to clone: clones share the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url` (`sqlite://PATH`, `sqlite:PATH` or
+    /// `sqlite::memory:`), with a read pool of `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(map_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            // An in-memory database lives only as long as a connection to it and cannot be
+            // shared between pools without locking errors: one long-lived connection does all.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+                .map_err(map_err)?;
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+            });
+        }
+
+        // The writer connects first so the file exists and is in WAL mode before any reader.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_err)?;
+        // `query_only` makes a write that strays onto the read pool fail loudly instead of
+        // racing the writer for the lock.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(map_err)?;
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))
+    }
+
+    /// Starts a write transaction holding the database's write lock from its first statement.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)
+    }
+
+    /// Starts a read transaction, so a page and its total come from one snapshot.
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.reader.begin().await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
+        let applied: HashMap<i64, Vec<u8>> =
+            sqlx::query_as::<_, (i64, Vec<u8>)>(sql::APPLIED_MIGRATIONS)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|e| {
+                    BackendError::SchemaNotCurrent(format!(
+                        "cannot read the migration history: {e}"
+                    ))
+                })?
+                .into_iter()
+                .collect();
+        for migration in MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            match applied.get(&migration.version) {
+                None => {
+                    return Err(BackendError::SchemaNotCurrent(format!(
+                        "migration {} ({}) is not applied",
+                        migration.version, migration.description
+                    ))
+                    .into());
+                }
+                Some(checksum) if checksum.as_slice() != &*migration.checksum => {
+                    return Err(BackendError::SchemaNotCurrent(format!(
+                        "migration {} ({}) differs from the one applied",
+                        migration.version, migration.description
+                    ))
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
+/// is served as its first page. A page holds at least one item so paging always advances.
+fn page_bounds(request: ListRequest) -> (i64, i64) {
+    let per_page = i64::from(request.per_page().max(1));
+    let offset = match request {
+        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
+        ListRequest::After { .. } => 0,
+    };
+    (per_page, offset)
+}
+
+fn bind_as<'q, O>(
+    mut query: QueryAs<'q, Sqlite, O, SqliteArguments>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+fn bind_scalar<'q, O>(
+    mut query: QueryScalar<'q, Sqlite, O, SqliteArguments>,
+    binds: Vec<Bind>,
+) -> QueryScalar<'q, Sqlite, O, SqliteArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// A count from the database as the `u64` the listings report.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

@@ -1,0 +1,53 @@
+//! The store suite. Every test in it is a generic async function over a fresh `TestDb`, run
+//! once per backend by `suite!`; backend-specific checks live in `sqlite`.
+
+mod api_keys;
+mod events;
+mod idempotency;
+mod resources;
+mod sqlite;
+mod support;
+
+/// Instantiates each listed suite function as a `#[tokio::test]` against one backend.
+macro_rules! instantiate {
+    ($connect:path; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                crate::$module::$test($connect().await).await;
+            }
+        )*
+    };
+}
+
+/// The suite, written once; a backend joins it with one `suite!` line below.
+macro_rules! suite {
+    ($backend:ident, $connect:path) => {
+        mod $backend {
+            instantiate!($connect;
+                events::ingest_stores_the_event_and_routes_deliveries,
+                events::disabled_and_unmatched_subscriptions_get_no_delivery,
+                events::ingest_across_calls_detects_duplicates_and_conflicts,
+                events::ingest_within_one_call_detects_duplicates_and_conflicts,
+                events::failed_ingest_writes_nothing,
+                events::keyset_paging_returns_every_event_once_in_order,
+                events::keyset_paging_honours_filters,
+                events::numbered_pages_carry_totals_and_cursors,
+                events::event_filters_bound_time_and_match_exactly,
+                resources::destinations_round_trip_and_update_optimistically,
+                resources::destination_delete_is_refused_while_subscribed,
+                resources::destinations_list_in_creation_order_with_totals,
+                resources::subscriptions_need_an_existing_destination,
+                resources::subscriptions_round_trip_update_and_filter,
+                resources::event_types_round_trip_update_and_list_by_name,
+                api_keys::api_keys_are_found_revoked_and_counted,
+                api_keys::api_keys_list_active_keys_oldest_first,
+                idempotency::claims_progress_to_a_replayable_response,
+                idempotency::released_keys_can_be_claimed_again,
+                idempotency::stale_records_are_forgotten_at_the_cutoff,
+            );
+        }
+    };
+}
+
+suite!(on_sqlite, crate::support::TestDb::sqlite);
