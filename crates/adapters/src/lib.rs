@@ -1,11 +1,59 @@
-//! Outbound transports, one folder per destination kind, each with its `config.rs`.
-//! The registry below is the one place that knows which kinds exist.
+//! Outbound transports, one folder per destination kind, each with its `config.rs` and its
+//! adapter. The registry below ([`Adapters`], [`validate_config`]) is the one place that knows
+//! which kinds exist: adding a transport adds a folder and a line in each.
 
 pub mod http;
 
 use serde_json::{Map, Value};
 use switchyard_core::ValidationError;
+use switchyard_core::adapter::Adapter;
 use switchyard_core::destination::DestinationKind;
+
+use crate::http::{HttpAdapter, HttpSettings};
+
+/// Settings of every adapter, built once at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdapterSettings {
+    pub http: HttpSettings,
+}
+
+/// One adapter per destination kind the release supports. The engine asks it for the adapter
+/// of a destination's kind and never names a transport itself.
+pub struct Adapters {
+    http: HttpAdapter,
+}
+
+impl Adapters {
+    pub fn new(settings: AdapterSettings) -> Self {
+        Self { http: HttpAdapter::new(settings.http) }
+    }
+
+    /// The adapter for `kind`, or `None` when this release cannot deliver to it.
+    pub fn get(&self, kind: DestinationKind) -> Option<&dyn Adapter> {
+        match kind {
+            DestinationKind::Http => Some(&self.http),
+            DestinationKind::Nats
+            | DestinationKind::Amqp
+            | DestinationKind::Redis
+            | DestinationKind::Mqtt => None,
+        }
+    }
+}
+
+impl Default for Adapters {
+    fn default() -> Self {
+        Self::new(AdapterSettings::default())
+    }
+}
+
+/// Installs ring as the process's rustls crypto provider, unless one is installed already.
+/// TLS clients (`reqwest` here, built with `rustls-no-provider`) panic when none is, so the
+/// binary calls this at start-up and every adapter that speaks TLS calls it when built;
+/// calling it again is harmless. Tests that build their own `reqwest::Client` call it first.
+pub fn install_crypto_provider() {
+    // An error only says a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// A kind's configuration after validation, with its secrets split out.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +66,7 @@ pub struct ValidatedConfig {
 
 /// Checks `config` against the rules of `kind` and fills in the kind's defaults. Errors name
 /// fields relative to `config`.
-pub fn validate_config(
-    kind: DestinationKind,
-    config: Value,
-) -> Result<ValidatedConfig, ValidationError> {
+pub fn validate_config(kind: DestinationKind, config: Value) -> Result<ValidatedConfig, ValidationError> {
     match kind {
         DestinationKind::Http => http::config::validate(config),
         other => Err(ValidationError::single(

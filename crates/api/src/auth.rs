@@ -45,11 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 }
 
 /// Resolves the bearer token to a principal, or answers 401.
-pub async fn authenticate(
-    State(state): State<ApiState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     match resolve(&state, request.headers()).await {
         Ok(principal) => {
             tracing::Span::current().record("key_id", principal.key_id.as_str());
@@ -61,29 +57,20 @@ pub async fn authenticate(
 }
 
 async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Principal, ApiError> {
-    let raw = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthorized("send an API key as Authorization: Bearer <token>".into())
-    })?;
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("send an API key as Authorization: Bearer <token>".into()))?;
     let token = raw
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
-        })?;
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
     let key = state
         .store()
         .find_active_api_key(&hash_token(token))
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the API key is unknown or revoked".into()))?;
-    Ok(Principal {
-        key_id: key.id,
-        name: key.name,
-        role: key.role,
-    })
+    Ok(Principal { key_id: key.id, name: key.name, role: key.role })
 }

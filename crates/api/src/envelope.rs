@@ -111,11 +111,7 @@ impl Reply {
     /// The same event was stored before: 200 with `metadata.duplicate = true`.
     pub fn duplicate<T: Serialize>(data: T) -> Self {
         let mut reply = Self::ok(data);
-        if let Some(meta) = reply
-            .body
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-        {
+        if let Some(meta) = reply.body.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("duplicate".into(), Value::Bool(true));
         }
         reply
@@ -139,13 +135,9 @@ impl Reply {
                     next_cursor,
                 }
             }
-            ListRequest::After { .. } => Pagination {
-                page: None,
-                per_page,
-                total_items: None,
-                total_pages: None,
-                next_cursor,
-            },
+            ListRequest::After { .. } => {
+                Pagination { page: None, per_page, total_items: None, total_pages: None, next_cursor }
+            }
         };
         let body = serde_json::json!({
             "success": true,
@@ -153,20 +145,11 @@ impl Reply {
             "pagination": pagination,
             "metadata": Metadata::now(),
         });
-        Self {
-            status: StatusCode::OK,
-            body,
-            location: None,
-            etag: None,
-        }
+        Self { status: StatusCode::OK, body, location: None, etag: None }
     }
 
     fn with_status<T: Serialize>(status: StatusCode, data: T, location: Option<String>) -> Self {
-        let body = match serde_json::to_value(Success {
-            success: true,
-            data,
-            metadata: Metadata::now(),
-        }) {
+        let body = match serde_json::to_value(Success { success: true, data, metadata: Metadata::now() }) {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(%error, "an answer could not be serialised");
@@ -178,12 +161,7 @@ impl Reply {
                 };
             }
         };
-        Self {
-            status,
-            body,
-            location,
-            etag: None,
-        }
+        Self { status, body, location, etag: None }
     }
 
     /// Adds an `ETag` carrying the resource's version.
@@ -200,10 +178,7 @@ impl IntoResponse for Reply {
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, location);
         }
-        if let Some(tag) = self
-            .etag
-            .and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok())
-        {
+        if let Some(tag) = self.etag.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
             headers.insert(header::ETAG, tag);
         }
         response
@@ -216,10 +191,7 @@ pub fn failure_body(code: &str, message: &str, details: Vec<switchyard_core::Fie
     error.insert("code".into(), Value::from(code));
     error.insert("message".into(), Value::from(message));
     if !details.is_empty() {
-        error.insert(
-            "details".into(),
-            serde_json::to_value(details).unwrap_or(Value::Null),
-        );
+        error.insert("details".into(), serde_json::to_value(details).unwrap_or(Value::Null));
     }
     serde_json::json!({"success": false, "error": error, "metadata": Metadata::now()})
 }

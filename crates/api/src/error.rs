@@ -80,10 +80,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (message, details) = match &self {
-            Self::Validation(ValidationError(details)) => (
-                "the request is invalid; see details".to_owned(),
-                details.clone(),
-            ),
+            Self::Validation(ValidationError(details)) => {
+                ("the request is invalid; see details".to_owned(), details.clone())
+            }
             Self::Internal(source) => {
                 tracing::error!(error = %source, source = ?source, "request failed unexpectedly");
                 (
@@ -96,9 +95,7 @@ impl IntoResponse for ApiError {
         let body = failure_body(self.code(), &message, details);
         let mut response = (self.status(), axum::Json(body)).into_response();
         if matches!(self, Self::Unauthorized(_)) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -33,10 +33,7 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        require_content_type(
-            request.headers(),
-            &["application/json", "application/merge-patch+json"],
-        )?;
+        require_content_type(request.headers(), &["application/json", "application/merge-patch+json"])?;
         match read_json(request, state).await? {
             Value::Object(map) => Ok(MergePatch(map)),
             _ => Err(ValidationError::single("body", "a merge patch must be a JSON object").into()),
@@ -54,24 +51,12 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 }
 
 fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = given
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if accepted.contains(&essence.as_str()) {
         Ok(())
     } else {
-        let shown = if given.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("{given:?}")
-        };
+        let shown = if given.is_empty() { "none".to_owned() } else { format!("{given:?}") };
         Err(ApiError::UnsupportedMediaType(format!(
             "the body must be sent as {}; Content-Type was {shown}",
             accepted.join(" or ")
@@ -80,20 +65,15 @@ fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Ap
 }
 
 async fn read_json<S: Send + Sync>(request: Request, state: &S) -> Result<Value, ApiError> {
-    let bytes = Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(
-                    "the request body is larger than the limit (limits.max_body_bytes)".into(),
-                )
-            } else {
-                ApiError::Validation(ValidationError::single(
-                    "body",
-                    "the request body could not be read",
-                ))
-            }
-        })?;
+    let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(
+                "the request body is larger than the limit (limits.max_body_bytes)".into(),
+            )
+        } else {
+            ApiError::Validation(ValidationError::single("body", "the request body could not be read"))
+        }
+    })?;
     if bytes.is_empty() {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
@@ -107,15 +87,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(q)| ApiQuery(q))
-            .map_err(|rejection| {
-                let text = rejection.body_text();
-                let message = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                ApiError::Validation(ValidationError::single("query", message.to_owned()))
-            })
+        Query::<T>::try_from_uri(&parts.uri).map(|Query(q)| ApiQuery(q)).map_err(|rejection| {
+            let text = rejection.body_text();
+            let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+            ApiError::Validation(ValidationError::single("query", message.to_owned()))
+        })
     }
 }
 
@@ -135,11 +111,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .flat_map(|v| v.split(','))
             .map(|tag| tag.trim().to_owned())
             .collect();
-        Ok(IfMatch(if values.is_empty() {
-            None
-        } else {
-            Some(values)
-        }))
+        Ok(IfMatch(if values.is_empty() { None } else { Some(values) }))
     }
 }
 
@@ -168,9 +140,7 @@ impl IfMatch {
     /// Maps a lost optimistic-update race to 412 when the client asked for a precondition.
     pub fn on_race(&self, error: switchyard_core::store::StoreError) -> ApiError {
         match error {
-            switchyard_core::store::StoreError::VersionMismatch { current }
-                if self.is_present() =>
-            {
+            switchyard_core::store::StoreError::VersionMismatch { current } if self.is_present() => {
                 ApiError::PreconditionFailed(format!(
                     "the resource changed meanwhile; it is now at version \"{current}\""
                 ))
@@ -210,9 +180,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection| {
-                ApiError::Validation(ValidationError::single("path", rejection.body_text()))
-            })
+            .map_err(|rejection| ApiError::Validation(ValidationError::single("path", rejection.body_text())))
     }
 }
 
@@ -225,28 +193,12 @@ mod tests {
     fn merge_patch_follows_rfc_7396_examples() {
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": "b"}),
-                json!({"b": "c"}),
-                json!({"a": "b", "b": "c"}),
-            ),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (
-                json!({"a": {"b": "c"}}),
-                json!({"a": {"b": "d", "c": null}}),
-                json!({"a": {"b": "d"}}),
-            ),
-            (
-                json!({"a": [{"b": "c"}]}),
-                json!({"a": [1]}),
-                json!({"a": [1]}),
-            ),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
             (json!([1, 2]), json!({"a": "b"}), json!({"a": "b"})),
-            (
-                json!({"e": null}),
-                json!({"a": 1}),
-                json!({"e": null, "a": 1}),
-            ),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
         ];
         for (mut target, patch, expected) in cases {
             merge_patch(&mut target, &patch);

@@ -35,23 +35,14 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
         .extensions()
         .get::<Principal>()
         .map(|p| p.key_id.to_string())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("authentication is required".into()).into_response()
-        })?;
+        .ok_or_else(|| ApiError::Unauthorized("authentication is required".into()).into_response())?;
     let (parts, body) = request.into_parts();
-    let bytes = to_bytes(body, state.settings().max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge(
-                "the request body is larger than the limit (limits.max_body_bytes)".into(),
-            )
+    let bytes = to_bytes(body, state.settings().max_body_bytes).await.map_err(|_| {
+        ApiError::PayloadTooLarge("the request body is larger than the limit (limits.max_body_bytes)".into())
             .into_response()
-        })?;
-    let request_hash = fingerprint(
-        &parts.method,
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
-        &bytes,
-    );
+    })?;
+    let request_hash =
+        fingerprint(&parts.method, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""), &bytes);
     let now = now_millis();
     let claim = state
         .store()
@@ -66,10 +57,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
             )
             .into_response());
         }
-        IdempotencyClaim::Completed {
-            request_hash: stored_hash,
-            response,
-        } => {
+        IdempotencyClaim::Completed { request_hash: stored_hash, response } => {
             if stored_hash != request_hash {
                 return Err(ApiError::Conflict(
                     "this Idempotency-Key was used with a different request; use a new key".into(),
@@ -79,9 +67,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
             return Ok(replay(response));
         }
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // A failure the client should retry must not be frozen under its key.
@@ -94,18 +80,10 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let stored = StoredResponse {
         status: status.as_u16(),
-        location: parts
-            .headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        location: parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
         body: body.to_vec(),
     };
-    if let Err(error) = state
-        .store()
-        .complete_idempotency_key(&scope, &key, &stored)
-        .await
-    {
+    if let Err(error) = state.store().complete_idempotency_key(&scope, &key, &stored).await {
         tracing::warn!(%error, "an idempotent response could not be stored");
         let _ = state.store().release_idempotency_key(&scope, &key).await;
     }
@@ -119,11 +97,7 @@ fn idempotency_key(request: &Request) -> Result<String, ApiError> {
             "must be 1 to 255 visible ASCII characters",
         ))
     };
-    let key = request
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(invalid)?;
+    let key = request.headers().get(HEADER).and_then(|v| v.to_str().ok()).ok_or_else(invalid)?;
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid());
     }
@@ -137,21 +111,14 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     hasher.update(path.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         headers.insert(header::LOCATION, location);

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::store::Store;
-use switchyard_engine::Ingestor;
+use switchyard_engine::{Control, Ingestor};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -39,11 +39,7 @@ pub struct ApiSettings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self {
-            max_payload_bytes: 256 * 1024,
-            max_body_bytes: 1024 * 1024,
-            require_registered_types: false,
-        }
+        Self { max_payload_bytes: 256 * 1024, max_body_bytes: 1024 * 1024, require_registered_types: false }
     }
 }
 
@@ -54,17 +50,19 @@ pub struct ApiState(Arc<Inner>);
 struct Inner {
     store: Arc<dyn Store>,
     ingestor: Ingestor,
+    control: Control,
     settings: ApiSettings,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>, settings: ApiSettings) -> Self {
-        let ingestor = Ingestor::new(store.clone(), settings.require_registered_types);
-        Self(Arc::new(Inner {
-            store,
-            ingestor,
-            settings,
-        }))
+    /// `control` reaches the node's delivery engine (wake-ups, retries, replays, tests).
+    pub fn new(store: Arc<dyn Store>, control: Control, settings: ApiSettings) -> Self {
+        let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker());
+        Self(Arc::new(Inner { store, ingestor, control, settings }))
+    }
+
+    pub fn control(&self) -> &Control {
+        &self.0.control
     }
 
     pub fn store(&self) -> &dyn Store {

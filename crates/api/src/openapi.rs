@@ -7,7 +7,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::ApiState;
-use crate::routes::{api_keys, destinations, event_types, events, health, subscriptions};
+use crate::routes::{
+    api_keys, deliveries, destination_actions, destinations, event_types, events, health, subscriptions,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,8 @@ use crate::routes::{api_keys, destinations, event_types, events, health, subscri
         (name = "event types", description = "The optional registry of event types and their schemas"),
         (name = "destinations", description = "External services events are delivered to"),
         (name = "subscriptions", description = "Routes from event types to destinations"),
+        (name = "deliveries", description = "Each event's deliveries and their attempts"),
+        (name = "dead letters", description = "Deliveries that failed for good, and their replay"),
         (name = "api keys", description = "Credentials and their roles"),
         (name = "health", description = "Liveness and readiness probes"),
     ),
@@ -33,6 +37,8 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(events::router())
         .merge(event_types::router())
         .merge(destinations::router())
+        .merge(destination_actions::router())
+        .merge(deliveries::router())
         .merge(subscriptions::router())
         .merge(api_keys::router())
 }
@@ -50,12 +56,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "api_key",
-        SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("sy_…")
-                .build(),
-        ),
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("sy_…").build()),
     );
     add_shared_failures(&mut doc);
     doc
@@ -69,9 +70,7 @@ fn add_shared_failures(doc: &mut utoipa::openapi::OpenApi) {
                 .description(description)
                 .content(
                     "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Failure")))
-                        .build(),
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Failure"))).build(),
                 )
                 .build(),
         )
@@ -91,26 +90,15 @@ fn add_shared_failures(doc: &mut utoipa::openapi::OpenApi) {
             let with_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, description: &str| {
-                responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| failure(description));
+                responses.entry(status.to_owned()).or_insert_with(|| failure(description));
             };
             add("400", "Invalid input (validation_error, malformed_json)");
             add("401", "Missing, unknown or revoked API key (unauthorized)");
             add("403", "The key's role does not allow this (forbidden)");
-            add(
-                "500",
-                "Unexpected failure (internal_error); the request id identifies it in the logs",
-            );
+            add("500", "Unexpected failure (internal_error); the request id identifies it in the logs");
             if with_body {
-                add(
-                    "409",
-                    "Idempotency-Key reused with another body, or still in progress (conflict)",
-                );
-                add(
-                    "413",
-                    "The body exceeds limits.max_body_bytes (payload_too_large)",
-                );
+                add("409", "Idempotency-Key reused with another body, or still in progress (conflict)");
+                add("413", "The body exceeds limits.max_body_bytes (payload_too_large)");
                 add("415", "The body is not JSON (unsupported_media_type)");
             }
         }

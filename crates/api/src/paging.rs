@@ -36,16 +36,9 @@ pub fn list_request(
             None
         }
         (Some(raw), Collection::AppendOnly) => {
-            v.check(Cursor::decode(raw))
-                .map(|cursor| ListRequest::After {
-                    after: Some(cursor),
-                    per_page,
-                })
+            v.check(Cursor::decode(raw)).map(|cursor| ListRequest::After { after: Some(cursor), per_page })
         }
-        (None, _) => Some(ListRequest::Page {
-            page: page.unwrap_or(1),
-            per_page,
-        }),
+        (None, _) => Some(ListRequest::Page { page: page.unwrap_or(1), per_page }),
     };
     v.into_result()?;
     Ok(request.unwrap_or_default())
@@ -54,8 +47,7 @@ pub fn list_request(
 /// Parses an optional RFC 3339 query parameter.
 pub fn instant(field: &str, raw: Option<&str>) -> Result<Option<Millis>, ValidationError> {
     raw.map(|text| {
-        parse_rfc3339(text)
-            .ok_or_else(|| ValidationError::single(field, "must be an RFC 3339 date-time"))
+        parse_rfc3339(text).ok_or_else(|| ValidationError::single(field, "must be an RFC 3339 date-time"))
     })
     .transpose()
 }
@@ -68,10 +60,7 @@ mod tests {
     fn defaults_to_the_first_page_of_twenty() {
         assert_eq!(
             list_request(None, None, None, Collection::Mutable).unwrap(),
-            ListRequest::Page {
-                page: 1,
-                per_page: 20
-            }
+            ListRequest::Page { page: 1, per_page: 20 }
         );
     }
 
@@ -89,10 +78,7 @@ mod tests {
         assert!(list_request(Some(2), None, Some(&cursor), Collection::AppendOnly).is_err());
         assert_eq!(
             list_request(None, Some(5), Some(&cursor), Collection::AppendOnly).unwrap(),
-            ListRequest::After {
-                after: Some(Cursor::at(7)),
-                per_page: 5
-            }
+            ListRequest::After { after: Some(Cursor::at(7)), per_page: 5 }
         );
     }
 }

@@ -34,9 +34,7 @@ pub async fn assign(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     let started = std::time::Instant::now();
-    let mut response = CURRENT
-        .scope(id.clone(), next.run(request).instrument(span.clone()))
-        .await;
+    let mut response = CURRENT.scope(id.clone(), next.run(request).instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

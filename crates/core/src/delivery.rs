@@ -28,9 +28,7 @@ impl DeliveryStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::InFlight, Self::Succeeded, Self::Dead]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [Self::Pending, Self::InFlight, Self::Succeeded, Self::Dead].into_iter().find(|s| s.as_str() == raw)
     }
 }
 
@@ -56,10 +54,75 @@ pub struct Delivery {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_expires_at: Option<Millis>,
     pub last_error: Option<String>,
+    /// Copied from the event: ordered subscriptions deliver one key at a time, in order.
+    pub ordering_key: Option<String>,
     #[serde(with = "time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     #[serde(with = "time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
+}
+
+/// One try at sending a delivery, kept for the operator to read.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub delivery_id: DeliveryId,
+    /// 1 for the first attempt; numbering continues across replays.
+    pub number: u32,
+    #[serde(with = "time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Millis,
+    pub duration_ms: u64,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first 4 KiB of the receiver's answer.
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed; another attempt may succeed.
+    Retryable,
+    /// Failed; no attempt can succeed.
+    Permanent,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retryable => "retryable",
+            Self::Permanent => "permanent",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Succeeded, Self::Retryable, Self::Permanent].into_iter().find(|o| o.as_str() == raw)
+    }
+}
+
+/// Where a delivery goes once an attempt is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(Millis),
+    Dead,
+}
+
+/// Filters of delivery and dead-letter listings, and of bulk replay.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub event_id: Option<EventId>,
+    pub destination_id: Option<DestinationId>,
+    pub subscription_id: Option<SubscriptionId>,
+    pub event_type: Option<crate::event::EventType>,
+    /// Created at or after.
+    pub since: Option<Millis>,
+    /// Created before.
+    pub until: Option<Millis>,
 }

@@ -31,9 +31,7 @@ impl DestinationKind {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Http, Self::Nats, Self::Amqp, Self::Redis, Self::Mqtt]
-            .into_iter()
-            .find(|k| k.as_str() == raw)
+        [Self::Http, Self::Nats, Self::Amqp, Self::Redis, Self::Mqtt].into_iter().find(|k| k.as_str() == raw)
     }
 }
 
@@ -77,10 +75,7 @@ impl RetryPolicy {
             v.push("max_attempts", "must be between 1 and 100");
         }
         if self.initial_delay_ms == 0 || self.initial_delay_ms > self.max_delay_ms {
-            v.push(
-                "initial_delay_ms",
-                "must be at least 1 and at most max_delay_ms",
-            );
+            v.push("initial_delay_ms", "must be at least 1 and at most max_delay_ms");
         }
         if self.max_delay_ms > 7 * 24 * 3_600_000 {
             v.push("max_delay_ms", "must be at most 7 days");
@@ -163,10 +158,7 @@ impl CircuitBreakerPolicy {
             v.push("window_ms", "must be between 1000 and 86400000");
         }
         if self.cooldown_ms == 0 || self.cooldown_ms > self.max_cooldown_ms {
-            v.push(
-                "cooldown_ms",
-                "must be at least 1 and at most max_cooldown_ms",
-            );
+            v.push("cooldown_ms", "must be at least 1 and at most max_cooldown_ms");
         }
         if self.max_cooldown_ms > 86_400_000 {
             v.push("max_cooldown_ms", "must be at most 1 day");
@@ -261,9 +253,7 @@ impl Destination {
 /// (a new auth scheme starts without the old one's secrets).
 pub fn restore_absent_secrets(config: &mut Value, stored: &Destination) {
     for (path, secret) in &stored.secrets {
-        let old_type = parent(&stored.config, path)
-            .and_then(|o| o.get("type"))
-            .cloned();
+        let old_type = parent(&stored.config, path).and_then(|o| o.get("type")).cloned();
         let leaf = leaf(path);
         let Some(map) = parent_mut(config, path) else {
             continue;
@@ -307,9 +297,7 @@ fn leaf(path: &str) -> &str {
 /// The object holding the value at dotted `path`.
 fn parent_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Map<String, Value>> {
     let holder = match path.rsplit_once('.') {
-        Some((parent, _)) => parent
-            .split('.')
-            .try_fold(config, |v, key| v.as_object_mut()?.get_mut(key))?,
+        Some((parent, _)) => parent.split('.').try_fold(config, |v, key| v.as_object_mut()?.get_mut(key))?,
         None => config,
     };
     holder.as_object_mut()
@@ -317,9 +305,7 @@ fn parent_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Map<Strin
 
 fn parent<'a>(config: &'a Value, path: &str) -> Option<&'a Map<String, Value>> {
     let holder = match path.rsplit_once('.') {
-        Some((parent, _)) => parent
-            .split('.')
-            .try_fold(config, |v, key| v.as_object()?.get(key))?,
+        Some((parent, _)) => parent.split('.').try_fold(config, |v, key| v.as_object()?.get(key))?,
         None => config,
     };
     holder.as_object()
@@ -334,10 +320,7 @@ mod tests {
     fn secrets_are_split_out_and_shown_as_set_flags() {
         let mut config = json!({"url": "https://x", "signing_secret": "whsec_a",
                                 "auth": {"type": "bearer", "token": "t0k"}});
-        let secrets = split_secrets(
-            &mut config,
-            &["signing_secret", "auth.token", "auth.password"],
-        );
+        let secrets = split_secrets(&mut config, &["signing_secret", "auth.token", "auth.password"]);
         assert_eq!(secrets.len(), 2);
         let destination = Destination {
             id: DestinationId::generate(),
@@ -388,7 +371,8 @@ mod tests {
         restore_absent_secrets(&mut same_scheme, &stored);
         assert_eq!(same_scheme, stored.full_config());
 
-        let mut new_scheme = json!({"url": "https://y", "auth": {"type": "basic", "username": "u", "password": "p"}});
+        let mut new_scheme =
+            json!({"url": "https://y", "auth": {"type": "basic", "username": "u", "password": "p"}});
         restore_absent_secrets(&mut new_scheme, &stored);
         assert_eq!(new_scheme["signing_secret"], "whsec_a");
         assert!(new_scheme["auth"].get("token").is_none());
@@ -398,31 +382,14 @@ mod tests {
     fn default_policies_are_valid_and_match_the_spec() {
         let retry = RetryPolicy::default();
         assert!(retry.validate().is_ok());
-        assert_eq!(
-            (
-                retry.max_attempts,
-                retry.initial_delay_ms,
-                retry.max_delay_ms
-            ),
-            (12, 1_000, 3_600_000)
-        );
+        assert_eq!((retry.max_attempts, retry.initial_delay_ms, retry.max_delay_ms), (12, 1_000, 3_600_000));
         assert!(CircuitBreakerPolicy::default().validate().is_ok());
     }
 
     #[test]
     fn out_of_range_policies_name_each_field() {
-        let retry = RetryPolicy {
-            max_attempts: 0,
-            jitter: 2.0,
-            ..RetryPolicy::default()
-        };
-        let fields: Vec<_> = retry
-            .validate()
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
+        let retry = RetryPolicy { max_attempts: 0, jitter: 2.0, ..RetryPolicy::default() };
+        let fields: Vec<_> = retry.validate().unwrap_err().0.into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["max_attempts", "jitter"]);
     }
 }

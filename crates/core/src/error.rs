@@ -9,10 +9,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -25,12 +22,7 @@ fn summary(errors: &[FieldError]) -> String {
     match errors {
         [] => "the request is invalid".to_owned(),
         [one] => format!("{}: {}", one.field, one.message),
-        [first, rest @ ..] => format!(
-            "{}: {} (and {} more)",
-            first.field,
-            first.message,
-            rest.len()
-        ),
+        [first, rest @ ..] => format!("{}: {} (and {} more)", first.field, first.message, rest.len()),
     }
 }
 
@@ -41,21 +33,13 @@ impl ValidationError {
 
     /// Reports every violation against `field` instead (for a value parsed out of context).
     pub fn at(self, field: &str) -> Self {
-        Self(
-            self.0
-                .into_iter()
-                .map(|e| FieldError::new(field, e.message))
-                .collect(),
-        )
+        Self(self.0.into_iter().map(|e| FieldError::new(field, e.message)).collect())
     }
 
     /// Prefixes every field with `prefix.` so nested validators report full paths.
     pub fn nested(self, prefix: &str) -> Self {
         Self(
-            self.0
-                .into_iter()
-                .map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))
-                .collect(),
+            self.0.into_iter().map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message)).collect(),
         )
     }
 }
@@ -85,10 +69,6 @@ impl Violations {
     }
 
     pub fn into_result(self) -> Result<(), ValidationError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationError(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ValidationError(self.0)) }
     }
 }

@@ -19,16 +19,10 @@ impl EventId {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
         if raw.is_empty() || raw.len() > 128 {
-            return Err(ValidationError::single(
-                "event_id",
-                "must be 1 to 128 characters",
-            ));
+            return Err(ValidationError::single("event_id", "must be 1 to 128 characters"));
         }
         if !raw.chars().all(ok_char) {
-            return Err(ValidationError::single(
-                "event_id",
-                "may contain only letters, digits and . _ : -",
-            ));
+            return Err(ValidationError::single("event_id", "may contain only letters, digits and . _ : -"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -67,9 +61,7 @@ impl fmt::Display for EventId {
 }
 
 /// An event type name: dotted lowercase segments (`order.created`), at most 128 characters.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "order.created")]
 pub struct EventType(String);
@@ -77,15 +69,10 @@ pub struct EventType(String);
 impl EventType {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let segment_ok = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         if raw.is_empty() || raw.len() > 128 {
-            return Err(ValidationError::single(
-                "event_type",
-                "must be 1 to 128 characters",
-            ));
+            return Err(ValidationError::single("event_type", "must be 1 to 128 characters"));
         }
         if !raw.split('.').all(segment_ok) {
             return Err(ValidationError::single(
@@ -261,27 +248,18 @@ impl EventInput {
         };
         match &self.payload {
             Some(Value::Object(_)) => {
-                let size = serde_json::to_vec(&self.payload)
-                    .map(|b| b.len())
-                    .unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(&self.payload).map(|b| b.len()).unwrap_or(usize::MAX);
                 if size > ctx.max_payload_bytes {
                     violations.push(
                         "payload",
-                        format!(
-                            "is {size} bytes; the limit is {} bytes",
-                            ctx.max_payload_bytes
-                        ),
+                        format!("is {size} bytes; the limit is {} bytes", ctx.max_payload_bytes),
                     );
                 }
             }
             Some(_) => violations.push("payload", "must be a JSON object"),
             None => violations.push("payload", "is required"),
         }
-        if self
-            .ordering_key
-            .as_ref()
-            .is_some_and(|key| key.is_empty() || key.len() > MAX_ORDERING_KEY)
-        {
+        if self.ordering_key.as_ref().is_some_and(|key| key.is_empty() || key.len() > MAX_ORDERING_KEY) {
             violations.push("ordering_key", "must be 1 to 256 characters");
         }
         let metadata = self.metadata.unwrap_or_default();
@@ -289,16 +267,12 @@ impl EventInput {
             ("metadata.correlation_id", &metadata.correlation_id),
             ("metadata.causation_id", &metadata.causation_id),
         ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.is_empty() || v.len() > MAX_LINK_ID)
-            {
+            if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_LINK_ID) {
                 violations.push(field, "must be 1 to 128 characters");
             }
         }
         violations.into_result()?;
-        let (Some(event_id), Some(event_type), Some(timestamp)) = (event_id, event_type, timestamp)
-        else {
+        let (Some(event_id), Some(event_type), Some(timestamp)) = (event_id, event_type, timestamp) else {
             unreachable!("violations were empty, so every field parsed");
         };
         let correlation_id = metadata
@@ -310,10 +284,7 @@ impl EventInput {
             event_type,
             timestamp,
             payload: self.payload.unwrap_or(Value::Object(Map::new())),
-            metadata: EventMetadata {
-                correlation_id,
-                causation_id: metadata.causation_id,
-            },
+            metadata: EventMetadata { correlation_id, causation_id: metadata.causation_id },
             ordering_key: self.ordering_key,
             source: ctx.source.clone(),
             content_hash,
@@ -327,9 +298,7 @@ impl EventInput {
             self.event_type,
             self.timestamp,
             self.payload,
-            self.metadata
-                .as_ref()
-                .map(|m| (&m.correlation_id, &m.causation_id)),
+            self.metadata.as_ref().map(|m| (&m.correlation_id, &m.causation_id)),
             self.ordering_key,
         ]);
         let digest = Sha256::digest(canonical.to_string().as_bytes());
@@ -386,15 +355,7 @@ mod tests {
         for ok in ["order", "order.created", "a_1.b2.c_3"] {
             assert!(EventType::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Order",
-            "order.",
-            ".order",
-            "order..created",
-            "order-created",
-            "ördér",
-        ] {
+        for bad in ["", "Order", "order.", ".order", "order..created", "order-created", "ördér"] {
             assert!(EventType::parse(bad).is_err(), "{bad}");
         }
     }
@@ -422,35 +383,20 @@ mod tests {
         let plain = input(serde_json::json!({"event_id": "e1", "event_type": "a", "payload": {}}));
         let event = plain.clone().into_new_event(&ctx()).unwrap();
         assert_eq!(event.metadata.correlation_id, "e1");
-        let with_header = IngestContext {
-            correlation_id: Some("corr-9".into()),
-            ..ctx()
-        };
-        assert_eq!(
-            plain
-                .into_new_event(&with_header)
-                .unwrap()
-                .metadata
-                .correlation_id,
-            "corr-9"
-        );
+        let with_header = IngestContext { correlation_id: Some("corr-9".into()), ..ctx() };
+        assert_eq!(plain.into_new_event(&with_header).unwrap().metadata.correlation_id, "corr-9");
     }
 
     #[test]
     fn content_hash_ignores_defaults_but_not_content() {
-        let a =
-            input(serde_json::json!({"event_id": "e1", "event_type": "a", "payload": {"n": 1}}));
-        let later = IngestContext {
-            received_at: 1_800_000_000_000,
-            ..ctx()
-        };
+        let a = input(serde_json::json!({"event_id": "e1", "event_type": "a", "payload": {"n": 1}}));
+        let later = IngestContext { received_at: 1_800_000_000_000, ..ctx() };
         let first = a.clone().into_new_event(&ctx()).unwrap();
         let again = a.into_new_event(&later).unwrap();
         assert_eq!(first.content_hash, again.content_hash);
-        let other =
-            input(serde_json::json!({"event_id": "e1", "event_type": "a", "payload": {"n": 2}}))
-                .into_new_event(&ctx())
-                .unwrap();
+        let other = input(serde_json::json!({"event_id": "e1", "event_type": "a", "payload": {"n": 2}}))
+            .into_new_event(&ctx())
+            .unwrap();
         assert_ne!(first.content_hash, other.content_hash);
     }
 }

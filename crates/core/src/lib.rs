@@ -2,6 +2,7 @@
 //! API keys; the policies that govern them; and the store traits the rest of the system
 //! implements. This crate does no I/O.
 
+pub mod adapter;
 pub mod api_key;
 pub mod delivery;
 pub mod destination;
@@ -11,6 +12,7 @@ pub mod event_type;
 pub mod id;
 pub mod page;
 pub mod pattern;
+pub mod retry;
 pub mod store;
 pub mod subscription;
 pub mod time;

@@ -31,11 +31,7 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
         let seq = text.strip_prefix("c1:").ok_or_else(invalid)?;
-        seq.parse::<i64>()
-            .ok()
-            .filter(|s| *s >= 0)
-            .map(Self)
-            .ok_or_else(invalid)
+        seq.parse::<i64>().ok().filter(|s| *s >= 0).map(Self).ok_or_else(invalid)
     }
 }
 
@@ -45,10 +41,7 @@ pub enum ListRequest {
     /// Numbered page (1-based) with totals.
     Page { page: u32, per_page: u32 },
     /// Keyset page: the items after `after` (from the start when `None`), no totals.
-    After {
-        after: Option<Cursor>,
-        per_page: u32,
-    },
+    After { after: Option<Cursor>, per_page: u32 },
 }
 
 impl ListRequest {
@@ -60,9 +53,7 @@ impl ListRequest {
 
     pub fn offset(&self) -> u64 {
         match *self {
-            Self::Page { page, per_page } => {
-                u64::from(page.saturating_sub(1)) * u64::from(per_page)
-            }
+            Self::Page { page, per_page } => u64::from(page.saturating_sub(1)) * u64::from(per_page),
             Self::After { .. } => 0,
         }
     }
@@ -70,10 +61,7 @@ impl ListRequest {
 
 impl Default for ListRequest {
     fn default() -> Self {
-        Self::Page {
-            page: 1,
-            per_page: DEFAULT_PER_PAGE,
-        }
+        Self::Page { page: 1, per_page: DEFAULT_PER_PAGE }
     }
 }
 
@@ -104,43 +92,20 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         for seq in [0, 1, 42, i64::MAX] {
-            assert_eq!(
-                Cursor::decode(&Cursor::at(seq).encode()).unwrap(),
-                Cursor::at(seq)
-            );
+            assert_eq!(Cursor::decode(&Cursor::at(seq).encode()).unwrap(), Cursor::at(seq));
         }
     }
 
     #[test]
     fn foreign_cursors_are_refused() {
-        for bad in [
-            "",
-            "abc",
-            "!!!",
-            &URL_SAFE_NO_PAD.encode("c1:-4"),
-            &URL_SAFE_NO_PAD.encode("x:1"),
-        ] {
+        for bad in ["", "abc", "!!!", &URL_SAFE_NO_PAD.encode("c1:-4"), &URL_SAFE_NO_PAD.encode("x:1")] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn offsets_follow_page_numbers() {
-        assert_eq!(
-            ListRequest::Page {
-                page: 1,
-                per_page: 20
-            }
-            .offset(),
-            0
-        );
-        assert_eq!(
-            ListRequest::Page {
-                page: 3,
-                per_page: 20
-            }
-            .offset(),
-            40
-        );
+        assert_eq!(ListRequest::Page { page: 1, per_page: 20 }.offset(), 0);
+        assert_eq!(ListRequest::Page { page: 3, per_page: 20 }.offset(), 40);
     }
 }

@@ -22,9 +22,7 @@ impl EventTypePattern {
         let last = segments.len() - 1;
         for (i, segment) in segments.iter().enumerate() {
             let literal = !segment.is_empty()
-                && segment
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && segment.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             let valid = literal || *segment == "*" || (*segment == "#" && i == last);
             if !valid {
                 return Err(ValidationError::single(
@@ -80,9 +78,7 @@ mod tests {
     use super::*;
 
     fn matches(pattern: &str, event_type: &str) -> bool {
-        EventTypePattern::parse(pattern)
-            .unwrap()
-            .matches(&EventType::parse(event_type).unwrap())
+        EventTypePattern::parse(pattern).unwrap().matches(&EventType::parse(event_type).unwrap())
     }
 
     #[test]
@@ -112,15 +108,7 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_refused() {
-        for bad in [
-            "",
-            "order.",
-            "Order.*",
-            "#.order",
-            "order.#.x",
-            "order.**",
-            "a..b",
-        ] {
+        for bad in ["", "order.", "Order.*", "#.order", "order.#.x", "order.**", "a..b"] {
             assert!(EventTypePattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -32,10 +32,7 @@ pub enum StoreError {
     VersionMismatch { current: i64 },
     /// A referenced row does not exist (e.g. a subscription's destination).
     #[error("{field}: {message}")]
-    InvalidReference {
-        field: &'static str,
-        message: String,
-    },
+    InvalidReference { field: &'static str, message: String },
     /// The database failed or is unreachable.
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
@@ -51,11 +48,7 @@ pub trait EventStore: Send + Sync {
     async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in ingest order.
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        request: ListRequest,
-    ) -> StoreResult<Listing<Event>>;
+    async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>>;
 }
 
@@ -64,10 +57,7 @@ pub trait EventTypeStore: Send + Sync {
     /// Fails with `Conflict` when the name is taken.
     async fn create_event_type(&self, definition: &EventTypeDefinition) -> StoreResult<()>;
     async fn get_event_type(&self, name: &EventType) -> StoreResult<Option<EventTypeDefinition>>;
-    async fn list_event_types(
-        &self,
-        request: ListRequest,
-    ) -> StoreResult<Listing<EventTypeDefinition>>;
+    async fn list_event_types(&self, request: ListRequest) -> StoreResult<Listing<EventTypeDefinition>>;
     /// Writes `definition` (whose `version` is ignored) over the row at `expected_version`.
     async fn update_event_type(
         &self,
@@ -135,7 +125,9 @@ pub enum IdempotencyClaim {
     /// The key is new: the caller runs the request, then completes or releases the key.
     Claimed,
     /// Another request with this key is running.
-    InProgress { request_hash: String },
+    InProgress {
+        request_hash: String,
+    },
     Completed {
         request_hash: String,
         response: StoredResponse,
@@ -167,10 +159,81 @@ pub trait IdempotencyStore: Send + Sync {
 /// Every repository of one backend.
 #[async_trait]
 pub trait Store:
-    EventStore + EventTypeStore + DestinationStore + SubscriptionStore + ApiKeyStore + IdempotencyStore
+    EventStore
+    + EventTypeStore
+    + DestinationStore
+    + SubscriptionStore
+    + ApiKeyStore
+    + IdempotencyStore
+    + DeliveryStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Whether the database answers and its schema is current.
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The delivery side: the outbox the engine works from.
+///
+/// Claims are leases: a claimed delivery is `in_flight` with `lease_owner` and
+/// `lease_expires_at`; a lease that expires (its worker died) makes the delivery claimable
+/// again. Recording an attempt is guarded by the lease, so a worker that lost its lease cannot
+/// overwrite what the new owner did.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Leases up to `limit` due deliveries to `owner` until `lease_until`: pending ones whose
+    /// `next_attempt_at` has come, and in-flight ones whose lease expired. Deliveries of
+    /// disabled (paused) destinations are not claimed.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::delivery::Delivery>>;
+    /// Records `attempt` (numbered by the store) and moves the delivery to `next`, in one
+    /// transaction, if `owner` still holds its lease. Answers whether it did.
+    async fn record_attempt(
+        &self,
+        owner: &str,
+        attempt: &crate::delivery::Attempt,
+        next: crate::delivery::NextStep,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Hands every lease of `owner` back as due now (graceful shutdown); answers how many.
+    async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64>;
+    /// When the earliest pending delivery of an enabled destination falls due.
+    async fn next_due_at(&self) -> StoreResult<Option<Millis>>;
+    async fn get_delivery(
+        &self,
+        id: &crate::id::DeliveryId,
+    ) -> StoreResult<Option<crate::delivery::Delivery>>;
+    /// Deliveries in creation order.
+    async fn list_deliveries(
+        &self,
+        filter: &crate::delivery::DeliveryFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<crate::delivery::Delivery>>;
+    async fn attempts_of(&self, id: &crate::id::DeliveryId) -> StoreResult<Vec<crate::delivery::Attempt>>;
+    /// Makes a `dead` or `pending` delivery due now with a fresh attempt budget (its attempts
+    /// are kept). `None` when there is no such delivery; `Conflict` when it is in flight or
+    /// succeeded.
+    async fn retry_delivery(
+        &self,
+        id: &crate::id::DeliveryId,
+        now: Millis,
+    ) -> StoreResult<Option<crate::delivery::Delivery>>;
+    /// Up to `limit` dead deliveries matching `filter` (status is ignored) made due now with a
+    /// fresh budget; answers how many. Callers loop until it answers 0.
+    async fn replay_dead(
+        &self,
+        filter: &crate::delivery::DeliveryFilter,
+        now: Millis,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// How many dead deliveries match `filter` (status is ignored).
+    async fn count_dead(&self, filter: &crate::delivery::DeliveryFilter) -> StoreResult<u64>;
+    /// Deletes up to `limit` succeeded deliveries (with their attempts) and events whose every
+    /// delivery is gone, all older than `before`; answers how many rows went.
+    async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64>;
 }

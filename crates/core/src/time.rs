@@ -18,9 +18,7 @@ pub fn format_rfc3339(ms: Millis) -> String {
 }
 
 pub fn parse_rfc3339(text: &str) -> Option<Millis> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
 }
 
 /// Serde helpers that write a `Millis` field as an RFC 3339 string.

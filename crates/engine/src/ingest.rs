@@ -11,6 +11,7 @@ use switchyard_core::event::{EventInput, EventType, IngestContext, IngestOutcome
 use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::store::{Store, StoreError};
 
+use crate::dispatch::Waker;
 use crate::schema::{self, SchemaCache};
 
 /// Events accepted by one batch request.
@@ -28,25 +29,28 @@ pub enum IngestError {
 #[derive(Debug)]
 pub enum BatchItem {
     Stored(IngestOutcome),
-    Rejected {
-        event_id: Option<String>,
-        error: ValidationError,
-    },
+    Rejected { event_id: Option<String>, error: ValidationError },
 }
 
 pub struct Ingestor {
     store: Arc<dyn Store>,
     schemas: SchemaCache,
     require_registered_types: bool,
+    waker: Waker,
 }
 
 impl Ingestor {
-    pub fn new(store: Arc<dyn Store>, require_registered_types: bool) -> Self {
-        Self {
-            store,
-            schemas: SchemaCache::default(),
-            require_registered_types,
+    /// `waker` is told whenever new deliveries may have been written.
+    pub fn new(store: Arc<dyn Store>, require_registered_types: bool, waker: Waker) -> Self {
+        Self { store, schemas: SchemaCache::default(), require_registered_types, waker }
+    }
+
+    async fn store_events(&self, events: Vec<NewEvent>, now: i64) -> Result<Vec<IngestOutcome>, StoreError> {
+        let outcomes = self.store.ingest(events, now).await?;
+        if outcomes.iter().any(|o| matches!(o, IngestOutcome::Created(_))) {
+            self.waker.wake();
         }
+        Ok(outcomes)
     }
 
     pub async fn ingest_one(
@@ -57,10 +61,10 @@ impl Ingestor {
         let event = input.into_new_event(ctx)?;
         let mut registry = Registry::default();
         self.check_against_registry(&event, &mut registry).await?;
-        let mut outcomes = self.store.ingest(vec![event], ctx.received_at).await?;
-        outcomes.pop().ok_or_else(|| {
-            StoreError::Backend("the store answered no outcome for one event".into()).into()
-        })
+        let mut outcomes = self.store_events(vec![event], ctx.received_at).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Backend("the store answered no outcome for one event".into()).into())
     }
 
     /// Validates every item on its own and stores the valid ones together in one transaction;
@@ -74,10 +78,7 @@ impl Ingestor {
         let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
         let mut valid: Vec<(usize, NewEvent)> = Vec::new();
         for item in items {
-            let claimed_id = item
-                .get("event_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let claimed_id = item.get("event_id").and_then(Value::as_str).map(str::to_owned);
             let checked = match parse_item(item).and_then(|input| input.into_new_event(ctx)) {
                 Ok(event) => match self.check_against_registry(&event, &mut registry).await {
                     Ok(()) => Ok(event),
@@ -91,22 +92,14 @@ impl Ingestor {
                     valid.push((results.len(), event));
                     results.push(None);
                 }
-                Err(error) => results.push(Some(BatchItem::Rejected {
-                    event_id: claimed_id,
-                    error,
-                })),
+                Err(error) => results.push(Some(BatchItem::Rejected { event_id: claimed_id, error })),
             }
         }
         let (positions, events): (Vec<usize>, Vec<NewEvent>) = valid.into_iter().unzip();
-        let outcomes = if events.is_empty() {
-            Vec::new()
-        } else {
-            self.store.ingest(events, ctx.received_at).await?
-        };
+        let outcomes =
+            if events.is_empty() { Vec::new() } else { self.store_events(events, ctx.received_at).await? };
         if outcomes.len() != positions.len() {
-            return Err(StoreError::Backend(
-                "the store answered a different number of outcomes".into(),
-            ));
+            return Err(StoreError::Backend("the store answered a different number of outcomes".into()));
         }
         for (position, outcome) in positions.into_iter().zip(outcomes) {
             results[position] = Some(BatchItem::Stored(outcome));
@@ -119,9 +112,7 @@ impl Ingestor {
         event: &NewEvent,
         registry: &mut Registry,
     ) -> Result<(), IngestError> {
-        let definition = registry
-            .lookup(self.store.as_ref(), &event.event_type)
-            .await?;
+        let definition = registry.lookup(self.store.as_ref(), &event.event_type).await?;
         let Some(definition) = definition else {
             if self.require_registered_types {
                 return Err(ValidationError::single(
@@ -135,29 +126,20 @@ impl Ingestor {
         let Some(schema) = &definition.schema else {
             return Ok(());
         };
-        let validator = self
-            .schemas
-            .get_or_compile(&definition.name, definition.version, schema)
-            .map_err(|_| {
+        let validator =
+            self.schemas.get_or_compile(&definition.name, definition.version, schema).map_err(|_| {
                 StoreError::Backend(
                     format!("the stored schema of {} does not compile", definition.name).into(),
                 )
             })?;
         let violations = schema::violations(&validator, &event.payload, "/payload");
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationError(violations).into())
-        }
+        if violations.is_empty() { Ok(()) } else { Err(ValidationError(violations).into()) }
     }
 }
 
 fn parse_item(item: Value) -> Result<EventInput, ValidationError> {
     if !item.is_object() {
-        return Err(ValidationError::single(
-            "",
-            "each event must be a JSON object",
-        ));
+        return Err(ValidationError::single("", "each event must be a JSON object"));
     }
     serde_path_to_error::deserialize(item).map_err(|e| {
         let path = e.path().to_string();

@@ -16,10 +16,7 @@ const MAX_REPORTED_VIOLATIONS: usize = 50;
 /// Compiles `schema` as draft 2020-12; every problem is reported against `field`.
 pub fn compile(schema: &Value, field: &str) -> Result<Validator, ValidationError> {
     if !(schema.is_object() || schema.is_boolean()) {
-        return Err(ValidationError::single(
-            field,
-            "must be a JSON Schema object",
-        ));
+        return Err(ValidationError::single(field, "must be a JSON Schema object"));
     }
     if let Err(error) = jsonschema::meta::validate(schema) {
         return Err(ValidationError::single(
@@ -38,19 +35,11 @@ pub fn violations(validator: &Validator, instance: &Value, root: &str) -> Vec<Fi
     let mut found: Vec<FieldError> = validator
         .iter_errors(instance)
         .take(MAX_REPORTED_VIOLATIONS + 1)
-        .map(|e| {
-            FieldError::new(
-                format!("{root}{}", e.instance_path().as_str()),
-                e.to_string(),
-            )
-        })
+        .map(|e| FieldError::new(format!("{root}{}", e.instance_path().as_str()), e.to_string()))
         .collect();
     if found.len() > MAX_REPORTED_VIOLATIONS {
         found.truncate(MAX_REPORTED_VIOLATIONS);
-        found.push(FieldError::new(
-            root,
-            "more violations were found and not listed",
-        ));
+        found.push(FieldError::new(root, "more violations were found and not listed"));
     }
     found
 }
@@ -68,24 +57,17 @@ impl SchemaCache {
         version: i64,
         schema: &Value,
     ) -> Result<Arc<Validator>, ValidationError> {
-        if let Some((_, validator)) = self
-            .lock()
-            .get(event_type)
-            .filter(|(cached, _)| *cached == version)
-        {
+        if let Some((_, validator)) = self.lock().get(event_type).filter(|(cached, _)| *cached == version) {
             return Ok(validator.clone());
         }
         let validator = Arc::new(compile(schema, "schema")?);
-        self.lock()
-            .insert(event_type.clone(), (version, validator.clone()));
+        self.lock().insert(event_type.clone(), (version, validator.clone()));
         Ok(validator)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventType, (i64, Arc<Validator>)>> {
         // A panic while holding this lock cannot leave the map inconsistent: it only caches.
-        self.compiled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -13,10 +13,7 @@ pub enum BackendError {
     /// A stored value that no longer decodes: the row was written by something else or the
     /// schema drifted. Reported instead of panicking so one bad row cannot take a node down.
     #[error("stored {column} is unreadable: {detail}")]
-    Unreadable {
-        column: &'static str,
-        detail: String,
-    },
+    Unreadable { column: &'static str, detail: String },
     /// A value the schema cannot represent (e.g. a `u64` above `i64::MAX`).
     #[error("{field} is out of range for the database")]
     OutOfRange { field: &'static str },
@@ -41,10 +38,7 @@ pub fn map_err(error: sqlx::Error) -> StoreError {
         if db.is_foreign_key_violation() {
             return StoreError::InvalidReference {
                 field: "reference",
-                message: format!(
-                    "a referenced row does not exist or is still referenced ({})",
-                    db.message()
-                ),
+                message: format!("a referenced row does not exist or is still referenced ({})", db.message()),
             };
         }
     }
@@ -60,11 +54,7 @@ pub fn name_conflict(what: impl FnOnce() -> String) -> impl FnOnce(StoreError) -
 }
 
 pub fn unreadable(column: &'static str, detail: impl std::fmt::Display) -> StoreError {
-    BackendError::Unreadable {
-        column,
-        detail: detail.to_string(),
-    }
-    .into()
+    BackendError::Unreadable { column, detail: detail.to_string() }.into()
 }
 
 pub fn out_of_range(field: &'static str) -> StoreError {

@@ -27,10 +27,7 @@ pub struct DatabaseOptions {
 
 impl Default for DatabaseOptions {
     fn default() -> Self {
-        Self {
-            url: "sqlite://switchyard.db".to_owned(),
-            max_connections: 8,
-        }
+        Self { url: "sqlite://switchyard.db".to_owned(), max_connections: 8 }
     }
 }
 
@@ -45,9 +42,7 @@ pub enum Database {
 pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> {
     let url = options.url.trim();
     if url.starts_with("sqlite:") {
-        return SqliteStore::connect(url, options.max_connections)
-            .await
-            .map(Database::Sqlite);
+        return SqliteStore::connect(url, options.max_connections).await.map(Database::Sqlite);
     }
     // Only the scheme is echoed: the rest of a URL may hold a password.
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);

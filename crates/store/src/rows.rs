@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchyard_core::api_key::{ApiKey, Role};
-use switchyard_core::delivery::{Delivery, DeliveryStatus};
+use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus};
 use switchyard_core::destination::{Destination, DestinationKind};
 use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
 use switchyard_core::event_type::EventTypeDefinition;
@@ -70,10 +70,7 @@ impl TryFrom<EventRow> for Event {
             event_type: EventType::from_trusted(row.event_type),
             timestamp: row.timestamp,
             payload: from_json("events.payload", &row.payload)?,
-            metadata: EventMetadata {
-                correlation_id: row.correlation_id,
-                causation_id: row.causation_id,
-            },
+            metadata: EventMetadata { correlation_id: row.correlation_id, causation_id: row.causation_id },
             ordering_key: row.ordering_key,
             source: EventSource::from_trusted(row.source),
             received_at: row.received_at,
@@ -85,6 +82,7 @@ impl TryFrom<EventRow> for Event {
 
 #[derive(sqlx::FromRow)]
 pub struct DeliveryRow {
+    seq: i64,
     id: String,
     event_id: String,
     subscription_id: String,
@@ -95,20 +93,25 @@ pub struct DeliveryRow {
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
     last_error: Option<String>,
+    ordering_key: Option<String>,
     created_at: i64,
     updated_at: i64,
+}
+
+impl DeliveryRow {
+    /// The creation order, which keyset cursors and claims sort by but `Delivery` does not
+    /// carry.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
 }
 
 impl TryFrom<DeliveryRow> for Delivery {
     type Error = StoreError;
 
     fn try_from(row: DeliveryRow) -> StoreResult<Self> {
-        let status = DeliveryStatus::parse(&row.status).ok_or_else(|| {
-            unreadable(
-                "deliveries.status",
-                format!("unknown status {:?}", row.status),
-            )
-        })?;
+        let status = DeliveryStatus::parse(&row.status)
+            .ok_or_else(|| unreadable("deliveries.status", format!("unknown status {:?}", row.status)))?;
         Ok(Delivery {
             id: DeliveryId::from_trusted(row.id),
             event_id: EventId::from_trusted(row.event_id),
@@ -120,8 +123,40 @@ impl TryFrom<DeliveryRow> for Delivery {
             lease_owner: row.lease_owner,
             lease_expires_at: row.lease_expires_at,
             last_error: row.last_error,
+            ordering_key: row.ordering_key,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AttemptRow {
+    delivery_id: String,
+    number: i64,
+    started_at: i64,
+    duration_ms: i64,
+    outcome: String,
+    status_code: Option<i64>,
+    error: Option<String>,
+    response_body: Option<String>,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+
+    fn try_from(row: AttemptRow) -> StoreResult<Self> {
+        let outcome = AttemptOutcome::parse(&row.outcome)
+            .ok_or_else(|| unreadable("attempts.outcome", format!("unknown outcome {:?}", row.outcome)))?;
+        Ok(Attempt {
+            delivery_id: DeliveryId::from_trusted(row.delivery_id),
+            number: i64_to("attempts.number", row.number)?,
+            started_at: row.started_at,
+            duration_ms: i64_to("attempts.duration_ms", row.duration_ms)?,
+            outcome,
+            status_code: row.status_code.map(|code| i64_to("attempts.status_code", code)).transpose()?,
+            error: row.error,
+            response_body: row.response_body,
         })
     }
 }
@@ -144,11 +179,7 @@ impl TryFrom<EventTypeRow> for EventTypeDefinition {
         Ok(EventTypeDefinition {
             name: EventType::from_trusted(row.name),
             description: row.description,
-            schema: row
-                .schema
-                .as_deref()
-                .map(|s| from_json("event_types.schema", s))
-                .transpose()?,
+            schema: row.schema.as_deref().map(|s| from_json("event_types.schema", s)).transpose()?,
             deprecated: row.deprecated,
             version: row.version,
             created_at: row.created_at,
@@ -179,9 +210,8 @@ impl TryFrom<DestinationRow> for Destination {
     type Error = StoreError;
 
     fn try_from(row: DestinationRow) -> StoreResult<Self> {
-        let kind = DestinationKind::parse(&row.kind).ok_or_else(|| {
-            unreadable("destinations.kind", format!("unknown kind {:?}", row.kind))
-        })?;
+        let kind = DestinationKind::parse(&row.kind)
+            .ok_or_else(|| unreadable("destinations.kind", format!("unknown kind {:?}", row.kind)))?;
         Ok(Destination {
             id: DestinationId::from_trusted(row.id),
             name: row.name,
@@ -229,17 +259,11 @@ impl TryFrom<SubscriptionRow> for Subscription {
             id: SubscriptionId::from_trusted(row.id),
             name: row.name,
             destination_id: DestinationId::from_trusted(row.destination_id),
-            event_types: from_json::<Vec<EventTypePattern>>(
-                "subscriptions.event_types",
-                &row.event_types,
-            )?,
+            event_types: from_json::<Vec<EventTypePattern>>("subscriptions.event_types", &row.event_types)?,
             filter: row.filter,
             transform: row.transform,
             ordering: enum_from_name("subscriptions.ordering", row.ordering)?,
-            ordering_on_dead: enum_from_name(
-                "subscriptions.ordering_on_dead",
-                row.ordering_on_dead,
-            )?,
+            ordering_on_dead: enum_from_name("subscriptions.ordering_on_dead", row.ordering_on_dead)?,
             enabled: row.enabled,
             version: row.version,
             created_at: row.created_at,

@@ -14,10 +14,14 @@ macro_rules! event_columns {
 
 macro_rules! delivery_columns {
     () => {
-        "id, event_id, subscription_id, destination_id, status, attempt_count, next_attempt_at, \
-         lease_owner, lease_expires_at, last_error, created_at, updated_at"
+        "seq, id, event_id, subscription_id, destination_id, status, attempt_count, \
+         next_attempt_at, lease_owner, lease_expires_at, last_error, ordering_key, created_at, \
+         updated_at"
     };
 }
+
+// Declared after the column macros it uses.
+pub mod deliveries;
 
 macro_rules! event_type_columns {
     () => {
@@ -54,22 +58,15 @@ pub const INSERT_EVENT: &str = "INSERT INTO events (event_id, event_type, timest
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (event_id) DO NOTHING RETURNING seq";
 
-pub const SELECT_EVENT: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events WHERE event_id = $1"
-);
+pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1");
 
 /// Deliveries start due at once (`next_attempt_at` = creation time) with no attempts.
 pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
      destination_id, status, attempt_count, next_attempt_at, ordering_key, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $6, $6)";
 
-pub const DELIVERIES_OF_EVENT: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM deliveries WHERE event_id = $1 ORDER BY seq"
-);
+pub const DELIVERIES_OF_EVENT: &str =
+    concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE event_id = $1 ORDER BY seq");
 
 /// A bound value of a query assembled at run time.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +85,7 @@ pub struct Assembled {
 
 impl Assembled {
     fn new(head: &str) -> Self {
-        Self {
-            sql: head.to_owned(),
-            binds: Vec::new(),
-        }
+        Self { sql: head.to_owned(), binds: Vec::new() }
     }
 
     /// Appends `fragment` with its `{}` replaced by the next placeholder.
@@ -113,18 +107,10 @@ fn filter_events(mut query: Assembled, filter: &EventFilter, after: Option<i64>)
         joiner = " AND ";
     };
     if let Some(event_type) = &filter.event_type {
-        condition(
-            &mut query,
-            "event_type = {}",
-            Bind::Text(event_type.as_str().to_owned()),
-        );
+        condition(&mut query, "event_type = {}", Bind::Text(event_type.as_str().to_owned()));
     }
     if let Some(correlation_id) = &filter.correlation_id {
-        condition(
-            &mut query,
-            "correlation_id = {}",
-            Bind::Text(correlation_id.clone()),
-        );
+        condition(&mut query, "correlation_id = {}", Bind::Text(correlation_id.clone()));
     }
     if let Some(since) = filter.since {
         condition(&mut query, "received_at >= {}", Bind::Int(since));
@@ -140,11 +126,8 @@ fn filter_events(mut query: Assembled, filter: &EventFilter, after: Option<i64>)
 
 /// Events matching `filter` (and after `after`), in ingest order.
 pub fn list_events(filter: &EventFilter, after: Option<i64>, limit: i64, offset: i64) -> Assembled {
-    let mut query = filter_events(
-        Assembled::new(concat!("SELECT ", event_columns!(), " FROM events")),
-        filter,
-        after,
-    );
+    let mut query =
+        filter_events(Assembled::new(concat!("SELECT ", event_columns!(), " FROM events")), filter, after);
     query.sql.push_str(" ORDER BY seq");
     query.push(" LIMIT {}", Bind::Int(limit));
     if offset > 0 {
@@ -160,11 +143,8 @@ pub fn count_events(filter: &EventFilter) -> Assembled {
 // ---- subscriptions ------------------------------------------------------------------------
 
 /// What ingest routes by, read once per call.
-pub const ENABLED_SUBSCRIPTIONS: &str = concat!(
-    "SELECT ",
-    subscription_columns!(),
-    " FROM subscriptions WHERE enabled ORDER BY created_at, id"
-);
+pub const ENABLED_SUBSCRIPTIONS: &str =
+    concat!("SELECT ", subscription_columns!(), " FROM subscriptions WHERE enabled ORDER BY created_at, id");
 
 pub const INSERT_SUBSCRIPTION: &str = concat!(
     "INSERT INTO subscriptions (",
@@ -172,11 +152,8 @@ pub const INSERT_SUBSCRIPTION: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 
-pub const SELECT_SUBSCRIPTION: &str = concat!(
-    "SELECT ",
-    subscription_columns!(),
-    " FROM subscriptions WHERE id = $1"
-);
+pub const SELECT_SUBSCRIPTION: &str =
+    concat!("SELECT ", subscription_columns!(), " FROM subscriptions WHERE id = $1");
 
 pub const LIST_SUBSCRIPTIONS: &str = concat!(
     "SELECT ",
@@ -214,11 +191,8 @@ pub const INSERT_DESTINATION: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 
-pub const SELECT_DESTINATION: &str = concat!(
-    "SELECT ",
-    destination_columns!(),
-    " FROM destinations WHERE id = $1"
-);
+pub const SELECT_DESTINATION: &str =
+    concat!("SELECT ", destination_columns!(), " FROM destinations WHERE id = $1");
 
 pub const DESTINATION_EXISTS: &str = "SELECT COUNT(*) FROM destinations WHERE id = $1";
 
@@ -243,23 +217,14 @@ pub const DELETE_DESTINATION: &str = "DELETE FROM destinations WHERE id = $1";
 
 // ---- event types --------------------------------------------------------------------------
 
-pub const INSERT_EVENT_TYPE: &str = concat!(
-    "INSERT INTO event_types (",
-    event_type_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-);
+pub const INSERT_EVENT_TYPE: &str =
+    concat!("INSERT INTO event_types (", event_type_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
 
-pub const SELECT_EVENT_TYPE: &str = concat!(
-    "SELECT ",
-    event_type_columns!(),
-    " FROM event_types WHERE name = $1"
-);
+pub const SELECT_EVENT_TYPE: &str =
+    concat!("SELECT ", event_type_columns!(), " FROM event_types WHERE name = $1");
 
-pub const LIST_EVENT_TYPES: &str = concat!(
-    "SELECT ",
-    event_type_columns!(),
-    " FROM event_types ORDER BY name LIMIT $1 OFFSET $2"
-);
+pub const LIST_EVENT_TYPES: &str =
+    concat!("SELECT ", event_type_columns!(), " FROM event_types ORDER BY name LIMIT $1 OFFSET $2");
 
 pub const COUNT_EVENT_TYPES: &str = "SELECT COUNT(*) FROM event_types";
 
@@ -275,17 +240,11 @@ pub const DELETE_EVENT_TYPE: &str = "DELETE FROM event_types WHERE name = $1";
 
 // ---- API keys -----------------------------------------------------------------------------
 
-pub const INSERT_API_KEY: &str = concat!(
-    "INSERT INTO api_keys (",
-    api_key_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-);
+pub const INSERT_API_KEY: &str =
+    concat!("INSERT INTO api_keys (", api_key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)");
 
-pub const FIND_ACTIVE_API_KEY: &str = concat!(
-    "SELECT ",
-    api_key_columns!(),
-    " FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL"
-);
+pub const FIND_ACTIVE_API_KEY: &str =
+    concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL");
 
 pub const LIST_ACTIVE_API_KEYS: &str = concat!(
     "SELECT ",
@@ -295,8 +254,7 @@ pub const LIST_ACTIVE_API_KEYS: &str = concat!(
 
 pub const COUNT_ACTIVE_API_KEYS: &str = "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL";
 
-pub const REVOKE_API_KEY: &str =
-    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+pub const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
 
 // ---- idempotency keys ---------------------------------------------------------------------
 
@@ -307,12 +265,13 @@ pub const DELETE_STALE_IDEMPOTENCY_KEY: &str =
 pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING";
 
-pub const SELECT_IDEMPOTENCY_KEY: &str = "SELECT request_hash, status, location, body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+pub const SELECT_IDEMPOTENCY_KEY: &str =
+    "SELECT request_hash, status, location, body FROM idempotency_keys WHERE scope = $1 AND key = $2";
 
-pub const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET status = $1, location = $2, body = $3 WHERE scope = $4 AND key = $5";
+pub const COMPLETE_IDEMPOTENCY_KEY: &str =
+    "UPDATE idempotency_keys SET status = $1, location = $2, body = $3 WHERE scope = $4 AND key = $5";
 
-pub const RELEASE_IDEMPOTENCY_KEY: &str =
-    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2";
+pub const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2";
 
 // ---- schema -------------------------------------------------------------------------------
 
@@ -330,10 +289,7 @@ mod tests {
         let mut highest = 0;
         let mut rest = sql;
         while let Some(at) = rest.find('$') {
-            let digits: String = rest[at + 1..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
+            let digits: String = rest[at + 1..].chars().take_while(char::is_ascii_digit).collect();
             let n: usize = digits.parse().unwrap_or(0);
             if n > highest + 1 || n == 0 {
                 return false;
@@ -362,6 +318,14 @@ mod tests {
             DELETE_STALE_IDEMPOTENCY_KEY,
             CLAIM_IDEMPOTENCY_KEY,
             COMPLETE_IDEMPOTENCY_KEY,
+            deliveries::CLAIM,
+            deliveries::SETTLE_DELIVERY,
+            deliveries::INSERT_ATTEMPT,
+            deliveries::RELEASE_LEASES,
+            deliveries::RETRY_DELIVERY,
+            deliveries::PRUNE_ATTEMPTS,
+            deliveries::PRUNE_DELIVERIES,
+            deliveries::PRUNE_EVENTS,
         ] {
             assert!(placeholders_in_order(sql), "{sql}");
         }
@@ -380,26 +344,14 @@ mod tests {
         };
         let query = list_events(&filter, Some(9), 11, 40);
         assert!(
-            query
-                .sql
-                .contains("WHERE event_type = $1 AND received_at >= $2 AND seq > $3"),
+            query.sql.contains("WHERE event_type = $1 AND received_at >= $2 AND seq > $3"),
             "{}",
             query.sql
         );
-        assert!(
-            query.sql.ends_with("ORDER BY seq LIMIT $4 OFFSET $5"),
-            "{}",
-            query.sql
-        );
+        assert!(query.sql.ends_with("ORDER BY seq LIMIT $4 OFFSET $5"), "{}", query.sql);
         assert_eq!(
             query.binds,
-            [
-                Bind::Text("a.b".into()),
-                Bind::Int(5),
-                Bind::Int(9),
-                Bind::Int(11),
-                Bind::Int(40)
-            ]
+            [Bind::Text("a.b".into()), Bind::Int(5), Bind::Int(9), Bind::Int(11), Bind::Int(40)]
         );
         assert_eq!(
             count_events(&filter).sql,

@@ -12,16 +12,12 @@ use switchyard_core::error::Violations;
 use crate::ValidatedConfig;
 
 /// Paths of the secret values in an `http` configuration.
-pub const SECRET_PATHS: [&str; 4] = [
-    "signing_secret",
-    "auth.token",
-    "auth.password",
-    "auth.client_secret",
-];
+pub const SECRET_PATHS: [&str; 5] =
+    ["signing_secret", "previous_signing_secret", "auth.token", "auth.password", "auth.client_secret"];
 
-const SIGNING_SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SIGNING_SECRET_PREFIX: &str = "whsec_";
 /// Headers the hub sets itself; a destination may not override them.
-const RESERVED_HEADERS: [&str; 8] = [
+const RESERVED_HEADERS: [&str; 11] = [
     "content-type",
     "content-length",
     "host",
@@ -29,6 +25,9 @@ const RESERVED_HEADERS: [&str; 8] = [
     "webhook-timestamp",
     "webhook-signature",
     "x-event-type",
+    "x-event-id",
+    "x-correlation-id",
+    "x-causation-id",
     "authorization",
 ];
 
@@ -43,6 +42,13 @@ pub struct HttpConfig {
     #[serde(default)]
     pub auth: Auth,
     pub signing_secret: Option<String>,
+    /// The secret a rotation replaced: deliveries are signed with it too until
+    /// `previous_signing_secret_expires_at`, so receivers can switch over without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret: Option<String>,
+    /// Milliseconds since the Unix epoch; public, so the API can show when the old secret stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret_expires_at: Option<i64>,
 }
 
 fn default_method() -> String {
@@ -82,11 +88,7 @@ pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
     }
     let mut config: HttpConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "config".to_owned()
-        } else {
-            format!("config.{path}")
-        };
+        let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
         ValidationError::single(field, e.into_inner().to_string())
     })?;
     let mut v = Violations::default();
@@ -112,36 +114,36 @@ pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
             require_text(&mut v, "config.auth.username", username);
             require_text(&mut v, "config.auth.password", password);
         }
-        Auth::Oauth2ClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            ..
-        } => {
+        Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, .. } => {
             check_url(&mut v, "config.auth.token_url", token_url);
             require_text(&mut v, "config.auth.client_id", client_id);
             require_text(&mut v, "config.auth.client_secret", client_secret);
         }
     }
     match &config.signing_secret {
-        Some(secret) => check_signing_secret(&mut v, secret),
+        Some(secret) => check_signing_secret(&mut v, "config.signing_secret", secret),
         None => config.signing_secret = Some(generate_signing_secret()),
     }
+    match (&config.previous_signing_secret, config.previous_signing_secret_expires_at) {
+        (Some(previous), _) => check_signing_secret(&mut v, "config.previous_signing_secret", previous),
+        (None, Some(_)) => {
+            v.push("config.previous_signing_secret_expires_at", "requires previous_signing_secret")
+        }
+        (None, None) => {}
+    }
+    if config.previous_signing_secret_expires_at.is_some_and(|at| at < 0) {
+        v.push("config.previous_signing_secret_expires_at", "must be milliseconds since the Unix epoch");
+    }
     v.into_result()?;
-    let mut value = serde_json::to_value(&config)
-        .map_err(|e| ValidationError::single("config", e.to_string()))?;
+    let mut value =
+        serde_json::to_value(&config).map_err(|e| ValidationError::single("config", e.to_string()))?;
     let secrets = split_secrets(&mut value, &SECRET_PATHS);
-    Ok(ValidatedConfig {
-        config: value,
-        secrets,
-    })
+    Ok(ValidatedConfig { config: value, secrets })
 }
 
 fn check_url(v: &mut Violations, field: &str, raw: &str) {
     match url::Url::parse(raw) {
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-            v.push(field, "must be an http or https URL")
-        }
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => v.push(field, "must be an http or https URL"),
         Ok(url) if url.host_str().is_none_or(str::is_empty) => v.push(field, "must name a host"),
         Ok(url) if !url.username().is_empty() || url.password().is_some() => {
             v.push(field, "must not carry credentials; use config.auth")
@@ -157,30 +159,25 @@ fn require_text(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
-fn check_signing_secret(v: &mut Violations, secret: &str) {
-    let decoded = secret
-        .strip_prefix(SIGNING_SECRET_PREFIX)
-        .map(|b64| STANDARD.decode(b64));
-    match decoded {
-        Some(Ok(bytes)) if (24..=64).contains(&bytes.len()) => {}
-        _ => v.push(
-            "config.signing_secret",
-            "must be whsec_ followed by 24 to 64 bytes in base64",
-        ),
+fn check_signing_secret(v: &mut Violations, field: &str, secret: &str) {
+    match signing_key_bytes(secret) {
+        Some(bytes) if (24..=64).contains(&bytes.len()) => {}
+        _ => v.push(field, "must be whsec_ followed by 24 to 64 bytes in base64"),
     }
 }
 
+/// The HMAC key of a `whsec_<base64>` secret.
+pub(crate) fn signing_key_bytes(secret: &str) -> Option<Vec<u8>> {
+    let b64 = secret.strip_prefix(SIGNING_SECRET_PREFIX)?;
+    STANDARD.decode(b64).ok()
+}
+
 fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]
@@ -236,24 +233,66 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_fields_are_refused() {
-        assert_eq!(
-            fields(validate(json!({"url": "https://x", "colour": 1}))),
-            ["config.colour"]
-        );
+        assert_eq!(fields(validate(json!({"url": "https://x", "colour": 1}))), ["config.colour"]);
         assert_eq!(fields(validate(json!({"method": "POST"}))), ["config"]);
         assert_eq!(
-            fields(validate(
-                json!({"url": "https://x", "auth": {"type": "bearer"}})
-            )),
+            fields(validate(json!({"url": "https://x", "auth": {"type": "bearer"}}))),
             ["config.auth"]
         );
     }
 
     #[test]
-    fn credentials_in_the_url_are_refused() {
+    fn a_previous_secret_and_its_expiry_survive_a_round_trip() {
+        let old = generate_signing_secret();
+        let validated = validate(json!({
+            "url": "https://example.com",
+            "previous_signing_secret": old,
+            "previous_signing_secret_expires_at": 1_900_000_000_000i64
+        }))
+        .unwrap();
+        assert_eq!(validated.secrets["previous_signing_secret"], old.as_str());
+        assert_eq!(validated.config["previous_signing_secret_expires_at"], 1_900_000_000_000i64);
+        assert!(!validated.config.to_string().contains(&old));
+        // What the store holds, secrets put back, validates to the same thing again.
+        let mut full = validated.config.clone();
+        for (path, secret) in &validated.secrets {
+            full[path.as_str()] = secret.clone();
+        }
+        let again = validate(full).unwrap();
+        assert_eq!(again, validated);
+    }
+
+    #[test]
+    fn an_expiry_without_a_previous_secret_is_refused() {
         assert_eq!(
-            fields(validate(json!({"url": "https://u:p@example.com"}))),
-            ["config.url"]
+            fields(validate(json!({
+                "url": "https://x",
+                "previous_signing_secret_expires_at": 1
+            }))),
+            ["config.previous_signing_secret_expires_at"]
         );
+        assert_eq!(
+            fields(validate(json!({
+                "url": "https://x",
+                "previous_signing_secret": "whsec_short"
+            }))),
+            ["config.previous_signing_secret"]
+        );
+    }
+
+    #[test]
+    fn hub_headers_cannot_be_configured() {
+        assert_eq!(
+            fields(validate(json!({
+                "url": "https://x",
+                "headers": {"X-Correlation-ID": "c", "x-team": "ok"}
+            }))),
+            ["config.headers.X-Correlation-ID"]
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused() {
+        assert_eq!(fields(validate(json!({"url": "https://u:p@example.com"}))), ["config.url"]);
     }
 }

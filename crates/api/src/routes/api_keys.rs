@@ -22,9 +22,7 @@ use crate::paging::{Collection, list_request};
 use crate::routes::PageQuery;
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_api_key, list_api_keys))
-        .routes(routes!(revoke_api_key))
+    OpenApiRouter::new().routes(routes!(create_api_key, list_api_keys)).routes(routes!(revoke_api_key))
 }
 
 const MAX_NAME: usize = 200;
@@ -78,13 +76,7 @@ async fn create_api_key(
     let issued = ApiKey::issue(name.to_owned(), role, now_millis());
     state.store().create_api_key(&issued.key).await?;
     let location = format!("/v1/api-keys/{}", issued.key.id);
-    Ok(Reply::created(
-        IssuedApiKey {
-            key: issued.key,
-            token: issued.token,
-        },
-        location,
-    ))
+    Ok(Reply::created(IssuedApiKey { key: issued.key, token: issued.token }, location))
 }
 
 /// List active API keys (never their tokens).

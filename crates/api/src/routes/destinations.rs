@@ -8,8 +8,8 @@ use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::destination::{
-    CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination,
-    DestinationKind, DestinationView, RateLimit, RetryPolicy, restore_absent_secrets,
+    CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
+    DestinationView, RateLimit, RetryPolicy, restore_absent_secrets,
 };
 use switchyard_core::error::Violations;
 use switchyard_core::id::DestinationId;
@@ -27,14 +27,12 @@ use crate::paging::{Collection, list_request};
 use crate::routes::PageQuery;
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_destination, list_destinations))
-        .routes(routes!(
-            get_destination,
-            replace_destination,
-            patch_destination,
-            delete_destination
-        ))
+    OpenApiRouter::new().routes(routes!(create_destination, list_destinations)).routes(routes!(
+        get_destination,
+        replace_destination,
+        patch_destination,
+        delete_destination
+    ))
 }
 
 const MAX_NAME: usize = 200;
@@ -74,9 +72,7 @@ impl DestinationInput {
     ) -> Result<Destination, ValidationError> {
         let mut v = Violations::default();
         let name = match self.name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => {
-                Some(name.to_owned())
-            }
+            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => Some(name.to_owned()),
             Some(_) => {
                 v.push("name", format!("must be 1 to {MAX_NAME} characters"));
                 None
@@ -114,17 +110,11 @@ impl DestinationInput {
         };
         let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
         if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
-            v.push(
-                "timeout_ms",
-                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
-            );
+            v.push("timeout_ms", format!("must be between 1 and {MAX_TIMEOUT_MS}"));
         }
-        let connect_timeout_ms = self
-            .connect_timeout_ms
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS.min(timeout_ms));
-        if !(1..=MAX_CONNECT_TIMEOUT_MS).contains(&connect_timeout_ms)
-            || connect_timeout_ms > timeout_ms
-        {
+        let connect_timeout_ms =
+            self.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS.min(timeout_ms));
+        if !(1..=MAX_CONNECT_TIMEOUT_MS).contains(&connect_timeout_ms) || connect_timeout_ms > timeout_ms {
             v.push(
                 "connect_timeout_ms",
                 format!("must be between 1 and {MAX_CONNECT_TIMEOUT_MS} and at most timeout_ms"),
@@ -136,11 +126,7 @@ impl DestinationInput {
             v.check(limit.validate().map_err(|e| e.nested("rate_limit")));
         }
         let circuit_breaker = self.circuit_breaker.unwrap_or_default();
-        v.check(
-            circuit_breaker
-                .validate()
-                .map_err(|e| e.nested("circuit_breaker")),
-        );
+        v.check(circuit_breaker.validate().map_err(|e| e.nested("circuit_breaker")));
         v.into_result()?;
         let (Some(name), Some(kind), Some(validated)) = (name, kind, validated) else {
             return Err(ValidationError::single("body", "is incomplete"));
@@ -225,11 +211,7 @@ async fn list_destinations(
 
 pub(crate) async fn load(state: &ApiState, raw: &str) -> Result<Destination, ApiError> {
     let id = DestinationId::from_trusted(raw);
-    state
-        .store()
-        .get_destination(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("destination", raw))
+    state.store().get_destination(&id).await?.ok_or_else(|| ApiError::not_found("destination", raw))
 }
 
 /// Read a destination (secrets are shown as `<name>_set`).
@@ -257,11 +239,8 @@ async fn save(
     next: Destination,
     if_match: &IfMatch,
 ) -> ApiResult<Reply> {
-    let stored = state
-        .store()
-        .update_destination(&next, current.version)
-        .await
-        .map_err(|e| if_match.on_race(e))?;
+    let stored =
+        state.store().update_destination(&next, current.version).await.map_err(|e| if_match.on_race(e))?;
     Ok(shown(&stored))
 }
 

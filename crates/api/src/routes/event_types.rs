@@ -24,14 +24,12 @@ use crate::paging::{Collection, list_request};
 use crate::routes::PageQuery;
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_event_type, list_event_types))
-        .routes(routes!(
-            get_event_type,
-            replace_event_type,
-            patch_event_type,
-            delete_event_type
-        ))
+    OpenApiRouter::new().routes(routes!(create_event_type, list_event_types)).routes(routes!(
+        get_event_type,
+        replace_event_type,
+        patch_event_type,
+        delete_event_type
+    ))
 }
 
 const MAX_DESCRIPTION: usize = 2_000;
@@ -70,15 +68,8 @@ impl EventTypeInput {
                 None
             }
         };
-        if self
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
-        {
-            v.push(
-                "description",
-                format!("must be at most {MAX_DESCRIPTION} characters"),
-            );
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+            v.push("description", format!("must be at most {MAX_DESCRIPTION} characters"));
         }
         if let Some(schema) = &self.schema {
             v.check(switchyard_engine::schema::compile(schema, "schema"));
@@ -168,11 +159,7 @@ async fn list_event_types(
 
 async fn load(state: &ApiState, raw: &str) -> Result<EventTypeDefinition, ApiError> {
     let name = parse_name(raw)?;
-    state
-        .store()
-        .get_event_type(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event type", raw))
+    state.store().get_event_type(&name).await?.ok_or_else(|| ApiError::not_found("event type", raw))
 }
 
 /// Read an event type.
@@ -200,16 +187,9 @@ async fn save(
     next: EventTypeDefinition,
     if_match: &IfMatch,
 ) -> ApiResult<Reply> {
-    let next = EventTypeDefinition {
-        created_at: current.created_at,
-        updated_at: now_millis(),
-        ..next
-    };
-    let stored = state
-        .store()
-        .update_event_type(&next, current.version)
-        .await
-        .map_err(|e| if_match.on_race(e))?;
+    let next = EventTypeDefinition { created_at: current.created_at, updated_at: now_millis(), ..next };
+    let stored =
+        state.store().update_event_type(&next, current.version).await.map_err(|e| if_match.on_race(e))?;
     Ok(reply(stored, StatusCode::OK))
 }
 

@@ -37,16 +37,9 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
     let correlation_id = match headers.get(CORRELATION_HEADER) {
         None => None,
         Some(raw) => Some(
-            raw.to_str()
-                .ok()
-                .filter(|v| !v.is_empty() && v.len() <= 128)
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    ValidationError::single(
-                        "X-Correlation-ID",
-                        "must be 1 to 128 visible characters",
-                    )
-                })?,
+            raw.to_str().ok().filter(|v| !v.is_empty() && v.len() <= 128).map(str::to_owned).ok_or_else(
+                || ValidationError::single("X-Correlation-ID", "must be 1 to 128 visible characters"),
+            )?,
         ),
     };
     Ok(IngestContext {
@@ -167,11 +160,7 @@ async fn publish_batch(
 ) -> ApiResult<Reply> {
     principal.require(Role::Publisher)?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
-        return Err(ValidationError::single(
-            "events",
-            format!("must hold 1 to {MAX_BATCH} events"),
-        )
-        .into());
+        return Err(ValidationError::single("events", format!("must hold 1 to {MAX_BATCH} events")).into());
     }
     let ctx = ingest_context(&state, &headers)?;
     let items = state.ingestor().ingest_batch(batch.events, &ctx).await?;
@@ -181,16 +170,12 @@ async fn publish_batch(
 
 fn batch_result(item: BatchItem) -> BatchResult {
     match item {
-        BatchItem::Stored(IngestOutcome::Created(event)) => BatchResult {
-            event_id: Some(event.event_id.to_string()),
-            status: "created",
-            error: None,
-        },
-        BatchItem::Stored(IngestOutcome::Duplicate(event)) => BatchResult {
-            event_id: Some(event.event_id.to_string()),
-            status: "duplicate",
-            error: None,
-        },
+        BatchItem::Stored(IngestOutcome::Created(event)) => {
+            BatchResult { event_id: Some(event.event_id.to_string()), status: "created", error: None }
+        }
+        BatchItem::Stored(IngestOutcome::Duplicate(event)) => {
+            BatchResult { event_id: Some(event.event_id.to_string()), status: "duplicate", error: None }
+        }
         BatchItem::Stored(IngestOutcome::Conflict(id)) => BatchResult {
             event_id: Some(id.to_string()),
             status: "error",
@@ -250,26 +235,14 @@ async fn list_events(
 ) -> ApiResult<Reply> {
     principal.require(Role::Viewer)?;
     let mut v = switchyard_core::error::Violations::default();
-    let request = v.check(list_request(
-        query.page,
-        query.per_page,
-        query.after.as_deref(),
-        Collection::AppendOnly,
-    ));
-    let event_type = query
-        .event_type
-        .as_deref()
-        .and_then(|t| v.check(EventType::parse(t)));
+    let request =
+        v.check(list_request(query.page, query.per_page, query.after.as_deref(), Collection::AppendOnly));
+    let event_type = query.event_type.as_deref().and_then(|t| v.check(EventType::parse(t)));
     let since = v.check(instant("since", query.since.as_deref())).flatten();
     let until = v.check(instant("until", query.until.as_deref())).flatten();
     v.into_result()?;
     let request = request.unwrap_or_default();
-    let filter = EventFilter {
-        event_type,
-        correlation_id: query.correlation_id,
-        since,
-        until,
-    };
+    let filter = EventFilter { event_type, correlation_id: query.correlation_id, since, until };
     let listing = state.store().list_events(&filter, request).await?;
     Ok(Reply::list(listing, request, true))
 }
@@ -298,11 +271,7 @@ async fn get_event(
 ) -> ApiResult<Reply> {
     principal.require(Role::Viewer)?;
     let id = EventId::from_trusted(event_id);
-    let event = state
-        .store()
-        .get_event(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    let event = state.store().get_event(&id).await?.ok_or_else(|| ApiError::not_found("event", &id))?;
     let deliveries = state.store().deliveries_of_event(&id).await?;
     Ok(Reply::ok(EventWithDeliveries { event, deliveries }))
 }

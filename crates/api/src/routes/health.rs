@@ -11,9 +11,7 @@ use crate::envelope::{Failure, Reply, Success};
 use crate::error::{ApiError, ApiResult};
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
-        .routes(routes!(live))
-        .routes(routes!(ready))
+    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -30,10 +28,7 @@ pub struct Health {
 #[utoipa::path(get, path = "/health/live", tag = "health",
     responses((status = 200, description = "Alive", body = Success<Health>)))]
 async fn live() -> Reply {
-    Reply::ok(Health {
-        status: "ok",
-        database: None,
-    })
+    Reply::ok(Health { status: "ok", database: None })
 }
 
 /// Whether the node can serve: the database answers and its schema is current.
@@ -48,8 +43,5 @@ async fn ready(State(state): State<ApiState>) -> ApiResult<Reply> {
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("the database is not ready: {e}")))?;
-    Ok(Reply::ok(Health {
-        status: "ok",
-        database: Some(state.store().backend()),
-    }))
+    Ok(Reply::ok(Health { status: "ok", database: Some(state.store().backend()) }))
 }

@@ -1,6 +1,8 @@
 //! The resources of the API, one module each: routes sit beside their OpenAPI annotations.
 
 pub mod api_keys;
+pub mod deliveries;
+pub mod destination_actions;
 pub mod destinations;
 pub mod event_types;
 pub mod events;

@@ -24,14 +24,12 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, MergePatch, from_value
 use crate::paging::{Collection, list_request};
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_subscription, list_subscriptions))
-        .routes(routes!(
-            get_subscription,
-            replace_subscription,
-            patch_subscription,
-            delete_subscription
-        ))
+    OpenApiRouter::new().routes(routes!(create_subscription, list_subscriptions)).routes(routes!(
+        get_subscription,
+        replace_subscription,
+        patch_subscription,
+        delete_subscription
+    ))
 }
 
 const MAX_NAME: usize = 200;
@@ -65,9 +63,7 @@ impl SubscriptionInput {
     ) -> Result<Subscription, ValidationError> {
         let mut v = Violations::default();
         let name = match self.name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => {
-                Some(name.to_owned())
-            }
+            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => Some(name.to_owned()),
             Some(_) => {
                 v.push("name", format!("must be 1 to {MAX_NAME} characters"));
                 None
@@ -90,34 +86,23 @@ impl SubscriptionInput {
                     .iter()
                     .enumerate()
                     .map(|(i, p)| {
-                        v.check(
-                            EventTypePattern::parse(p)
-                                .map_err(|e| e.at(&format!("event_types[{i}]"))),
-                        )
+                        v.check(EventTypePattern::parse(p).map_err(|e| e.at(&format!("event_types[{i}]"))))
                     })
                     .collect();
                 parsed.into_iter().collect::<Option<Vec<_>>>()
             }
             _ => {
-                v.push(
-                    "event_types",
-                    format!("must list 1 to {MAX_PATTERNS} patterns"),
-                );
+                v.push("event_types", format!("must list 1 to {MAX_PATTERNS} patterns"));
                 None
             }
         };
         for (field, value) in [("filter", &self.filter), ("transform", &self.transform)] {
             if value.is_some() {
-                v.push(
-                    field,
-                    "jq filters and transforms are not available in this release; leave it null",
-                );
+                v.push(field, "jq filters and transforms are not available in this release; leave it null");
             }
         }
         v.into_result()?;
-        let (Some(name), Some(destination_id), Some(event_types)) =
-            (name, destination_id, patterns)
-        else {
+        let (Some(name), Some(destination_id), Some(event_types)) = (name, destination_id, patterns) else {
             return Err(ValidationError::single("body", "is incomplete"));
         };
         Ok(Subscription {
@@ -204,20 +189,14 @@ async fn list_subscriptions(
 ) -> ApiResult<Reply> {
     principal.require(Role::Viewer)?;
     let request = list_request(query.page, query.per_page, None, Collection::Mutable)?;
-    let filter = SubscriptionFilter {
-        destination_id: query.destination_id.map(DestinationId::from_trusted),
-    };
+    let filter = SubscriptionFilter { destination_id: query.destination_id.map(DestinationId::from_trusted) };
     let listing = state.store().list_subscriptions(&filter, request).await?;
     Ok(Reply::list(listing, request, false))
 }
 
 async fn load(state: &ApiState, raw: &str) -> Result<Subscription, ApiError> {
     let id = SubscriptionId::from_trusted(raw);
-    state
-        .store()
-        .get_subscription(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("subscription", raw))
+    state.store().get_subscription(&id).await?.ok_or_else(|| ApiError::not_found("subscription", raw))
 }
 
 /// Read a subscription.
@@ -245,11 +224,8 @@ async fn save(
     next: Subscription,
     if_match: &IfMatch,
 ) -> ApiResult<Reply> {
-    let stored = state
-        .store()
-        .update_subscription(&next, current.version)
-        .await
-        .map_err(|e| if_match.on_race(e))?;
+    let stored =
+        state.store().update_subscription(&next, current.version).await.map_err(|e| if_match.on_race(e))?;
     Ok(shown(stored))
 }
 

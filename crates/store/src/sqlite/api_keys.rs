@@ -27,9 +27,7 @@ impl ApiKeyStore for SqliteStore {
             .await
             .map_err(map_err)
             // Never name the token hash: the id is enough to tell which key collided.
-            .map_err(name_conflict(|| {
-                format!("API key {} already exists", key.id)
-            }))?;
+            .map_err(name_conflict(|| format!("API key {} already exists", key.id)))?;
         Ok(())
     }
 
@@ -52,16 +50,10 @@ impl ApiKeyStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar(sql::COUNT_ACTIVE_API_KEYS)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let total: i64 =
+            sqlx::query_scalar(sql::COUNT_ACTIVE_API_KEYS).fetch_one(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(Listing {
-            items: decode_all(rows)?,
-            total: Some(count(total)),
-            next_cursor: None,
-        })
+        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
     }
 
     async fn revoke_api_key(&self, id: &ApiKeyId, now: Millis) -> StoreResult<bool> {
@@ -75,10 +67,8 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn count_active_api_keys(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(sql::COUNT_ACTIVE_API_KEYS)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let n: i64 =
+            sqlx::query_scalar(sql::COUNT_ACTIVE_API_KEYS).fetch_one(&self.reader).await.map_err(map_err)?;
         Ok(count(n))
     }
 }

@@ -60,9 +60,7 @@ impl DestinationStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(map_err)
-            .map_err(name_conflict(|| {
-                format!("destination {} already exists", destination.id)
-            }))?;
+            .map_err(name_conflict(|| format!("destination {} already exists", destination.id)))?;
         Ok(())
     }
 
@@ -85,16 +83,10 @@ impl DestinationStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar(sql::COUNT_DESTINATIONS)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let total: i64 =
+            sqlx::query_scalar(sql::COUNT_DESTINATIONS).fetch_one(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(Listing {
-            items: decode_all(rows)?,
-            total: Some(count(total)),
-            next_cursor: None,
-        })
+        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
     }
 
     async fn update_destination(

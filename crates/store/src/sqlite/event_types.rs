@@ -14,11 +14,7 @@ use crate::sql;
 #[async_trait]
 impl EventTypeStore for SqliteStore {
     async fn create_event_type(&self, definition: &EventTypeDefinition) -> StoreResult<()> {
-        let schema = definition
-            .schema
-            .as_ref()
-            .map(|s| to_json("event_types.schema", s))
-            .transpose()?;
+        let schema = definition.schema.as_ref().map(|s| to_json("event_types.schema", s)).transpose()?;
         sqlx::query(sql::INSERT_EVENT_TYPE)
             .bind(definition.name.as_str())
             .bind(definition.description.as_deref())
@@ -30,9 +26,7 @@ impl EventTypeStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(map_err)
-            .map_err(name_conflict(|| {
-                format!("event type {} already exists", definition.name)
-            }))?;
+            .map_err(name_conflict(|| format!("event type {} already exists", definition.name)))?;
         Ok(())
     }
 
@@ -46,10 +40,7 @@ impl EventTypeStore for SqliteStore {
             .transpose()
     }
 
-    async fn list_event_types(
-        &self,
-        request: ListRequest,
-    ) -> StoreResult<Listing<EventTypeDefinition>> {
+    async fn list_event_types(&self, request: ListRequest) -> StoreResult<Listing<EventTypeDefinition>> {
         let (limit, offset) = page_bounds(request);
         let mut tx = self.begin_read().await?;
         let rows = sqlx::query_as::<_, EventTypeRow>(sql::LIST_EVENT_TYPES)
@@ -58,16 +49,10 @@ impl EventTypeStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar(sql::COUNT_EVENT_TYPES)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let total: i64 =
+            sqlx::query_scalar(sql::COUNT_EVENT_TYPES).fetch_one(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(Listing {
-            items: decode_all(rows)?,
-            total: Some(count(total)),
-            next_cursor: None,
-        })
+        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
     }
 
     async fn update_event_type(
@@ -75,11 +60,7 @@ impl EventTypeStore for SqliteStore {
         definition: &EventTypeDefinition,
         expected_version: i64,
     ) -> StoreResult<EventTypeDefinition> {
-        let schema = definition
-            .schema
-            .as_ref()
-            .map(|s| to_json("event_types.schema", s))
-            .transpose()?;
+        let schema = definition.schema.as_ref().map(|s| to_json("event_types.schema", s)).transpose()?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query_as::<_, EventTypeRow>(sql::UPDATE_EVENT_TYPE)
             .bind(definition.description.as_deref())

@@ -106,11 +106,7 @@ impl EventStore for SqliteStore {
             .transpose()
     }
 
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        request: ListRequest,
-    ) -> StoreResult<Listing<Event>> {
+    async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>> {
         let per_page = request.per_page().max(1);
         let limit = i64::from(per_page) + 1;
         let (after, offset) = match request {
@@ -120,13 +116,10 @@ impl EventStore for SqliteStore {
         let mut tx = self.begin_read().await?;
         // One item more than the page tells whether another page follows.
         let query = sql::list_events(filter, after, limit, offset);
-        let rows = bind_as(
-            sqlx::query_as::<_, EventRow>(AssertSqlSafe(query.sql)),
-            query.binds,
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let rows = bind_as(sqlx::query_as::<_, EventRow>(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let total = match request {
             ListRequest::Page { .. } => {
                 let query = sql::count_events(filter);
@@ -144,16 +137,8 @@ impl EventStore for SqliteStore {
         let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
         let more = items.len() > page_len;
         items.truncate(page_len);
-        let next_cursor = if more {
-            items.last().map(|e| Cursor::at(e.seq))
-        } else {
-            None
-        };
-        Ok(Listing {
-            items,
-            total,
-            next_cursor,
-        })
+        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
+        Ok(Listing { items, total, next_cursor })
     }
 
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {

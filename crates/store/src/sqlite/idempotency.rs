@@ -70,11 +70,7 @@ impl IdempotencyStore for SqliteStore {
         if result.rows_affected() == 0 {
             // The claim went stale and was taken over (or released) while the request ran;
             // the request itself succeeded, so failing it now would only mislead the client.
-            tracing::warn!(
-                scope,
-                key,
-                "idempotency key completed after its claim was forgotten"
-            );
+            tracing::warn!(scope, key, "idempotency key completed after its claim was forgotten");
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! Readers never block the writer in WAL mode, so they get a pool of their own.
 
 mod api_keys;
+mod deliveries;
 mod destinations;
 mod event_types;
 mod events;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -66,10 +67,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
-            return Ok(Self {
-                writer: pool.clone(),
-                reader: pool,
-            });
+            return Ok(Self { writer: pool.clone(), reader: pool });
         }
 
         // The writer connects first so the file exists and is in WAL mode before any reader.
@@ -89,18 +87,12 @@ impl SqliteStore {
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR
-            .run(&self.writer)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))
+        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Backend(Box::new(e)))
     }
 
     /// Starts a write transaction holding the database's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
     }
 
     /// Starts a read transaction, so a page and its total come from one snapshot.
@@ -116,25 +108,14 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        let applied: HashMap<i64, Vec<u8>> = sqlx::query_as::<_, (i64, Vec<u8>)>(sql::APPLIED_MIGRATIONS)
+            .fetch_all(&self.reader)
             .await
-            .map_err(map_err)?;
-        let applied: HashMap<i64, Vec<u8>> =
-            sqlx::query_as::<_, (i64, Vec<u8>)>(sql::APPLIED_MIGRATIONS)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(|e| {
-                    BackendError::SchemaNotCurrent(format!(
-                        "cannot read the migration history: {e}"
-                    ))
-                })?
-                .into_iter()
-                .collect();
-        for migration in MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-        {
+            .map_err(|e| BackendError::SchemaNotCurrent(format!("cannot read the migration history: {e}")))?
+            .into_iter()
+            .collect();
+        for migration in MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()) {
             match applied.get(&migration.version) {
                 None => {
                     return Err(BackendError::SchemaNotCurrent(format!(
@@ -166,6 +147,19 @@ fn page_bounds(request: ListRequest) -> (i64, i64) {
         ListRequest::After { .. } => 0,
     };
     (per_page, offset)
+}
+
+fn bind<'q>(
+    mut query: Query<'q, Sqlite, SqliteArguments>,
+    binds: Vec<Bind>,
+) -> Query<'q, Sqlite, SqliteArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
 }
 
 fn bind_as<'q, O>(

@@ -14,10 +14,7 @@ use crate::sql;
 
 /// Checked explicitly, inside the writing transaction, so the caller learns which field is
 /// wrong; the foreign key stays as the backstop.
-async fn require_destination(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: &DestinationId,
-) -> StoreResult<()> {
+async fn require_destination(tx: &mut Transaction<'static, Sqlite>, id: &DestinationId) -> StoreResult<()> {
     let found: i64 = sqlx::query_scalar(sql::DESTINATION_EXISTS)
         .bind(id.as_str())
         .fetch_one(&mut **tx)
@@ -37,10 +34,7 @@ impl SubscriptionStore for SqliteStore {
     async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
         let event_types = to_json("subscriptions.event_types", &subscription.event_types)?;
         let ordering = enum_name("subscriptions.ordering", &subscription.ordering)?;
-        let ordering_on_dead = enum_name(
-            "subscriptions.ordering_on_dead",
-            &subscription.ordering_on_dead,
-        )?;
+        let ordering_on_dead = enum_name("subscriptions.ordering_on_dead", &subscription.ordering_on_dead)?;
         let mut tx = self.begin_write().await?;
         require_destination(&mut tx, &subscription.destination_id).await?;
         sqlx::query(sql::INSERT_SUBSCRIPTION)
@@ -59,9 +53,7 @@ impl SubscriptionStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)
-            .map_err(name_conflict(|| {
-                format!("subscription {} already exists", subscription.id)
-            }))?;
+            .map_err(name_conflict(|| format!("subscription {} already exists", subscription.id)))?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -113,11 +105,7 @@ impl SubscriptionStore for SqliteStore {
             }
         };
         tx.commit().await.map_err(map_err)?;
-        Ok(Listing {
-            items: decode_all(rows)?,
-            total: Some(count(total)),
-            next_cursor: None,
-        })
+        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
     }
 
     async fn update_subscription(
@@ -127,10 +115,7 @@ impl SubscriptionStore for SqliteStore {
     ) -> StoreResult<Subscription> {
         let event_types = to_json("subscriptions.event_types", &subscription.event_types)?;
         let ordering = enum_name("subscriptions.ordering", &subscription.ordering)?;
-        let ordering_on_dead = enum_name(
-            "subscriptions.ordering_on_dead",
-            &subscription.ordering_on_dead,
-        )?;
+        let ordering_on_dead = enum_name("subscriptions.ordering_on_dead", &subscription.ordering_on_dead)?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query_as::<_, SubscriptionRow>(sql::UPDATE_SUBSCRIPTION)
             .bind(subscription.name.as_str())

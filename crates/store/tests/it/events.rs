@@ -45,14 +45,8 @@ pub async fn ingest_stores_the_event_and_routes_deliveries(db: TestDb) {
     assert_eq!(store.get_event(&new.event_id).await.unwrap(), Some(stored));
 
     let deliveries = store.deliveries_of_event(&new.event_id).await.unwrap();
-    let routed: BTreeSet<_> = deliveries
-        .iter()
-        .map(|d| d.subscription_id.clone())
-        .collect();
-    let expected: BTreeSet<_> = [&exact, &star, &deep, &all]
-        .iter()
-        .map(|s| s.id.clone())
-        .collect();
+    let routed: BTreeSet<_> = deliveries.iter().map(|d| d.subscription_id.clone()).collect();
+    let expected: BTreeSet<_> = [&exact, &star, &deep, &all].iter().map(|s| s.id.clone()).collect();
     assert_eq!(routed, expected);
     let ids: BTreeSet<_> = deliveries.iter().map(|d| d.id.clone()).collect();
     assert_eq!(ids.len(), 4, "every delivery has its own id");
@@ -64,25 +58,15 @@ pub async fn ingest_stores_the_event_and_routes_deliveries(db: TestDb) {
         assert_eq!(d.next_attempt_at, Some(T0));
         assert_eq!((d.created_at, d.updated_at), (T0, T0));
         assert_eq!(
-            (
-                d.lease_owner.as_deref(),
-                d.lease_expires_at,
-                d.last_error.as_deref()
-            ),
+            (d.lease_owner.as_deref(), d.lease_expires_at, d.last_error.as_deref()),
             (None, None, None)
         );
     }
 
     // A deeper type reaches only `order.#` and `#`.
     ingest_new(store, vec![event("ord-2", "order.line.added")], T0).await;
-    let deliveries = store
-        .deliveries_of_event(&EventId::parse("ord-2").unwrap())
-        .await
-        .unwrap();
-    let routed: BTreeSet<_> = deliveries
-        .iter()
-        .map(|d| d.subscription_id.clone())
-        .collect();
+    let deliveries = store.deliveries_of_event(&EventId::parse("ord-2").unwrap()).await.unwrap();
+    let routed: BTreeSet<_> = deliveries.iter().map(|d| d.subscription_id.clone()).collect();
     assert_eq!(routed, BTreeSet::from([deep.id.clone(), all.id.clone()]));
 }
 
@@ -97,97 +81,43 @@ pub async fn disabled_and_unmatched_subscriptions_get_no_delivery(db: TestDb) {
     for s in [&disabled, &other, &matching] {
         store.create_subscription(s).await.unwrap();
     }
-    ingest_new(
-        store,
-        vec![event("e1", "order.created"), event("e2", "user.signed_up")],
-        T0,
-    )
-    .await;
-    let first = store
-        .deliveries_of_event(&EventId::parse("e1").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        first.iter().map(|d| &d.subscription_id).collect::<Vec<_>>(),
-        [&matching.id]
-    );
-    assert!(
-        store
-            .deliveries_of_event(&EventId::parse("e2").unwrap())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    ingest_new(store, vec![event("e1", "order.created"), event("e2", "user.signed_up")], T0).await;
+    let first = store.deliveries_of_event(&EventId::parse("e1").unwrap()).await.unwrap();
+    assert_eq!(first.iter().map(|d| &d.subscription_id).collect::<Vec<_>>(), [&matching.id]);
+    assert!(store.deliveries_of_event(&EventId::parse("e2").unwrap()).await.unwrap().is_empty());
 }
 
 pub async fn ingest_across_calls_detects_duplicates_and_conflicts(db: TestDb) {
     let store = db.store.as_ref();
     let dst = destination("d");
     store.create_destination(&dst).await.unwrap();
-    store
-        .create_subscription(&subscription(&dst.id, &["#"]))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
 
-    let original = ingest_new(store, vec![event("e1", "a.b")], T0)
-        .await
-        .remove(0);
+    let original = ingest_new(store, vec![event("e1", "a.b")], T0).await.remove(0);
 
-    let again = store
-        .ingest(vec![event("e1", "a.b")], T0 + 1_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        again,
-        [IngestOutcome::Duplicate(original.clone())],
-        "the stored event, first receipt time"
-    );
+    let again = store.ingest(vec![event("e1", "a.b")], T0 + 1_000).await.unwrap();
+    assert_eq!(again, [IngestOutcome::Duplicate(original.clone())], "the stored event, first receipt time");
 
     let mut changed = event("e1", "a.b");
     changed.content_hash = "another-hash".into();
     changed.payload = serde_json::json!({"different": true});
     let conflict = store.ingest(vec![changed], T0 + 2_000).await.unwrap();
-    assert_eq!(
-        conflict,
-        [IngestOutcome::Conflict(original.event_id.clone())]
-    );
+    assert_eq!(conflict, [IngestOutcome::Conflict(original.event_id.clone())]);
 
-    assert_eq!(
-        store.get_event(&original.event_id).await.unwrap(),
-        Some(original.clone())
-    );
-    assert_eq!(
-        store
-            .deliveries_of_event(&original.event_id)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "no new deliveries"
-    );
+    assert_eq!(store.get_event(&original.event_id).await.unwrap(), Some(original.clone()));
+    assert_eq!(store.deliveries_of_event(&original.event_id).await.unwrap().len(), 1, "no new deliveries");
 }
 
 pub async fn ingest_within_one_call_detects_duplicates_and_conflicts(db: TestDb) {
     let store = db.store.as_ref();
     let dst = destination("d");
     store.create_destination(&dst).await.unwrap();
-    store
-        .create_subscription(&subscription(&dst.id, &["#"]))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
 
     let mut conflicting = event("e1", "a.b");
     conflicting.content_hash = "other".into();
     let outcomes = store
-        .ingest(
-            vec![
-                event("e1", "a.b"),
-                event("e1", "a.b"),
-                conflicting,
-                event("e2", "a.b"),
-            ],
-            T0,
-        )
+        .ingest(vec![event("e1", "a.b"), event("e1", "a.b"), conflicting, event("e2", "a.b")], T0)
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 4);
@@ -196,69 +126,38 @@ pub async fn ingest_within_one_call_detects_duplicates_and_conflicts(db: TestDb)
     assert_eq!(outcomes[2], IngestOutcome::Conflict(first.event_id.clone()));
     let second = created(&outcomes[3]);
     assert!(second.seq > first.seq, "ingest order is kept");
-    assert_eq!(
-        store
-            .deliveries_of_event(&first.event_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        store
-            .deliveries_of_event(&second.event_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.deliveries_of_event(&first.event_id).await.unwrap().len(), 1);
+    assert_eq!(store.deliveries_of_event(&second.event_id).await.unwrap().len(), 1);
 }
 
 pub async fn failed_ingest_writes_nothing(db: TestDb) {
     let store = db.store.as_ref();
     let dst = destination("d");
     store.create_destination(&dst).await.unwrap();
-    store
-        .create_subscription(&subscription(&dst.id, &["#"]))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
     db.break_delivery_inserts().await;
 
-    let result = store
-        .ingest(vec![event("e1", "a.b"), event("e2", "a.b")], T0)
-        .await;
+    let result = store.ingest(vec![event("e1", "a.b"), event("e2", "a.b")], T0).await;
     assert!(result.is_err(), "the injected failure surfaces: {result:?}");
     for id in ["e1", "e2"] {
         let id = EventId::parse(id).unwrap();
         assert_eq!(store.get_event(&id).await.unwrap(), None);
         assert!(store.deliveries_of_event(&id).await.unwrap().is_empty());
     }
-    let listing = store
-        .list_events(&EventFilter::default(), ListRequest::default())
-        .await
-        .unwrap();
+    let listing = store.list_events(&EventFilter::default(), ListRequest::default()).await.unwrap();
     assert_eq!(listing.total, Some(0));
 
     // Nothing was left half-open: once repaired, the same events go in whole.
     db.repair_delivery_inserts().await;
     let events = ingest_new(store, vec![event("e1", "a.b"), event("e2", "a.b")], T0).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(
-        store
-            .deliveries_of_event(&events[1].event_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.deliveries_of_event(&events[1].event_id).await.unwrap().len(), 1);
 }
 
 /// Ingests `n` events in batches, cycling through three types; answers their ids in order.
 async fn ingest_many(store: &dyn Store, n: usize) -> Vec<EventId> {
     let types = ["a.one", "b.two", "c.three"];
-    let all: Vec<NewEvent> = (0..n)
-        .map(|i| event(&format!("ev-{i:05}"), types[i % types.len()]))
-        .collect();
+    let all: Vec<NewEvent> = (0..n).map(|i| event(&format!("ev-{i:05}"), types[i % types.len()])).collect();
     let mut ids = Vec::with_capacity(n);
     for (i, batch) in all.chunks(400).enumerate() {
         let events = ingest_new(store, batch.to_vec(), T0 + i as i64).await;
@@ -273,10 +172,7 @@ async fn walk(store: &dyn Store, filter: &EventFilter, per_page: u32) -> (Vec<Ev
     let mut after = None;
     let mut pages = 0;
     loop {
-        let page = store
-            .list_events(filter, ListRequest::After { after, per_page })
-            .await
-            .unwrap();
+        let page = store.list_events(filter, ListRequest::After { after, per_page }).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= per_page as usize);
         assert_eq!(page.total, None, "keyset pages carry no totals");
@@ -308,10 +204,8 @@ pub async fn keyset_paging_returns_every_event_once_in_order(db: TestDb) {
 pub async fn keyset_paging_honours_filters(db: TestDb) {
     let store = db.store.as_ref();
     let ids = ingest_many(store, 300).await;
-    let filter = EventFilter {
-        event_type: Some(EventType::parse("b.two").unwrap()),
-        ..EventFilter::default()
-    };
+    let filter =
+        EventFilter { event_type: Some(EventType::parse("b.two").unwrap()), ..EventFilter::default() };
     let (seen, _) = walk(store, &filter, 7).await;
     let expected: Vec<_> = ids.iter().skip(1).step_by(3).cloned().collect();
     assert_eq!(seen, expected);
@@ -322,86 +216,27 @@ pub async fn numbered_pages_carry_totals_and_cursors(db: TestDb) {
     let ids = ingest_many(store, 25).await;
     let all = EventFilter::default();
 
-    let first = store
-        .list_events(
-            &all,
-            ListRequest::Page {
-                page: 1,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let first = store.list_events(&all, ListRequest::Page { page: 1, per_page: 10 }).await.unwrap();
     assert_eq!(first.total, Some(25));
-    assert_eq!(
-        first
-            .items
-            .iter()
-            .map(|e| e.event_id.clone())
-            .collect::<Vec<_>>(),
-        ids[..10]
-    );
+    assert_eq!(first.items.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids[..10]);
     assert_eq!(first.next_cursor, Some(Cursor::at(first.items[9].seq)));
 
     // The cursor of a numbered page continues where it ended.
-    let next = store
-        .list_events(
-            &all,
-            ListRequest::After {
-                after: first.next_cursor,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let next =
+        store.list_events(&all, ListRequest::After { after: first.next_cursor, per_page: 10 }).await.unwrap();
     assert_eq!(next.items.first().map(|e| &e.event_id), Some(&ids[10]));
 
-    let last = store
-        .list_events(
-            &all,
-            ListRequest::Page {
-                page: 3,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        last.items
-            .iter()
-            .map(|e| e.event_id.clone())
-            .collect::<Vec<_>>(),
-        ids[20..]
-    );
+    let last = store.list_events(&all, ListRequest::Page { page: 3, per_page: 10 }).await.unwrap();
+    assert_eq!(last.items.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), ids[20..]);
     assert_eq!((last.total, last.next_cursor), (Some(25), None));
 
-    let beyond = store
-        .list_events(
-            &all,
-            ListRequest::Page {
-                page: 9,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let beyond = store.list_events(&all, ListRequest::Page { page: 9, per_page: 10 }).await.unwrap();
     assert!(beyond.items.is_empty());
     assert_eq!((beyond.total, beyond.next_cursor), (Some(25), None));
 
-    let typed = EventFilter {
-        event_type: Some(EventType::parse("a.one").unwrap()),
-        ..EventFilter::default()
-    };
-    let page = store
-        .list_events(
-            &typed,
-            ListRequest::Page {
-                page: 2,
-                per_page: 5,
-            },
-        )
-        .await
-        .unwrap();
+    let typed =
+        EventFilter { event_type: Some(EventType::parse("a.one").unwrap()), ..EventFilter::default() };
+    let page = store.list_events(&typed, ListRequest::Page { page: 2, per_page: 5 }).await.unwrap();
     assert_eq!(page.total, Some(9));
     assert_eq!(page.items.len(), 4);
     assert!(page.items.iter().all(|e| e.event_type.as_str() == "a.one"));
@@ -420,52 +255,21 @@ pub async fn event_filters_bound_time_and_match_exactly(db: TestDb) {
     ingest_new(store, vec![event("other", "order.created.v2")], T0 + 40).await;
 
     let ids = |filter: EventFilter| async move {
-        let listing = store
-            .list_events(
-                &filter,
-                ListRequest::Page {
-                    page: 1,
-                    per_page: 100,
-                },
-            )
-            .await
-            .unwrap();
+        let listing = store.list_events(&filter, ListRequest::Page { page: 1, per_page: 100 }).await.unwrap();
         assert_eq!(listing.total, Some(listing.items.len() as u64));
-        listing
-            .items
-            .into_iter()
-            .map(|e| e.event_id.to_string())
-            .collect::<Vec<_>>()
+        listing.items.into_iter().map(|e| e.event_id.to_string()).collect::<Vec<_>>()
     };
 
-    let window = EventFilter {
-        since: Some(T0 + 10),
-        until: Some(T0 + 30),
-        ..EventFilter::default()
-    };
-    assert_eq!(
-        ids(window).await,
-        ["t1", "t2"],
-        "since is inclusive, until exclusive"
-    );
-    let flow = EventFilter {
-        correlation_id: Some("flow-1".into()),
-        ..EventFilter::default()
-    };
+    let window = EventFilter { since: Some(T0 + 10), until: Some(T0 + 30), ..EventFilter::default() };
+    assert_eq!(ids(window).await, ["t1", "t2"], "since is inclusive, until exclusive");
+    let flow = EventFilter { correlation_id: Some("flow-1".into()), ..EventFilter::default() };
     assert_eq!(ids(flow).await, ["t0", "t2"]);
     let exact = EventFilter {
         event_type: Some(EventType::parse("order.created").unwrap()),
         ..EventFilter::default()
     };
-    assert_eq!(
-        ids(exact).await,
-        ["t0", "t1", "t2", "t3"],
-        "types match exactly, not by prefix"
-    );
-    let combined = EventFilter {
-        correlation_id: Some("flow-1".into()),
-        since: Some(T0 + 1),
-        ..EventFilter::default()
-    };
+    assert_eq!(ids(exact).await, ["t0", "t1", "t2", "t3"], "types match exactly, not by prefix");
+    let combined =
+        EventFilter { correlation_id: Some("flow-1".into()), since: Some(T0 + 1), ..EventFilter::default() };
     assert_eq!(ids(combined).await, ["t2"]);
 }

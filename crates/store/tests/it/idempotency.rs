@@ -19,77 +19,36 @@ pub async fn claims_progress_to_a_replayable_response(db: TestDb) {
         store.claim_idempotency_key(scope, "k1", hash, T0, T0 - DAY)
     };
 
-    assert_eq!(
-        claim("h1", "key_a").await.unwrap(),
-        IdempotencyClaim::Claimed
-    );
+    assert_eq!(claim("h1", "key_a").await.unwrap(), IdempotencyClaim::Claimed);
     assert_eq!(
         claim("h2", "key_a").await.unwrap(),
-        IdempotencyClaim::InProgress {
-            request_hash: "h1".into()
-        },
+        IdempotencyClaim::InProgress { request_hash: "h1".into() },
         "the first claim's hash is reported, so the caller can tell a replay from a clash"
     );
     // Scopes (one per caller) do not share keys.
-    assert_eq!(
-        claim("h1", "key_b").await.unwrap(),
-        IdempotencyClaim::Claimed
-    );
+    assert_eq!(claim("h1", "key_b").await.unwrap(), IdempotencyClaim::Claimed);
 
-    store
-        .complete_idempotency_key("key_a", "k1", &response())
-        .await
-        .unwrap();
+    store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
     assert_eq!(
         claim("h1", "key_a").await.unwrap(),
-        IdempotencyClaim::Completed {
-            request_hash: "h1".into(),
-            response: response()
-        }
+        IdempotencyClaim::Completed { request_hash: "h1".into(), response: response() }
     );
-    let empty = StoredResponse {
-        status: 204,
-        location: None,
-        body: Vec::new(),
-    };
-    store
-        .complete_idempotency_key("key_b", "k1", &empty)
-        .await
-        .unwrap();
+    let empty = StoredResponse { status: 204, location: None, body: Vec::new() };
+    store.complete_idempotency_key("key_b", "k1", &empty).await.unwrap();
     assert_eq!(
         claim("h1", "key_b").await.unwrap(),
-        IdempotencyClaim::Completed {
-            request_hash: "h1".into(),
-            response: empty
-        }
+        IdempotencyClaim::Completed { request_hash: "h1".into(), response: empty }
     );
 }
 
 pub async fn released_keys_can_be_claimed_again(db: TestDb) {
     let store = db.store.as_ref();
-    assert_eq!(
-        store
-            .claim_idempotency_key("s", "k", "h1", T0, 0)
-            .await
-            .unwrap(),
-        IdempotencyClaim::Claimed
-    );
+    assert_eq!(store.claim_idempotency_key("s", "k", "h1", T0, 0).await.unwrap(), IdempotencyClaim::Claimed);
     store.release_idempotency_key("s", "k").await.unwrap();
+    assert_eq!(store.claim_idempotency_key("s", "k", "h2", T0, 0).await.unwrap(), IdempotencyClaim::Claimed);
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "k", "h2", T0, 0)
-            .await
-            .unwrap(),
-        IdempotencyClaim::Claimed
-    );
-    assert_eq!(
-        store
-            .claim_idempotency_key("s", "k", "h3", T0, 0)
-            .await
-            .unwrap(),
-        IdempotencyClaim::InProgress {
-            request_hash: "h2".into()
-        }
+        store.claim_idempotency_key("s", "k", "h3", T0, 0).await.unwrap(),
+        IdempotencyClaim::InProgress { request_hash: "h2".into() }
     );
     // Releasing what is not there is not an error.
     store.release_idempotency_key("s", "unknown").await.unwrap();
@@ -99,64 +58,36 @@ pub async fn stale_records_are_forgotten_at_the_cutoff(db: TestDb) {
     let store = db.store.as_ref();
     // An abandoned claim: its request crashed before completing or releasing it.
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "crashed", "h1", T0, 0)
-            .await
-            .unwrap(),
+        store.claim_idempotency_key("s", "crashed", "h1", T0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "crashed", "h2", T0 + 10, T0)
-            .await
-            .unwrap(),
-        IdempotencyClaim::InProgress {
-            request_hash: "h1".into()
-        },
+        store.claim_idempotency_key("s", "crashed", "h2", T0 + 10, T0).await.unwrap(),
+        IdempotencyClaim::InProgress { request_hash: "h1".into() },
         "a record created exactly at the cutoff is kept"
     );
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "crashed", "h2", T0 + 10, T0 + 1)
-            .await
-            .unwrap(),
+        store.claim_idempotency_key("s", "crashed", "h2", T0 + 10, T0 + 1).await.unwrap(),
         IdempotencyClaim::Claimed
     );
 
     // An expired response.
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "done", "h1", T0, 0)
-            .await
-            .unwrap(),
+        store.claim_idempotency_key("s", "done", "h1", T0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
-    store
-        .complete_idempotency_key("s", "done", &response())
-        .await
-        .unwrap();
+    store.complete_idempotency_key("s", "done", &response()).await.unwrap();
     assert!(matches!(
-        store
-            .claim_idempotency_key("s", "done", "h1", T0 + DAY - 1, T0)
-            .await
-            .unwrap(),
+        store.claim_idempotency_key("s", "done", "h1", T0 + DAY - 1, T0).await.unwrap(),
         IdempotencyClaim::Completed { .. }
     ));
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "done", "h9", T0 + DAY + 1, T0 + 1)
-            .await
-            .unwrap(),
+        store.claim_idempotency_key("s", "done", "h9", T0 + DAY + 1, T0 + 1).await.unwrap(),
         IdempotencyClaim::Claimed
     );
     assert_eq!(
-        store
-            .claim_idempotency_key("s", "done", "h1", T0 + DAY + 2, T0 + 1)
-            .await
-            .unwrap(),
-        IdempotencyClaim::InProgress {
-            request_hash: "h9".into()
-        },
+        store.claim_idempotency_key("s", "done", "h1", T0 + DAY + 2, T0 + 1).await.unwrap(),
+        IdempotencyClaim::InProgress { request_hash: "h9".into() },
         "the new claim starts a new record"
     );
 }

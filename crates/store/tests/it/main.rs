@@ -2,6 +2,7 @@
 //! once per backend by `suite!`; backend-specific checks live in `sqlite`.
 
 mod api_keys;
+mod deliveries;
 mod events;
 mod idempotency;
 mod resources;
@@ -45,6 +46,18 @@ macro_rules! suite {
                 idempotency::claims_progress_to_a_replayable_response,
                 idempotency::released_keys_can_be_claimed_again,
                 idempotency::stale_records_are_forgotten_at_the_cutoff,
+                deliveries::claims_lease_only_due_deliveries_up_to_the_limit,
+                deliveries::claims_skip_paused_and_missing_destinations,
+                deliveries::expired_leases_are_reclaimed_and_live_ones_are_not,
+                deliveries::concurrent_claimers_never_share_a_delivery,
+                deliveries::attempts_move_the_delivery_and_are_numbered_across_retries,
+                deliveries::record_attempt_needs_the_lease,
+                deliveries::release_leases_hands_back_only_the_owners,
+                deliveries::next_due_at_names_the_earliest_claimable_time,
+                deliveries::delivery_listings_filter_and_page,
+                deliveries::retry_delivery_refuses_in_flight_and_succeeded,
+                deliveries::replay_dead_honours_filters_and_limits,
+                deliveries::prune_removes_only_old_succeeded_deliveries_and_orphaned_events,
             );
         }
     };

@@ -13,16 +13,10 @@ use crate::support::{T0, TestDb, destination, subscription};
 pub async fn destinations_round_trip_and_update_optimistically(db: TestDb) {
     let store = db.store.as_ref();
     let mut dst = destination("billing");
-    dst.rate_limit = Some(RateLimit {
-        per_second: 10,
-        burst: Some(20),
-    });
+    dst.rate_limit = Some(RateLimit { per_second: 10, burst: Some(20) });
     dst.retry.max_attempts = 3;
     store.create_destination(&dst).await.unwrap();
-    assert_eq!(
-        store.get_destination(&dst.id).await.unwrap(),
-        Some(dst.clone())
-    );
+    assert_eq!(store.get_destination(&dst.id).await.unwrap(), Some(dst.clone()));
 
     match store.create_destination(&dst).await {
         Err(StoreError::Conflict(message)) => {
@@ -44,17 +38,8 @@ pub async fn destinations_round_trip_and_update_optimistically(db: TestDb) {
     assert_eq!(updated.version, 2);
     assert_eq!(updated.updated_at, T0 + 500);
     assert_eq!(updated.created_at, T0);
-    assert_eq!(
-        updated,
-        Destination {
-            version: 2,
-            ..changed.clone()
-        }
-    );
-    assert_eq!(
-        store.get_destination(&dst.id).await.unwrap(),
-        Some(updated.clone())
-    );
+    assert_eq!(updated, Destination { version: 2, ..changed.clone() });
+    assert_eq!(store.get_destination(&dst.id).await.unwrap(), Some(updated.clone()));
 
     match store.update_destination(&changed, 1).await {
         Err(StoreError::VersionMismatch { current }) => assert_eq!(current, 2),
@@ -62,16 +47,10 @@ pub async fn destinations_round_trip_and_update_optimistically(db: TestDb) {
     }
     let mut missing = changed.clone();
     missing.id = DestinationId::generate();
-    assert!(matches!(
-        store.update_destination(&missing, 1).await,
-        Err(StoreError::NotFound("destination"))
-    ));
+    assert!(matches!(store.update_destination(&missing, 1).await, Err(StoreError::NotFound("destination"))));
 
     assert!(store.delete_destination(&dst.id).await.unwrap());
-    assert!(
-        !store.delete_destination(&dst.id).await.unwrap(),
-        "a second delete finds nothing"
-    );
+    assert!(!store.delete_destination(&dst.id).await.unwrap(), "a second delete finds nothing");
     assert_eq!(store.get_destination(&dst.id).await.unwrap(), None);
 }
 
@@ -95,10 +74,7 @@ pub async fn destination_delete_is_refused_while_subscribed(db: TestDb) {
 
     assert!(store.delete_subscription(&first.id).await.unwrap());
     assert!(!store.delete_subscription(&first.id).await.unwrap());
-    assert!(
-        store.delete_destination(&dst.id).await.is_err(),
-        "one subscription is left"
-    );
+    assert!(store.delete_destination(&dst.id).await.is_err(), "one subscription is left");
     assert!(store.delete_subscription(&second.id).await.unwrap());
     assert!(store.delete_destination(&dst.id).await.unwrap());
 }
@@ -116,31 +92,16 @@ pub async fn destinations_list_in_creation_order_with_totals(db: TestDb) {
     created.reverse();
     let names = |items: &[Destination]| items.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
 
-    let page = store
-        .list_destinations(ListRequest::Page {
-            page: 1,
-            per_page: 2,
-        })
-        .await
-        .unwrap();
+    let page = store.list_destinations(ListRequest::Page { page: 1, per_page: 2 }).await.unwrap();
     assert_eq!(names(&page.items), names(&created[..2]));
     assert_eq!((page.total, page.next_cursor), (Some(5), None));
-    let page = store
-        .list_destinations(ListRequest::Page {
-            page: 3,
-            per_page: 2,
-        })
-        .await
-        .unwrap();
+    let page = store.list_destinations(ListRequest::Page { page: 3, per_page: 2 }).await.unwrap();
     assert_eq!(names(&page.items), names(&created[4..]));
     assert_eq!(page.total, Some(5));
 
     // Resources without cursors serve a cursor request as their first page.
     let page = store
-        .list_destinations(ListRequest::After {
-            after: Some(Cursor::at(3)),
-            per_page: 3,
-        })
+        .list_destinations(ListRequest::After { after: Some(Cursor::at(3)), per_page: 3 })
         .await
         .unwrap();
     assert_eq!(names(&page.items), names(&created[..3]));
@@ -169,11 +130,7 @@ pub async fn subscriptions_need_an_existing_destination(db: TestDb) {
         Err(StoreError::InvalidReference { field, .. }) => assert_eq!(field, "destination_id"),
         other => panic!("expected an invalid reference, got {other:?}"),
     }
-    assert_eq!(
-        store.get_subscription(&sub.id).await.unwrap(),
-        Some(sub.clone()),
-        "unchanged"
-    );
+    assert_eq!(store.get_subscription(&sub.id).await.unwrap(), Some(sub.clone()), "unchanged");
 }
 
 pub async fn subscriptions_round_trip_update_and_filter(db: TestDb) {
@@ -188,14 +145,8 @@ pub async fn subscriptions_round_trip_update_and_filter(db: TestDb) {
     sub.ordering = Ordering::Key;
     sub.ordering_on_dead = OrderingOnDead::Block;
     store.create_subscription(&sub).await.unwrap();
-    assert_eq!(
-        store.get_subscription(&sub.id).await.unwrap(),
-        Some(sub.clone())
-    );
-    assert!(matches!(
-        store.create_subscription(&sub).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert_eq!(store.get_subscription(&sub.id).await.unwrap(), Some(sub.clone()));
+    assert!(matches!(store.create_subscription(&sub).await, Err(StoreError::Conflict(_))));
 
     for i in 0..3 {
         let mut other = subscription(&b.id, &["#"]);
@@ -211,13 +162,7 @@ pub async fn subscriptions_round_trip_update_and_filter(db: TestDb) {
     changed.enabled = false;
     changed.updated_at = T0 + 9;
     let updated = store.update_subscription(&changed, 1).await.unwrap();
-    assert_eq!(
-        updated,
-        Subscription {
-            version: 2,
-            ..changed.clone()
-        }
-    );
+    assert_eq!(updated, Subscription { version: 2, ..changed.clone() });
     assert!(matches!(
         store.update_subscription(&changed, 1).await,
         Err(StoreError::VersionMismatch { current: 2 })
@@ -229,41 +174,15 @@ pub async fn subscriptions_round_trip_update_and_filter(db: TestDb) {
         Err(StoreError::NotFound("subscription"))
     ));
 
-    let of_b = SubscriptionFilter {
-        destination_id: Some(b.id.clone()),
-    };
-    let page = store
-        .list_subscriptions(
-            &of_b,
-            ListRequest::Page {
-                page: 1,
-                per_page: 3,
-            },
-        )
-        .await
-        .unwrap();
+    let of_b = SubscriptionFilter { destination_id: Some(b.id.clone()) };
+    let page = store.list_subscriptions(&of_b, ListRequest::Page { page: 1, per_page: 3 }).await.unwrap();
     assert_eq!(page.total, Some(4));
-    assert_eq!(
-        page.items.first().map(|s| &s.id),
-        Some(&sub.id),
-        "oldest first"
-    );
-    let of_a = SubscriptionFilter {
-        destination_id: Some(a.id.clone()),
-    };
-    let page = store
-        .list_subscriptions(&of_a, ListRequest::default())
-        .await
-        .unwrap();
+    assert_eq!(page.items.first().map(|s| &s.id), Some(&sub.id), "oldest first");
+    let of_a = SubscriptionFilter { destination_id: Some(a.id.clone()) };
+    let page = store.list_subscriptions(&of_a, ListRequest::default()).await.unwrap();
     assert_eq!((page.items.len(), page.total), (0, Some(0)));
     let page = store
-        .list_subscriptions(
-            &SubscriptionFilter::default(),
-            ListRequest::Page {
-                page: 2,
-                per_page: 3,
-            },
-        )
+        .list_subscriptions(&SubscriptionFilter::default(), ListRequest::Page { page: 2, per_page: 3 })
         .await
         .unwrap();
     assert_eq!((page.items.len(), page.total), (1, Some(4)));
@@ -287,10 +206,7 @@ pub async fn event_types_round_trip_update_and_list_by_name(db: TestDb) {
         store.create_event_type(&event_type(name)).await.unwrap();
     }
     let created = event_type("order.created");
-    assert_eq!(
-        store.get_event_type(&created.name).await.unwrap(),
-        Some(created.clone())
-    );
+    assert_eq!(store.get_event_type(&created.name).await.unwrap(), Some(created.clone()));
     match store.create_event_type(&created).await {
         Err(StoreError::Conflict(message)) => {
             assert!(message.contains("order.created"), "{message}")
@@ -298,13 +214,7 @@ pub async fn event_types_round_trip_update_and_list_by_name(db: TestDb) {
         other => panic!("expected a conflict, got {other:?}"),
     }
 
-    let page = store
-        .list_event_types(ListRequest::Page {
-            page: 1,
-            per_page: 2,
-        })
-        .await
-        .unwrap();
+    let page = store.list_event_types(ListRequest::Page { page: 1, per_page: 2 }).await.unwrap();
     let names: Vec<_> = page.items.iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["invoice.paid", "order.created"]);
     assert_eq!(page.total, Some(3));
@@ -315,22 +225,13 @@ pub async fn event_types_round_trip_update_and_list_by_name(db: TestDb) {
     changed.deprecated = true;
     changed.updated_at = T0 + 1;
     let updated = store.update_event_type(&changed, 1).await.unwrap();
-    assert_eq!(
-        updated,
-        EventTypeDefinition {
-            version: 2,
-            ..changed.clone()
-        }
-    );
+    assert_eq!(updated, EventTypeDefinition { version: 2, ..changed.clone() });
     assert!(matches!(
         store.update_event_type(&changed, 1).await,
         Err(StoreError::VersionMismatch { current: 2 })
     ));
     let unknown = event_type("never.registered");
-    assert!(matches!(
-        store.update_event_type(&unknown, 1).await,
-        Err(StoreError::NotFound("event type"))
-    ));
+    assert!(matches!(store.update_event_type(&unknown, 1).await, Err(StoreError::NotFound("event type"))));
 
     assert!(store.delete_event_type(&created.name).await.unwrap());
     assert!(!store.delete_event_type(&created.name).await.unwrap());

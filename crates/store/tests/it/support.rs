@@ -6,9 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, json};
 use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
-use switchyard_core::destination::{
-    CircuitBreakerPolicy, Destination, DestinationKind, RetryPolicy,
-};
+use switchyard_core::destination::{CircuitBreakerPolicy, Destination, DestinationKind, RetryPolicy};
 use switchyard_core::event::{EventId, EventMetadata, EventSource, EventType, NewEvent};
 use switchyard_core::id::{DestinationId, SubscriptionId};
 use switchyard_core::pattern::EventTypePattern;
@@ -36,20 +34,10 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("switchyard.db");
-        let options = DatabaseOptions {
-            url: format!("sqlite://{}", path.display()),
-            max_connections: 4,
-        };
-        let database = connect(&options)
-            .await
-            .expect("connect to a fresh SQLite file");
+        let options = DatabaseOptions { url: format!("sqlite://{}", path.display()), max_connections: 4 };
+        let database = connect(&options).await.expect("connect to a fresh SQLite file");
         database.migrate().await.expect("migrate");
-        Self {
-            store: database.store(),
-            database,
-            backend: Backend::Sqlite { path },
-            _dir: dir,
-        }
+        Self { store: database.store(), database, backend: Backend::Sqlite { path }, _dir: dir }
     }
 
     /// Runs `sql` on a connection of its own, outside the store, as an operator (or another
@@ -58,13 +46,8 @@ impl TestDb {
         match &self.backend {
             Backend::Sqlite { path } => {
                 let url = format!("sqlite://{}", path.display());
-                let mut conn = SqliteConnection::connect(&url)
-                    .await
-                    .expect("a side connection");
-                sqlx::query(sql)
-                    .execute(&mut conn)
-                    .await
-                    .expect("side statement");
+                let mut conn = SqliteConnection::connect(&url).await.expect("a side connection");
+                sqlx::query(sql).execute(&mut conn).await.expect("side statement");
                 conn.close().await.expect("close the side connection");
             }
         }
@@ -96,10 +79,7 @@ pub fn event(id: &str, event_type: &str) -> NewEvent {
         event_type: EventType::parse(event_type).expect("valid event type"),
         timestamp: T0 - 5,
         payload: json!({"id": id, "nested": {"n": 1, "list": [1, "two", null]}}),
-        metadata: EventMetadata {
-            correlation_id: format!("corr-{id}"),
-            causation_id: None,
-        },
+        metadata: EventMetadata { correlation_id: format!("corr-{id}"), causation_id: None },
         ordering_key: None,
         source: EventSource::api(),
         content_hash: format!("hash-{id}"),
@@ -130,10 +110,7 @@ pub fn subscription(destination: &DestinationId, patterns: &[&str]) -> Subscript
         id: SubscriptionId::generate(),
         name: format!("to {}", patterns.join(",")),
         destination_id: destination.clone(),
-        event_types: patterns
-            .iter()
-            .map(|p| EventTypePattern::parse(p).expect("valid pattern"))
-            .collect(),
+        event_types: patterns.iter().map(|p| EventTypePattern::parse(p).expect("valid pattern")).collect(),
         filter: None,
         transform: None,
         ordering: Ordering::None,

@@ -1,0 +1,215 @@
+//! What is sent, and how each kind of answer (or no answer) is classified.
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchyard_adapters::http::MAX_RESPONSE_BODY;
+use switchyard_adapters::{AdapterSettings, Adapters};
+use switchyard_core::destination::{DestinationKind, RetryPolicy};
+use switchyard_core::id::DeliveryId;
+
+use super::{Sink, adapter, body, deliver, deliver_once, destination, expect_err};
+
+#[tokio::test]
+async fn a_2xx_is_a_receipt_with_the_answer() {
+    let sink = Sink::start().await;
+    let receipt =
+        deliver_once(&adapter(), &destination(json!({"url": sink.url("/ok")}))).await.expect("delivered");
+    assert_eq!(receipt.status_code, Some(200));
+    assert_eq!(receipt.response_body.as_deref(), Some("accepted"));
+}
+
+#[tokio::test]
+async fn statuses_are_classified_by_the_retry_policy() {
+    let sink = Sink::start().await;
+    let adapter = adapter();
+    for (code, retryable) in
+        [(500, true), (502, true), (408, true), (425, true), (400, false), (404, false), (410, false)]
+    {
+        let dest = destination(json!({"url": sink.url(&format!("/status/{code}"))}));
+        let err = expect_err(deliver_once(&adapter, &dest).await);
+        assert_eq!(err.status_code, Some(code));
+        assert_eq!(err.retryable, retryable, "{code}");
+        assert_eq!(err.retry_after_ms, None);
+        assert!(
+            err.response_body.as_deref().is_some_and(|b| b.starts_with(&format!("answered {code}"))),
+            "{code}: {:?}",
+            err.response_body
+        );
+    }
+    let lenient = {
+        let mut dest = destination(json!({"url": sink.url("/status/404")}));
+        dest.retry = RetryPolicy { retry_on_4xx: true, ..RetryPolicy::default() };
+        dest
+    };
+    assert!(expect_err(deliver_once(&adapter, &lenient).await).retryable);
+}
+
+#[tokio::test]
+async fn the_error_message_names_the_status() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/status/503")}));
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert_eq!(err.message, "HTTP 503 Service Unavailable");
+}
+
+#[tokio::test]
+async fn redirects_are_answers_not_followed() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/redirect")}));
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert_eq!(err.status_code, Some(302));
+    assert!(!err.retryable);
+    let paths: Vec<String> = sink.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/redirect"], "the Location was not visited");
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_is_reported() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/retry-after-seconds")}));
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert_eq!(err.status_code, Some(429));
+    assert!(err.retryable);
+    assert_eq!(err.retry_after_ms, Some(7_000));
+}
+
+#[tokio::test]
+async fn retry_after_as_a_date_is_reported_as_a_delay() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/retry-after-date")}));
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert_eq!(err.status_code, Some(503));
+    assert!(err.retryable);
+    // The sink asks for two minutes from its clock, to the second.
+    let delay = err.retry_after_ms.expect("a Retry-After delay");
+    assert!((100_000..=120_000).contains(&delay), "{delay}");
+}
+
+#[tokio::test]
+async fn a_receiver_slower_than_the_timeout_is_a_retryable_timeout() {
+    let sink = Sink::start().await;
+    let mut dest = destination(json!({"url": sink.url("/hang")}));
+    dest.timeout_ms = 200;
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert!(err.retryable);
+    assert_eq!(err.status_code, None);
+    assert_eq!(err.message, "timed out after 200 ms");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_retryable_connect_error_naming_the_host() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.local_addr().expect("an address").port()
+    };
+    let dest = destination(json!({"url": format!("http://127.0.0.1:{port}/hook?key=s3cr3t")}));
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert!(err.retryable);
+    assert_eq!(err.status_code, None);
+    assert!(err.message.starts_with(&format!("could not connect to 127.0.0.1:{port}: ")), "{}", err.message);
+    assert!(!err.message.contains("s3cr3t"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn the_request_carries_the_body_and_the_hub_headers() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({
+        "url": sink.url("/ok"),
+        "method": "PUT",
+        "headers": {"X-Team": "payments", "x-api-version": "2024-01-01"}
+    }));
+    deliver_once(&adapter(), &dest).await.expect("delivered");
+    let request = sink.single_request();
+    assert_eq!(request.method, "PUT");
+    assert_eq!(
+        request.body.as_ref(),
+        serde_json::to_vec(&body()).unwrap().as_slice(),
+        "the body is exactly the message body"
+    );
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        request.header("user-agent"),
+        Some(format!("Switchyard/{}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    assert_eq!(request.header("x-event-type"), Some("order.created"));
+    assert_eq!(request.header("x-event-id"), Some("ord-1001-created"));
+    assert_eq!(request.header("x-correlation-id"), Some("corr-42"));
+    assert_eq!(request.header("x-causation-id"), Some("cart-7-checked-out"));
+    assert_eq!(request.header("x-team"), Some("payments"));
+    assert_eq!(request.header("x-api-version"), Some("2024-01-01"));
+    assert_eq!(request.header("authorization"), None);
+    let timestamp: i64 = request
+        .header("webhook-timestamp")
+        .and_then(|t| t.parse().ok())
+        .expect("a numeric webhook-timestamp");
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - 60..=now + 1).contains(&timestamp), "{timestamp} vs {now}");
+    assert!(request.header("webhook-signature").is_some_and(|s| s.starts_with("v1,")));
+}
+
+#[tokio::test]
+async fn webhook_id_is_the_delivery_id_on_every_attempt() {
+    let sink = Sink::start().await;
+    let adapter = adapter();
+    let dest = destination(json!({"url": sink.url("/ok")}));
+    let delivery = DeliveryId::generate();
+    deliver(&adapter, &dest, &delivery, 1).await.expect("first");
+    deliver(&adapter, &dest, &delivery, 2).await.expect("second");
+    deliver_once(&adapter, &dest).await.expect("another delivery");
+    let ids: Vec<String> =
+        sink.requests().iter().map(|r| r.header("webhook-id").expect("a webhook-id").to_owned()).collect();
+    assert_eq!(ids[0], delivery.as_str());
+    assert_eq!(ids[1], delivery.as_str());
+    assert_ne!(ids[2], delivery.as_str());
+}
+
+#[tokio::test]
+async fn the_response_body_is_cut_at_4_kib() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/big")}));
+    let receipt = deliver_once(&adapter(), &dest).await.expect("delivered");
+    let text = receipt.response_body.expect("a body");
+    // 4096 bytes of two-byte characters: 2048 whole ones, nothing cut in half.
+    assert_eq!(text.len(), MAX_RESPONSE_BODY);
+    assert!(text.chars().all(|c| c == 'é'));
+}
+
+#[tokio::test]
+async fn an_endless_body_is_not_read_to_its_end() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/endless")}));
+    // Generous, and far below the destination's 30 s timeout: only a reader that stops at the
+    // cap finishes at all.
+    let receipt = tokio::time::timeout(Duration::from_secs(10), deliver_once(&adapter(), &dest))
+        .await
+        .expect("the adapter stopped reading")
+        .expect("delivered");
+    assert_eq!(receipt.status_code, Some(200));
+    assert_eq!(receipt.response_body.map(|b| b.len()), Some(MAX_RESPONSE_BODY));
+}
+
+#[tokio::test]
+async fn the_registry_knows_http_only() {
+    let adapters = Adapters::new(AdapterSettings::default());
+    assert!(adapters.get(DestinationKind::Http).is_some());
+    for kind in [DestinationKind::Nats, DestinationKind::Amqp, DestinationKind::Redis, DestinationKind::Mqtt]
+    {
+        assert!(adapters.get(kind).is_none(), "{kind}");
+    }
+    // The registry's adapter delivers like any other.
+    let sink = Sink::start().await;
+    let dest = destination(json!({"url": sink.url("/ok")}));
+    let event = super::event();
+    let body = body();
+    let delivery = DeliveryId::generate();
+    let message = switchyard_core::adapter::OutboundMessage {
+        delivery_id: &delivery,
+        attempt: 1,
+        event: &event,
+        body: &body,
+        destination: &dest,
+    };
+    let adapter = adapters.get(DestinationKind::Http).expect("http");
+    assert_eq!(adapter.deliver(&message).await.expect("delivered").status_code, Some(200));
+}

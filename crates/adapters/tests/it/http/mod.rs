@@ -1,0 +1,97 @@
+//! The `http` adapter against a real receiver on loopback.
+
+mod auth;
+mod delivery;
+mod signing;
+mod sink;
+
+use serde_json::{Value, json};
+use switchyard_adapters::http::{HttpAdapter, HttpSettings};
+use switchyard_adapters::validate_config;
+use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
+use switchyard_core::destination::{
+    CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
+    RetryPolicy,
+};
+use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
+use switchyard_core::id::{DeliveryId, DestinationId};
+
+pub use sink::Sink;
+
+pub fn adapter() -> HttpAdapter {
+    HttpAdapter::new(HttpSettings::default())
+}
+
+/// A destination as the API would store it: `config` validated, secrets split out.
+pub fn destination(config: Value) -> Destination {
+    let validated = validate_config(DestinationKind::Http, config).expect("a valid http configuration");
+    Destination {
+        id: DestinationId::generate(),
+        name: "sink".into(),
+        kind: DestinationKind::Http,
+        config: validated.config,
+        secrets: validated.secrets,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+        connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        retry: RetryPolicy::default(),
+        rate_limit: None,
+        circuit_breaker: CircuitBreakerPolicy::default(),
+        enabled: true,
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub fn event() -> Event {
+    Event {
+        event_id: EventId::from_trusted("ord-1001-created"),
+        event_type: EventType::from_trusted("order.created"),
+        timestamp: 1_700_000_000_000,
+        payload: json!({"order": 1001}),
+        metadata: EventMetadata {
+            correlation_id: "corr-42".into(),
+            causation_id: Some("cart-7-checked-out".into()),
+        },
+        ordering_key: None,
+        source: EventSource::api(),
+        received_at: 1_700_000_000_000,
+        content_hash: String::new(),
+        seq: 1,
+    }
+}
+
+/// What a subscription's transform might produce: not the payload, with characters that
+/// serialise to more than one byte.
+pub fn body() -> Value {
+    json!({"order": 1001, "note": "crème brûlée", "lines": [{"sku": "A-1", "qty": 2}]})
+}
+
+/// One attempt of `delivery_id` to `destination`.
+pub async fn deliver(
+    adapter: &HttpAdapter,
+    destination: &Destination,
+    delivery_id: &DeliveryId,
+    attempt: u32,
+) -> Result<Receipt, DeliveryError> {
+    let event = event();
+    let body = body();
+    let message = OutboundMessage { delivery_id, attempt, event: &event, body: &body, destination };
+    adapter.deliver(&message).await
+}
+
+/// One first attempt of a fresh delivery.
+pub async fn deliver_once(
+    adapter: &HttpAdapter,
+    destination: &Destination,
+) -> Result<Receipt, DeliveryError> {
+    deliver(adapter, destination, &DeliveryId::generate(), 1).await
+}
+
+/// The delivery's error, failing the test when it succeeded.
+pub fn expect_err(outcome: Result<Receipt, DeliveryError>) -> DeliveryError {
+    match outcome {
+        Ok(receipt) => panic!("expected a failed delivery, got {receipt:?}"),
+        Err(err) => err,
+    }
+}

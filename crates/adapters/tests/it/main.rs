@@ -1,0 +1,4 @@
+//! The integration tests of the adapters, one module per destination kind, built as one
+//! binary.
+
+mod http;

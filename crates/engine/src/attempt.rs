@@ -1,0 +1,93 @@
+//! One attempt at one delivery: load what it needs, hand it to the adapter, decide what next.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use switchyard_adapters::Adapters;
+use switchyard_core::adapter::{DeliveryError, OutboundMessage};
+use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, NextStep};
+use switchyard_core::retry::{OutcomeClass, RetryDecision};
+use switchyard_core::store::{Store, StoreError};
+use switchyard_core::time::now_millis;
+
+/// Extra time granted past a destination's own timeout before the engine gives up on an
+/// adapter that does not return.
+const ADAPTER_GRACE: Duration = Duration::from_secs(5);
+
+/// The attempt made and where the delivery goes next.
+pub struct Settled {
+    pub attempt: Attempt,
+    pub next: NextStep,
+}
+
+/// Sends `delivery` once. Never fails: every problem becomes a recorded attempt, so a worker
+/// cannot crash on bad data.
+pub async fn attempt(
+    store: &dyn Store,
+    adapters: &Adapters,
+    delivery: &Delivery,
+) -> Result<Settled, StoreError> {
+    let started_at = now_millis();
+    let clock = Instant::now();
+    let made = delivery.attempt_count + 1;
+    let event = store.get_event(&delivery.event_id).await?;
+    let destination = store.get_destination(&delivery.destination_id).await?;
+    let (result, policy) = match (&event, &destination) {
+        (None, _) => (Err(DeliveryError::permanent("the event no longer exists")), None),
+        (_, None) => (Err(DeliveryError::permanent("the destination was deleted")), None),
+        (Some(event), Some(destination)) => {
+            let result = match adapters.get(destination.kind) {
+                None => Err(DeliveryError::permanent(format!(
+                    "destinations of kind {} cannot be delivered by this node",
+                    destination.kind
+                ))),
+                Some(adapter) => {
+                    let message = OutboundMessage {
+                        delivery_id: &delivery.id,
+                        attempt: made,
+                        event,
+                        body: &event.payload,
+                        destination,
+                    };
+                    let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
+                    tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(|_| {
+                        Err(DeliveryError::retryable("the adapter did not return in time"))
+                    })
+                }
+            };
+            (result, Some(&destination.retry))
+        }
+    };
+    let duration_ms = clock.elapsed().as_millis() as u64;
+    let (outcome, status_code, error, response_body, next) = match result {
+        Ok(receipt) => {
+            (AttemptOutcome::Succeeded, receipt.status_code, None, receipt.response_body, NextStep::Succeeded)
+        }
+        Err(failure) => {
+            let class = if failure.retryable { OutcomeClass::Retryable } else { OutcomeClass::Permanent };
+            let jitter = rand::rng().random_range(-1.0..=1.0);
+            let decision = match policy {
+                Some(policy) => policy.after_failure(class, made, failure.retry_after_ms, jitter),
+                None => RetryDecision::GiveUp,
+            };
+            let next = match decision {
+                RetryDecision::RetryIn(ms) => NextStep::RetryAt(now_millis() + ms as i64),
+                RetryDecision::GiveUp => NextStep::Dead,
+            };
+            let outcome =
+                if failure.retryable { AttemptOutcome::Retryable } else { AttemptOutcome::Permanent };
+            (outcome, failure.status_code, Some(failure.message), failure.response_body, next)
+        }
+    };
+    let attempt = Attempt {
+        delivery_id: delivery.id.clone(),
+        number: made,
+        started_at,
+        duration_ms,
+        outcome,
+        status_code,
+        error,
+        response_body,
+    };
+    Ok(Settled { attempt, next })
+}

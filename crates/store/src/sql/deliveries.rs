@@ -1,0 +1,342 @@
+//! The delivery engine's queries: claims and leases, attempts, dead letters and retention.
+//!
+//! Statuses in the constant queries are literals, not parameters: the planner can then match
+//! them to the partial retention index, and a test checks every literal against
+//! `DeliveryStatus`. Each query notes the index SQLite serves it from (checked by
+//! `EXPLAIN QUERY PLAN` in the backend's tests); none walks the whole table.
+
+use switchyard_core::delivery::{DeliveryFilter, DeliveryStatus};
+
+use super::{Assembled, Bind};
+
+macro_rules! attempt_columns {
+    () => {
+        "delivery_id, number, started_at, duration_ms, outcome, status_code, error, response_body"
+    };
+}
+
+/// Whether the delivery's destination exists and is not paused, for a query on `deliveries`.
+macro_rules! destination_enabled {
+    () => {
+        "EXISTS (SELECT 1 FROM destinations WHERE destinations.id = deliveries.destination_id \
+         AND destinations.enabled)"
+    };
+}
+
+/// Leases up to `$4` claimable deliveries to `$1` until `$2` at time `$3`, answering them.
+///
+/// Two branches, each an ordered index range cut off at the limit, so a claim reads about
+/// `limit` index entries however large the backlog:
+/// - due pending rows: `deliveries_status_next_attempt_at` (`status = ? AND next_attempt_at
+///   <= ?`), already in `(next_attempt_at, seq)` order since SQLite ends every index with the
+///   rowid, so there is no sort;
+/// - expired leases: `deliveries_status_lease_expires_at` (`status = ? AND lease_expires_at
+///   <= ?`);
+///
+/// each checking its destination through the primary key of `destinations`. Only the at most
+/// 2 × limit rows of the two branches are sorted, and the update finds them by rowid. A paused
+/// destination's due rows are skipped one by one, so a large paused backlog at the head of the
+/// queue costs every claim a walk over it.
+///
+/// Only the writer runs it, inside `BEGIN IMMEDIATE`, so two claims never see the same row as
+/// claimable. (PostgreSQL will need `FOR UPDATE SKIP LOCKED` in the branches.)
+pub const CLAIM: &str = concat!(
+    "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
+     updated_at = $3 \
+     WHERE seq IN (SELECT seq FROM (\
+         SELECT seq, next_attempt_at FROM (\
+             SELECT seq, next_attempt_at FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $3 AND ",
+    destination_enabled!(),
+    " ORDER BY next_attempt_at, seq LIMIT $4) AS due \
+         UNION ALL \
+         SELECT seq, next_attempt_at FROM (\
+             SELECT seq, next_attempt_at FROM deliveries \
+             WHERE status = 'in_flight' AND lease_expires_at <= $3 AND ",
+    destination_enabled!(),
+    " ORDER BY lease_expires_at, seq LIMIT $4) AS expired\
+     ) AS claimable ORDER BY next_attempt_at, seq LIMIT $4) \
+     RETURNING ",
+    delivery_columns!()
+);
+
+/// Settles an attempt on the delivery `$5` if `$6` still holds its lease; no row when it does
+/// not. Served by the unique index on `id`.
+pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attempt_at = $2, \
+     attempt_count = attempt_count + 1, last_error = $3, lease_owner = NULL, \
+     lease_expires_at = NULL, updated_at = $4 \
+     WHERE id = $5 AND status = 'in_flight' AND lease_owner = $6";
+
+/// Appends an attempt numbered after the delivery's last one (the primary key serves the
+/// `MAX`). Run in the same transaction as `SETTLE_DELIVERY`, under the write lock.
+pub const INSERT_ATTEMPT: &str = concat!(
+    "INSERT INTO attempts (",
+    attempt_columns!(),
+    ") SELECT $1, COALESCE(MAX(number), 0) + 1, $2, $3, $4, $5, $6, $7 \
+     FROM attempts WHERE delivery_id = $1"
+);
+
+/// Hands the leases of `$2` back as due at `$1`. Served by
+/// `deliveries_status_lease_expires_at` (`status = ?`): only in-flight rows are read.
+pub const RELEASE_LEASES: &str = "UPDATE deliveries SET status = 'pending', \
+     next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+     WHERE status = 'in_flight' AND lease_owner = $2";
+
+/// The earliest instant a claim could find something: the first due time of a pending
+/// delivery, or the first expiry of a lease, of an enabled destination. Each branch reads
+/// the head of its index (`deliveries_status_next_attempt_at`,
+/// `deliveries_status_lease_expires_at`) and stops at the first enabled destination.
+pub const NEXT_DUE_AT: &str = concat!(
+    "SELECT MIN(due) FROM (\
+         SELECT due FROM (\
+             SELECT next_attempt_at AS due FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at IS NOT NULL AND ",
+    destination_enabled!(),
+    " ORDER BY next_attempt_at LIMIT 1) AS pending_due \
+         UNION ALL \
+         SELECT due FROM (\
+             SELECT lease_expires_at AS due FROM deliveries \
+             WHERE status = 'in_flight' AND lease_expires_at IS NOT NULL AND ",
+    destination_enabled!(),
+    " ORDER BY lease_expires_at LIMIT 1) AS lease_due\
+     ) AS due_times"
+);
+
+pub const SELECT_DELIVERY: &str = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = $1");
+
+pub const DELIVERY_STATUS: &str = "SELECT status FROM deliveries WHERE id = $1";
+
+/// Served by the primary key of `attempts`, in its order.
+pub const ATTEMPTS_OF: &str =
+    concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE delivery_id = $1 ORDER BY number");
+
+/// Makes the delivery `$2` due at `$1` with a fresh budget, if it is pending or dead.
+pub const RETRY_DELIVERY: &str = concat!(
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, attempt_count = 0, \
+     updated_at = $1 WHERE id = $2 AND status IN ('pending', 'dead') RETURNING ",
+    delivery_columns!()
+);
+
+/// The oldest succeeded deliveries last updated before `$1`, at most `$2` of them: a range of
+/// the partial index `deliveries_succeeded_updated_at`, in its order. The same text selects
+/// the attempts and the deliveries to delete, so within one transaction both name one set.
+macro_rules! prunable_deliveries {
+    () => {
+        "SELECT seq FROM deliveries WHERE status = 'succeeded' AND updated_at < $1 \
+         ORDER BY updated_at, seq LIMIT $2"
+    };
+}
+
+pub const PRUNE_ATTEMPTS: &str = concat!(
+    "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE seq IN (",
+    prunable_deliveries!(),
+    "))"
+);
+
+pub const PRUNE_DELIVERIES: &str =
+    concat!("DELETE FROM deliveries WHERE seq IN (", prunable_deliveries!(), ")");
+
+/// Up to `$2` events received before `$1` with no delivery left, oldest first: a range of
+/// `events_received_at_seq`, each event checked through `deliveries_event_id`. Old events
+/// that keep a dead or pending delivery are read again by every call.
+pub const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
+     WHERE received_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event_id = events.event_id) \
+     ORDER BY received_at, seq LIMIT $2)";
+
+/// The statuses the constant queries above write as literals.
+#[cfg(test)]
+pub const STATUS_LITERALS: [&str; 4] = ["pending", "in_flight", "succeeded", "dead"];
+
+/// Appends the conditions of a delivery listing. `status` overrides the filter's (dead-letter
+/// queries force `dead`). Only the conditions present are written, so each combination can
+/// seek its index: `(status, destination_id, seq)` for dead letters of a destination,
+/// `(destination_id, seq)`, `(subscription_id, seq)`, `(event_id)`, `(created_at, seq)`, and
+/// the event type through `events_event_type_seq`.
+fn filter_deliveries(
+    mut query: Assembled,
+    filter: &DeliveryFilter,
+    status: Option<DeliveryStatus>,
+    after: Option<i64>,
+) -> Assembled {
+    let mut joiner = " WHERE ";
+    let mut condition = |query: &mut Assembled, fragment: &str, value: Bind| {
+        query.sql.push_str(joiner);
+        query.push(fragment, value);
+        joiner = " AND ";
+    };
+    if let Some(status) = status.or(filter.status) {
+        condition(&mut query, "status = {}", Bind::Text(status.as_str().to_owned()));
+    }
+    if let Some(destination_id) = &filter.destination_id {
+        condition(&mut query, "destination_id = {}", Bind::Text(destination_id.as_str().to_owned()));
+    }
+    if let Some(subscription_id) = &filter.subscription_id {
+        condition(&mut query, "subscription_id = {}", Bind::Text(subscription_id.as_str().to_owned()));
+    }
+    if let Some(event_id) = &filter.event_id {
+        condition(&mut query, "event_id = {}", Bind::Text(event_id.as_str().to_owned()));
+    }
+    if let Some(event_type) = &filter.event_type {
+        condition(
+            &mut query,
+            "event_id IN (SELECT event_id FROM events WHERE event_type = {})",
+            Bind::Text(event_type.as_str().to_owned()),
+        );
+    }
+    if let Some(since) = filter.since {
+        condition(&mut query, "created_at >= {}", Bind::Int(since));
+    }
+    if let Some(until) = filter.until {
+        condition(&mut query, "created_at < {}", Bind::Int(until));
+    }
+    if let Some(after) = after {
+        condition(&mut query, "seq > {}", Bind::Int(after));
+    }
+    query
+}
+
+/// Deliveries matching `filter` (and after `after`), in creation order.
+pub fn list(filter: &DeliveryFilter, after: Option<i64>, limit: i64, offset: i64) -> Assembled {
+    let mut query = filter_deliveries(
+        Assembled::new(concat!("SELECT ", delivery_columns!(), " FROM deliveries")),
+        filter,
+        None,
+        after,
+    );
+    query.sql.push_str(" ORDER BY seq");
+    query.push(" LIMIT {}", Bind::Int(limit));
+    if offset > 0 {
+        query.push(" OFFSET {}", Bind::Int(offset));
+    }
+    query
+}
+
+pub fn count(filter: &DeliveryFilter) -> Assembled {
+    filter_deliveries(Assembled::new("SELECT COUNT(*) FROM deliveries"), filter, None, None)
+}
+
+/// Dead deliveries matching `filter`, whatever status it names.
+pub fn count_dead(filter: &DeliveryFilter) -> Assembled {
+    filter_deliveries(
+        Assembled::new("SELECT COUNT(*) FROM deliveries"),
+        filter,
+        Some(DeliveryStatus::Dead),
+        None,
+    )
+}
+
+/// Makes the first `limit` dead deliveries matching `filter` (whatever status it names) due
+/// at `now` with a fresh budget; their attempts and last error stay.
+pub fn replay_dead(filter: &DeliveryFilter, now: i64, limit: i64) -> Assembled {
+    let mut query = Assembled::new("");
+    query.push(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = {}, attempt_count = 0, \
+         updated_at = {} WHERE seq IN (SELECT seq FROM deliveries",
+        Bind::Int(now),
+    );
+    let mut query = filter_deliveries(query, filter, Some(DeliveryStatus::Dead), None);
+    query.sql.push_str(" ORDER BY seq");
+    query.push(" LIMIT {})", Bind::Int(limit));
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_core::event::{EventId, EventType};
+    use switchyard_core::id::DestinationId;
+
+    use super::*;
+
+    #[test]
+    fn status_literals_are_delivery_statuses() {
+        for literal in STATUS_LITERALS {
+            assert!(DeliveryStatus::parse(literal).is_some(), "{literal}");
+        }
+        for sql in [CLAIM, SETTLE_DELIVERY, RELEASE_LEASES, NEXT_DUE_AT, RETRY_DELIVERY, PRUNE_DELIVERIES] {
+            let mut rest = sql;
+            while let Some(start) = rest.find('\'') {
+                let Some(len) = rest[start + 1..].find('\'') else {
+                    panic!("unbalanced quote in {sql}");
+                };
+                let literal = &rest[start + 1..start + 1 + len];
+                assert!(STATUS_LITERALS.contains(&literal), "{literal} in {sql}");
+                rest = &rest[start + len + 2..];
+            }
+        }
+    }
+
+    #[test]
+    fn listings_write_only_the_conditions_given() {
+        let plain = list(&DeliveryFilter::default(), None, 21, 0);
+        assert!(!plain.sql.contains("WHERE"), "{}", plain.sql);
+        assert!(plain.sql.ends_with(" FROM deliveries ORDER BY seq LIMIT $1"));
+        assert_eq!(plain.binds, [Bind::Int(21)]);
+
+        let filter = DeliveryFilter {
+            status: Some(DeliveryStatus::Pending),
+            event_type: Some(EventType::from_trusted("a.b")),
+            until: Some(7),
+            ..DeliveryFilter::default()
+        };
+        let query = list(&filter, Some(3), 11, 20);
+        assert!(
+            query.sql.ends_with(
+                " FROM deliveries WHERE status = $1 AND event_id IN (SELECT event_id FROM events \
+                 WHERE event_type = $2) AND created_at < $3 AND seq > $4 ORDER BY seq LIMIT $5 \
+                 OFFSET $6"
+            ),
+            "{}",
+            query.sql
+        );
+        assert_eq!(
+            query.binds,
+            [
+                Bind::Text("pending".into()),
+                Bind::Text("a.b".into()),
+                Bind::Int(7),
+                Bind::Int(3),
+                Bind::Int(11),
+                Bind::Int(20)
+            ]
+        );
+    }
+
+    #[test]
+    fn dead_letter_queries_force_the_dead_status() {
+        let filter = DeliveryFilter {
+            status: Some(DeliveryStatus::Succeeded),
+            destination_id: Some(DestinationId::from_trusted("dst_1")),
+            event_id: Some(EventId::from_trusted("e1")),
+            since: Some(5),
+            ..DeliveryFilter::default()
+        };
+        assert_eq!(
+            count_dead(&filter).sql,
+            "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND destination_id = $2 \
+             AND event_id = $3 AND created_at >= $4"
+        );
+        assert_eq!(count_dead(&filter).binds[0], Bind::Text("dead".into()));
+        assert_eq!(count(&filter).binds[0], Bind::Text("succeeded".into()));
+
+        let replay = replay_dead(&filter, 100, 50);
+        assert_eq!(
+            replay.sql,
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, attempt_count = 0, \
+             updated_at = $1 WHERE seq IN (SELECT seq FROM deliveries WHERE status = $2 \
+             AND destination_id = $3 AND event_id = $4 AND created_at >= $5 ORDER BY seq \
+             LIMIT $6)"
+        );
+        assert_eq!(
+            replay.binds,
+            [
+                Bind::Int(100),
+                Bind::Text("dead".into()),
+                Bind::Text("dst_1".into()),
+                Bind::Text("e1".into()),
+                Bind::Int(5),
+                Bind::Int(50)
+            ]
+        );
+    }
+}

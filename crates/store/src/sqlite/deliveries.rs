@@ -1,0 +1,391 @@
+//! The outbox side: claims under leases, attempts, dead letters and retention.
+//!
+//! Every write here runs on the single writer connection inside `BEGIN IMMEDIATE`, so a
+//! claim's read and its update see no other writer in between: two claimers can never lease
+//! the same delivery, and a settle cannot interleave with a reclaim.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
+use switchyard_core::id::DeliveryId;
+use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::store::{DeliveryStore, StoreError, StoreResult};
+use switchyard_core::time::Millis;
+
+use super::{SqliteStore, bind, bind_as, bind_scalar, count};
+use crate::error::{map_err, unreadable};
+use crate::rows::{AttemptRow, DeliveryRow, decode_all, u64_to_i64};
+use crate::sql::deliveries as q;
+
+/// Decodes rows that carry their creation sequence, keeping it alongside.
+fn decode_sequenced(rows: Vec<DeliveryRow>) -> StoreResult<Vec<(i64, Delivery)>> {
+    rows.into_iter().map(|row| Ok((row.seq(), Delivery::try_from(row)?))).collect()
+}
+
+/// The status and due time a settled delivery moves to.
+fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
+    match next {
+        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextStep::Dead => (DeliveryStatus::Dead, None),
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query_as::<_, DeliveryRow>(q::CLAIM)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        // `RETURNING` answers in no particular order: restore the claim's.
+        let mut claimed = decode_sequenced(rows)?;
+        claimed.sort_by_key(|(seq, d)| (d.next_attempt_at, *seq));
+        Ok(claimed.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn record_attempt(
+        &self,
+        owner: &str,
+        attempt: &Attempt,
+        next: NextStep,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let (status, next_attempt_at) = settle_to(next);
+        let last_error = match next {
+            NextStep::Succeeded => None,
+            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
+        };
+        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
+        let mut tx = self.begin_write().await?;
+        // The guarded update goes first: when the lease is lost it matches nothing and the
+        // transaction ends without a write.
+        let settled = sqlx::query(q::SETTLE_DELIVERY)
+            .bind(status.as_str())
+            .bind(next_attempt_at)
+            .bind(last_error)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if settled.rows_affected() == 0 {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        }
+        sqlx::query(q::INSERT_ATTEMPT)
+            .bind(attempt.delivery_id.as_str())
+            .bind(attempt.started_at)
+            .bind(duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let released =
+            sqlx::query(q::RELEASE_LEASES).bind(now).bind(owner).execute(&mut *tx).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(released.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
+        sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT).fetch_one(&self.reader).await.map_err(map_err)
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
+        sqlx::query_as::<_, DeliveryRow>(q::SELECT_DELIVERY)
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?
+            .map(Delivery::try_from)
+            .transpose()
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<Delivery>> {
+        let per_page = request.per_page().max(1);
+        let limit = i64::from(per_page) + 1;
+        let (after, offset) = match request {
+            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
+            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
+        };
+        let mut tx = self.begin_read().await?;
+        // One item more than the page tells whether another page follows.
+        let query = q::list(filter, after, limit, offset);
+        let rows = bind_as(sqlx::query_as::<_, DeliveryRow>(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total = match request {
+            ListRequest::Page { .. } => {
+                let query = q::count(filter);
+                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Some(count(n))
+            }
+            ListRequest::After { .. } => None,
+        };
+        tx.commit().await.map_err(map_err)?;
+
+        let mut items = decode_sequenced(rows)?;
+        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
+        let more = items.len() > page_len;
+        items.truncate(page_len);
+        let next_cursor = if more { items.last().map(|(seq, _)| Cursor::at(*seq)) } else { None };
+        Ok(Listing { items: items.into_iter().map(|(_, d)| d).collect(), total, next_cursor })
+    }
+
+    async fn attempts_of(&self, id: &DeliveryId) -> StoreResult<Vec<Attempt>> {
+        let rows = sqlx::query_as::<_, AttemptRow>(q::ATTEMPTS_OF)
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        decode_all(rows)
+    }
+
+    async fn retry_delivery(&self, id: &DeliveryId, now: Millis) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin_write().await?;
+        let retried = sqlx::query_as::<_, DeliveryRow>(q::RETRY_DELIVERY)
+            .bind(now)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(row) = retried {
+            tx.commit().await.map_err(map_err)?;
+            return Delivery::try_from(row).map(Some);
+        }
+        // Nothing changed: tell a missing delivery from one in a state that cannot retry.
+        let status: Option<String> = sqlx::query_scalar(q::DELIVERY_STATUS)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.rollback().await.map_err(map_err)?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        Err(match DeliveryStatus::parse(&status) {
+            Some(DeliveryStatus::InFlight) => StoreError::Conflict(format!(
+                "delivery {id} is in flight; retry it once its attempt is recorded"
+            )),
+            Some(DeliveryStatus::Succeeded) => {
+                StoreError::Conflict(format!("delivery {id} has succeeded; there is nothing to retry"))
+            }
+            _ => unreadable("deliveries.status", format!("unexpected status {status:?} for a retry")),
+        })
+    }
+
+    async fn replay_dead(&self, filter: &DeliveryFilter, now: Millis, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let query = q::replay_dead(filter, now, i64::from(limit));
+        let mut tx = self.begin_write().await?;
+        let replayed = bind(sqlx::query(AssertSqlSafe(query.sql)), query.binds)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(replayed.rows_affected())
+    }
+
+    async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {
+        let query = q::count_dead(filter);
+        let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(count(n))
+    }
+
+    async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::from(limit);
+        let mut tx = self.begin_write().await?;
+        // Attempts first: they reference the deliveries the next statement selects again.
+        sqlx::query(q::PRUNE_ATTEMPTS).bind(before).bind(limit).execute(&mut *tx).await.map_err(map_err)?;
+        let mut deleted = 0;
+        for statement in [q::PRUNE_DELIVERIES, q::PRUNE_EVENTS] {
+            deleted += sqlx::query(statement)
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(deleted)
+    }
+}
+
+/// The plans SQLite picks for the engine's queries: index searches, never a walk of the
+/// deliveries or events tables, with and without statistics.
+#[cfg(test)]
+mod plans {
+    use sqlx::AssertSqlSafe;
+
+    use super::q;
+    use crate::sqlite::SqliteStore;
+
+    async fn migrated() -> SqliteStore {
+        let store = SqliteStore::connect("sqlite::memory:", 1).await.expect("an in-memory database");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// The detail lines of `EXPLAIN QUERY PLAN` for `sql`, whose parameters are all bound to 1.
+    async fn plan(store: &SqliteStore, sql: &str, parameters: usize) -> Vec<String> {
+        let mut query =
+            sqlx::query_as::<_, (i64, i64, i64, String)>(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..parameters {
+            query = query.bind(1_i64);
+        }
+        query
+            .fetch_all(&store.writer)
+            .await
+            .expect("explain")
+            .into_iter()
+            .map(|(_, _, _, detail)| detail)
+            .collect()
+    }
+
+    fn assert_searches(plan: &[String], table: &str, indexes: &[&str]) {
+        let on_table: Vec<_> = plan
+            .iter()
+            .filter(|line| line.contains(&format!(" {table} ")) || line.ends_with(table))
+            .collect();
+        assert!(!on_table.is_empty(), "{table} is not read: {plan:#?}");
+        for line in &on_table {
+            assert!(line.starts_with("SEARCH "), "a full scan: {line} in {plan:#?}");
+        }
+        for index in indexes {
+            assert!(
+                on_table.iter().any(|line| line.contains(&format!("INDEX {index} "))),
+                "{index} is not used: {plan:#?}"
+            );
+        }
+    }
+
+    async fn assert_plans(store: &SqliteStore) {
+        let claim = plan(store, q::CLAIM, 4).await;
+        assert_searches(
+            &claim,
+            "deliveries",
+            &["deliveries_status_next_attempt_at", "deliveries_status_lease_expires_at"],
+        );
+        assert_searches(&claim, "destinations", &["sqlite_autoindex_destinations_1"]);
+        // Only the merge of the two branches is sorted, never a branch.
+        assert_eq!(claim.iter().filter(|l| l.contains("TEMP B-TREE")).count(), 1, "{claim:#?}");
+
+        let due = plan(store, q::NEXT_DUE_AT, 0).await;
+        assert_searches(
+            &due,
+            "deliveries",
+            &["deliveries_status_next_attempt_at", "deliveries_status_lease_expires_at"],
+        );
+        assert!(!due.iter().any(|l| l.contains("TEMP B-TREE")), "{due:#?}");
+
+        let release = plan(store, q::RELEASE_LEASES, 2).await;
+        assert_searches(&release, "deliveries", &[]);
+
+        for prune in [q::PRUNE_ATTEMPTS, q::PRUNE_DELIVERIES] {
+            let prune = plan(store, prune, 2).await;
+            assert_searches(&prune, "deliveries", &["deliveries_succeeded_updated_at"]);
+        }
+        let events = plan(store, q::PRUNE_EVENTS, 2).await;
+        assert_searches(&events, "events", &["events_received_at_seq"]);
+        assert_searches(&events, "deliveries", &["deliveries_event_id"]);
+
+        let by_destination = switchyard_core::delivery::DeliveryFilter {
+            destination_id: Some(switchyard_core::id::DestinationId::from_trusted("dst_1")),
+            ..Default::default()
+        };
+        let replay = q::replay_dead(&by_destination, 1, 10);
+        let replay = plan(store, &replay.sql, replay.binds.len()).await;
+        assert_searches(&replay, "deliveries", &["deliveries_status_destination_id_seq"]);
+    }
+
+    #[tokio::test]
+    async fn engine_queries_search_indexes_without_statistics() {
+        let store = migrated().await;
+        assert_plans(&store).await;
+    }
+
+    /// Statistics (`ANALYZE`, or `PRAGMA optimize`) describing a typical table, mostly
+    /// succeeded rows and a few due ones, do not talk the planner into a scan.
+    #[tokio::test]
+    async fn engine_queries_search_indexes_with_statistics() {
+        let store = migrated().await;
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) \
+             INSERT INTO destinations (id, name, kind, config, secrets, timeout_ms, \
+             connect_timeout_ms, retry, rate_limit, circuit_breaker, enabled, version, \
+             created_at, updated_at) \
+             SELECT 'dst_' || i, 'd', 'http', '{}', '{}', 1, 1, '{}', NULL, '{}', i % 5 > 0, 1, \
+             0, 0 FROM n",
+        )
+        .execute(&store.writer)
+        .await
+        .expect("destinations");
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO events (event_id, event_type, timestamp, payload, correlation_id, \
+             source, received_at, content_hash) \
+             SELECT 'e' || i, 'a.b', i, '{}', 'c', 'api', i, 'h' FROM n",
+        )
+        .execute(&store.writer)
+        .await
+        .expect("events");
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, subscription_id, destination_id, status, \
+             attempt_count, next_attempt_at, lease_owner, lease_expires_at, created_at, \
+             updated_at) \
+             SELECT 'd' || seq, event_id, 'sub_1', 'dst_' || (seq % 40 + 1), \
+             CASE WHEN seq % 50 = 0 THEN 'pending' WHEN seq % 97 = 0 THEN 'in_flight' \
+                  WHEN seq % 89 = 0 THEN 'dead' ELSE 'succeeded' END, \
+             1, CASE WHEN seq % 50 = 0 OR seq % 97 = 0 THEN seq END, \
+             CASE WHEN seq % 97 = 0 THEN 'node' END, CASE WHEN seq % 97 = 0 THEN seq END, \
+             seq, seq FROM events",
+        )
+        .execute(&store.writer)
+        .await
+        .expect("deliveries");
+        sqlx::query("ANALYZE").execute(&store.writer).await.expect("analyze");
+        assert_plans(&store).await;
+    }
+}

@@ -1,0 +1,214 @@
+//! The configuration of a Switchyard node.
+//!
+//! Values come from, lowest precedence first:
+//! 1. the defaults below;
+//! 2. a TOML file: `switchyard.toml` in the working directory when present, or the file named
+//!    by `--config FILE` (which must exist);
+//! 3. `SWITCHYARD_*` environment variables, `__` separating nested keys
+//!    (`SWITCHYARD_DATABASE__URL`); `SWITCHYARD_MASTER_KEY` is reserved and not read here;
+//! 4. command-line flags (`serve --listen ADDR --database URL`).
+//!
+//! Every section refuses keys it does not know, so a typo is an error rather than a silently
+//! ignored setting. [`Config`] is also plain data: tests build one in code from
+//! `Config::default()` and its public fields.
+
+mod load;
+mod mask;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, DEFAULT_FILE, ENV_PREFIX, Overrides, RESERVED_ENV_VARS};
+pub use mask::{MASK, redact_url};
+
+/// The effective configuration of a node.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub security: SecurityConfig,
+    pub limits: LimitsConfig,
+    pub ingest: IngestConfig,
+    pub engine: EngineConfig,
+    pub retention: RetentionConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: where the HTTP API listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)) }
+    }
+}
+
+/// `[database]`: the store every node of a deployment shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (embedded default); may carry credentials, which are masked on print.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://switchyard.db".to_owned(), max_connections: 8 }
+    }
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Whether destinations may point at loopback, private and link-local addresses.
+    pub allow_private_destinations: bool,
+}
+
+/// `[limits]`: sizes the API accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest payload of one event, in bytes.
+    pub max_payload_bytes: usize,
+    /// Largest request body, in bytes (413 above it).
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_payload_bytes: 256 * 1024, max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Refuse events whose type has not been registered.
+    pub require_registered_types: bool,
+}
+
+/// `[engine]`: the delivery workers of this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Deliveries in flight on this node.
+    pub concurrency: usize,
+    /// How long a claimed delivery stays leased; a crashed node's work is retried after it.
+    pub lease_ms: u64,
+    /// Deliveries claimed per round trip to the database.
+    pub batch_size: u32,
+    /// The longest the engine sleeps without a wake-up (a safety net; ingest wakes it).
+    pub poll_interval_ms: u64,
+    /// On SIGTERM, how long deliveries in flight may finish before their leases are handed back.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 512,
+            lease_ms: 60_000,
+            batch_size: 128,
+            poll_interval_ms: 1_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `[retention]`: how long finished work is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Succeeded deliveries, their attempts and finished events older than this are pruned.
+    pub days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: 30 }
+    }
+}
+
+/// `[log]`: what is logged (to stderr) and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `info,switchyard_api=debug`; `RUST_LOG`
+    /// overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: "info".to_owned() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured when stderr is a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pretty => "pretty",
+            Self::Json => "json",
+        })
+    }
+}
+
+impl Config {
+    /// Checks what the types alone cannot; every problem found is reported, one per line.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut positive = |key: &str, value: u64| {
+            if value == 0 {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
+        };
+        positive("database.max_connections", u64::from(self.database.max_connections));
+        positive("limits.max_payload_bytes", self.limits.max_payload_bytes as u64);
+        positive("limits.max_body_bytes", self.limits.max_body_bytes as u64);
+        positive("engine.concurrency", self.engine.concurrency as u64);
+        positive("engine.lease_ms", self.engine.lease_ms);
+        positive("engine.batch_size", u64::from(self.engine.batch_size));
+        positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
+        positive("retention.days", u64::from(self.retention.days));
+        if self.database.url.trim().is_empty() {
+            problems.push("database.url: must not be empty".to_owned());
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!("log.level: `{}` is not a valid filter directive: {err}", self.log.level));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::invalid(problems)) }
+    }
+
+    /// The configuration as TOML, with every secret masked (`***`): what
+    /// `serve --print-config` shows.
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut value = toml::Value::try_from(self)?;
+        mask::mask_secrets(&mut value);
+        toml::to_string_pretty(&value)
+    }
+}

@@ -1,0 +1,263 @@
+//! Wiring: from a [`Config`] to a running node.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use switchyard_adapters::{AdapterSettings, Adapters};
+use switchyard_api::{ApiSettings, ApiState};
+use switchyard_core::api_key::{ApiKey, Role};
+use switchyard_core::store::Store;
+use switchyard_core::time::now_millis;
+use switchyard_engine::{Engine, EngineSettings};
+use switchyard_store::{Database, DatabaseOptions};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::{Config, DatabaseConfig, redact_url};
+
+/// The name given to the admin key created on first run.
+pub const FIRST_ADMIN_KEY_NAME: &str = "first-run admin";
+
+/// A node ready to serve: database connected and migrated, listener bound, routes built.
+///
+/// `main` builds one and runs it until a signal arrives; tests build one on port 0 and stop it
+/// with [`Application::run_until`].
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    engine: Engine,
+    store: Arc<dyn Store>,
+    backend: &'static str,
+    first_admin_token: Option<String>,
+}
+
+impl Application {
+    /// Validates `config`, binds `server.listen`, connects to the database and applies its
+    /// migrations, and creates an `admin` API key when no active key exists (its token is kept
+    /// for [`Application::first_admin_token`], to be shown once).
+    ///
+    /// The listener is bound before anything is written, so a busy port fails the start-up
+    /// without creating a key whose token nobody would see.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let listen = config.server.listen;
+        let listener =
+            TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+
+        let database = open_database(&config.database).await?;
+        let store = database.store();
+        let first_admin_token = ensure_admin_key(store.as_ref()).await?;
+
+        let adapters = Arc::new(Adapters::new(AdapterSettings::default()));
+        let engine = Engine::new(Arc::clone(&store), adapters, engine_settings(&config));
+        let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings(&config));
+        let router = switchyard_api::router(state);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            engine,
+            store,
+            backend: database.backend(),
+            first_admin_token,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when `server.listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The token of the admin key created by [`Application::build`], if it created one.
+    pub fn first_admin_token(&self) -> Option<&str> {
+        self.first_admin_token.as_deref()
+    }
+
+    /// The store the API serves from.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting connections and lets the requests
+    /// in flight finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves and delivers until `shutdown` completes, then stops gracefully: the listener stops
+    /// accepting while requests in flight finish, and the engine stops claiming while
+    /// deliveries in flight get `engine.shutdown_grace_ms` to finish.
+    pub async fn run_until<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        info!(address = %self.local_addr, backend = self.backend, node = self.engine.node_id(), "listening on http://{}", self.local_addr);
+        let (trigger, stopping) = switchyard_engine::shutdown::channel();
+        let engine = tokio::spawn(self.engine.run(stopping.clone()));
+        let mut http_stopping = stopping;
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+            http_stopping.requested().await;
+        });
+        let signal = async move {
+            shutdown.await;
+            info!("stopping: no new requests or claims; finishing work in flight");
+            trigger.trigger();
+            trigger
+        };
+        let (served, _trigger) = tokio::join!(server.into_future(), signal);
+        served.context("serving HTTP")?;
+        engine.await.context("the delivery engine failed")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("backend", &self.backend)
+            .field("first_admin_token", &self.first_admin_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_database(config: &DatabaseConfig) -> anyhow::Result<Database> {
+    let url = redact_url(&config.url);
+    let options = DatabaseOptions { url: config.url.clone(), max_connections: config.max_connections };
+    let database = switchyard_store::connect(&options)
+        .await
+        .with_context(|| format!("cannot connect to the database at {url}"))?;
+    database.migrate().await.with_context(|| format!("cannot migrate the database at {url}"))?;
+    info!(backend = database.backend(), database = %url, "database ready");
+    Ok(database)
+}
+
+/// Creates an `admin` key when the store holds no active key; returns its token.
+async fn ensure_admin_key(store: &dyn Store) -> anyhow::Result<Option<String>> {
+    if store.count_active_api_keys().await.context("counting API keys")? > 0 {
+        return Ok(None);
+    }
+    let issued = ApiKey::issue(FIRST_ADMIN_KEY_NAME.to_owned(), Role::Admin, now_millis());
+    store.create_api_key(&issued.key).await.context("creating the first admin API key")?;
+    info!(key_id = %issued.key.id, "no active API key: created an admin key");
+    Ok(Some(issued.token))
+}
+
+fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        concurrency: config.engine.concurrency,
+        lease_ms: config.engine.lease_ms,
+        batch_size: config.engine.batch_size,
+        poll_interval_ms: config.engine.poll_interval_ms,
+        shutdown_grace_ms: config.engine.shutdown_grace_ms,
+        retention_days: config.retention.days,
+        ..EngineSettings::default()
+    }
+}
+
+fn api_settings(config: &Config) -> ApiSettings {
+    ApiSettings {
+        max_payload_bytes: config.limits.max_payload_bytes,
+        max_body_bytes: config.limits.max_body_bytes,
+        require_registered_types: config.ingest.require_registered_types,
+    }
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = interrupt => info!("SIGINT received; finishing requests in flight"),
+        () = terminate => info!("SIGTERM received; finishing requests in flight"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config_for(db: &std::path::Path) -> Config {
+        let mut config = Config::default();
+        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database.url = format!("sqlite://{}", db.display());
+        config
+    }
+
+    #[tokio::test]
+    async fn builds_serves_and_stops_on_request() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_for(&dir.path().join("app.db"));
+
+        let app = Application::build(config.clone()).await.expect("first build");
+        let token = app.first_admin_token().expect("a first admin key").to_owned();
+        assert!(token.starts_with("sy_"));
+        assert_ne!(app.local_addr().port(), 0, "the real port is reported");
+        assert_eq!(app.store().count_active_api_keys().await.expect("count"), 1);
+
+        let address = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let answer = reqwest::get(format!("http://{address}/health/live")).await.expect("request");
+        assert!(answer.status().is_success(), "{}", answer.status());
+
+        stop.send(()).expect("server still running");
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("stops promptly")
+            .expect("task")
+            .expect("clean stop");
+
+        let again = Application::build(config).await.expect("second build");
+        assert_eq!(again.first_admin_token(), None, "an active key exists already");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_config_is_refused_before_anything_starts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config_for(&dir.path().join("app.db"));
+        config.limits.max_body_bytes = 0;
+        let err = Application::build(config).await.expect_err("invalid");
+        assert!(err.to_string().contains("limits.max_body_bytes"), "{err:#}");
+        assert!(!dir.path().join("app.db").exists(), "no database was created");
+    }
+}
