@@ -1,4 +1,9 @@
-//! Authentication (API keys as bearer tokens) and role checks.
+//! Authentication (API keys and, when configured, JWTs as bearer tokens) and role checks.
+//!
+//! `Authorization: Bearer <token>`: a token starting with `sy_` is an API key, looked up by its
+//! hash; any other token is verified as a JWT when `auth.jwt` is configured (see [`crate::jwt`])
+//! and refused otherwise. Every refusal is a 401; a token without a valid role is refused too
+//! (401, not 403: it establishes no principal at all).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -11,24 +16,62 @@ use switchyard_core::id::ApiKeyId;
 use crate::ApiState;
 use crate::error::ApiError;
 
+/// Every API key token starts with this; other bearer tokens are taken for JWTs.
+pub const API_KEY_PREFIX: &str = "sy_";
+
 /// Who is calling, as established by `authenticate`.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub key_id: ApiKeyId,
+    pub credential: Credential,
+    /// The API key's name, or the JWT's subject.
     pub name: String,
     pub role: Role,
 }
 
+/// What the caller authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey(ApiKeyId),
+    /// A verified JWT: its `iss` (when it had one) and `sub`.
+    Jwt {
+        issuer: Option<String>,
+        subject: String,
+    },
+}
+
 impl Principal {
+    /// A stable name of the caller, unique across kinds of credential: `key:<id>` or
+    /// `jwt:<iss>|<sub>`. Idempotency keys and rate limits are scoped by it, and it is the actor
+    /// to record.
+    pub fn subject(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey(id) => format!("key:{id}"),
+            Credential::Jwt { issuer, subject } => {
+                format!("jwt:{}|{subject}", issuer.as_deref().unwrap_or_default())
+            }
+        }
+    }
+
+    /// The API key the caller used, if it used one.
+    pub fn api_key_id(&self) -> Option<&ApiKeyId> {
+        match &self.credential {
+            Credential::ApiKey(id) => Some(id),
+            Credential::Jwt { .. } => None,
+        }
+    }
+
     pub fn require(&self, needed: Role) -> Result<(), ApiError> {
         if self.role.includes(needed) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "this action needs the {needed} role; the key {} has the {} role",
-                self.key_id, self.role
-            )))
+            return Ok(());
         }
+        let who = match &self.credential {
+            Credential::ApiKey(id) => format!("the key {id}"),
+            Credential::Jwt { .. } => "the token".to_owned(),
+        };
+        Err(ApiError::Forbidden(format!(
+            "this action needs the {needed} role; {who} has the {} role",
+            self.role
+        )))
     }
 }
 
@@ -48,7 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 pub async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     match resolve(&state, request.headers()).await {
         Ok(principal) => {
-            tracing::Span::current().record("key_id", principal.key_id.as_str());
+            tracing::Span::current().record("principal", principal.subject());
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
@@ -57,9 +100,9 @@ pub async fn authenticate(State(state): State<ApiState>, mut request: Request, n
 }
 
 async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Principal, ApiError> {
-    let raw = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("send an API key as Authorization: Bearer <token>".into()))?;
+    let raw = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("send an API key or a JWT as Authorization: Bearer <token>".into())
+    })?;
     let token = raw
         .to_str()
         .ok()
@@ -67,10 +110,45 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
-    let key = state
-        .store()
-        .find_active_api_key(&hash_token(token))
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the API key is unknown or revoked".into()))?;
-    Ok(Principal { key_id: key.id, name: key.name, role: key.role })
+    if !token.starts_with(API_KEY_PREFIX)
+        && let Some(jwt) = &state.settings().jwt
+    {
+        let identity = jwt
+            .verify(token)
+            .map_err(|error| ApiError::Unauthorized(format!("the bearer token is refused: {error}")))?;
+        return Ok(Principal {
+            name: identity.subject.clone(),
+            credential: Credential::Jwt { issuer: identity.issuer, subject: identity.subject },
+            role: identity.role,
+        });
+    }
+    let unknown = || ApiError::Unauthorized("the API key is unknown or revoked".into());
+    if !token.starts_with(API_KEY_PREFIX) {
+        return Err(unknown());
+    }
+    let key = state.store().find_active_api_key(&hash_token(token)).await?.ok_or_else(unknown)?;
+    Ok(Principal { credential: Credential::ApiKey(key.id), name: key.name, role: key.role })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_cannot_collide_across_credentials() {
+        let key = Principal {
+            credential: Credential::ApiKey(ApiKeyId::from_trusted("key_1")),
+            name: "k".into(),
+            role: Role::Viewer,
+        };
+        let jwt = Principal {
+            credential: Credential::Jwt { issuer: Some("https://idp".into()), subject: "key_1".into() },
+            name: "key_1".into(),
+            role: Role::Viewer,
+        };
+        assert_eq!(key.subject(), "key:key_1");
+        assert_eq!(jwt.subject(), "jwt:https://idp|key_1");
+        let error = jwt.require(Role::Admin).expect_err("viewer");
+        assert_eq!(error.to_string(), "this action needs the admin role; the token has the viewer role");
+    }
 }

@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 use switchyard_core::ValidationError;
 
 use crate::error::ApiError;
+use crate::limits;
 
 /// A JSON body (`Content-Type: application/json`) deserialised into `T`; type errors name the
-/// offending field.
+/// offending field. Bodies are held to [`limits`]: nesting depth and string lengths.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -77,7 +78,10 @@ async fn read_json<S: Send + Sync>(request: Request, state: &S) -> Result<Value,
     if bytes.is_empty() {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    limits::check_depth(&bytes)?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    limits::check_strings(&value)?;
+    Ok(value)
 }
 
 /// Query parameters deserialised into `T`; unknown or mistyped parameters are a 400.

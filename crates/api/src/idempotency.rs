@@ -34,7 +34,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
     let scope = request
         .extensions()
         .get::<Principal>()
-        .map(|p| p.key_id.to_string())
+        .map(Principal::subject)
         .ok_or_else(|| ApiError::Unauthorized("authentication is required".into()).into_response())?;
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, state.settings().max_body_bytes).await.map_err(|_| {

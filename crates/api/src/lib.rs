@@ -1,13 +1,17 @@
 //! The v1 REST API of Switchyard: axum handlers, the envelope, authentication, idempotency and
 //! the OpenAPI document generated from the same route definitions.
 
+pub mod audit;
 pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod jwt;
+pub mod limits;
 mod openapi;
 pub mod paging;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 
@@ -17,6 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use switchyard_adapters::UrlPolicy;
 use switchyard_core::store::Store;
 use switchyard_engine::{Control, Ingestor};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -35,11 +40,24 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Refuse events whose type is not registered.
     pub require_registered_types: bool,
+    /// Which addresses destinations may point at (`security.allow_private_destinations`).
+    pub url_policy: UrlPolicy,
+    /// JWT bearer tokens beside API keys; `None` accepts API keys only.
+    pub jwt: Option<jwt::JwtSettings>,
+    /// Token buckets per principal, sized by role.
+    pub rate_limit: rate_limit::RateLimitSettings,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { max_payload_bytes: 256 * 1024, max_body_bytes: 1024 * 1024, require_registered_types: false }
+        Self {
+            max_payload_bytes: 256 * 1024,
+            max_body_bytes: 1024 * 1024,
+            require_registered_types: false,
+            url_policy: UrlPolicy::default(),
+            jwt: None,
+            rate_limit: rate_limit::RateLimitSettings::default(),
+        }
     }
 }
 
@@ -81,8 +99,11 @@ impl ApiState {
 /// The whole HTTP application: `/v1`, health, `/openapi.json` and `/docs`.
 pub fn router(state: ApiState) -> Router {
     let (v1, _) = openapi::v1_routes().split_for_parts();
+    let limiter = Arc::new(rate_limit::RateLimiter::new(&state.settings().rate_limit));
     let v1 = v1
         .route_layer(from_fn_with_state(state.clone(), idempotency::enforce))
+        .route_layer(from_fn_with_state(audit::AuditRecorder::new(state.clone()), audit::record))
+        .route_layer(from_fn_with_state(limiter, rate_limit::enforce))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     let (public, _) = openapi::public_routes().split_for_parts();
     Router::new()
@@ -92,6 +113,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
+        .layer(from_fn(limits::check_headers))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(request_id::assign))
         .with_state(state)

@@ -8,7 +8,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::ApiState;
 use crate::routes::{
-    api_keys, deliveries, destination_actions, destinations, event_types, events, health, subscriptions,
+    api_keys, audit_log, deliveries, destination_actions, destination_health, destinations, event_types,
+    events, health, subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -16,7 +17,7 @@ use crate::routes::{
     info(
         title = "Switchyard",
         description = "The integration hub's REST API. Every answer is an envelope \
-            (`success`, `data` or `error`, `metadata`); authenticate with `Authorization: Bearer <API key>`.",
+            (`success`, `data` or `error`, `metadata`); authenticate with `Authorization: Bearer <API key or JWT>`.",
         license(name = "MIT OR Apache-2.0"),
     ),
     tags(
@@ -27,6 +28,7 @@ use crate::routes::{
         (name = "deliveries", description = "Each event's deliveries and their attempts"),
         (name = "dead letters", description = "Deliveries that failed for good, and their replay"),
         (name = "api keys", description = "Credentials and their roles"),
+        (name = "audit log", description = "Every write request: who, what, and how it went"),
         (name = "health", description = "Liveness and readiness probes"),
     ),
 )]
@@ -38,9 +40,11 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(event_types::router())
         .merge(destinations::router())
         .merge(destination_actions::router())
+        .merge(destination_health::router())
         .merge(deliveries::router())
         .merge(subscriptions::router())
         .merge(api_keys::router())
+        .merge(audit_log::router())
 }
 
 pub(crate) fn public_routes() -> OpenApiRouter<ApiState> {
@@ -93,8 +97,9 @@ fn add_shared_failures(doc: &mut utoipa::openapi::OpenApi) {
                 responses.entry(status.to_owned()).or_insert_with(|| failure(description));
             };
             add("400", "Invalid input (validation_error, malformed_json)");
-            add("401", "Missing, unknown or revoked API key (unauthorized)");
+            add("401", "No valid credentials: unknown or revoked API key, refused JWT (unauthorized)");
             add("403", "The key's role does not allow this (forbidden)");
+            add("429", "Over the caller's rate limit (rate_limited); see Retry-After and RateLimit-*");
             add("500", "Unexpected failure (internal_error); the request id identifies it in the logs");
             if with_body {
                 add("409", "Idempotency-Key reused with another body, or still in progress (conflict)");

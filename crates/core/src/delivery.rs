@@ -15,6 +15,9 @@ pub enum DeliveryStatus {
     InFlight,
     Succeeded,
     Dead,
+    /// Not sent, by the subscription's choice: its `filter` did not answer `true`, or its
+    /// `transform` yielded nothing. Final, like `succeeded`.
+    Filtered,
 }
 
 impl DeliveryStatus {
@@ -24,11 +27,14 @@ impl DeliveryStatus {
             Self::InFlight => "in_flight",
             Self::Succeeded => "succeeded",
             Self::Dead => "dead",
+            Self::Filtered => "filtered",
         }
     }
 
+    pub const ALL: [Self; 5] = [Self::Pending, Self::InFlight, Self::Succeeded, Self::Dead, Self::Filtered];
+
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::InFlight, Self::Succeeded, Self::Dead].into_iter().find(|s| s.as_str() == raw)
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 }
 
@@ -64,7 +70,8 @@ pub struct Delivery {
     pub updated_at: Millis,
 }
 
-/// One try at sending a delivery, kept for the operator to read.
+/// One try at sending a delivery, or the decision not to send it (`filtered`), kept for the
+/// operator to read.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub delivery_id: DeliveryId,
@@ -89,6 +96,8 @@ pub enum AttemptOutcome {
     Retryable,
     /// Failed; no attempt can succeed.
     Permanent,
+    /// Not sent: the subscription's filter or transform dropped the event.
+    Filtered,
 }
 
 impl AttemptOutcome {
@@ -97,11 +106,14 @@ impl AttemptOutcome {
             Self::Succeeded => "succeeded",
             Self::Retryable => "retryable",
             Self::Permanent => "permanent",
+            Self::Filtered => "filtered",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Succeeded, Self::Retryable, Self::Permanent].into_iter().find(|o| o.as_str() == raw)
+        [Self::Succeeded, Self::Retryable, Self::Permanent, Self::Filtered]
+            .into_iter()
+            .find(|o| o.as_str() == raw)
     }
 }
 
@@ -111,6 +123,7 @@ pub enum NextStep {
     Succeeded,
     RetryAt(Millis),
     Dead,
+    Filtered,
 }
 
 /// Filters of delivery and dead-letter listings, and of bulk replay.

@@ -171,8 +171,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 /// A stored destination. `config` is the kind's configuration without its secrets, which live
-/// apart in `secrets` (write-only: never rendered by the API).
-#[derive(Debug, Clone, PartialEq)]
+/// apart in `secrets` (write-only: never rendered by the API, and `Debug` shows only their names).
+#[derive(Clone, PartialEq)]
 pub struct Destination {
     pub id: DestinationId,
     pub name: String,
@@ -188,6 +188,21 @@ pub struct Destination {
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Destination")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("config", &self.config)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("enabled", &self.enabled)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the API shows a destination: secrets are replaced by `<name>_set: true`.
@@ -344,6 +359,8 @@ mod tests {
         assert!(!shown.to_string().contains("t0k"));
         assert!(!shown.to_string().contains("whsec_a"));
         assert_eq!(destination.full_config()["auth"]["token"], "t0k");
+        let debugged = format!("{destination:?}");
+        assert!(!debugged.contains("t0k") && !debugged.contains("whsec_a"), "{debugged}");
     }
 
     #[test]

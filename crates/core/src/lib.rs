@@ -4,14 +4,18 @@
 
 pub mod adapter;
 pub mod api_key;
+pub mod audit;
+pub mod circuit;
 pub mod delivery;
 pub mod destination;
 pub mod error;
 pub mod event;
 pub mod event_type;
+pub mod flow;
 pub mod id;
 pub mod page;
 pub mod pattern;
+pub mod rate;
 pub mod retry;
 pub mod store;
 pub mod subscription;

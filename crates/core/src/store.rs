@@ -11,10 +11,12 @@
 use async_trait::async_trait;
 
 use crate::api_key::ApiKey;
+use crate::audit::{AuditEntry, AuditFilter};
 use crate::delivery::Delivery;
 use crate::destination::Destination;
 use crate::event::{Event, EventFilter, EventId, EventType, IngestOutcome, NewEvent};
 use crate::event_type::EventTypeDefinition;
+pub use crate::flow::FlowStore;
 use crate::id::{ApiKeyId, DestinationId, SubscriptionId};
 use crate::page::{ListRequest, Listing};
 use crate::subscription::{Subscription, SubscriptionFilter};
@@ -156,6 +158,19 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()>;
 }
 
+/// The audit log: append-only, listed in append order.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends `entries` in order, in one transaction (their `seq` is assigned here).
+    async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<()>;
+    /// Entries in append order.
+    async fn list_audit_log(
+        &self,
+        filter: &AuditFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<AuditEntry>>;
+}
+
 /// Every repository of one backend.
 #[async_trait]
 pub trait Store:
@@ -166,6 +181,8 @@ pub trait Store:
     + ApiKeyStore
     + IdempotencyStore
     + DeliveryStore
+    + AuditStore
+    + FlowStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -33,9 +33,11 @@ pub struct Subscription {
     pub name: String,
     pub destination_id: DestinationId,
     pub event_types: Vec<EventTypePattern>,
-    /// jq expression that must yield `true` for an event to be delivered.
+    /// jq expression run on `{"event": {...}}`: the event is delivered only when its first
+    /// output is exactly `true`. Stored as written; the API compiles it before storing it.
     pub filter: Option<String>,
-    /// jq expression whose output becomes the delivered body.
+    /// jq expression run on `{"event": {...}}`: its first output is the delivered body, and no
+    /// output filters the event out.
     pub transform: Option<String>,
     pub ordering: Ordering,
     pub ordering_on_dead: OrderingOnDead,

@@ -10,6 +10,8 @@ use switchyard_core::retry::{OutcomeClass, RetryDecision};
 use switchyard_core::store::{Store, StoreError};
 use switchyard_core::time::now_millis;
 
+use crate::shape::{self, Shaped, Shaper};
+
 /// Extra time granted past a destination's own timeout before the engine gives up on an
 /// adapter that does not return.
 const ADAPTER_GRACE: Duration = Duration::from_secs(5);
@@ -20,11 +22,13 @@ pub struct Settled {
     pub next: NextStep,
 }
 
-/// Sends `delivery` once. Never fails: every problem becomes a recorded attempt, so a worker
-/// cannot crash on bad data.
+/// Sends `delivery` once, with the body its subscription's jq makes (`shape`). Never fails:
+/// every problem, a failing program included, becomes a recorded attempt, so a worker cannot
+/// crash on bad data; a filtered delivery gets a `filtered` attempt and is not sent.
 pub async fn attempt(
     store: &dyn Store,
     adapters: &Adapters,
+    shaper: &Shaper,
     delivery: &Delivery,
 ) -> Result<Settled, StoreError> {
     let started_at = now_millis();
@@ -35,28 +39,36 @@ pub async fn attempt(
     let (result, policy) = match (&event, &destination) {
         (None, _) => (Err(DeliveryError::permanent("the event no longer exists")), None),
         (_, None) => (Err(DeliveryError::permanent("the destination was deleted")), None),
-        (Some(event), Some(destination)) => {
-            let result = match adapters.get(destination.kind) {
-                None => Err(DeliveryError::permanent(format!(
-                    "destinations of kind {} cannot be delivered by this node",
-                    destination.kind
-                ))),
-                Some(adapter) => {
-                    let message = OutboundMessage {
-                        delivery_id: &delivery.id,
-                        attempt: made,
-                        event,
-                        body: &event.payload,
-                        destination,
-                    };
-                    let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
-                    tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(|_| {
-                        Err(DeliveryError::retryable("the adapter did not return in time"))
-                    })
-                }
-            };
-            (result, Some(&destination.retry))
-        }
+        (Some(event), Some(destination)) => match shape::body_for(store, shaper, delivery, event).await? {
+            Shaped::Filtered => {
+                let duration_ms = clock.elapsed().as_millis() as u64;
+                let attempt = shape::filtered(delivery, made, started_at, duration_ms);
+                return Ok(Settled { attempt, next: NextStep::Filtered });
+            }
+            Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
+            Shaped::Deliver(body) => {
+                let result = match adapters.get(destination.kind) {
+                    None => Err(DeliveryError::permanent(format!(
+                        "destinations of kind {} cannot be delivered by this node",
+                        destination.kind
+                    ))),
+                    Some(adapter) => {
+                        let message = OutboundMessage {
+                            delivery_id: &delivery.id,
+                            attempt: made,
+                            event,
+                            body: &body,
+                            destination,
+                        };
+                        let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
+                        tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(|_| {
+                            Err(DeliveryError::retryable("the adapter did not return in time"))
+                        })
+                    }
+                };
+                (result, Some(&destination.retry))
+            }
+        },
     };
     let duration_ms = clock.elapsed().as_millis() as u64;
     let (outcome, status_code, error, response_body, next) = match result {

@@ -1,6 +1,7 @@
 //! What the API may ask of the engine: wake it, retry or replay deliveries, test a destination.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -24,6 +25,7 @@ pub struct Control {
     store: Arc<dyn Store>,
     adapters: Arc<Adapters>,
     waker: Waker,
+    running: Arc<AtomicBool>,
 }
 
 /// How a test send to a destination went.
@@ -37,8 +39,18 @@ pub struct TestResult {
 }
 
 impl Control {
-    pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, waker: Waker) -> Self {
-        Self { store, adapters, waker }
+    pub fn new(
+        store: Arc<dyn Store>,
+        adapters: Arc<Adapters>,
+        waker: Waker,
+        running: Arc<AtomicBool>,
+    ) -> Self {
+        Self { store, adapters, waker, running }
+    }
+
+    /// Whether the engine is taking work (false before it starts and once it stops).
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
     }
 
     pub fn wake(&self) {

@@ -2,6 +2,7 @@
 //! bounded by a semaphore; woken by ingest, with a slow poll only as a safety net.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use switchyard_adapters::Adapters;
@@ -13,9 +14,17 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::attempt::attempt;
+use crate::gate::Gate;
 use crate::retention;
+use crate::shape::Shaper;
 use crate::shutdown::Shutdown;
 use crate::{Control, EngineSettings};
+
+/// How long the dispatcher sleeps when the earliest due delivery was not claimable.
+const BLOCKED_HEAD_WAIT_MS: i64 = 50;
+/// How long the dispatcher pauses at most when nothing it claimed could go, or when the
+/// destinations it knows have no free slot.
+const GATED_PAUSE: Duration = Duration::from_millis(50);
 
 /// Wakes the dispatcher when work may have become due (an ingest, a retry, a replay).
 #[derive(Clone, Default)]
@@ -35,12 +44,15 @@ pub struct Engine {
     settings: EngineSettings,
     waker: Waker,
     node_id: String,
+    running: Arc<AtomicBool>,
+    shaper: Arc<Shaper>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, settings: EngineSettings) -> Self {
         let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
-        Self { store, adapters, settings, waker: Waker::default(), node_id }
+        let shaper = Arc::new(Shaper::new(settings.jq));
+        Self { store, adapters, settings, waker: Waker::default(), node_id, running: Arc::default(), shaper }
     }
 
     pub fn waker(&self) -> Waker {
@@ -52,7 +64,7 @@ impl Engine {
     }
 
     pub fn control(&self) -> Control {
-        Control::new(self.store.clone(), self.adapters.clone(), self.waker.clone())
+        Control::new(self.store.clone(), self.adapters.clone(), self.waker.clone(), self.running.clone())
     }
 
     /// Runs until `shutdown`, then drains: in-flight deliveries get `shutdown_grace_ms` to
@@ -61,13 +73,16 @@ impl Engine {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
         let mut in_flight = JoinSet::new();
+        self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
+        self.running.store(false, Ordering::Release);
         self.drain(in_flight).await;
         let _ = pruner.await;
     }
 
     async fn dispatch(&self, in_flight: &mut JoinSet<()>, mut shutdown: Shutdown) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut gate = Gate::new(self.store.clone(), self.settings.per_destination_limit());
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(1));
         while !shutdown.is_requested() {
             while in_flight.try_join_next().is_some() {}
@@ -79,6 +94,19 @@ impl Engine {
                 }
             }
             let now = now_millis();
+            // Right after a busy destination's backlog came back, claim only for free slots.
+            let free = gate.claim_size(free, now);
+            if free == 0 {
+                let until = gate.cautious_until(now).unwrap_or(now);
+                let pause = Duration::from_millis((until - now).max(1) as u64).min(GATED_PAUSE);
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = in_flight.join_next(), if !in_flight.is_empty() => {}
+                    _ = self.waker.0.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                continue;
+            }
             let lease_until = now + self.settings.lease_ms as i64;
             let claimed =
                 match self.store.claim_deliveries(&self.node_id, now, lease_until, free as u32).await {
@@ -100,33 +128,68 @@ impl Engine {
                 }
                 continue;
             }
-            for delivery in claimed {
+            // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
+            let cleared = gate.clear(&self.node_id, claimed, now, lease_until).await;
+            if cleared.is_empty() {
+                // Everything claimed waits: let a delivery finish (or a moment pass) first.
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = in_flight.join_next(), if !in_flight.is_empty() => {}
+                    _ = self.waker.0.notified() => {}
+                    _ = tokio::time::sleep(GATED_PAUSE) => {}
+                }
+                continue;
+            }
+            for cleared in cleared {
+                let delivery = cleared.delivery;
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     // Unreachable while only this loop takes permits; the lease expires and
                     // the delivery is claimed again if it ever happens.
                     tracing::warn!(delivery_id = %delivery.id, "no free slot for a claimed delivery");
                     continue;
                 };
-                in_flight.spawn(run_one(
-                    self.store.clone(),
-                    self.adapters.clone(),
-                    self.node_id.clone(),
-                    delivery,
-                    permit,
-                ));
+                let worker = Worker {
+                    store: self.store.clone(),
+                    adapters: self.adapters.clone(),
+                    shaper: self.shaper.clone(),
+                    waker: self.waker.clone(),
+                    owner: self.node_id.clone(),
+                };
+                let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
+                in_flight.spawn(async move {
+                    run_one(worker, delivery, permit).await;
+                    drop(slot);
+                    // A probe's verdict may have closed the circuit its destination's backlog
+                    // waits on.
+                    if probe {
+                        waker.wake();
+                    }
+                });
             }
         }
     }
 
-    /// How long to sleep with nothing due: until the next retry falls due, at most `poll`.
+    /// How long to sleep with nothing due: until the next retry falls due or a blocked
+    /// destination unblocks, at most `poll`.
     async fn idle_wait(&self, poll: Duration) -> Duration {
-        match self.store.next_due_at().await {
-            Ok(Some(due)) => Duration::from_millis((due - now_millis()).max(0) as u64).min(poll),
-            Ok(None) => poll,
+        let now = now_millis();
+        let due = match self.store.next_due_at().await {
+            // Due already yet not claimed: a claim that skips blocked destinations passed it
+            // over. Do not spin on it; its destination's unblock time comes below.
+            Ok(Some(due)) if due <= now => Some(now + BLOCKED_HEAD_WAIT_MS),
+            Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "reading the next due time failed");
-                poll
+                None
             }
+        };
+        let unblock = self.store.next_unblock_at(now).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading the next unblock time failed");
+            None
+        });
+        match due.into_iter().chain(unblock).min() {
+            Some(at) => Duration::from_millis((at - now).max(0) as u64).min(poll),
+            None => poll,
         }
     }
 
@@ -155,20 +218,29 @@ impl Engine {
     }
 }
 
-async fn run_one(
+/// What one delivery's task needs of the engine.
+struct Worker {
     store: Arc<dyn Store>,
     adapters: Arc<Adapters>,
+    shaper: Arc<Shaper>,
+    waker: Waker,
     owner: String,
-    delivery: Delivery,
-    permit: OwnedSemaphorePermit,
-) {
-    let span = tracing::info_span!("delivery", delivery_id = %delivery.id, event_id = %delivery.event_id, destination_id = %delivery.destination_id);
-    settle(store, adapters, owner, delivery).instrument(span).await;
-    drop(permit);
 }
 
-async fn settle(store: Arc<dyn Store>, adapters: Arc<Adapters>, owner: String, delivery: Delivery) {
-    let settled = match attempt(store.as_ref(), &adapters, &delivery).await {
+async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermit) {
+    let span = tracing::info_span!("delivery", delivery_id = %delivery.id, event_id = %delivery.event_id, destination_id = %delivery.destination_id);
+    settle(&worker, &delivery).instrument(span).await;
+    drop(permit);
+    // A delivery with an ordering key may have held the next of its key back: now that it is
+    // settled, that one may be due, and the dispatcher may be asleep.
+    if delivery.ordering_key.is_some() {
+        worker.waker.wake();
+    }
+}
+
+async fn settle(worker: &Worker, delivery: &Delivery) {
+    let Worker { store, adapters, shaper, owner, .. } = worker;
+    let settled = match attempt(store.as_ref(), adapters, shaper, delivery).await {
         Ok(settled) => settled,
         Err(error) => {
             tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");
@@ -176,7 +248,7 @@ async fn settle(store: Arc<dyn Store>, adapters: Arc<Adapters>, owner: String, d
         }
     };
     let next = settled.next;
-    match store.record_attempt(&owner, &settled.attempt, next, now_millis()).await {
+    match store.record_attempt(owner, &settled.attempt, next, now_millis()).await {
         Ok(true) => tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded"),
         Ok(false) => {
             tracing::warn!("the lease was lost before the attempt was recorded; another node owns it")

@@ -3,9 +3,12 @@
 pub mod attempt;
 pub mod control;
 pub mod dispatch;
+mod gate;
 pub mod ingest;
+pub mod jq;
 pub mod retention;
 pub mod schema;
+pub mod shape;
 pub mod shutdown;
 
 pub use control::{Control, TestResult};
@@ -18,6 +21,8 @@ pub use shutdown::{Shutdown, ShutdownTrigger};
 pub struct EngineSettings {
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliveries in flight at once to one destination; `None`: a quarter of `concurrency`.
+    pub max_in_flight_per_destination: Option<usize>,
     /// How long a claimed delivery stays leased; after that another claim may take it.
     pub lease_ms: u64,
     /// Deliveries claimed per round trip to the store.
@@ -28,18 +33,32 @@ pub struct EngineSettings {
     pub shutdown_grace_ms: u64,
     pub retention_days: u32,
     pub prune_interval_ms: u64,
+    /// Bounds of one run of a subscription's jq filter or transform.
+    pub jq: jq::JqLimits,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             concurrency: 512,
+            max_in_flight_per_destination: None,
             lease_ms: 60_000,
             batch_size: 128,
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,
             retention_days: 30,
             prune_interval_ms: 60_000,
+            jq: jq::JqLimits::default(),
         }
+    }
+}
+
+impl EngineSettings {
+    /// The bound on deliveries in flight to one destination, so one that hangs cannot hold
+    /// every slot: `max_in_flight_per_destination`, or a quarter of `concurrency`, never more
+    /// than `concurrency` and at least 1.
+    pub fn per_destination_limit(&self) -> usize {
+        let concurrency = self.concurrency.max(1);
+        self.max_in_flight_per_destination.unwrap_or(concurrency / 4).clamp(1, concurrency)
     }
 }

@@ -3,6 +3,8 @@
 
 use switchyard_core::store::StoreError;
 
+use crate::seal::SealError;
+
 /// Failures of this crate that are not the driver's own.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -17,6 +19,14 @@ pub enum BackendError {
     /// A value the schema cannot represent (e.g. a `u64` above `i64::MAX`).
     #[error("{field} is out of range for the database")]
     OutOfRange { field: &'static str },
+    /// A sealed secret that does not open (or a secret that cannot be sealed). Names the column
+    /// and the key id; never the value.
+    #[error("stored {column}: {source}")]
+    Sealed {
+        column: &'static str,
+        #[source]
+        source: SealError,
+    },
 }
 
 impl From<BackendError> for StoreError {
@@ -59,4 +69,8 @@ pub fn unreadable(column: &'static str, detail: impl std::fmt::Display) -> Store
 
 pub fn out_of_range(field: &'static str) -> StoreError {
     BackendError::OutOfRange { field }.into()
+}
+
+pub fn sealed(column: &'static str) -> impl FnOnce(SealError) -> StoreError {
+    move |source| BackendError::Sealed { column, source }.into()
 }

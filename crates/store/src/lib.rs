@@ -3,9 +3,14 @@
 //!
 //! The backend is chosen once, from the database URL, by [`connect`]; everything above this
 //! crate holds an `Arc<dyn Store>` and never learns which backend is behind it.
+//!
+//! Secrets are sealed here, at the boundary: the store writes them sealed under a master key
+//! and opens them on read, so the layers above see plaintext in memory and the database never
+//! holds them in clear (see [`seal`] for the format).
 
 mod error;
 mod rows;
+pub mod seal;
 mod sql;
 mod sqlite;
 
@@ -14,20 +19,30 @@ use std::sync::Arc;
 use switchyard_core::store::{Store, StoreError};
 
 pub use error::BackendError;
+pub use seal::{KeyError, KeyId, MasterKey, MasterKeys, Reseal, SealError, SecretInventory};
 pub use sqlite::SqliteStore;
 
-/// Where the database is and how many connections may read it at once.
+/// Where the database is, how many connections may read it at once, and the master keys its
+/// secrets are sealed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseOptions {
     /// `sqlite://PATH` (the file is created when missing) or `sqlite::memory:`.
     pub url: String,
     /// Size of the read pool; writes always go through one connection.
     pub max_connections: u32,
+    /// Seal with the current key, open with any. The default is a fresh random key, which
+    /// suits tests and in-memory databases only: a database whose secrets must outlive the
+    /// process needs its key kept (the binary loads it from the environment or a key file).
+    pub master_keys: MasterKeys,
 }
 
 impl Default for DatabaseOptions {
     fn default() -> Self {
-        Self { url: "sqlite://switchyard.db".to_owned(), max_connections: 8 }
+        Self {
+            url: "sqlite://switchyard.db".to_owned(),
+            max_connections: 8,
+            master_keys: MasterKeys::generated(),
+        }
     }
 }
 
@@ -42,7 +57,9 @@ pub enum Database {
 pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> {
     let url = options.url.trim();
     if url.starts_with("sqlite:") {
-        return SqliteStore::connect(url, options.max_connections).await.map(Database::Sqlite);
+        return SqliteStore::connect(url, options.max_connections, &options.master_keys)
+            .await
+            .map(Database::Sqlite);
     }
     // Only the scheme is echoed: the rest of a URL may hold a password.
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
@@ -60,6 +77,22 @@ impl Database {
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// How the stored secrets are kept: in clear (written before sealing existed) or under
+    /// which master key.
+    pub async fn secret_inventory(&self) -> Result<SecretInventory, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.secret_inventory().await,
+        }
+    }
+
+    /// Seals the secrets `which` covers under the current master key, in one transaction;
+    /// answers how many it sealed.
+    pub async fn reseal(&self, which: Reseal) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.reseal(which).await,
         }
     }
 

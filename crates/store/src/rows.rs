@@ -15,7 +15,52 @@ use switchyard_core::pattern::EventTypePattern;
 use switchyard_core::store::{IdempotencyClaim, StoreError, StoreResult, StoredResponse};
 use switchyard_core::subscription::Subscription;
 
-use crate::error::{out_of_range, unreadable};
+use switchyard_core::audit::{AuditEntry, AuditEntryId, AuditOutcome, AuditResource};
+
+use crate::error::{out_of_range, sealed, unreadable};
+use crate::seal::{Sealer, StoredForm, place};
+
+pub mod flow;
+
+/// Where a destination's secrets are kept, sealed.
+pub const DESTINATION_SECRETS: &str = "destinations.secrets";
+/// Where a response kept for an `Idempotency-Key` is kept, sealed (it may show a secret, such
+/// as a rotated signing secret or a new API key's token).
+pub const IDEMPOTENCY_BODY: &str = "idempotency_keys.body";
+
+pub fn destination_place(id: &str) -> Vec<u8> {
+    place(DESTINATION_SECRETS, &[id])
+}
+
+pub fn idempotency_place(scope: &str, key: &str) -> Vec<u8> {
+    place(IDEMPOTENCY_BODY, &[scope, key])
+}
+
+/// The sealed text of a destination's secrets.
+pub fn seal_secrets(sealer: &Sealer, id: &str, secrets: &Map<String, Value>) -> StoreResult<String> {
+    let json = to_json(DESTINATION_SECRETS, secrets)?;
+    sealer.seal(&destination_place(id), json.as_bytes()).map_err(sealed(DESTINATION_SECRETS))
+}
+
+/// A destination's secrets from their stored text: sealed, or plaintext written before sealing
+/// existed (sealed at the next start).
+pub fn open_secrets(sealer: &Sealer, id: &str, stored: &str) -> StoreResult<Map<String, Value>> {
+    let json = open_stored(sealer, DESTINATION_SECRETS, &destination_place(id), stored.as_bytes())?;
+    serde_json::from_slice(&json).map_err(|e| unreadable(DESTINATION_SECRETS, e))
+}
+
+pub fn seal_body(sealer: &Sealer, scope: &str, key: &str, body: &[u8]) -> StoreResult<Vec<u8>> {
+    let sealed_body = sealer.seal(&idempotency_place(scope, key), body).map_err(sealed(IDEMPOTENCY_BODY))?;
+    Ok(sealed_body.into_bytes())
+}
+
+/// The plaintext of a stored value: opened when sealed, as stored when written in clear.
+pub fn open_stored(sealer: &Sealer, column: &'static str, at: &[u8], stored: &[u8]) -> StoreResult<Vec<u8>> {
+    match StoredForm::of(stored) {
+        StoredForm::Plaintext => Ok(stored.to_vec()),
+        StoredForm::Sealed(_) => sealer.open(at, stored).map_err(sealed(column)),
+    }
+}
 
 pub fn to_json<T: Serialize + ?Sized>(column: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| unreadable(column, e))
@@ -206,18 +251,19 @@ pub struct DestinationRow {
     updated_at: i64,
 }
 
-impl TryFrom<DestinationRow> for Destination {
-    type Error = StoreError;
-
-    fn try_from(row: DestinationRow) -> StoreResult<Self> {
+impl DestinationRow {
+    /// The destination, its secrets opened.
+    pub fn decode(self, sealer: &Sealer) -> StoreResult<Destination> {
+        let row = self;
         let kind = DestinationKind::parse(&row.kind)
             .ok_or_else(|| unreadable("destinations.kind", format!("unknown kind {:?}", row.kind)))?;
+        let secrets = open_secrets(sealer, &row.id, &row.secrets)?;
         Ok(Destination {
             id: DestinationId::from_trusted(row.id),
             name: row.name,
             kind,
             config: from_json("destinations.config", &row.config)?,
-            secrets: from_json::<Map<String, Value>>("destinations.secrets", &row.secrets)?,
+            secrets,
             timeout_ms: i64_to("destinations.timeout_ms", row.timeout_ms)?,
             connect_timeout_ms: i64_to("destinations.connect_timeout_ms", row.connect_timeout_ms)?,
             retry: from_json("destinations.retry", &row.retry)?,
@@ -312,18 +358,61 @@ pub struct IdempotencyRow {
 impl IdempotencyRow {
     /// A record without a status belongs to a request that is still running (or crashed and
     /// has not yet gone stale).
-    pub fn into_claim(self) -> StoreResult<IdempotencyClaim> {
+    pub fn into_claim(self, sealer: &Sealer, scope: &str, key: &str) -> StoreResult<IdempotencyClaim> {
         let request_hash = self.request_hash;
         let Some(status) = self.status else {
             return Ok(IdempotencyClaim::InProgress { request_hash });
+        };
+        let body = match self.body {
+            Some(stored) => open_stored(sealer, IDEMPOTENCY_BODY, &idempotency_place(scope, key), &stored)?,
+            None => Vec::new(),
         };
         Ok(IdempotencyClaim::Completed {
             request_hash,
             response: StoredResponse {
                 status: i64_to("idempotency_keys.status", status)?,
                 location: self.location,
-                body: self.body.unwrap_or_default(),
+                body,
             },
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AuditRow {
+    seq: i64,
+    id: String,
+    at: i64,
+    actor: String,
+    role: String,
+    action: String,
+    method: String,
+    route: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    request_id: String,
+    status: i64,
+    success: bool,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> StoreResult<Self> {
+        let role = Role::parse(&row.role)
+            .ok_or_else(|| unreadable("audit_log.role", format!("unknown role {:?}", row.role)))?;
+        Ok(AuditEntry {
+            id: AuditEntryId::from_trusted(row.id),
+            at: row.at,
+            actor: row.actor,
+            role,
+            action: row.action,
+            method: row.method,
+            route: row.route,
+            resource: AuditResource { kind: row.resource_type, id: row.resource_id },
+            request_id: row.request_id,
+            outcome: AuditOutcome { status: i64_to("audit_log.status", row.status)?, success: row.success },
+            seq: row.seq,
         })
     }
 }

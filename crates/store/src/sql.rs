@@ -3,6 +3,7 @@
 //! rather than `flag = 1` so a PostgreSQL `BOOLEAN` column reads the same. Backends differ
 //! only in how they open connections and transactions.
 
+use switchyard_core::audit::AuditFilter;
 use switchyard_core::event::EventFilter;
 
 macro_rules! event_columns {
@@ -20,7 +21,9 @@ macro_rules! delivery_columns {
     };
 }
 
-// Declared after the column macros it uses.
+// Declared after the column macros it uses; `flow` first, for its claim fragment.
+#[macro_use]
+pub mod flow;
 pub mod deliveries;
 
 macro_rules! event_type_columns {
@@ -60,10 +63,23 @@ pub const INSERT_EVENT: &str = "INSERT INTO events (event_id, event_type, timest
 
 pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1");
 
-/// Deliveries start due at once (`next_attempt_at` = creation time) with no attempts.
+/// Deliveries start with no attempts, carrying their subscription's ordering (`$6` ordered,
+/// `$8` block on dead; see `deliveries::CLAIM`), due at once (`next_attempt_at` = `$9`, the
+/// creation time) unless they must wait for their turn: an ordered delivery whose key already
+/// has one pending or in flight (or dead, under `block`) waits with no `next_attempt_at` until
+/// `deliveries::PROMOTE_NEXT` makes it due. Two or three seeks on
+/// `deliveries_ordered_key_status_seq`.
 pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
-     destination_id, status, attempt_count, next_attempt_at, ordering_key, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $6, $6)";
+     destination_id, status, attempt_count, next_attempt_at, ordering_key, ordered, block_on_dead, \
+     created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, 0, \
+     CASE WHEN $6 AND (EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+         AND queued.subscription_id = $3 AND queued.ordering_key = $7 \
+         AND queued.status IN ('pending', 'in_flight')) \
+       OR ($8 AND EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+         AND queued.subscription_id = $3 AND queued.ordering_key = $7 AND queued.status = 'dead'))) \
+     THEN NULL ELSE $9 END, \
+     $7, $6, $8, $9, $9)";
 
 pub const DELIVERIES_OF_EVENT: &str =
     concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE event_id = $1 ORDER BY seq");
@@ -273,6 +289,77 @@ pub const COMPLETE_IDEMPOTENCY_KEY: &str =
 
 pub const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2";
 
+// ---- audit log ----------------------------------------------------------------------------
+
+macro_rules! audit_columns {
+    () => {
+        "seq, id, at, actor, role, action, method, route, resource_type, resource_id, request_id, \
+         status, success"
+    };
+}
+
+pub const INSERT_AUDIT_ENTRY: &str = "INSERT INTO audit_log (id, at, actor, role, action, method, \
+     route, resource_type, resource_id, request_id, status, success) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Builds the conditions of an audit listing, as [`filter_events`] does for events: each
+/// combination seeks on its index (`(actor, seq)`, `(action, seq)`, `(at, seq)`).
+fn filter_audit(mut query: Assembled, filter: &AuditFilter, after: Option<i64>) -> Assembled {
+    let mut joiner = " WHERE ";
+    let mut condition = |query: &mut Assembled, fragment: &str, value: Bind| {
+        query.sql.push_str(joiner);
+        query.push(fragment, value);
+        joiner = " AND ";
+    };
+    if let Some(actor) = &filter.actor {
+        condition(&mut query, "actor = {}", Bind::Text(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        condition(&mut query, "action = {}", Bind::Text(action.clone()));
+    }
+    if let Some(since) = filter.since {
+        condition(&mut query, "at >= {}", Bind::Int(since));
+    }
+    if let Some(until) = filter.until {
+        condition(&mut query, "at < {}", Bind::Int(until));
+    }
+    if let Some(after) = after {
+        condition(&mut query, "seq > {}", Bind::Int(after));
+    }
+    query
+}
+
+/// Audit entries matching `filter` (and after `after`), in append order.
+pub fn list_audit_log(filter: &AuditFilter, after: Option<i64>, limit: i64, offset: i64) -> Assembled {
+    let mut query =
+        filter_audit(Assembled::new(concat!("SELECT ", audit_columns!(), " FROM audit_log")), filter, after);
+    query.sql.push_str(" ORDER BY seq");
+    query.push(" LIMIT {}", Bind::Int(limit));
+    if offset > 0 {
+        query.push(" OFFSET {}", Bind::Int(offset));
+    }
+    query
+}
+
+pub fn count_audit_log(filter: &AuditFilter) -> Assembled {
+    filter_audit(Assembled::new("SELECT COUNT(*) FROM audit_log"), filter, None)
+}
+
+// ---- secrets at rest ----------------------------------------------------------------------
+
+pub const ALL_DESTINATION_SECRETS: &str = "SELECT id, secrets FROM destinations ORDER BY id";
+
+pub const RESEAL_DESTINATION_SECRETS: &str = "UPDATE destinations SET secrets = $1 WHERE id = $2";
+
+/// The first bytes of every kept response: enough to tell plaintext from sealed and the key.
+pub const IDEMPOTENCY_BODY_HEADS: &str = "SELECT scope, key, substr(body, 1, 12) FROM idempotency_keys \
+     WHERE body IS NOT NULL ORDER BY scope, key";
+
+pub const IDEMPOTENCY_BODY: &str = "SELECT body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+pub const RESEAL_IDEMPOTENCY_BODY: &str =
+    "UPDATE idempotency_keys SET body = $1 WHERE scope = $2 AND key = $3";
+
 // ---- schema -------------------------------------------------------------------------------
 
 /// The migrations sqlx recorded as applied, to compare with the embedded ones.
@@ -318,14 +405,23 @@ mod tests {
             DELETE_STALE_IDEMPOTENCY_KEY,
             CLAIM_IDEMPOTENCY_KEY,
             COMPLETE_IDEMPOTENCY_KEY,
+            INSERT_AUDIT_ENTRY,
+            RESEAL_DESTINATION_SECRETS,
+            IDEMPOTENCY_BODY,
+            RESEAL_IDEMPOTENCY_BODY,
             deliveries::CLAIM,
             deliveries::SETTLE_DELIVERY,
+            deliveries::PROMOTE_NEXT,
             deliveries::INSERT_ATTEMPT,
             deliveries::RELEASE_LEASES,
             deliveries::RETRY_DELIVERY,
             deliveries::PRUNE_ATTEMPTS,
             deliveries::PRUNE_DELIVERIES,
             deliveries::PRUNE_EVENTS,
+            flow::ENSURE_FLOW,
+            flow::INSERT_FLOW,
+            flow::UPDATE_FLOW,
+            flow::DEFER_DELIVERY,
         ] {
             assert!(placeholders_in_order(sql), "{sql}");
         }
@@ -356,6 +452,31 @@ mod tests {
         assert_eq!(
             count_events(&filter).sql,
             "SELECT COUNT(*) FROM events WHERE event_type = $1 AND received_at >= $2"
+        );
+    }
+
+    #[test]
+    fn audit_listings_write_only_the_conditions_given() {
+        let plain = list_audit_log(&AuditFilter::default(), None, 21, 0);
+        assert_eq!(plain.binds, [Bind::Int(21)]);
+        assert!(!plain.sql.contains("WHERE"));
+
+        let filter = AuditFilter {
+            actor: Some("key_1".into()),
+            action: Some("destination.create".into()),
+            until: Some(9),
+            ..AuditFilter::default()
+        };
+        let query = list_audit_log(&filter, Some(3), 11, 0);
+        assert!(
+            query.sql.contains("WHERE actor = $1 AND action = $2 AND at < $3 AND seq > $4"),
+            "{}",
+            query.sql
+        );
+        assert!(query.sql.ends_with("ORDER BY seq LIMIT $5"), "{}", query.sql);
+        assert_eq!(
+            count_audit_log(&filter).sql,
+            "SELECT COUNT(*) FROM audit_log WHERE actor = $1 AND action = $2 AND at < $3"
         );
     }
 }

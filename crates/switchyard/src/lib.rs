@@ -18,8 +18,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod secrets;
 mod startup;
 pub mod telemetry;
+mod tls;
 
 pub use config::Config;
 pub use startup::{Application, FIRST_ADMIN_KEY_NAME, open_database, shutdown_signal};

@@ -23,6 +23,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let file = cli.config.as_deref();
     match cli.command {
         Command::Openapi => cli::print_openapi()?,
+        Command::Sink(args) => cli::run_sink(args).await?,
         Command::Serve(args) if args.print_config => {
             cli::print_config(&Config::load(file, &args.overrides())?)?
         }
@@ -37,6 +38,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(keys) => {
             let config = cli::load_and_init_logging(file, &keys.database.overrides())?;
             cli::run_keys(&config, keys.command).await?;
+        }
+        Command::Dlq(dlq) => {
+            let config = cli::load_and_init_logging(file, &dlq.database.overrides())?;
+            cli::run_dlq(&config, dlq.command).await?;
         }
     }
     Ok(())

@@ -3,21 +3,24 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use switchyard_adapters::{AdapterSettings, Adapters};
+use axum::serve::ListenerExt as _;
+use switchyard_adapters::{AdapterSettings, Adapters, UrlPolicy};
 use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::store::Store;
 use switchyard_core::time::now_millis;
 use switchyard_engine::{Engine, EngineSettings};
-use switchyard_store::{Database, DatabaseOptions};
+use switchyard_store::Database;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::config::{Config, DatabaseConfig, redact_url};
+use crate::config::{Config, redact_url};
+use crate::tls::{self, TlsListener};
 
 /// The name given to the admin key created on first run.
 pub const FIRST_ADMIN_KEY_NAME: &str = "first-run admin";
@@ -29,6 +32,8 @@ pub const FIRST_ADMIN_KEY_NAME: &str = "first-run admin";
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `[server.tls]`: HTTPS with this configuration; plain HTTP when `None`.
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     engine: Engine,
     store: Arc<dyn Store>,
@@ -45,22 +50,25 @@ impl Application {
     /// without creating a key whose token nobody would see.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        let api_settings = api_settings(&config)?;
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
+        let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
 
-        let database = open_database(&config.database).await?;
+        let database = open_database(&config).await?;
         let store = database.store();
         let first_admin_token = ensure_admin_key(store.as_ref()).await?;
 
-        let adapters = Arc::new(Adapters::new(AdapterSettings::default()));
+        let adapters = Arc::new(Adapters::new(adapter_settings(&config)));
         let engine = Engine::new(Arc::clone(&store), adapters, engine_settings(&config));
-        let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings(&config));
+        let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings);
         let router = switchyard_api::router(state);
         Ok(Self {
             listener,
             local_addr,
+            tls,
             router,
             engine,
             store,
@@ -102,21 +110,39 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        info!(address = %self.local_addr, backend = self.backend, node = self.engine.node_id(), "listening on http://{}", self.local_addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        info!(address = %self.local_addr, backend = self.backend, node = self.engine.node_id(), "listening on {scheme}://{}", self.local_addr);
         let (trigger, stopping) = switchyard_engine::shutdown::channel();
         let engine = tokio::spawn(self.engine.run(stopping.clone()));
         let mut http_stopping = stopping;
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+        let stop_serving = async move {
             http_stopping.requested().await;
-        });
+        };
+        let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls {
+            None => {
+                let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+                Box::pin(
+                    axum::serve(self.listener, service).with_graceful_shutdown(stop_serving).into_future(),
+                )
+            }
+            Some(config) => {
+                let router = self.router.layer(axum::middleware::map_response(tls::add_hsts));
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                // `tap_io` (a no-op here) is what gives a custom listener axum's
+                // `ConnectInfo<SocketAddr>`.
+                let listener = TlsListener::new(self.listener, config)
+                    .context("starting the TLS listener")?
+                    .tap_io(|_| {});
+                Box::pin(axum::serve(listener, service).with_graceful_shutdown(stop_serving).into_future())
+            }
+        };
         let signal = async move {
             shutdown.await;
             info!("stopping: no new requests or claims; finishing work in flight");
             trigger.trigger();
             trigger
         };
-        let (served, _trigger) = tokio::join!(server.into_future(), signal);
+        let (served, _trigger) = tokio::join!(server, signal);
         served.context("serving HTTP")?;
         engine.await.context("the delivery engine failed")?;
         info!("stopped");
@@ -134,15 +160,15 @@ impl fmt::Debug for Application {
     }
 }
 
-/// Connects to the configured database and brings its schema up to date.
-pub async fn open_database(config: &DatabaseConfig) -> anyhow::Result<Database> {
-    let url = redact_url(&config.url);
-    let options = DatabaseOptions { url: config.url.clone(), max_connections: config.max_connections };
-    let database = switchyard_store::connect(&options)
-        .await
-        .with_context(|| format!("cannot connect to the database at {url}"))?;
-    database.migrate().await.with_context(|| format!("cannot migrate the database at {url}"))?;
-    info!(backend = database.backend(), database = %url, "database ready");
+/// Connects to the configured database, brings its schema up to date, and settles its secrets
+/// at rest: loads the master key (generating it on first run of the embedded default), checks
+/// it opens every sealed secret, and seals any left in clear (see [`crate::secrets`]).
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    let keys = crate::secrets::KeyPlan::resolve(config)?;
+    let database = crate::secrets::connect(config, keys.keys().clone()).await?;
+    keys.settle(&database).await?;
+    let url = redact_url(&config.database.url);
+    info!(backend = database.backend(), database = %url, key_id = %keys.keys().current().id(), "database ready");
     Ok(database)
 }
 
@@ -160,20 +186,67 @@ async fn ensure_admin_key(store: &dyn Store) -> anyhow::Result<Option<String>> {
 fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
         concurrency: config.engine.concurrency,
+        max_in_flight_per_destination: config.engine.max_in_flight_per_destination,
         lease_ms: config.engine.lease_ms,
         batch_size: config.engine.batch_size,
         poll_interval_ms: config.engine.poll_interval_ms,
         shutdown_grace_ms: config.engine.shutdown_grace_ms,
         retention_days: config.retention.days,
+        // A transform's output is a body like a payload, under the same limit.
+        jq: switchyard_engine::jq::JqLimits {
+            max_output_bytes: config.limits.max_payload_bytes,
+            ..switchyard_engine::jq::JqLimits::default()
+        },
         ..EngineSettings::default()
     }
 }
 
-fn api_settings(config: &Config) -> ApiSettings {
-    ApiSettings {
+/// Reads the JWKS file, if any, so it runs before anything is written.
+fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
+    use switchyard_api::jwt::JwtSettings;
+    use switchyard_api::rate_limit::{RateLimitSettings, RateQuota};
+
+    let jwt = &config.auth.jwt;
+    let jwt = match jwt.keys().map_err(anyhow::Error::msg)? {
+        None => None,
+        Some(keys) => {
+            for skipped in keys.skipped() {
+                tracing::warn!("auth.jwt.jwks_file: {skipped}");
+            }
+            if jwt.audience.is_none() {
+                tracing::warn!(
+                    "auth.jwt.audience is not set: tokens the issuer made for other services pass"
+                );
+            }
+            Some(JwtSettings {
+                keys,
+                issuer: jwt.issuer.clone(),
+                audience: jwt.audience.clone(),
+                role_claim: jwt.role_claim.clone(),
+                leeway_ms: jwt.leeway_ms,
+            })
+        }
+    };
+    let limits = &config.rate_limit;
+    let quota = |(per_second, burst)| RateQuota { per_second, burst };
+    let rate_limit = RateLimitSettings {
+        default: quota((limits.per_second, limits.burst)),
+        roles: Role::ALL.into_iter().map(|role| (role, quota(limits.for_role(role)))).collect(),
+    };
+    Ok(ApiSettings {
         max_payload_bytes: config.limits.max_payload_bytes,
         max_body_bytes: config.limits.max_body_bytes,
         require_registered_types: config.ingest.require_registered_types,
+        url_policy: UrlPolicy::from_setting(config.security.allow_private_destinations),
+        jwt,
+        rate_limit,
+    })
+}
+
+fn adapter_settings(config: &Config) -> AdapterSettings {
+    AdapterSettings {
+        url_policy: UrlPolicy::from_setting(config.security.allow_private_destinations),
+        ..AdapterSettings::default()
     }
 }
 

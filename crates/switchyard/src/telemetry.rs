@@ -39,7 +39,9 @@ pub fn filter(log: &LogConfig) -> Result<EnvFilter, TelemetryError> {
 pub fn init(log: &LogConfig) -> Result<(), TelemetryError> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter(log)?).with_writer(std::io::stderr);
     let installed = match log.format {
-        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
         LogFormat::Json => {
             builder.json().with_ansi(false).with_current_span(true).with_span_list(true).try_init()
         }

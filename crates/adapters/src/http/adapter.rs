@@ -16,6 +16,7 @@ use super::auth::{self, TokenCache, TokenRequest};
 use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
 use super::config::{Auth, HttpConfig};
 use super::signing::SigningKeys;
+use crate::ssrf::UrlPolicy;
 
 /// The attempt log keeps this much of an answer (SPEC §2, Attempt).
 pub const MAX_RESPONSE_BODY: usize = 4 * 1024;
@@ -40,19 +41,29 @@ impl Default for HttpSettings {
 pub struct HttpAdapter {
     clients: ClientPool,
     tokens: TokenCache,
+    policy: UrlPolicy,
 }
 
 impl HttpAdapter {
-    /// Also installs the ring crypto provider for rustls, unless one is installed already.
-    pub fn new(settings: HttpSettings) -> Self {
+    /// `policy` says which addresses requests may reach (the SSRF guard, checked at connect
+    /// time). Also installs the ring crypto provider for rustls, unless one is installed already.
+    pub fn new(settings: HttpSettings, policy: UrlPolicy) -> Self {
         crate::install_crypto_provider();
-        Self { clients: ClientPool::new(settings), tokens: TokenCache::default() }
+        Self { clients: ClientPool::new(settings, policy), tokens: TokenCache::default(), policy }
+    }
+
+    /// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never
+    /// reach the guarded resolver. Permanent, as retrying would reach the same address.
+    fn check_host(&self, url: &Url) -> Result<(), DeliveryError> {
+        self.policy.check_url(url).map_err(|forbidden| {
+            DeliveryError::permanent(format!("refused to connect to {}: {forbidden}", host_label(url)))
+        })
     }
 }
 
 impl Default for HttpAdapter {
     fn default() -> Self {
-        Self::new(HttpSettings::default())
+        Self::new(HttpSettings::default(), UrlPolicy::default())
     }
 }
 
@@ -64,6 +75,7 @@ impl Adapter for HttpAdapter {
         let config = parse_config(destination)?;
         let url = Url::parse(&config.url)
             .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))?;
+        self.check_host(&url)?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| DeliveryError::permanent("the destination's method is not valid"))?;
         let body = serde_json::to_vec(message.body)
@@ -94,6 +106,9 @@ impl Adapter for HttpAdapter {
                 request.send(Some(auth::basic(username, password)?)).await?
             }
             Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, scope } => {
+                if let Ok(token_url) = Url::parse(token_url) {
+                    self.check_host(&token_url)?;
+                }
                 let grant = TokenRequest {
                     destination: &destination.id,
                     token_url,

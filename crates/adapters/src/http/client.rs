@@ -10,6 +10,7 @@ use reqwest::{Client, Response, StatusCode, redirect};
 use switchyard_core::adapter::DeliveryError;
 
 use super::HttpSettings;
+use crate::ssrf::{self, GuardedResolver, UrlPolicy};
 
 /// How often an idle pooled connection is probed, so a peer that vanished is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -19,12 +20,13 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// honoured while connections to the same host are still pooled and reused.
 pub(crate) struct ClientPool {
     settings: HttpSettings,
+    policy: UrlPolicy,
     clients: RwLock<HashMap<u64, Client>>,
 }
 
 impl ClientPool {
-    pub(crate) fn new(settings: HttpSettings) -> Self {
-        Self { settings, clients: RwLock::new(HashMap::new()) }
+    pub(crate) fn new(settings: HttpSettings, policy: UrlPolicy) -> Self {
+        Self { settings, policy, clients: RwLock::new(HashMap::new()) }
     }
 
     /// The client for `connect_timeout_ms`, built on first use. A `Client` is a handle to a
@@ -50,7 +52,13 @@ impl ClientPool {
     }
 
     fn build(&self, connect_timeout_ms: u64) -> reqwest::Result<Client> {
-        Client::builder()
+        let builder = match self.policy {
+            // Every name resolves through the guard; literal addresses never reach a resolver,
+            // so the adapter checks them before sending.
+            UrlPolicy::PublicOnly => Client::builder().dns_resolver(GuardedResolver::default()),
+            UrlPolicy::AllowPrivate => Client::builder(),
+        };
+        builder
             .user_agent(self.settings.user_agent.as_str())
             // A 3xx is the receiver's answer, classified like any other status; following it
             // would send signed payloads to a place nobody configured (and around SSRF checks).
@@ -104,6 +112,10 @@ pub(crate) fn transport_error(
     connect_timeout_ms: u64,
 ) -> DeliveryError {
     let err = err.without_url();
+    if let Some(forbidden) = ssrf::refusal(&err) {
+        // Retrying reaches the same address; only a DNS change or the setting can help.
+        return DeliveryError::permanent(format!("refused to connect to {host}: {forbidden}"));
+    }
     if err.is_connect() {
         if err.is_timeout() {
             return DeliveryError::retryable(format!(
@@ -193,7 +205,7 @@ mod tests {
     #[test]
     fn one_client_per_distinct_connect_timeout() {
         crate::install_crypto_provider();
-        let pool = ClientPool::new(HttpSettings::default());
+        let pool = ClientPool::new(HttpSettings::default(), UrlPolicy::default());
         pool.get(1_000).unwrap();
         pool.get(1_000).unwrap();
         assert_eq!(pool.len(), 1);

@@ -10,6 +10,7 @@ use switchyard_core::destination::split_secrets;
 use switchyard_core::error::Violations;
 
 use crate::ValidatedConfig;
+use crate::ssrf::UrlPolicy;
 
 /// Paths of the secret values in an `http` configuration.
 pub const SECRET_PATHS: [&str; 5] =
@@ -82,7 +83,22 @@ pub fn generate_signing_secret() -> String {
     format!("{SIGNING_SECRET_PREFIX}{}", STANDARD.encode(bytes))
 }
 
-pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
+/// The configuration's URL fields and their paths, for the checks that resolve names.
+pub(crate) fn urls(config: &Value) -> Vec<(&'static str, &str)> {
+    let mut urls = Vec::with_capacity(2);
+    if let Some(url) = config.get("url").and_then(Value::as_str) {
+        urls.push(("config.url", url));
+    }
+    if let Some(url) = config.pointer("/auth/token_url").and_then(Value::as_str) {
+        urls.push(("config.auth.token_url", url));
+    }
+    urls
+}
+
+/// Checks `raw` and fills in defaults. URL hosts are checked against `policy` as written
+/// (literal addresses, `localhost` names); what names resolve to is checked by
+/// [`crate::validate_config`].
+pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
     if !raw.is_object() {
         return Err(ValidationError::single("config", "must be an object"));
     }
@@ -92,7 +108,7 @@ pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
         ValidationError::single(field, e.into_inner().to_string())
     })?;
     let mut v = Violations::default();
-    check_url(&mut v, "config.url", &config.url);
+    check_url(&mut v, "config.url", &config.url, policy);
     config.method = config.method.to_ascii_uppercase();
     if !matches!(config.method.as_str(), "POST" | "PUT" | "PATCH") {
         v.push("config.method", "must be POST, PUT or PATCH");
@@ -115,7 +131,7 @@ pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
             require_text(&mut v, "config.auth.password", password);
         }
         Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, .. } => {
-            check_url(&mut v, "config.auth.token_url", token_url);
+            check_url(&mut v, "config.auth.token_url", token_url, policy);
             require_text(&mut v, "config.auth.client_id", client_id);
             require_text(&mut v, "config.auth.client_secret", client_secret);
         }
@@ -141,14 +157,18 @@ pub fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
     Ok(ValidatedConfig { config: value, secrets })
 }
 
-fn check_url(v: &mut Violations, field: &str, raw: &str) {
+fn check_url(v: &mut Violations, field: &str, raw: &str, policy: UrlPolicy) {
     match url::Url::parse(raw) {
         Ok(url) if !matches!(url.scheme(), "http" | "https") => v.push(field, "must be an http or https URL"),
         Ok(url) if url.host_str().is_none_or(str::is_empty) => v.push(field, "must name a host"),
         Ok(url) if !url.username().is_empty() || url.password().is_some() => {
             v.push(field, "must not carry credentials; use config.auth")
         }
-        Ok(_) => {}
+        Ok(url) => {
+            if let Err(forbidden) = policy.check_url(&url) {
+                v.push(field, forbidden.to_string());
+            }
+        }
         Err(e) => v.push(field, format!("is not a valid URL: {e}")),
     }
 }
@@ -184,6 +204,11 @@ fn is_header_value(value: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Validation under the default policy.
+    fn validate(raw: Value) -> Result<ValidatedConfig, ValidationError> {
+        super::validate(raw, UrlPolicy::PublicOnly)
+    }
 
     fn fields(result: Result<ValidatedConfig, ValidationError>) -> Vec<String> {
         result.unwrap_err().0.into_iter().map(|e| e.field).collect()
@@ -288,6 +313,45 @@ mod tests {
                 "headers": {"X-Correlation-ID": "c", "x-team": "ok"}
             }))),
             ["config.headers.X-Correlation-ID"]
+        );
+    }
+
+    #[test]
+    fn private_hosts_are_refused_unless_allowed() {
+        let config = json!({
+            "url": "http://127.0.0.1:9000/hook",
+            "auth": {
+                "type": "oauth2_client_credentials",
+                "token_url": "http://[::1]/token",
+                "client_id": "hub",
+                "client_secret": "s"
+            }
+        });
+        let err = validate(config.clone()).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["config.url", "config.auth.token_url"]);
+        assert!(err.0.iter().all(|e| e.message.contains("security.allow_private_destinations")), "{err:?}");
+        assert!(super::validate(config, UrlPolicy::AllowPrivate).is_ok());
+    }
+
+    #[test]
+    fn url_fields_are_listed_for_resolution() {
+        let validated = validate(json!({
+            "url": "https://hooks.example.com",
+            "auth": {
+                "type": "oauth2_client_credentials",
+                "token_url": "https://idp.example.com/token",
+                "client_id": "hub",
+                "client_secret": "s"
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            urls(&validated.config),
+            [
+                ("config.url", "https://hooks.example.com"),
+                ("config.auth.token_url", "https://idp.example.com/token")
+            ]
         );
     }
 

@@ -40,7 +40,7 @@ pub struct DeliveryQuery {
     per_page: Option<u32>,
     /// Keyset cursor: the `pagination.next_cursor` of the previous page.
     after: Option<String>,
-    /// pending, in_flight, succeeded or dead.
+    /// pending, in_flight, succeeded, dead or filtered.
     status: Option<String>,
     event_id: Option<String>,
     destination_id: Option<String>,
@@ -74,7 +74,7 @@ impl Filters<'_> {
         let status = self.status.and_then(|raw| {
             let parsed = DeliveryStatus::parse(raw);
             if parsed.is_none() {
-                v.push("status", "must be one of pending, in_flight, succeeded, dead");
+                v.push("status", "must be one of pending, in_flight, succeeded, dead, filtered");
             }
             parsed
         });

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use switchyard_adapters::UrlPolicy;
 use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::destination::{
@@ -63,12 +64,14 @@ pub struct DestinationInput {
 
 impl DestinationInput {
     /// Validates the whole input; `stored` is the destination being replaced, whose secrets
-    /// the input may leave out.
-    fn into_destination(
+    /// the input may leave out. URLs are held to `policy` (the SSRF guard), which may resolve
+    /// their host names.
+    async fn into_destination(
         self,
         id: DestinationId,
         stored: Option<&Destination>,
         now: i64,
+        policy: UrlPolicy,
     ) -> Result<Destination, ValidationError> {
         let mut v = Violations::default();
         let name = match self.name.as_deref().map(str::trim) {
@@ -100,7 +103,7 @@ impl DestinationInput {
                 if let Some(stored) = stored.filter(|s| s.kind == kind) {
                     restore_absent_secrets(&mut config, stored);
                 }
-                v.check(switchyard_adapters::validate_config(kind, config))
+                v.check(switchyard_adapters::validate_config(kind, config, policy).await)
             }
             (_, None) => {
                 v.push("config", "is required");
@@ -185,7 +188,8 @@ async fn create_destination(
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<Reply> {
     principal.require(Role::Operator)?;
-    let destination = input.into_destination(DestinationId::generate(), None, now_millis())?;
+    let policy = state.settings().url_policy;
+    let destination = input.into_destination(DestinationId::generate(), None, now_millis(), policy).await?;
     state.store().create_destination(&destination).await?;
     let location = format!("/v1/destinations/{}", destination.id);
     Ok(Reply::created(destination.view(), location).etag(destination.version))
@@ -268,7 +272,8 @@ async fn replace_destination(
     principal.require(Role::Operator)?;
     let current = load(&state, &id).await?;
     if_match.check(current.version)?;
-    let next = input.into_destination(current.id.clone(), Some(&current), now_millis())?;
+    let policy = state.settings().url_policy;
+    let next = input.into_destination(current.id.clone(), Some(&current), now_millis(), policy).await?;
     save(&state, &current, next, &if_match).await
 }
 
@@ -300,7 +305,8 @@ async fn patch_destination(
     let mut merged = writable(&current);
     merge_patch(&mut merged, &Value::Object(patch));
     let input: DestinationInput = from_value(merged)?;
-    let mut next = input.into_destination(current.id.clone(), None, now_millis())?;
+    let policy = state.settings().url_policy;
+    let mut next = input.into_destination(current.id.clone(), None, now_millis(), policy).await?;
     next.created_at = current.created_at;
     save(&state, &current, next, &if_match).await
 }

@@ -31,7 +31,8 @@ async fn live() -> Reply {
     Reply::ok(Health { status: "ok", database: None })
 }
 
-/// Whether the node can serve: the database answers and its schema is current.
+/// Whether the node can serve: the database answers, its schema is current and the delivery
+/// engine is running.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Success<Health>),
@@ -43,5 +44,8 @@ async fn ready(State(state): State<ApiState>) -> ApiResult<Reply> {
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("the database is not ready: {e}")))?;
+    if !state.control().is_running() {
+        return Err(ApiError::Unavailable("the delivery engine is not running".into()));
+    }
     Ok(Reply::ok(Health { status: "ok", database: Some(state.store().backend()) }))
 }

@@ -1,8 +1,10 @@
 //! The resources of the API, one module each: routes sit beside their OpenAPI annotations.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod deliveries;
 pub mod destination_actions;
+pub mod destination_health;
 pub mod destinations;
 pub mod event_types;
 pub mod events;

@@ -23,6 +23,31 @@ macro_rules! destination_enabled {
     };
 }
 
+/// Whether ordering lets a pending row of `deliveries` go now. An unordered delivery always
+/// may. An ordered one (its subscription has `ordering: key` and the event an
+/// `ordering_key`) goes only as the head of its queue, the deliveries of one subscription
+/// with one key: none of them is in flight, none is pending before it (a delivery waiting for
+/// a retry keeps its place), and, under `ordering_on_dead: block`, none before it is dead.
+/// "Before" is `seq`, the order of ingest. Each question is a seek on the partial index
+/// `deliveries_ordered_key_status_seq` (`subscription_id, ordering_key, status, seq`), which
+/// holds only ordered rows (hence `queued.ordered`).
+macro_rules! ordering_allows {
+    () => {
+        "(NOT deliveries.ordered OR deliveries.ordering_key IS NULL OR (\
+         NOT EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+         AND queued.subscription_id = deliveries.subscription_id \
+         AND queued.ordering_key = deliveries.ordering_key AND queued.status = 'in_flight') \
+         AND NOT EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+         AND queued.subscription_id = deliveries.subscription_id \
+         AND queued.ordering_key = deliveries.ordering_key AND queued.status = 'pending' \
+         AND queued.seq < deliveries.seq) \
+         AND (NOT deliveries.block_on_dead OR NOT EXISTS (SELECT 1 FROM deliveries AS queued \
+         WHERE queued.ordered AND queued.subscription_id = deliveries.subscription_id \
+         AND queued.ordering_key = deliveries.ordering_key AND queued.status = 'dead' \
+         AND queued.seq < deliveries.seq))))"
+    };
+}
+
 /// Leases up to `$4` claimable deliveries to `$1` until `$2` at time `$3`, answering them.
 ///
 /// Two branches, each an ordered index range cut off at the limit, so a claim reads about
@@ -38,6 +63,14 @@ macro_rules! destination_enabled {
 /// destination's due rows are skipped one by one, so a large paused backlog at the head of the
 /// queue costs every claim a walk over it.
 ///
+/// Ordered subscriptions (`ordering_allows!`): a due row that is not the head of its key's
+/// queue is skipped the same way, each with up to three index seeks; a key's backlog behind a
+/// head in flight or waiting for its retry is walked by every claim until the head settles.
+/// The subqueries read the table as it was before the update, so one claim takes at most one
+/// delivery per key, and none of a key with a delivery in flight. An expired lease is
+/// reclaimed without the check: it was its key's head when first claimed, and its key waits
+/// for it.
+///
 /// Only the writer runs it, inside `BEGIN IMMEDIATE`, so two claims never see the same row as
 /// claimable. (PostgreSQL will need `FOR UPDATE SKIP LOCKED` in the branches.)
 pub const CLAIM: &str = concat!(
@@ -48,6 +81,8 @@ pub const CLAIM: &str = concat!(
              SELECT seq, next_attempt_at FROM deliveries \
              WHERE status = 'pending' AND next_attempt_at <= $3 AND ",
     destination_enabled!(),
+    " AND ",
+    ordering_allows!(),
     " ORDER BY next_attempt_at, seq LIMIT $4) AS due \
          UNION ALL \
          SELECT seq, next_attempt_at FROM (\
@@ -67,6 +102,21 @@ pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attem
      lease_expires_at = NULL, updated_at = $4 \
      WHERE id = $5 AND status = 'in_flight' AND lease_owner = $6";
 
+/// After the delivery `$2` settled for good (succeeded, filtered, or dead without
+/// `block_on_dead`), makes the first pending delivery of its key due at `$1` if it was waiting
+/// for its turn (no `next_attempt_at`; see `INSERT_DELIVERY`). A no-op for an unordered
+/// delivery, a retry, or a head that is due already. Run in the transaction of
+/// `SETTLE_DELIVERY`; the settled row is found by the unique index on `id`, the next one by
+/// a seek on `deliveries_ordered_key_status_seq`.
+pub const PROMOTE_NEXT: &str = "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
+     WHERE next_attempt_at IS NULL AND seq = (SELECT waiting.seq FROM deliveries AS settled \
+     JOIN deliveries AS waiting ON waiting.ordered \
+         AND waiting.subscription_id = settled.subscription_id \
+         AND waiting.ordering_key = settled.ordering_key AND waiting.status = 'pending' \
+     WHERE settled.id = $2 AND settled.ordered AND (settled.status IN ('succeeded', 'filtered') \
+         OR (settled.status = 'dead' AND NOT settled.block_on_dead)) \
+     ORDER BY waiting.seq LIMIT 1)";
+
 /// Appends an attempt numbered after the delivery's last one (the primary key serves the
 /// `MAX`). Run in the same transaction as `SETTLE_DELIVERY`, under the write lock.
 pub const INSERT_ATTEMPT: &str = concat!(
@@ -83,15 +133,18 @@ pub const RELEASE_LEASES: &str = "UPDATE deliveries SET status = 'pending', \
      WHERE status = 'in_flight' AND lease_owner = $2";
 
 /// The earliest instant a claim could find something: the first due time of a pending
-/// delivery, or the first expiry of a lease, of an enabled destination. Each branch reads
-/// the head of its index (`deliveries_status_next_attempt_at`,
-/// `deliveries_status_lease_expires_at`) and stops at the first enabled destination.
+/// delivery that ordering lets go, or the first expiry of a lease, of an enabled destination.
+/// Each branch reads the head of its index (`deliveries_status_next_attempt_at`,
+/// `deliveries_status_lease_expires_at`) and stops at the first row a claim would take, so a
+/// key waiting behind its head does not make the dispatcher spin.
 pub const NEXT_DUE_AT: &str = concat!(
     "SELECT MIN(due) FROM (\
          SELECT due FROM (\
              SELECT next_attempt_at AS due FROM deliveries \
              WHERE status = 'pending' AND next_attempt_at IS NOT NULL AND ",
     destination_enabled!(),
+    " AND ",
+    ordering_allows!(),
     " ORDER BY next_attempt_at LIMIT 1) AS pending_due \
          UNION ALL \
          SELECT due FROM (\
@@ -117,13 +170,22 @@ pub const RETRY_DELIVERY: &str = concat!(
     delivery_columns!()
 );
 
-/// The oldest succeeded deliveries last updated before `$1`, at most `$2` of them: a range of
-/// the partial index `deliveries_succeeded_updated_at`, in its order. The same text selects
-/// the attempts and the deliveries to delete, so within one transaction both name one set.
+/// The oldest finished deliveries (succeeded or filtered) last updated before `$1`, at most
+/// `$2` of them. Two branches, as in `CLAIM`: each a range of its partial index
+/// (`deliveries_succeeded_updated_at`, `deliveries_filtered_updated_at`) in its order, cut at
+/// the limit, so only 2 × limit rows are sorted. The same text selects the attempts and the
+/// deliveries to delete, so within one transaction both name one set.
 macro_rules! prunable_deliveries {
     () => {
-        "SELECT seq FROM deliveries WHERE status = 'succeeded' AND updated_at < $1 \
-         ORDER BY updated_at, seq LIMIT $2"
+        "SELECT seq FROM (\
+             SELECT seq, updated_at FROM (\
+                 SELECT seq, updated_at FROM deliveries WHERE status = 'succeeded' \
+                 AND updated_at < $1 ORDER BY updated_at, seq LIMIT $2) AS succeeded \
+             UNION ALL \
+             SELECT seq, updated_at FROM (\
+                 SELECT seq, updated_at FROM deliveries WHERE status = 'filtered' \
+                 AND updated_at < $1 ORDER BY updated_at, seq LIMIT $2) AS filtered\
+         ) AS finished ORDER BY updated_at, seq LIMIT $2"
     };
 }
 
@@ -146,7 +208,7 @@ pub const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seq IN (SELECT seq FROM
 
 /// The statuses the constant queries above write as literals.
 #[cfg(test)]
-pub const STATUS_LITERALS: [&str; 4] = ["pending", "in_flight", "succeeded", "dead"];
+pub const STATUS_LITERALS: [&str; 5] = ["pending", "in_flight", "succeeded", "dead", "filtered"];
 
 /// Appends the conditions of a delivery listing. `status` overrides the filter's (dead-letter
 /// queries force `dead`). Only the conditions present are written, so each combination can
@@ -253,7 +315,16 @@ mod tests {
         for literal in STATUS_LITERALS {
             assert!(DeliveryStatus::parse(literal).is_some(), "{literal}");
         }
-        for sql in [CLAIM, SETTLE_DELIVERY, RELEASE_LEASES, NEXT_DUE_AT, RETRY_DELIVERY, PRUNE_DELIVERIES] {
+        for sql in [
+            CLAIM,
+            SETTLE_DELIVERY,
+            PROMOTE_NEXT,
+            RELEASE_LEASES,
+            NEXT_DUE_AT,
+            RETRY_DELIVERY,
+            PRUNE_DELIVERIES,
+            crate::sql::INSERT_DELIVERY,
+        ] {
             let mut rest = sql;
             while let Some(start) = rest.find('\'') {
                 let Some(len) = rest[start + 1..].find('\'') else {

@@ -28,6 +28,7 @@ fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
         NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
         NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
         NextStep::Dead => (DeliveryStatus::Dead, None),
+        NextStep::Filtered => (DeliveryStatus::Filtered, None),
     }
 }
 
@@ -68,7 +69,7 @@ impl DeliveryStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (status, next_attempt_at) = settle_to(next);
         let last_error = match next {
-            NextStep::Succeeded => None,
+            NextStep::Succeeded | NextStep::Filtered => None,
             NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
         };
         let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
@@ -89,6 +90,13 @@ impl DeliveryStore for SqliteStore {
             tx.rollback().await.map_err(map_err)?;
             return Ok(false);
         }
+        // The next of an ordered key, if it was waiting for this one.
+        sqlx::query(q::PROMOTE_NEXT)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         sqlx::query(q::INSERT_ATTEMPT)
             .bind(attempt.delivery_id.as_str())
             .bind(attempt.started_at)
@@ -100,6 +108,8 @@ impl DeliveryStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        // The destination's circuit breaker learns the outcome in the same transaction.
+        self.observe_attempt(&mut tx, attempt, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -203,6 +213,9 @@ impl DeliveryStore for SqliteStore {
             Some(DeliveryStatus::Succeeded) => {
                 StoreError::Conflict(format!("delivery {id} has succeeded; there is nothing to retry"))
             }
+            Some(DeliveryStatus::Filtered) => StoreError::Conflict(format!(
+                "delivery {id} was filtered out by its subscription; there is nothing to retry"
+            )),
             _ => unreadable("deliveries.status", format!("unexpected status {status:?} for a retry")),
         })
     }
@@ -263,7 +276,9 @@ mod plans {
     use crate::sqlite::SqliteStore;
 
     async fn migrated() -> SqliteStore {
-        let store = SqliteStore::connect("sqlite::memory:", 1).await.expect("an in-memory database");
+        let store = SqliteStore::connect("sqlite::memory:", 1, &crate::seal::MasterKeys::generated())
+            .await
+            .expect("an in-memory database");
         store.migrate().await.expect("migrate");
         store
     }
@@ -309,6 +324,13 @@ mod plans {
             &["deliveries_status_next_attempt_at", "deliveries_status_lease_expires_at"],
         );
         assert_searches(&claim, "destinations", &["sqlite_autoindex_destinations_1"]);
+        // The head checks of ordered deliveries seek, each on the key's queue.
+        assert_searches(&claim, "queued", &["deliveries_ordered_key_status_seq"]);
+        assert_eq!(
+            claim.iter().filter(|l| l.contains("INDEX deliveries_ordered_key_status_seq (")).count(),
+            3,
+            "{claim:#?}"
+        );
         // Only the merge of the two branches is sorted, never a branch.
         assert_eq!(claim.iter().filter(|l| l.contains("TEMP B-TREE")).count(), 1, "{claim:#?}");
 
@@ -318,14 +340,29 @@ mod plans {
             "deliveries",
             &["deliveries_status_next_attempt_at", "deliveries_status_lease_expires_at"],
         );
+        assert_searches(&due, "queued", &["deliveries_ordered_key_status_seq"]);
         assert!(!due.iter().any(|l| l.contains("TEMP B-TREE")), "{due:#?}");
+
+        let promote = plan(store, q::PROMOTE_NEXT, 2).await;
+        assert_searches(&promote, "settled", &["sqlite_autoindex_deliveries_1"]);
+        assert_searches(&promote, "waiting", &["deliveries_ordered_key_status_seq"]);
+        assert!(!promote.iter().any(|l| l.contains("TEMP B-TREE")), "{promote:#?}");
+
+        let insert = plan(store, crate::sql::INSERT_DELIVERY, 9).await;
+        assert_searches(&insert, "queued", &["deliveries_ordered_key_status_seq"]);
 
         let release = plan(store, q::RELEASE_LEASES, 2).await;
         assert_searches(&release, "deliveries", &[]);
 
         for prune in [q::PRUNE_ATTEMPTS, q::PRUNE_DELIVERIES] {
             let prune = plan(store, prune, 2).await;
-            assert_searches(&prune, "deliveries", &["deliveries_succeeded_updated_at"]);
+            assert_searches(
+                &prune,
+                "deliveries",
+                &["deliveries_succeeded_updated_at", "deliveries_filtered_updated_at"],
+            );
+            // Only the merge of the two branches is sorted.
+            assert_eq!(prune.iter().filter(|l| l.contains("TEMP B-TREE")).count(), 1, "{prune:#?}");
         }
         let events = plan(store, q::PRUNE_EVENTS, 2).await;
         assert_searches(&events, "events", &["events_received_at_seq"]);
@@ -373,13 +410,15 @@ mod plans {
         .expect("events");
         sqlx::query(
             "INSERT INTO deliveries (id, event_id, subscription_id, destination_id, status, \
-             attempt_count, next_attempt_at, lease_owner, lease_expires_at, created_at, \
-             updated_at) \
-             SELECT 'd' || seq, event_id, 'sub_1', 'dst_' || (seq % 40 + 1), \
+             attempt_count, next_attempt_at, lease_owner, lease_expires_at, ordering_key, \
+             ordered, block_on_dead, created_at, updated_at) \
+             SELECT 'd' || seq, event_id, 'sub_' || (seq % 2), 'dst_' || (seq % 40 + 1), \
              CASE WHEN seq % 50 = 0 THEN 'pending' WHEN seq % 97 = 0 THEN 'in_flight' \
-                  WHEN seq % 89 = 0 THEN 'dead' ELSE 'succeeded' END, \
+                  WHEN seq % 89 = 0 THEN 'dead' WHEN seq % 7 = 0 THEN 'filtered' \
+                  ELSE 'succeeded' END, \
              1, CASE WHEN seq % 50 = 0 OR seq % 97 = 0 THEN seq END, \
              CASE WHEN seq % 97 = 0 THEN 'node' END, CASE WHEN seq % 97 = 0 THEN seq END, \
+             CASE WHEN seq % 3 = 0 THEN 'k' || (seq % 10) END, seq % 3 = 0, seq % 6 = 0, \
              seq, seq FROM events",
         )
         .execute(&store.writer)

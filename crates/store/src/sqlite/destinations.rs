@@ -8,10 +8,12 @@ use switchyard_core::store::{DestinationStore, StoreError, StoreResult};
 
 use super::{SqliteStore, count, page_bounds};
 use crate::error::{map_err, name_conflict};
-use crate::rows::{DestinationRow, decode_all, to_json, u64_to_i64};
+use crate::rows::{DestinationRow, seal_secrets, to_json, u64_to_i64};
+use crate::seal::Sealer;
 use crate::sql;
 
-/// The columns a destination is written with, encoded once for insert and update alike.
+/// The columns a destination is written with, encoded once for insert and update alike; the
+/// secrets sealed.
 struct Encoded {
     config: String,
     secrets: String,
@@ -22,10 +24,10 @@ struct Encoded {
     circuit_breaker: String,
 }
 
-fn encode(destination: &Destination) -> StoreResult<Encoded> {
+fn encode(sealer: &Sealer, destination: &Destination) -> StoreResult<Encoded> {
     Ok(Encoded {
         config: to_json("destinations.config", &destination.config)?,
-        secrets: to_json("destinations.secrets", &destination.secrets)?,
+        secrets: seal_secrets(sealer, destination.id.as_str(), &destination.secrets)?,
         timeout_ms: u64_to_i64("timeout_ms", destination.timeout_ms)?,
         connect_timeout_ms: u64_to_i64("connect_timeout_ms", destination.connect_timeout_ms)?,
         retry: to_json("destinations.retry", &destination.retry)?,
@@ -41,7 +43,7 @@ fn encode(destination: &Destination) -> StoreResult<Encoded> {
 #[async_trait]
 impl DestinationStore for SqliteStore {
     async fn create_destination(&self, destination: &Destination) -> StoreResult<()> {
-        let encoded = encode(destination)?;
+        let encoded = encode(&self.sealer, destination)?;
         sqlx::query(sql::INSERT_DESTINATION)
             .bind(destination.id.as_str())
             .bind(destination.name.as_str())
@@ -70,7 +72,7 @@ impl DestinationStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(map_err)?
-            .map(Destination::try_from)
+            .map(|row| row.decode(&self.sealer))
             .transpose()
     }
 
@@ -86,7 +88,8 @@ impl DestinationStore for SqliteStore {
         let total: i64 =
             sqlx::query_scalar(sql::COUNT_DESTINATIONS).fetch_one(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
+        let items = rows.into_iter().map(|row| row.decode(&self.sealer)).collect::<StoreResult<_>>()?;
+        Ok(Listing { items, total: Some(count(total)), next_cursor: None })
     }
 
     async fn update_destination(
@@ -94,7 +97,7 @@ impl DestinationStore for SqliteStore {
         destination: &Destination,
         expected_version: i64,
     ) -> StoreResult<Destination> {
-        let encoded = encode(destination)?;
+        let encoded = encode(&self.sealer, destination)?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query_as::<_, DestinationRow>(sql::UPDATE_DESTINATION)
             .bind(destination.name.as_str())
@@ -125,7 +128,7 @@ impl DestinationStore for SqliteStore {
             });
         };
         tx.commit().await.map_err(map_err)?;
-        Destination::try_from(row)
+        row.decode(&self.sealer)
     }
 
     async fn delete_destination(&self, id: &DestinationId) -> StoreResult<bool> {

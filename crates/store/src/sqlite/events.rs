@@ -7,7 +7,7 @@ use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEven
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{Cursor, ListRequest, Listing};
 use switchyard_core::store::{EventStore, StoreResult};
-use switchyard_core::subscription::Subscription;
+use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
 use switchyard_core::time::Millis;
 
 use super::{SqliteStore, bind_as, bind_scalar, count};
@@ -67,14 +67,18 @@ impl EventStore for SqliteStore {
             };
 
             for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
+                let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
+                let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
                 sqlx::query(sql::INSERT_DELIVERY)
                     .bind(DeliveryId::generate().as_str())
                     .bind(new.event_id.as_str())
                     .bind(subscription.id.as_str())
                     .bind(subscription.destination_id.as_str())
                     .bind(pending)
-                    .bind(now)
+                    .bind(ordered)
                     .bind(new.ordering_key.as_deref())
+                    .bind(block_on_dead)
+                    .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;

@@ -6,7 +6,7 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use crate::error::map_err;
-use crate::rows::IdempotencyRow;
+use crate::rows::{IdempotencyRow, seal_body};
 use crate::sql;
 
 #[async_trait]
@@ -46,7 +46,7 @@ impl IdempotencyStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_err)?
-                .into_claim()?
+                .into_claim(&self.sealer, scope, key)?
         };
         tx.commit().await.map_err(map_err)?;
         Ok(claim)
@@ -58,10 +58,12 @@ impl IdempotencyStore for SqliteStore {
         key: &str,
         response: &StoredResponse,
     ) -> StoreResult<()> {
+        // The body may show a secret (a rotated signing secret, a new API key's token).
+        let body = seal_body(&self.sealer, scope, key, &response.body)?;
         let result = sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
             .bind(i64::from(response.status))
             .bind(response.location.as_deref())
-            .bind(response.body.as_slice())
+            .bind(body)
             .bind(scope)
             .bind(key)
             .execute(&self.writer)

@@ -8,11 +8,14 @@
 //! Readers never block the writer in WAL mode, so they get a pool of their own.
 
 mod api_keys;
+mod audit;
 mod deliveries;
 mod destinations;
 mod event_types;
 mod events;
+mod flow;
 mod idempotency;
+mod secrets;
 mod subscriptions;
 
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ use switchyard_core::page::ListRequest;
 use switchyard_core::store::{Store, StoreError, StoreResult};
 
 use crate::error::{BackendError, map_err};
+use crate::seal::{MasterKeys, Sealer};
 use crate::sql::{self, Bind};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -42,12 +46,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Seals secrets on their way in and opens them on their way out (see [`crate::seal`]).
+    sealer: Sealer,
+    /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
+    unwritten: flow::Unwritten,
 }
 
 impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH`, `sqlite:PATH` or
-    /// `sqlite::memory:`), with a read pool of `max_connections`.
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+    /// `sqlite::memory:`), with a read pool of `max_connections`; secrets are sealed under the
+    /// current key of `keys` and opened with any of them.
+    pub async fn connect(url: &str, max_connections: u32, keys: &MasterKeys) -> StoreResult<Self> {
+        let sealer = Sealer::new(keys);
         let options = SqliteConnectOptions::from_str(url)
             .map_err(map_err)?
             .create_if_missing(true)
@@ -67,7 +77,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
-            return Ok(Self { writer: pool.clone(), reader: pool });
+            return Ok(Self { writer: pool.clone(), reader: pool, sealer, unwritten: Default::default() });
         }
 
         // The writer connects first so the file exists and is in WAL mode before any reader.
@@ -83,7 +93,7 @@ impl SqliteStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, reader })
+        Ok(Self { writer, reader, sealer, unwritten: Default::default() })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {

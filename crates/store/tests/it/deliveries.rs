@@ -44,9 +44,10 @@ async fn ingest(store: &dyn Store, ids: &[&str], event_type: &str, now: Millis) 
 
 fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, started_at: Millis) -> Attempt {
     let code = match outcome {
-        AttemptOutcome::Succeeded => 200,
-        AttemptOutcome::Retryable => 503,
-        AttemptOutcome::Permanent => 400,
+        AttemptOutcome::Succeeded => Some(200),
+        AttemptOutcome::Retryable => Some(503),
+        AttemptOutcome::Permanent => Some(400),
+        AttemptOutcome::Filtered => None,
     };
     Attempt {
         delivery_id: delivery.clone(),
@@ -55,9 +56,19 @@ fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, started_at: Millis) -
         started_at,
         duration_ms: 12,
         outcome,
-        status_code: Some(code),
-        error: (outcome != AttemptOutcome::Succeeded).then(|| format!("HTTP {code}")),
-        response_body: Some(format!("body {code}")),
+        status_code: code,
+        error: code.filter(|_| outcome != AttemptOutcome::Succeeded).map(|code| format!("HTTP {code}")),
+        response_body: code.map(|code| format!("body {code}")),
+    }
+}
+
+/// The outcome of an attempt that moves a delivery to `next`.
+pub fn outcome_of(next: NextStep) -> AttemptOutcome {
+    match next {
+        NextStep::Succeeded => AttemptOutcome::Succeeded,
+        NextStep::RetryAt(_) => AttemptOutcome::Retryable,
+        NextStep::Dead => AttemptOutcome::Permanent,
+        NextStep::Filtered => AttemptOutcome::Filtered,
     }
 }
 
@@ -72,11 +83,7 @@ async fn get(store: &dyn Store, id: &DeliveryId) -> Delivery {
 /// Claims everything due at `now` for `owner` and records `next` for each.
 async fn settle_all(store: &dyn Store, owner: &str, now: Millis, next: NextStep) -> usize {
     let claimed = store.claim_deliveries(owner, now, now + LEASE, 1_000).await.unwrap();
-    let outcome = match next {
-        NextStep::Succeeded => AttemptOutcome::Succeeded,
-        NextStep::RetryAt(_) => AttemptOutcome::Retryable,
-        NextStep::Dead => AttemptOutcome::Permanent,
-    };
+    let outcome = outcome_of(next);
     for d in &claimed {
         let recorded = store.record_attempt(owner, &attempt(&d.id, outcome, now), next, now).await.unwrap();
         assert!(recorded);
@@ -620,7 +627,7 @@ pub async fn replay_dead_honours_filters_and_limits(db: TestDb) {
     assert_eq!(store.count_dead(&DeliveryFilter::default()).await.unwrap(), 0);
 }
 
-pub async fn prune_removes_only_old_succeeded_deliveries_and_orphaned_events(db: TestDb) {
+pub async fn prune_removes_only_old_finished_deliveries_and_orphaned_events(db: TestDb) {
     let store = db.store.as_ref();
     let old = T0;
     let before = T0 + 10_000;
@@ -631,8 +638,8 @@ pub async fn prune_removes_only_old_succeeded_deliveries_and_orphaned_events(db:
         store.create_destination(&dst).await.unwrap();
         store.create_subscription(&subscription(&dst.id, &["a.b"])).await.unwrap();
     }
-    let old_ones = ingest(store, &["ok", "dead", "pending", "mixed", "late"], "a.b", old).await;
-    assert_eq!(old_ones.len(), 10);
+    let old_ones = ingest(store, &["ok", "dead", "pending", "mixed", "late", "skipped"], "a.b", old).await;
+    assert_eq!(old_ones.len(), 12);
     // Received long ago and routed nowhere.
     ingest(store, &["unrouted"], "z.z", old).await;
     let fresh = ingest(store, &["fresh"], "a.b", recent).await;
@@ -645,20 +652,17 @@ pub async fn prune_removes_only_old_succeeded_deliveries_and_orphaned_events(db:
     plan.extend(of("ok").into_iter().map(|id| (id, NextStep::Succeeded, old + 1)));
     plan.extend(of("dead").into_iter().map(|id| (id, NextStep::Dead, old + 1)));
     plan.extend(of("pending").into_iter().map(|id| (id, NextStep::RetryAt(recent + 1_000_000), old + 1)));
+    plan.extend(of("skipped").into_iter().map(|id| (id, NextStep::Filtered, old + 1)));
     plan.push((mixed[0].clone(), NextStep::Succeeded, old + 1));
     plan.push((mixed[1].clone(), NextStep::Dead, old + 1));
     // Succeeded after the cutoff: kept, and so is its old event.
     plan.extend(of("late").into_iter().map(|id| (id, NextStep::Succeeded, recent)));
 
     let claimed = store.claim_deliveries("n", old, recent + LEASE, 100).await.unwrap();
-    assert_eq!(claimed.len(), 10, "the fresh ones are not due yet");
+    assert_eq!(claimed.len(), 12, "the fresh ones are not due yet");
     for (id, next, at) in &plan {
-        let outcome = match next {
-            NextStep::Succeeded => AttemptOutcome::Succeeded,
-            NextStep::RetryAt(_) => AttemptOutcome::Retryable,
-            NextStep::Dead => AttemptOutcome::Permanent,
-        };
-        let recorded = store.record_attempt("n", &attempt(id, outcome, *at), *next, *at).await.unwrap();
+        let recorded =
+            store.record_attempt("n", &attempt(id, outcome_of(*next), *at), *next, *at).await.unwrap();
         assert!(recorded, "{id}");
     }
     assert_eq!(settle_all(store, "n", recent, NextStep::Succeeded).await, 2);
@@ -674,8 +678,9 @@ pub async fn prune_removes_only_old_succeeded_deliveries_and_orphaned_events(db:
         batches.push(n);
         assert!(batches.len() < 20, "pruning does not terminate");
     }
-    // Three old succeeded deliveries (ok ×2, mixed ×1) and two events (ok, unrouted).
-    assert_eq!(batches.iter().sum::<u64>(), 5, "{batches:?}");
+    // Three old succeeded deliveries (ok ×2, mixed ×1), two filtered ones (skipped ×2) and
+    // three events (ok, unrouted, skipped).
+    assert_eq!(batches.iter().sum::<u64>(), 8, "{batches:?}");
     assert!(batches.len() >= 2, "the limit holds: {batches:?}");
 
     let exists = |name: &'static str| async move {
@@ -683,14 +688,15 @@ pub async fn prune_removes_only_old_succeeded_deliveries_and_orphaned_events(db:
     };
     assert!(!exists("ok").await);
     assert!(!exists("unrouted").await);
+    assert!(!exists("skipped").await);
     for kept in ["dead", "pending", "mixed", "late", "fresh"] {
         assert!(exists(kept).await, "{kept} is kept");
     }
     for (id, next, at) in &plan {
         let found = store.get_delivery(id).await.unwrap();
         let attempts = store.attempts_of(id).await.unwrap();
-        if *next == NextStep::Succeeded && *at < before {
-            assert_eq!(found, None, "old succeeded {id} is pruned");
+        if matches!(next, NextStep::Succeeded | NextStep::Filtered) && *at < before {
+            assert_eq!(found, None, "old finished {id} is pruned");
             assert!(attempts.is_empty(), "with its attempts");
         } else {
             assert!(found.is_some(), "{id} ({next:?} at {at}) is kept");

@@ -2,10 +2,14 @@
 //! once per backend by `suite!`; backend-specific checks live in `sqlite`.
 
 mod api_keys;
+mod audit;
 mod deliveries;
 mod events;
+mod flow;
 mod idempotency;
+mod ordering;
 mod resources;
+mod secrets;
 mod sqlite;
 mod support;
 
@@ -57,7 +61,25 @@ macro_rules! suite {
                 deliveries::delivery_listings_filter_and_page,
                 deliveries::retry_delivery_refuses_in_flight_and_succeeded,
                 deliveries::replay_dead_honours_filters_and_limits,
-                deliveries::prune_removes_only_old_succeeded_deliveries_and_orphaned_events,
+                deliveries::prune_removes_only_old_finished_deliveries_and_orphaned_events,
+                ordering::ordered_claims_take_the_head_of_each_key_in_ingest_order,
+                ordering::unordered_subscriptions_and_keyless_events_are_not_held,
+                ordering::block_on_dead_holds_the_key_until_the_dead_one_is_replayed,
+                ordering::a_key_never_has_two_deliveries_in_flight,
+                ordering::filtered_deliveries_are_final_and_release_their_key,
+                flow::a_closed_circuit_admits_everything_without_writing,
+                flow::recorded_failures_open_the_circuit_and_deferral_spends_no_attempt,
+                flow::one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides,
+                flow::rate_tokens_are_shared_between_nodes_and_refill,
+                flow::deleting_a_destination_drops_its_flow_record,
+                audit::audit_entries_round_trip_in_append_order,
+                audit::audit_log_pages_by_cursor_and_filters,
+                secrets::secrets_are_sealed_at_rest_and_plain_in_memory,
+                secrets::a_sealed_value_moved_to_another_row_does_not_open,
+                secrets::a_missing_key_is_a_clear_error_naming_it,
+                secrets::plaintext_from_before_sealing_is_read_then_sealed,
+                secrets::rotation_reseals_everything_under_the_new_key,
+                secrets::a_rotation_that_cannot_open_a_value_changes_nothing,
             );
         }
     };

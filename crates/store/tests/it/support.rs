@@ -13,7 +13,7 @@ use switchyard_core::pattern::EventTypePattern;
 use switchyard_core::store::Store;
 use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
 use switchyard_core::time::Millis;
-use switchyard_store::{Database, DatabaseOptions, connect};
+use switchyard_store::{Database, DatabaseOptions, MasterKeys, connect};
 use tempfile::TempDir;
 
 pub const T0: Millis = 1_700_000_000_000;
@@ -26,6 +26,8 @@ enum Backend {
 pub struct TestDb {
     pub store: Arc<dyn Store>,
     pub database: Database,
+    /// The master keys `database` seals with.
+    pub keys: MasterKeys,
     backend: Backend,
     _dir: TempDir,
 }
@@ -34,10 +36,32 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("switchyard.db");
-        let options = DatabaseOptions { url: format!("sqlite://{}", path.display()), max_connections: 4 };
-        let database = connect(&options).await.expect("connect to a fresh SQLite file");
+        let keys = MasterKeys::generated();
+        let database = connect_sqlite(&path, &keys).await;
         database.migrate().await.expect("migrate");
-        Self { store: database.store(), database, backend: Backend::Sqlite { path }, _dir: dir }
+        Self { store: database.store(), database, keys, backend: Backend::Sqlite { path }, _dir: dir }
+    }
+
+    /// Another connection to the same database, sealing and opening with `keys`.
+    pub async fn reopen(&self, keys: &MasterKeys) -> Database {
+        match &self.backend {
+            Backend::Sqlite { path } => connect_sqlite(path, keys).await,
+        }
+    }
+
+    /// The text of the first column of every row `sql` answers, read outside the store: what
+    /// the database file holds.
+    pub async fn read_outside(&self, sql: &'static str) -> Vec<String> {
+        match &self.backend {
+            Backend::Sqlite { path } => {
+                let url = format!("sqlite://{}", path.display());
+                let mut conn = SqliteConnection::connect(&url).await.expect("a side connection");
+                let rows: Vec<String> =
+                    sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("side query");
+                conn.close().await.expect("close the side connection");
+                rows
+            }
+        }
     }
 
     /// Runs `sql` on a connection of its own, outside the store, as an operator (or another
@@ -71,6 +95,15 @@ impl TestDb {
             Backend::Sqlite { .. } => self.execute_outside("DROP TRIGGER fail_deliveries").await,
         }
     }
+}
+
+async fn connect_sqlite(path: &std::path::Path, keys: &MasterKeys) -> Database {
+    let options = DatabaseOptions {
+        url: format!("sqlite://{}", path.display()),
+        max_connections: 4,
+        master_keys: keys.clone(),
+    };
+    connect(&options).await.expect("connect to the SQLite file")
 }
 
 pub fn event(id: &str, event_type: &str) -> NewEvent {

@@ -1,6 +1,8 @@
-//! `switchyard keys …`: API keys managed straight in the database.
+//! `switchyard keys …`: API keys managed straight in the database, and the rotation of the
+//! master key that seals secrets at rest.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
@@ -11,6 +13,7 @@ use switchyard_core::store::Store;
 use switchyard_core::time::{format_rfc3339, now_millis};
 
 use crate::config::Config;
+use crate::secrets;
 use crate::startup::open_database;
 
 /// Longest key name, as the API allows.
@@ -34,6 +37,19 @@ pub enum KeysCommand {
     Revoke {
         /// The key's id, as `keys list` shows it.
         id: String,
+    },
+    /// Reseal every secret at rest under a new master key, in one transaction, and print the
+    /// new key's id.
+    ///
+    /// With a key file, the new key replaces it once everything is resealed (an interrupted
+    /// rotation is finished by running this again). With SWITCHYARD_MASTER_KEY, the new key
+    /// goes to --new-key-file, and the variable must be set to it before the next start.
+    /// Stop every node first: a running node keeps sealing with the key it started with.
+    RotateMaster {
+        /// Where the new key is: read from FILE when it exists, else generated into it (mode
+        /// 0600). Required when the current key comes from SWITCHYARD_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
     },
 }
 
@@ -67,7 +83,10 @@ fn parse_name(raw: &str) -> Result<String, String> {
 
 /// Runs one `keys` command against the configured database, migrating it first.
 pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let store = open_database(&config.database).await?.store();
+    if let KeysCommand::RotateMaster { new_key_file } = command {
+        return rotate_master(config, new_key_file).await;
+    }
+    let store = open_database(config).await?.store();
     let mut stdout = io::stdout().lock();
     match command {
         KeysCommand::Create { role, name } => {
@@ -90,7 +109,30 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 tracing::warn!("no active API key is left; the next `serve` will create an admin key");
             }
         }
+        KeysCommand::RotateMaster { .. } => {}
     }
+    stdout.flush().context("writing to stdout")
+}
+
+/// `keys rotate-master`: prints the new key id alone on stdout; the rest goes to the log.
+async fn rotate_master(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let rotation = secrets::rotate_master(config, new_key_file.as_deref()).await?;
+    tracing::info!(
+        old_key_id = %rotation.old_key_id,
+        new_key_id = %rotation.new_key_id,
+        resealed = rotation.resealed,
+        key_file = %rotation.key_file.display(),
+        "every secret at rest is sealed under the new master key"
+    );
+    if rotation.from_env {
+        tracing::warn!(
+            "set {} to the content of {} before the next start: the old key no longer opens the secrets",
+            secrets::MASTER_KEY_ENV,
+            rotation.key_file.display()
+        );
+    }
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", rotation.new_key_id).context("writing to stdout")?;
     stdout.flush().context("writing to stdout")
 }
 
@@ -186,6 +228,15 @@ mod tests {
     fn revoke_takes_an_id_and_the_database_flag_anywhere() {
         let command = parse_keys(&["revoke", "key_123", "--database", "sqlite://x.db"]).expect("valid");
         assert!(matches!(command, KeysCommand::Revoke { ref id } if id == "key_123"), "{command:?}");
+    }
+
+    #[test]
+    fn rotate_master_takes_an_optional_new_key_file() {
+        let command = parse_keys(&["rotate-master"]).expect("valid");
+        assert!(matches!(command, KeysCommand::RotateMaster { new_key_file: None }), "{command:?}");
+        let command = parse_keys(&["rotate-master", "--new-key-file", "next.key"]).expect("valid");
+        let KeysCommand::RotateMaster { new_key_file } = command else { panic!("{command:?}") };
+        assert_eq!(new_key_file, Some(PathBuf::from("next.key")));
     }
 
     #[test]

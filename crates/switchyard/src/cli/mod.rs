@@ -3,7 +3,9 @@
 //! Stdout carries only what a command produces (a token, the OpenAPI document, the printed
 //! config, the key table), so scripts can read it; logs and errors go to stderr.
 
+mod dlq;
 mod keys;
+mod sink;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -13,7 +15,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub use dlq::{DlqCommand, FilterArgs, run as run_dlq};
 pub use keys::{KeysCommand, RoleArg, render_key_table, run as run_keys};
+pub use sink::{SinkArgs, run as run_sink};
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::startup::{Application, open_database};
@@ -48,8 +52,13 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Manage API keys directly in the configured database (no running server needed).
     Keys(KeysArgs),
+    /// List and replay dead deliveries directly in the configured database (no running server
+    /// needed; a running one picks replayed deliveries up within its poll interval).
+    Dlq(DlqArgs),
     /// Print the OpenAPI document of the HTTP API (JSON).
     Openapi,
+    /// Receive webhooks on a local port and print each one (for trying Switchyard out).
+    Sink(SinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,11 +103,23 @@ pub struct KeysArgs {
     pub command: KeysCommand,
 }
 
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
 /// Why a command failed; decides the exit code.
 #[derive(Debug)]
 pub enum Failure {
     /// The configuration (or the log filter) cannot be used: exit code 2.
     Config(Vec<String>),
+    /// The command was asked for something it must not do as given (flags that contradict
+    /// each other, a confirmation that cannot be asked): exit code 2, like a clap usage error.
+    Usage(anyhow::Error),
     /// The command itself failed: exit code 1.
     Command(anyhow::Error),
 }
@@ -106,7 +127,7 @@ pub enum Failure {
 impl Failure {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Config(_) => ExitCode::from(2),
+            Self::Config(_) | Self::Usage(_) => ExitCode::from(2),
             Self::Command(_) => ExitCode::FAILURE,
         }
     }
@@ -120,7 +141,7 @@ impl Failure {
             Self::Config(problems) => problems
                 .iter()
                 .try_for_each(|problem| writeln!(stderr, "error: invalid configuration: {problem}")),
-            Self::Command(err) => writeln!(stderr, "error: {err:#}"),
+            Self::Command(err) | Self::Usage(err) => writeln!(stderr, "error: {err:#}"),
         };
     }
 }
@@ -182,7 +203,7 @@ pub fn first_admin_notice(token: &str) -> String {
 
 /// `migrate`.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    open_database(&config.database).await?;
+    open_database(config).await?;
     tracing::info!("migrations applied; the database schema is current");
     Ok(())
 }

@@ -12,8 +12,10 @@
 //! ignored setting. [`Config`] is also plain data: tests build one in code from
 //! `Config::default()` and its public fields.
 
+mod auth;
 mod load;
 mod mask;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -22,8 +24,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, JwtConfig, RateLimitConfig, RoleRateLimit};
 pub use load::{ConfigError, DEFAULT_FILE, ENV_PREFIX, Overrides, RESERVED_ENV_VARS};
 pub use mask::{MASK, redact_url};
+pub use server::TlsConfig;
 
 /// The effective configuration of a node.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -32,6 +36,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub security: SecurityConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
     pub ingest: IngestConfig,
     pub engine: EngineConfig,
@@ -45,11 +51,14 @@ pub struct Config {
 pub struct ServerConfig {
     /// Socket address to bind; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// HTTPS: `[server.tls]`, absent for plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)) }
+        Self { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)), tls: None }
     }
 }
 
@@ -74,6 +83,11 @@ impl Default for DatabaseConfig {
 pub struct SecurityConfig {
     /// Whether destinations may point at loopback, private and link-local addresses.
     pub allow_private_destinations: bool,
+    /// The file holding the master key that seals secrets at rest (base64 of 32 bytes). Unset:
+    /// beside a SQLite database file, named like it with `.key`. `SWITCHYARD_MASTER_KEY` wins
+    /// over both. See `switchyard::secrets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<std::path::PathBuf>,
 }
 
 /// `[limits]`: sizes the API accepts.
@@ -106,6 +120,10 @@ pub struct IngestConfig {
 pub struct EngineConfig {
     /// Deliveries in flight on this node.
     pub concurrency: usize,
+    /// Deliveries in flight on this node to any one destination, so one that hangs cannot
+    /// hold every slot; the rest wait. Unset: a quarter of `concurrency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight_per_destination: Option<usize>,
     /// How long a claimed delivery stays leased; a crashed node's work is retried after it.
     pub lease_ms: u64,
     /// Deliveries claimed per round trip to the database.
@@ -120,6 +138,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             concurrency: 512,
+            max_in_flight_per_destination: None,
             lease_ms: 60_000,
             batch_size: 128,
             poll_interval_ms: 1_000,
@@ -191,6 +210,9 @@ impl Config {
         positive("limits.max_payload_bytes", self.limits.max_payload_bytes as u64);
         positive("limits.max_body_bytes", self.limits.max_body_bytes as u64);
         positive("engine.concurrency", self.engine.concurrency as u64);
+        if let Some(limit) = self.engine.max_in_flight_per_destination {
+            positive("engine.max_in_flight_per_destination", limit as u64);
+        }
         positive("engine.lease_ms", self.engine.lease_ms);
         positive("engine.batch_size", u64::from(self.engine.batch_size));
         positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
@@ -201,6 +223,7 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level: `{}` is not a valid filter directive: {err}", self.log.level));
         }
+        auth::validate(&self.auth, &self.rate_limit, &mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::invalid(problems)) }
     }
 

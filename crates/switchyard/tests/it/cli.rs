@@ -85,3 +85,41 @@ fn print_config_masks_the_database_password() {
     assert!(stdout.contains("db.internal"), "stdout: {stdout}");
     drop(dir);
 }
+
+#[tokio::test]
+async fn the_sink_command_prints_what_it_receives_and_answers_the_status_asked() {
+    use std::io::{BufRead, BufReader};
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port();
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["sink", "--listen", &format!("127.0.0.1:{port}"), "--status", "202"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the sink starts");
+    let client = crate::helpers::http_client();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let started = std::time::Instant::now();
+    let answer = loop {
+        match client.post(&url).header("webhook-id", "dlv_1").body("{\"n\":1}").send().await {
+            Ok(answer) => break answer,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("the sink never answered: {error}"),
+        }
+    };
+    assert_eq!(answer.status().as_u16(), 202);
+    let stdout = sink.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("a line");
+        line
+    })
+    .await
+    .expect("read");
+    sink.kill().expect("stopped");
+    let _ = sink.wait();
+    assert!(line.starts_with("POST /hooks webhook-id=dlv_1"), "{line}");
+    assert!(line.trim_end().ends_with("body={\"n\":1}"), "{line}");
+}

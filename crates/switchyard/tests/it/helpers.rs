@@ -36,6 +36,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().expect("a socket address");
     config.database.url = format!("sqlite://{}", db_path.display());
+    // The tests' sinks listen on loopback; the SSRF guard's own tests turn this back off.
+    config.security.allow_private_destinations = true;
     adjust(&mut config);
     let app = Application::build(config).await.expect("the application builds");
     let address = format!("http://{}", app.local_addr());
@@ -48,6 +50,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("the server runs");
     });
+    wait_until_ready(&address).await;
     TestApp {
         address,
         client: http_client(),
@@ -56,6 +59,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,
+    }
+}
+
+/// Readiness includes the engine, which starts on its own task: wait for it.
+async fn wait_until_ready(address: &str) {
+    let client = http_client();
+    let started = std::time::Instant::now();
+    loop {
+        let ready = client.get(format!("{address}/health/ready")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the app never became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -178,10 +178,11 @@ async fn subscriptions_check_patterns_destination_and_jq_fields() {
     let jq = app
         .post(
             "/v1/subscriptions",
-            json!({"name": "s", "destination_id": destination, "event_types": ["#"], "filter": ".event"}),
+            json!({"name": "s", "destination_id": destination, "event_types": ["#"], "filter": ".event |"}),
         )
         .await;
     jq.assert_error(400, "validation_error");
+    assert_eq!(jq.detail_fields(), ["filter"]);
     assert_eq!(app.count("/v1/subscriptions").await, 0);
 
     let created = app

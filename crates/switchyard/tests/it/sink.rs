@@ -27,6 +27,17 @@ pub enum Behaviour {
     },
     /// Never answers in time.
     Hang,
+    /// Answers `status` to about `percent` % of requests, chosen by a fixed pseudo-random
+    /// sequence (the same on every run), 200 to the rest.
+    FailSome {
+        percent: u64,
+        status: u16,
+    },
+    /// Answers `status` to requests whose body contains `marker`, 200 to the rest.
+    FailWhen {
+        marker: String,
+        status: u16,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -34,11 +45,22 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The status answered; `None` for a request left hanging.
+    pub status: Option<u16>,
 }
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -108,22 +130,29 @@ impl Sink {
 
 async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> Response {
     let behaviour = sink.behaviour.lock().expect("the sink lock").clone();
-    let answered = {
+    // The status is chosen and recorded with the request, under one lock, so the order of
+    // `received` is the order in which answers were decided.
+    let status = {
         let mut inner = sink.inner.lock().expect("the sink lock");
-        inner.received.push(Received { headers, body, at: Instant::now() });
         inner.answered += 1;
-        inner.answered
-    };
-    let status = match behaviour {
-        Behaviour::Status(status) => status,
-        Behaviour::FailFirst { times, status } => {
-            if answered <= times {
-                status
-            } else {
-                200
+        let answered = inner.answered;
+        let status = match &behaviour {
+            Behaviour::Status(status) => Some(*status),
+            Behaviour::FailFirst { times, status } => Some(if answered <= *times { *status } else { 200 }),
+            Behaviour::TooManyRequests { .. } => Some(429),
+            Behaviour::Hang => None,
+            Behaviour::FailSome { percent, status } => {
+                Some(if splitmix(answered as u64) % 100 < *percent { *status } else { 200 })
             }
-        }
-        Behaviour::TooManyRequests { retry_after_s } => {
+            Behaviour::FailWhen { marker, status } => {
+                Some(if body.windows(marker.len()).any(|w| w == marker.as_bytes()) { *status } else { 200 })
+            }
+        };
+        inner.received.push(Received { headers, body, at: Instant::now(), status });
+        status
+    };
+    let status = match (behaviour, status) {
+        (Behaviour::TooManyRequests { retry_after_s }, _) => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 [("retry-after", retry_after_s.to_string())],
@@ -131,11 +160,20 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> R
             )
                 .into_response();
         }
-        Behaviour::Hang => {
+        (_, Some(status)) => status,
+        (_, None) => {
             tokio::time::sleep(Duration::from_secs(3_600)).await;
             200
         }
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, format!("answered {status}")).into_response()
+}
+
+/// A fixed pseudo-random sequence (SplitMix64), so a flaky sink fails the same way every run.
+fn splitmix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_adapters::http::MAX_RESPONSE_BODY;
-use switchyard_adapters::{AdapterSettings, Adapters};
+use switchyard_adapters::{AdapterSettings, Adapters, UrlPolicy};
 use switchyard_core::destination::{DestinationKind, RetryPolicy};
 use switchyard_core::id::DeliveryId;
 
@@ -191,7 +191,8 @@ async fn an_endless_body_is_not_read_to_its_end() {
 
 #[tokio::test]
 async fn the_registry_knows_http_only() {
-    let adapters = Adapters::new(AdapterSettings::default());
+    let settings = AdapterSettings { url_policy: UrlPolicy::AllowPrivate, ..AdapterSettings::default() };
+    let adapters = Adapters::new(settings);
     assert!(adapters.get(DestinationKind::Http).is_some());
     for kind in [DestinationKind::Nats, DestinationKind::Amqp, DestinationKind::Redis, DestinationKind::Mqtt]
     {

@@ -4,10 +4,12 @@ mod auth;
 mod delivery;
 mod signing;
 mod sink;
+mod ssrf;
 
 use serde_json::{Value, json};
+use switchyard_adapters::UrlPolicy;
+use switchyard_adapters::http::config::validate;
 use switchyard_adapters::http::{HttpAdapter, HttpSettings};
-use switchyard_adapters::validate_config;
 use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
 use switchyard_core::destination::{
     CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
@@ -18,13 +20,15 @@ use switchyard_core::id::{DeliveryId, DestinationId};
 
 pub use sink::Sink;
 
+/// An adapter allowed to reach the loopback sink (`security.allow_private_destinations`).
 pub fn adapter() -> HttpAdapter {
-    HttpAdapter::new(HttpSettings::default())
+    HttpAdapter::new(HttpSettings::default(), UrlPolicy::AllowPrivate)
 }
 
-/// A destination as the API would store it: `config` validated, secrets split out.
+/// A destination as the API would store it: `config` validated (with private addresses
+/// allowed, as the sink is on loopback), secrets split out.
 pub fn destination(config: Value) -> Destination {
-    let validated = validate_config(DestinationKind::Http, config).expect("a valid http configuration");
+    let validated = validate(config, UrlPolicy::AllowPrivate).expect("a valid http configuration");
     Destination {
         id: DestinationId::generate(),
         name: "sink".into(),

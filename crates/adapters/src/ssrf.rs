@@ -1,0 +1,470 @@
+//! The SSRF guard: destinations may not reach loopback, private, link-local, carrier-grade
+//! NAT, cloud metadata and other non-public addresses unless
+//! `security.allow_private_destinations` is on ([`UrlPolicy::AllowPrivate`]).
+//!
+//! It acts twice, because DNS can answer differently later:
+//! - when a destination is written: a literal address or a `localhost` name in a URL is refused,
+//!   and so is a name that resolves to a forbidden address then ([`UrlPolicy::check_resolved`]);
+//!   a name that does not resolve at all is accepted;
+//! - when a connection is made: literal addresses are checked before any request
+//!   ([`UrlPolicy::check_url`]) and names resolve through [`GuardedResolver`], which fails the
+//!   connection when any address is forbidden. Redirects are never followed (see
+//!   `http::client`), so a 3xx cannot lead around either check.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::{Host, Url};
+
+/// The configuration key that lets destinations reach private addresses.
+pub const SETTING: &str = "security.allow_private_destinations";
+
+/// Which addresses destinations may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UrlPolicy {
+    /// Public addresses only: the default.
+    #[default]
+    PublicOnly,
+    /// Any address (`security.allow_private_destinations = true`): for a hub whose receivers
+    /// live on the same private network, and for local development.
+    AllowPrivate,
+}
+
+/// Why a destination's host was refused. Its message names the address, the range and the
+/// setting that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{subject} {range}; destinations may reach private addresses only when {SETTING} = true")]
+pub struct Forbidden {
+    /// `127.0.0.1 is a loopback address` or `db.internal resolves to 10.0.0.1, a private address`.
+    subject: String,
+    range: String,
+    /// The host as written.
+    pub host: String,
+    /// The refused address; `None` for a `localhost` name refused without resolving.
+    pub address: Option<IpAddr>,
+}
+
+impl Forbidden {
+    fn literal(ip: IpAddr, range: String) -> Self {
+        Self { subject: format!("{ip} is"), range, host: ip.to_string(), address: Some(ip) }
+    }
+
+    fn resolved(host: &str, ip: IpAddr, range: String) -> Self {
+        Self { subject: format!("{host} resolves to {ip},"), range, host: host.to_owned(), address: Some(ip) }
+    }
+
+    fn localhost(host: &str) -> Self {
+        Self {
+            subject: format!("{host} is"),
+            range: "a loopback name".to_owned(),
+            host: host.to_owned(),
+            address: None,
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// The policy `security.allow_private_destinations` asks for.
+    pub fn from_setting(allow_private_destinations: bool) -> Self {
+        if allow_private_destinations { Self::AllowPrivate } else { Self::PublicOnly }
+    }
+
+    /// Checks a URL's host without resolving it: literal addresses and `localhost` names.
+    pub fn check_url(self, url: &Url) -> Result<(), Forbidden> {
+        match url.host() {
+            Some(host) => self.check_host(&host),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a host without resolving it: literal addresses and `localhost` names.
+    pub fn check_host(self, host: &Host<&str>) -> Result<(), Forbidden> {
+        if self == Self::AllowPrivate {
+            return Ok(());
+        }
+        match host {
+            Host::Ipv4(ip) => check_literal(IpAddr::V4(*ip)),
+            Host::Ipv6(ip) => check_literal(IpAddr::V6(*ip)),
+            Host::Domain(name) if is_localhost(name) => Err(Forbidden::localhost(name)),
+            Host::Domain(_) => Ok(()),
+        }
+    }
+
+    /// [`UrlPolicy::check_url`], then, for a name, what it resolves to now. A name that does
+    /// not resolve within `timeout` is accepted: DNS can change, and the connect-time check
+    /// still applies.
+    pub async fn check_resolved(self, url: &Url, timeout: Duration) -> Result<(), Forbidden> {
+        self.check_resolved_with(url, timeout, &system_lookup()).await
+    }
+
+    async fn check_resolved_with(
+        self,
+        url: &Url,
+        timeout: Duration,
+        lookup: &Lookup,
+    ) -> Result<(), Forbidden> {
+        self.check_url(url)?;
+        let (Self::PublicOnly, Some(Host::Domain(name))) = (self, url.host()) else {
+            return Ok(());
+        };
+        match tokio::time::timeout(timeout, lookup(name.to_owned())).await {
+            Ok(Ok(addresses)) => check_addresses(name, &addresses),
+            Ok(Err(_)) | Err(_) => Ok(()),
+        }
+    }
+}
+
+fn check_literal(ip: IpAddr) -> Result<(), Forbidden> {
+    match forbidden_range(ip) {
+        Some(range) => Err(Forbidden::literal(ip, range)),
+        None => Ok(()),
+    }
+}
+
+fn check_addresses(host: &str, addresses: &[SocketAddr]) -> Result<(), Forbidden> {
+    for address in addresses {
+        if let Some(range) = forbidden_range(address.ip()) {
+            return Err(Forbidden::resolved(host, address.ip(), range));
+        }
+    }
+    Ok(())
+}
+
+/// `localhost` and its subdomains (RFC 6761), which resolvers may answer without asking DNS.
+fn is_localhost(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// What makes `ip` unfit for a destination (`a loopback address (127.0.0.0/8)`), or `None`
+/// for a public address.
+pub fn forbidden_range(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(ip) => v4_range(ip).map(str::to_owned),
+        IpAddr::V6(ip) => v6_range(ip),
+    }
+}
+
+/// Checked in order, so the narrower entries come before the ranges that contain them.
+const V4_RANGES: [([u8; 4], u32, &str); 13] = [
+    ([0, 0, 0, 0], 8, "a \"this network\" address (0.0.0.0/8)"),
+    ([10, 0, 0, 0], 8, "a private address (10.0.0.0/8)"),
+    ([100, 64, 0, 0], 10, "a carrier-grade NAT address (100.64.0.0/10)"),
+    ([127, 0, 0, 0], 8, "a loopback address (127.0.0.0/8)"),
+    ([169, 254, 169, 254], 32, "the cloud metadata address"),
+    ([169, 254, 0, 0], 16, "a link-local address (169.254.0.0/16)"),
+    ([172, 16, 0, 0], 12, "a private address (172.16.0.0/12)"),
+    ([192, 0, 0, 0], 24, "an IETF protocol assignment (192.0.0.0/24)"),
+    ([192, 168, 0, 0], 16, "a private address (192.168.0.0/16)"),
+    ([198, 18, 0, 0], 15, "a benchmarking address (198.18.0.0/15)"),
+    ([224, 0, 0, 0], 4, "a multicast address (224.0.0.0/4)"),
+    ([255, 255, 255, 255], 32, "the broadcast address"),
+    ([240, 0, 0, 0], 4, "a reserved address (240.0.0.0/4)"),
+];
+
+fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
+    let bits = u32::from(ip);
+    V4_RANGES
+        .iter()
+        .find(|(network, prefix, _)| {
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            bits & mask == u32::from_be_bytes(*network)
+        })
+        .map(|(_, _, name)| *name)
+}
+
+/// AWS's instance metadata service over IPv6.
+const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
+
+fn v6_range(ip: Ipv6Addr) -> Option<String> {
+    let segments = ip.segments();
+    let fixed = |description: &str| Some(description.to_owned());
+    let embedded = |form: &str| {
+        let [.., a, b] = segments;
+        let v4 = Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
+        v4_range(v4).map(|range| format!("{form} of {v4}, {range}"))
+    };
+    if ip.is_unspecified() {
+        return fixed("the unspecified address");
+    }
+    if ip.is_loopback() {
+        return fixed("the loopback address");
+    }
+    if ip == AWS_METADATA_V6 {
+        return fixed("the cloud metadata address");
+    }
+    match segments {
+        [0, 0, 0, 0, 0, 0xffff, ..] => embedded("the IPv4-mapped form"),
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => embedded("the NAT64 form"),
+        [0, 0, 0, 0, 0, 0, ..] => fixed("a deprecated IPv4-compatible address (::/96)"),
+        [first, ..] if first & 0xfe00 == 0xfc00 => fixed("a unique local address (fc00::/7)"),
+        [first, ..] if first & 0xffc0 == 0xfe80 => fixed("a link-local address (fe80::/10)"),
+        [first, ..] if first & 0xffc0 == 0xfec0 => fixed("a site-local address (fec0::/10)"),
+        [first, ..] if first & 0xff00 == 0xff00 => fixed("a multicast address (ff00::/8)"),
+        _ => None,
+    }
+}
+
+type LookupFuture = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+/// Resolves a host name; the system resolver, or a test double.
+type Lookup = Arc<dyn Fn(String) -> LookupFuture + Send + Sync>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
+/// A `reqwest` resolver that resolves with the system resolver, then fails when any address
+/// is forbidden (so no connection to one is even attempted). Installed only under
+/// [`UrlPolicy::PublicOnly`]; its [`Forbidden`] error stays in the chain of the request's
+/// error, where the adapter finds it.
+#[derive(Clone)]
+pub(crate) struct GuardedResolver {
+    lookup: Lookup,
+}
+
+impl Default for GuardedResolver {
+    fn default() -> Self {
+        Self { lookup: system_lookup() }
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let lookup = Arc::clone(&self.lookup);
+        Box::pin(async move {
+            if is_localhost(&host) {
+                return Err(Forbidden::localhost(&host).into());
+            }
+            let addresses = lookup(host.clone()).await?;
+            check_addresses(&host, &addresses)?;
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The [`Forbidden`] refusal somewhere in `err`'s chain of causes, if the guard caused it.
+pub(crate) fn refusal<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Forbidden> {
+    let mut current = Some(err);
+    while let Some(cause) = current {
+        if let Some(forbidden) = cause.downcast_ref::<Forbidden>() {
+            return Some(forbidden);
+        }
+        current = cause.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forbidden_v4_ranges_are_refused_and_public_ones_pass() {
+        for forbidden in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "10.255.255.255",
+            "100.64.0.1",
+            "100.127.255.255",
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "169.254.1.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(forbidden_range(ip(forbidden)).is_some(), "{forbidden}");
+        }
+        for public in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.2.1",
+            "198.20.0.0",
+            "93.184.216.34",
+            "223.255.255.255",
+        ] {
+            assert_eq!(forbidden_range(ip(public)), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn forbidden_v6_ranges_are_refused_and_public_ones_pass() {
+        for forbidden in [
+            "::",
+            "::1",
+            "::7f00:1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.1.2.3",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+        ] {
+            assert!(forbidden_range(ip(forbidden)).is_some(), "{forbidden}");
+        }
+        for public in ["2606:4700:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8"] {
+            assert_eq!(forbidden_range(ip(public)), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_address_the_range_and_the_setting() {
+        let url = Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
+        let err = UrlPolicy::PublicOnly.check_url(&url).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "169.254.169.254 is the cloud metadata address; destinations may reach private \
+             addresses only when security.allow_private_destinations = true"
+        );
+        let mapped = Url::parse("http://[::ffff:10.0.0.1]/").unwrap();
+        let err = UrlPolicy::PublicOnly.check_url(&mapped).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "::ffff:10.0.0.1 is the IPv4-mapped form of 10.0.0.1, a private address (10.0.0.0/8);"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn literal_hosts_and_localhost_names_are_checked_without_dns() {
+        let policy = UrlPolicy::PublicOnly;
+        for refused in [
+            "http://127.0.0.1:9000/hook",
+            "http://[::1]/",
+            "https://10.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://localhost/",
+            "http://LocalHost./",
+            "http://api.localhost:8080/",
+        ] {
+            let url = Url::parse(refused).unwrap();
+            assert!(policy.check_url(&url).is_err(), "{refused}");
+            assert_eq!(UrlPolicy::AllowPrivate.check_url(&url), Ok(()), "{refused}");
+        }
+        for accepted in ["https://example.com/hook", "http://8.8.8.8/", "http://localhost.example.com/"] {
+            assert_eq!(policy.check_url(&Url::parse(accepted).unwrap()), Ok(()), "{accepted}");
+        }
+    }
+
+    fn lookup_answering(addresses: &'static [&'static str]) -> Lookup {
+        Arc::new(move |_host: String| {
+            let answer = addresses.iter().map(|a| SocketAddr::new(a.parse().unwrap(), 0)).collect();
+            Box::pin(async move { Ok(answer) })
+        })
+    }
+
+    fn failing_lookup() -> Lookup {
+        Arc::new(|_host: String| Box::pin(async { Err(io::Error::other("no such host")) }))
+    }
+
+    fn hanging_lookup() -> Lookup {
+        Arc::new(|_host: String| Box::pin(std::future::pending()))
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_a_forbidden_address_are_refused_at_write_time() {
+        let url = Url::parse("https://hooks.internal.test/x").unwrap();
+        let timeout = Duration::from_secs(2);
+        let policy = UrlPolicy::PublicOnly;
+        let err = policy
+            .check_resolved_with(&url, timeout, &lookup_answering(&["93.184.216.34", "10.0.0.7"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.address, Some(ip("10.0.0.7")));
+        assert!(err.to_string().starts_with("hooks.internal.test resolves to 10.0.0.7, a private"), "{err}");
+        assert_eq!(
+            policy.check_resolved_with(&url, timeout, &lookup_answering(&["93.184.216.34"])).await,
+            Ok(())
+        );
+        // DNS may change: a name that does not resolve (now, or in time) is accepted.
+        assert_eq!(policy.check_resolved_with(&url, timeout, &failing_lookup()).await, Ok(()));
+        let short = Duration::from_millis(20);
+        assert_eq!(policy.check_resolved_with(&url, short, &hanging_lookup()).await, Ok(()));
+        let private = lookup_answering(&["10.0.0.7"]);
+        assert_eq!(UrlPolicy::AllowPrivate.check_resolved_with(&url, timeout, &private).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_system_resolver_sees_localhost_as_loopback() {
+        let url = Url::parse("http://localhost:9000/").unwrap();
+        // Through the lookup itself, not the name rule.
+        let resolved = system_lookup()("localhost".to_owned()).await.unwrap();
+        assert!(resolved.iter().all(|a| forbidden_range(a.ip()).is_some()), "{resolved:?}");
+        assert!(UrlPolicy::PublicOnly.check_resolved(&url, Duration::from_secs(2)).await.is_err());
+    }
+
+    /// A one-shot HTTP server on loopback that answers 204 to anything.
+    async fn answering_server() -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        address
+    }
+
+    fn client_with(resolver: GuardedResolver) -> reqwest::Client {
+        crate::install_crypto_provider();
+        reqwest::Client::builder().no_proxy().dns_resolver(resolver).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_forbidden_addresses_before_connecting() {
+        let server = answering_server().await;
+        let url = format!("http://receiver.test:{}/hook", server.port());
+        let to_loopback = GuardedResolver { lookup: lookup_answering(&["127.0.0.1"]) };
+        let err = client_with(to_loopback).post(&url).send().await.unwrap_err();
+        let forbidden = refusal(&err).expect("the guard's refusal is in the chain");
+        assert_eq!(forbidden.host, "receiver.test");
+        assert_eq!(forbidden.address, Some(ip("127.0.0.1")));
+        let named =
+            client_with(GuardedResolver::default()).post(format!("http://localhost:{}/", server.port()));
+        let err = named.send().await.unwrap_err();
+        assert_eq!(refusal(&err).map(|f| f.address), Some(None));
+    }
+
+    #[test]
+    fn policies_follow_the_setting() {
+        assert_eq!(UrlPolicy::from_setting(false), UrlPolicy::PublicOnly);
+        assert_eq!(UrlPolicy::from_setting(true), UrlPolicy::AllowPrivate);
+        assert_eq!(UrlPolicy::default(), UrlPolicy::PublicOnly);
+    }
+}

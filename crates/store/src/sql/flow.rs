@@ -1,0 +1,81 @@
+//! Flow control's queries: the per-destination record of circuit, outcomes and rate bucket,
+//! and deferring claimed deliveries without an attempt.
+//!
+//! The record is read, changed by the pure rules of `switchyard_core::flow`, and written back
+//! with a version check (`UPDATE_FLOW`), so the same text is safe on both backends: under
+//! SQLite's write lock the check always holds; on PostgreSQL a concurrent writer makes it
+//! match nothing and the caller reads again.
+
+macro_rules! flow_columns {
+    () => {
+        "destination_id, state, opened_at, reason, cooldown_ms, retry_at, consecutive_failures, \
+         probe_owner, probe_until, outcomes, tokens, tokens_at, rate_blocked_until, version, \
+         updated_at"
+    };
+}
+
+/// Whether flow control lets a new delivery of a `deliveries` row's destination go at the
+/// instant bound to `$now`: no circuit open or probing, and a token in the bucket. One seek
+/// on the primary key of `destination_flow`. Meant for the claim's due branch and for
+/// `NEXT_DUE_AT` (which then needs `now`); the engine adds [`NEXT_UNBLOCK_AT`] to its idle
+/// wait so a blocked destination is claimed again when it unblocks. Without it, the engine
+/// defers what it claimed of a blocked destination, which is correct but costs a claim and a
+/// write per batch.
+#[cfg_attr(not(test), allow(unused_macros))]
+macro_rules! flow_admits {
+    ($now:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM destination_flow \
+             WHERE destination_flow.destination_id = deliveries.destination_id \
+             AND destination_flow.blocked_until > ",
+            $now,
+            ")"
+        )
+    };
+}
+
+/// Creates the record of destination `$1` at `$2`, closed and empty (version 1: version 0
+/// means "not stored"), unless it exists or the destination does not.
+pub const ENSURE_FLOW: &str = "INSERT INTO destination_flow (destination_id, state, \
+     cooldown_ms, consecutive_failures, outcomes, blocked_until, version, updated_at) \
+     SELECT $1, 'closed', 0, 0, '[]', 0, 1, $2 WHERE EXISTS (SELECT 1 FROM destinations \
+     WHERE id = $1) ON CONFLICT (destination_id) DO NOTHING";
+
+/// Stores a new record (version 1); no row when another writer stored one first.
+pub const INSERT_FLOW: &str = concat!(
+    "INSERT INTO destination_flow (",
+    flow_columns!(),
+    ", blocked_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15) \
+     ON CONFLICT (destination_id) DO NOTHING"
+);
+
+/// Served by the primary key.
+pub const SELECT_FLOW: &str =
+    concat!("SELECT ", flow_columns!(), " FROM destination_flow WHERE destination_id = $1");
+
+/// Writes the record computed from version `$16`; no row when another writer got there first.
+pub const UPDATE_FLOW: &str = "UPDATE destination_flow SET state = $1, opened_at = $2, \
+     reason = $3, cooldown_ms = $4, retry_at = $5, consecutive_failures = $6, probe_owner = $7, \
+     probe_until = $8, outcomes = $9, tokens = $10, tokens_at = $11, rate_blocked_until = $12, \
+     blocked_until = $13, version = version + 1, updated_at = $14 \
+     WHERE destination_id = $15 AND version = $16";
+
+/// The destination of an attempt's delivery and its circuit-breaker policy: the unique index
+/// on `deliveries.id`, then the primary key of `destinations`.
+pub const ATTEMPT_DESTINATION: &str = "SELECT deliveries.destination_id, destinations.circuit_breaker \
+     FROM deliveries JOIN destinations ON destinations.id = deliveries.destination_id \
+     WHERE deliveries.id = $1";
+
+/// Hands the delivery `$3` back as pending, due at `$1`, if `$4` holds its lease: no attempt
+/// is recorded and `attempt_count` stays. Served by the unique index on `id`.
+pub const DEFER_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', \
+     next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+     WHERE id = $3 AND status = 'in_flight' AND lease_owner = $4";
+
+/// The first instant after `$1` at which a blocked destination unblocks: the head of
+/// `destination_flow_blocked_until` past `$1`.
+pub const NEXT_UNBLOCK_AT: &str = "SELECT MIN(blocked_until) FROM destination_flow WHERE blocked_until > $1";
+
+/// [`flow_admits!`] with `now` at `$3`, as in the claim.
+#[cfg(test)]
+pub const FLOW_ADMITS_AT_3: &str = flow_admits!("$3");
