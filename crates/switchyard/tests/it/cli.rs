@@ -1,27 +1,16 @@
 //! The `switchyard` binary's commands, run as a user would run them.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use reqwest::Method;
 
-use crate::helpers::spawn_app;
-
-fn switchyard(args: &[&str], database_url: &str) -> Output {
-    let scratch = tempfile::tempdir().expect("a working directory");
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .current_dir(scratch.path())
-        .env("SWITCHYARD_DATABASE__URL", database_url)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
+use crate::helpers::{run_switchyard, run_switchyard_blocking as switchyard, spawn_app};
 
 #[tokio::test]
 async fn keys_create_prints_the_token_alone_and_the_token_works() {
     let app = spawn_app().await;
     let url = format!("sqlite://{}", app.db_path.display());
-    let output = switchyard(&["keys", "create", "--role", "publisher", "--name", "deploy"], &url);
+    let output = run_switchyard(&["keys", "create", "--role", "publisher", "--name", "deploy"], &url).await;
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).expect("UTF-8");
     let token = stdout.strip_suffix('\n').expect("a trailing newline");
@@ -51,7 +40,7 @@ fn keys_create_refuses_an_unknown_role() {
 #[tokio::test]
 async fn the_openapi_command_prints_the_served_document() {
     let app = spawn_app().await;
-    let output = switchyard(&["openapi"], "sqlite://unused.db");
+    let output = run_switchyard(&["openapi"], "sqlite://unused.db").await;
     assert!(output.status.success());
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     let served: serde_json::Value =

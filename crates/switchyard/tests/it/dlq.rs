@@ -1,34 +1,15 @@
 //! `switchyard dlq list|replay`: the real binary on the database of a running application,
 //! with dead deliveries made by a real sink answering 422.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, run_switchyard as switchyard, spawn_app};
 use crate::sink::{Behaviour, Sink};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Runs the binary on `database_url` with stdin closed (not a terminal), off the runtime so the
-/// application keeps serving meanwhile.
-async fn switchyard(args: &[&str], database_url: &str) -> Output {
-    let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
-    let database_url = database_url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let scratch = tempfile::tempdir().expect("a working directory");
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .current_dir(scratch.path())
-            .env("SWITCHYARD_DATABASE__URL", &database_url)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .expect("the binary's thread")
-}
 
 fn database_url(app: &TestApp) -> String {
     format!("sqlite://{}", app.db_path.display())

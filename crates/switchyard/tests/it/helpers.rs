@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real application on a fresh SQLite file and port 0, with typed helpers.
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -257,4 +258,30 @@ impl TestApp {
             .await
             .expect("the database file opens")
     }
+}
+
+/// Runs the `switchyard` binary as a user would, on `database_url`, with stdin closed (not a
+/// terminal) and colours off. A synchronous call from a test's runtime would stall an
+/// application running on that same runtime, which may hold the database's write lock.
+pub fn run_switchyard_blocking(args: &[&str], database_url: &str) -> Output {
+    let scratch = tempfile::tempdir().expect("a working directory");
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(scratch.path())
+        .env("SWITCHYARD_DATABASE__URL", database_url)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+/// [`run_switchyard_blocking`] off the runtime, so an application under test keeps serving.
+pub async fn run_switchyard(args: &[&str], database_url: &str) -> Output {
+    let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
+    let database_url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_switchyard_blocking(&args, &database_url)
+    })
+    .await
+    .expect("the binary's thread")
 }
