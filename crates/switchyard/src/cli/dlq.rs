@@ -16,6 +16,7 @@ use switchyard_core::store::Store;
 use switchyard_core::time::{Millis, format_rfc3339, now_millis, parse_rfc3339};
 
 use super::Failure;
+use super::table::render_table;
 use crate::config::Config;
 use crate::startup::open_database;
 
@@ -260,21 +261,7 @@ pub fn render_dead_table(deliveries: &[Delivery]) -> String {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(|title| title.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let header = HEADER.map(str::to_owned);
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    render_table(HEADER, &rows)
 }
 
 /// `text` on one line (control characters become spaces), cut to `max` characters with `…`.

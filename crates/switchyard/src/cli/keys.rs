@@ -12,6 +12,7 @@ use switchyard_core::page::{ListRequest, MAX_PER_PAGE};
 use switchyard_core::store::Store;
 use switchyard_core::time::{format_rfc3339, now_millis};
 
+use super::table::render_table;
 use crate::config::Config;
 use crate::secrets;
 use crate::startup::open_database;
@@ -168,21 +169,7 @@ pub fn render_key_table(keys: &[ApiKey]) -> String {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(|title| title.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let header = HEADER.map(str::to_owned);
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    render_table(HEADER, &rows)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod dlq;
 mod keys;
 mod sink;
+mod table;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
