@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::attempt::attempt;
 use crate::gate::Gate;
+use crate::lease;
 use crate::retention;
 use crate::shape::Shaper;
 use crate::shutdown::Shutdown;
@@ -72,11 +73,15 @@ impl Engine {
     pub async fn run(self, shutdown: Shutdown) {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
+        let (stop_renewing, renewer) =
+            lease::spawn_renewer(self.store.clone(), self.node_id.clone(), self.settings.lease_ms);
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
         self.running.store(false, Ordering::Release);
         self.drain(in_flight).await;
+        drop(stop_renewing);
+        let _ = renewer.await;
         let _ = pruner.await;
     }
 

@@ -6,6 +6,7 @@ pub mod dispatch;
 mod gate;
 pub mod ingest;
 pub mod jq;
+mod lease;
 pub mod retention;
 pub mod schema;
 pub mod shape;

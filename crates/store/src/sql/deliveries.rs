@@ -132,6 +132,11 @@ pub const RELEASE_LEASES: &str = "UPDATE deliveries SET status = 'pending', \
      next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
      WHERE status = 'in_flight' AND lease_owner = $2";
 
+/// Extends every live lease of `$2` to `$1`, so an attempt that outlives the lease (a slow
+/// destination) is not claimed by another node meanwhile. Read like `RELEASE_LEASES`.
+pub const RENEW_LEASES: &str = "UPDATE deliveries SET lease_expires_at = $1 \
+     WHERE status = 'in_flight' AND lease_owner = $2";
+
 /// The earliest instant a claim could find something: the first due time of a pending
 /// delivery that ordering lets go, or the first expiry of a lease, of an enabled destination.
 /// Each branch reads the head of its index (`deliveries_status_next_attempt_at`,
@@ -320,6 +325,7 @@ mod tests {
             SETTLE_DELIVERY,
             PROMOTE_NEXT,
             RELEASE_LEASES,
+            RENEW_LEASES,
             NEXT_DUE_AT,
             RETRY_DELIVERY,
             PRUNE_DELIVERIES,

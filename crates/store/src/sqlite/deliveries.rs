@@ -122,6 +122,18 @@ impl DeliveryStore for SqliteStore {
         Ok(released.rows_affected())
     }
 
+    async fn renew_leases(&self, owner: &str, lease_until: Millis) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let renewed = sqlx::query(q::RENEW_LEASES)
+            .bind(lease_until)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(renewed.rows_affected())
+    }
+
     async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
         sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT).fetch_one(&self.reader).await.map_err(map_err)
     }
@@ -351,8 +363,10 @@ mod plans {
         let insert = plan(store, crate::sql::INSERT_DELIVERY, 9).await;
         assert_searches(&insert, "queued", &["deliveries_ordered_key_status_seq"]);
 
-        let release = plan(store, q::RELEASE_LEASES, 2).await;
-        assert_searches(&release, "deliveries", &[]);
+        for leases in [q::RELEASE_LEASES, q::RENEW_LEASES] {
+            let plan = plan(store, leases, 2).await;
+            assert_searches(&plan, "deliveries", &[]);
+        }
 
         for prune in [q::PRUNE_ATTEMPTS, q::PRUNE_DELIVERIES] {
             let prune = plan(store, prune, 2).await;

@@ -299,3 +299,19 @@ async fn a_rotated_secret_signs_beside_the_old_one() {
         .await
         .assert_status(200);
 }
+
+#[tokio::test]
+async fn an_attempt_slower_than_the_lease_is_not_claimed_again_while_it_runs() {
+    let lease_ms = 300;
+    let app = crate::helpers::spawn_app_with(|config| config.engine.lease_ms = lease_ms).await;
+    let sink = Sink::start(Behaviour::Slow { delay: Duration::from_millis(5 * lease_ms), status: 204 }).await;
+    let destination = destination(&app, &sink.url, fast_retry(3), json!({"timeout_ms": 10_000})).await;
+    app.create_subscription(&destination, &["slow.answer"]).await;
+    app.post("/v1/events", json!({"event_id": "slow-1", "event_type": "slow.answer", "payload": {}}))
+        .await
+        .assert_status(201);
+
+    let delivery = delivery_with_status(&app, "slow-1", "succeeded").await;
+    assert_eq!(outcomes(&delivery), [("succeeded".to_owned(), Some(204))]);
+    assert_eq!(sink.received().len(), 1, "the renewed lease kept the delivery from a second claim");
+}

@@ -27,6 +27,11 @@ pub enum Behaviour {
     },
     /// Never answers in time.
     Hang,
+    /// Answers `status`, but only after `delay`.
+    Slow {
+        delay: Duration,
+        status: u16,
+    },
     /// Answers `status` to about `percent` % of requests, chosen by a fixed pseudo-random
     /// sequence (the same on every run), 200 to the rest.
     FailSome {
@@ -141,6 +146,7 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> R
             Behaviour::FailFirst { times, status } => Some(if answered <= *times { *status } else { 200 }),
             Behaviour::TooManyRequests { .. } => Some(429),
             Behaviour::Hang => None,
+            Behaviour::Slow { status, .. } => Some(*status),
             Behaviour::FailSome { percent, status } => {
                 Some(if splitmix(answered as u64) % 100 < *percent { *status } else { 200 })
             }
@@ -159,6 +165,10 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> R
                 "slow down",
             )
                 .into_response();
+        }
+        (Behaviour::Slow { delay, .. }, Some(status)) => {
+            tokio::time::sleep(delay).await;
+            status
         }
         (_, Some(status)) => status,
         (_, None) => {
