@@ -50,7 +50,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, settings: EngineSettings) -> Self {
-        let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
+        let node_id =
+            settings.node_id.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7().simple()));
         let shaper = Arc::new(Shaper::new(settings.jq));
         Self { store, adapters, settings, waker: Waker::default(), node_id, running: Arc::default(), shaper }
     }
@@ -72,12 +73,26 @@ impl Engine {
     pub async fn run(self, shutdown: Shutdown) {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
+        let _watch = self.watch_other_nodes().await;
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
         self.running.store(false, Ordering::Release);
         self.drain(in_flight).await;
         let _ = pruner.await;
+    }
+
+    /// Wakes this node when another one makes work due (a backend shared by several nodes
+    /// tells; see `Store::watch_work`). Without it the poll still finds the work, later.
+    async fn watch_other_nodes(&self) -> Option<Box<dyn switchyard_core::store::WorkWatch>> {
+        let waker = self.waker.clone();
+        match self.store.watch_work(Arc::new(move || waker.wake())).await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for work from other nodes; relying on the poll");
+                None
+            }
+        }
     }
 
     async fn dispatch(&self, in_flight: &mut JoinSet<()>, mut shutdown: Shutdown) {
