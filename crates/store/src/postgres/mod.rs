@@ -21,6 +21,9 @@ mod secrets;
 mod subscriptions;
 mod watch;
 
+#[cfg(test)]
+mod plans;
+
 use std::str::FromStr;
 use std::time::Duration;
 

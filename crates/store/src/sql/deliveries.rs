@@ -102,8 +102,9 @@ pub const CLAIM: &str = concat!(
 /// is no longer due), so a delivery is leased once. The ordering checks see other claims'
 /// rows too: a key's head locked by another claim still reads `pending` (before it), or
 /// `in_flight` once committed, so the rows behind it wait either way. Both branches read
-/// their index in order with no sort (`deliveries_status_next_attempt_at` and
-/// `deliveries_status_lease_expires_at`, both ending in `seq` on PostgreSQL). Bound like
+/// their index (`deliveries_status_next_attempt_at` and `deliveries_status_lease_expires_at`,
+/// both ending in `seq` on PostgreSQL); with a backlog the planner reads it in order and stops
+/// at the limit, with a handful of due rows it may sort that handful (see `postgres::plans`). Bound like
 /// `CLAIM` (owner, lease end, now, limit); only PostgreSQL runs it, so its placeholders may
 /// appear out of order.
 pub const CLAIM_SKIP_LOCKED: &str = concat!(

@@ -8,6 +8,7 @@ mod events;
 mod flow;
 mod idempotency;
 mod ordering;
+mod postgres;
 mod resources;
 mod secrets;
 mod sqlite;
