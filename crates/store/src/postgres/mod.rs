@@ -52,8 +52,9 @@ const SLOW_STATEMENT: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// What the pool connects with, for the listener's connection of its own.
-    connect_options: PgConnectOptions,
+    /// What the pool connects with, for the listener's connection of its own (boxed: it is
+    /// large, and read once per watch).
+    connect_options: Box<PgConnectOptions>,
     /// Seals secrets on their way in and opens them on their way out (see [`crate::seal`]).
     sealer: Sealer,
     /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
@@ -81,7 +82,7 @@ impl PgStore {
             .map_err(map_err)?;
         Ok(Self {
             pool: pg_pool,
-            connect_options: options,
+            connect_options: Box::new(options),
             sealer: Sealer::new(keys),
             unwritten: Default::default(),
         })
@@ -133,7 +134,7 @@ impl Store for PgStore {
     }
 
     async fn watch_work(&self, signal: WorkSignal) -> StoreResult<Option<Box<dyn WorkWatch>>> {
-        watch::start(self.connect_options.clone(), signal)
+        watch::start((*self.connect_options).clone(), signal)
             .await
             .map(|w| Some(Box::new(w) as Box<dyn WorkWatch>))
     }
