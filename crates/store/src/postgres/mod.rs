@@ -42,8 +42,9 @@ use crate::{PoolOptions, migrations};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The channel of "work may be due" notifications.
-const WORK_CHANNEL: &str = "switchyard_work";
+/// The channel of "work may be due" notifications, followed by the schema's name: deployments
+/// in different schemas of one database do not wake each other.
+const WORK_CHANNEL: &str = "switchyard_work.";
 
 /// A statement slower than this is logged (at `warn`), with its text.
 const SLOW_STATEMENT: Duration = Duration::from_millis(200);
@@ -118,7 +119,11 @@ impl PgStore {
 /// Tells every node's listener that work may be due, when `tx` commits (nothing when it
 /// rolls back).
 async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')").bind(WORK_CHANNEL).execute(conn).await.map_err(map_err)?;
+    sqlx::query("SELECT pg_notify($1 || current_schema(), '')")
+        .bind(WORK_CHANNEL)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
     Ok(())
 }
 

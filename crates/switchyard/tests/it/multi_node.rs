@@ -17,8 +17,9 @@ use crate::process::{Node, serve};
 use crate::sink::{Behaviour, Sink};
 
 const CONCURRENCY: usize = 32;
-/// Short, so the survivors take a killed node's work over quickly.
-const LEASE_MS: u64 = 3_000;
+/// Short, so the survivors take a killed node's work over quickly; long enough that no attempt
+/// of a live node on a loaded machine outlives its lease (which would repeat it).
+const LEASE_MS: u64 = 5_000;
 
 fn postgres_url() -> String {
     std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
@@ -223,6 +224,9 @@ fn unique_suffix() -> String {
     format!("{:x}_{}", nanos, std::process::id())
 }
 
+/// The leases a node holds.
+const HELD: &str = "SELECT COUNT(*) FROM deliveries WHERE status = 'in_flight' AND lease_owner = $1";
+
 fn stop(mut node: Node) {
     let _ = node.child.kill();
     let _ = node.child.wait();
@@ -248,6 +252,11 @@ async fn three_nodes_deliver_everything_and_repeat_only_what_the_killed_one_held
         cluster.publish_share(&nodes[2], 0..total / 2, batch, 2, 3),
     );
     sink.wait_for(Duration::from_secs(60), |r| r.len() >= 1_000).await;
+    // Kill it while it holds leases, so the takeover has something to take over.
+    let started = Instant::now();
+    while cluster.count(HELD, "node-b").await == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut victim = nodes.remove(1);
     victim.child.kill().expect("SIGKILL is sent");
     victim.child.wait().expect("the node is gone");
