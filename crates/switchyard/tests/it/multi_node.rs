@@ -97,6 +97,8 @@ impl Cluster {
             .env("SWITCHYARD_MASTER_KEY", &self.master_key)
             .env("SWITCHYARD_ENGINE__LEASE_MS", LEASE_MS.to_string())
             .env("SWITCHYARD_ENGINE__CONCURRENCY", CONCURRENCY.to_string())
+            // One destination takes all the load: let it have every slot.
+            .env("SWITCHYARD_ENGINE__MAX_IN_FLIGHT_PER_DESTINATION", CONCURRENCY.to_string())
             .env("SWITCHYARD_ENGINE__SHUTDOWN_GRACE_MS", "2000")
             .env("SWITCHYARD_LOG__LEVEL", "warn")
             // The sink listens on loopback, which the SSRF guard refuses by default.
