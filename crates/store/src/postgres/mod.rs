@@ -199,3 +199,28 @@ fn bind_scalar<'q, O>(
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configured statement timeout reaches the server: a longer statement is cancelled.
+    #[tokio::test]
+    async fn statements_past_the_configured_timeout_are_cancelled() {
+        let Some((conn, url)) = plans::admin().await else { return };
+        drop(conn);
+        let pool = PoolOptions {
+            max_connections: 2,
+            min_connections: 1,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: Some(100),
+        };
+        let store = PgStore::connect(&url, &pool, &MasterKeys::generated()).await.expect("connect");
+        let quick: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&store.pool).await.expect("a quick one");
+        assert_eq!(quick, 1);
+        let slow = sqlx::query("SELECT pg_sleep(1)").execute(&store.pool).await.expect_err("cancelled");
+        let code = slow.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("57014"), "{slow}");
+        assert!(store.pool.size() >= 1, "min_connections are kept open");
+    }
+}

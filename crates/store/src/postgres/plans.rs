@@ -14,7 +14,7 @@ use crate::sql::{self, Assembled, Bind, deliveries as q};
 
 const ROWS: i64 = 50_000;
 
-async fn admin() -> Option<(PgConnection, String)> {
+pub(super) async fn admin() -> Option<(PgConnection, String)> {
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     match PgConnection::connect(&url).await {
