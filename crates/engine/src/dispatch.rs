@@ -144,7 +144,10 @@ impl Engine {
                 continue;
             }
             // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
-            let cleared = gate.clear(&self.node_id, claimed, now, lease_until).await;
+            // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
+            // then dated close to when the deliveries go (the claim may take a while on a busy
+            // database, and other nodes admit meanwhile).
+            let cleared = gate.clear(&self.node_id, claimed, now_millis(), lease_until).await;
             if cleared.is_empty() {
                 // Everything claimed waits: let a delivery finish (or a moment pass) first.
                 tokio::select! {

@@ -317,13 +317,14 @@ async fn a_rate_limit_holds_for_the_three_nodes_together() {
     for id in ["rate-a", "rate-b", "rate-c"] {
         nodes.push(cluster.start(id).await);
     }
-    let (per_second, burst) = (10, 5);
+    // Tokens 200 ms apart: far more than the jitter between a grant and its arrival.
+    let (per_second, burst) = (5, 3);
     cluster
         .route_to(&nodes[0], &sink, json!({"rate_limit": {"per_second": per_second, "burst": burst}}))
         .await;
-    let total = 90;
-    for (i, from) in (0..total).step_by(15).enumerate() {
-        cluster.publish(&nodes[i % 3], from, from + 15).await;
+    let total = 48;
+    for (i, from) in (0..total).step_by(8).enumerate() {
+        cluster.publish(&nodes[i % 3], from, from + 8).await;
     }
 
     let received = sink.wait_for(Duration::from_secs(40), |r| r.len() >= total).await;
