@@ -188,7 +188,21 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Whether the database answers and its schema is current.
     async fn ping(&self) -> StoreResult<()>;
+    /// Calls `signal` whenever work may have become due through another node or process (an
+    /// ingest, a retry, a replay, a resumed destination), until the answer is dropped. A
+    /// backend only one process uses has nothing to watch and answers `None`; either way the
+    /// engine's poll remains the safety net.
+    async fn watch_work(&self, signal: WorkSignal) -> StoreResult<Option<Box<dyn WorkWatch>>> {
+        let _ = signal;
+        Ok(None)
+    }
 }
+
+/// What [`Store::watch_work`] calls: cheap, non-blocking, callable from any thread.
+pub type WorkSignal = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A running watch of [`Store::watch_work`]; dropping it stops the watch.
+pub trait WorkWatch: Send + Sync + std::fmt::Debug {}
 
 /// The delivery side: the outbox the engine works from.
 ///

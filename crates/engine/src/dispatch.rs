@@ -51,7 +51,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, settings: EngineSettings) -> Self {
-        let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
+        let node_id =
+            settings.node_id.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7().simple()));
         let shaper = Arc::new(Shaper::new(settings.jq));
         Self { store, adapters, settings, waker: Waker::default(), node_id, running: Arc::default(), shaper }
     }
@@ -75,6 +76,7 @@ impl Engine {
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
         let (stop_renewing, renewer) =
             lease::spawn_renewer(self.store.clone(), self.node_id.clone(), self.settings.lease_ms);
+        let _watch = self.watch_other_nodes().await;
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
@@ -83,6 +85,19 @@ impl Engine {
         drop(stop_renewing);
         let _ = renewer.await;
         let _ = pruner.await;
+    }
+
+    /// Wakes this node when another one makes work due (a backend shared by several nodes
+    /// tells; see `Store::watch_work`). Without it the poll still finds the work, later.
+    async fn watch_other_nodes(&self) -> Option<Box<dyn switchyard_core::store::WorkWatch>> {
+        let waker = self.waker.clone();
+        match self.store.watch_work(Arc::new(move || waker.wake())).await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for work from other nodes; relying on the poll");
+                None
+            }
+        }
     }
 
     async fn dispatch(&self, in_flight: &mut JoinSet<()>, mut shutdown: Shutdown) {
@@ -134,7 +149,10 @@ impl Engine {
                 continue;
             }
             // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
-            let cleared = gate.clear(&self.node_id, claimed, now, lease_until).await;
+            // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
+            // then dated close to when the deliveries go (the claim may take a while on a busy
+            // database, and other nodes admit meanwhile).
+            let cleared = gate.clear(&self.node_id, claimed, now_millis(), lease_until).await;
             if cleared.is_empty() {
                 // Everything claimed waits: let a delivery finish (or a moment pass) first.
                 tokio::select! {

@@ -20,6 +20,8 @@ pub use shutdown::{Shutdown, ShutdownTrigger};
 /// How the engine of one node runs.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
+    /// The owner name of this node's leases; `None`: a fresh `node-<uuid>`.
+    pub node_id: Option<String>,
     /// Deliveries in flight at once.
     pub concurrency: usize,
     /// Deliveries in flight at once to one destination; `None`: a quarter of `concurrency`.
@@ -41,6 +43,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
+            node_id: None,
             concurrency: 512,
             max_in_flight_per_destination: None,
             lease_ms: 60_000,

@@ -8,10 +8,16 @@ use crate::seal::SealError;
 /// Failures of this crate that are not the driver's own.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("unsupported database URL scheme `{0}`; use sqlite://PATH")]
+    #[error("unsupported database URL scheme `{0}`; use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedScheme(String),
     #[error("the database schema is not current ({0}); run `switchyard migrate`")]
     SchemaNotCurrent(String),
+    /// The schema needs migrations and this role may not change it.
+    #[error(
+        "the database schema needs migrations but this role may not change the schema ({0}); \
+         run `switchyard migrate` with a role that may, then start again"
+    )]
+    MigrationDenied(String),
     /// A stored value that no longer decodes: the row was written by something else or the
     /// schema drifted. Reported instead of panicking so one bad row cannot take a node down.
     #[error("stored {column} is unreadable: {detail}")]

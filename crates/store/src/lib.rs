@@ -1,5 +1,6 @@
 //! The repositories of Switchyard: implementations of the `switchyard_core::store` traits.
-//! SQLite is the embedded default; PostgreSQL will follow and share the query text in [`sql`].
+//! SQLite is the embedded default; PostgreSQL serves any number of nodes on one database. Both
+//! run the query text in [`sql`] and decode rows the same way ([`rows`]).
 //!
 //! The backend is chosen once, from the database URL, by [`connect`]; everything above this
 //! crate holds an `Arc<dyn Store>` and never learns which backend is behind it.
@@ -9,6 +10,8 @@
 //! holds them in clear (see [`seal`] for the format).
 
 mod error;
+mod migrations;
+mod postgres;
 mod rows;
 pub mod seal;
 mod sql;
@@ -19,17 +22,26 @@ use std::sync::Arc;
 use switchyard_core::store::{Store, StoreError};
 
 pub use error::BackendError;
+pub use postgres::PgStore;
 pub use seal::{KeyError, KeyId, MasterKey, MasterKeys, Reseal, SealError, SecretInventory};
 pub use sqlite::SqliteStore;
 
-/// Where the database is, how many connections may read it at once, and the master keys its
-/// secrets are sealed with.
+/// Where the database is, how its connections are pooled, and the master keys its secrets are
+/// sealed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseOptions {
-    /// `sqlite://PATH` (the file is created when missing) or `sqlite::memory:`.
+    /// `sqlite://PATH` (the file is created when missing), `sqlite::memory:`, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?options=-csearch_path%3DSCHEMA]`.
     pub url: String,
-    /// Size of the read pool; writes always go through one connection.
+    /// SQLite: the size of the read pool (writes always go through one connection).
+    /// PostgreSQL: the size of the pool.
     pub max_connections: u32,
+    /// PostgreSQL only: connections kept open when idle.
+    pub min_connections: u32,
+    /// PostgreSQL only: how long a query waits for a free connection before failing.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL only: the server cancels a statement running longer (`statement_timeout`).
+    pub statement_timeout_ms: Option<u64>,
     /// Seal with the current key, open with any. The default is a fresh random key, which
     /// suits tests and in-memory databases only: a database whose secrets must outlive the
     /// process needs its key kept (the binary loads it from the environment or a key file).
@@ -41,7 +53,30 @@ impl Default for DatabaseOptions {
         Self {
             url: "sqlite://switchyard.db".to_owned(),
             max_connections: 8,
+            min_connections: 0,
+            acquire_timeout_ms: 30_000,
+            statement_timeout_ms: None,
             master_keys: MasterKeys::generated(),
+        }
+    }
+}
+
+/// How a PostgreSQL pool is sized and bounded: the pool fields of [`DatabaseOptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: Option<u64>,
+}
+
+impl DatabaseOptions {
+    pub fn pool(&self) -> PoolOptions {
+        PoolOptions {
+            max_connections: self.max_connections,
+            min_connections: self.min_connections,
+            acquire_timeout_ms: self.acquire_timeout_ms,
+            statement_timeout_ms: self.statement_timeout_ms,
         }
     }
 }
@@ -50,6 +85,7 @@ impl Default for DatabaseOptions {
 #[derive(Debug, Clone)]
 pub enum Database {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Opens the database named by `options.url`, choosing the backend by the URL's scheme. Does
@@ -61,6 +97,9 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database, StoreError> 
             .await
             .map(Database::Sqlite);
     }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return PgStore::connect(url, &options.pool(), &options.master_keys).await.map(Database::Postgres);
+    }
     // Only the scheme is echoed: the rest of a URL may hold a password.
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
     Err(BackendError::UnsupportedScheme(scheme.to_owned()).into())
@@ -71,12 +110,33 @@ impl Database {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(store) => store.migrate().await,
+            Self::Postgres(store) => store.migrate().await,
         }
+    }
+
+    /// The embedded migrations the database lacks (or holds in another form), described; empty
+    /// when the schema is current. Reads only, so a role without DDL rights may ask.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.pending_migrations().await,
+            Self::Postgres(store) => store.pending_migrations().await,
+        }
+    }
+
+    /// Migrates only when a migration is pending, so a node whose role may not change the
+    /// schema starts on a current one; answers how many were pending.
+    pub async fn migrate_if_pending(&self) -> Result<usize, StoreError> {
+        let pending = self.pending_migrations().await?;
+        if !pending.is_empty() {
+            self.migrate().await?;
+        }
+        Ok(pending.len())
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
         }
     }
 
@@ -85,6 +145,7 @@ impl Database {
     pub async fn secret_inventory(&self) -> Result<SecretInventory, StoreError> {
         match self {
             Self::Sqlite(store) => store.secret_inventory().await,
+            Self::Postgres(store) => store.secret_inventory().await,
         }
     }
 
@@ -93,6 +154,7 @@ impl Database {
     pub async fn reseal(&self, which: Reseal) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(store) => store.reseal(which).await,
+            Self::Postgres(store) => store.reseal(which).await,
         }
     }
 
@@ -100,6 +162,7 @@ impl Database {
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
         }
     }
 }

@@ -407,18 +407,30 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
-/// Connects to the configured database with `keys` and brings its schema up to date.
+/// Connects to the configured database with `keys` and brings its schema up to date. A
+/// current schema is left alone, so a node whose role may not change the schema (see the
+/// README's deployment section) starts once `switchyard migrate` has run.
 pub async fn connect(config: &Config, master_keys: MasterKeys) -> anyhow::Result<Database> {
     let url = redact_url(&config.database.url);
+    let database = &config.database;
     let options = DatabaseOptions {
-        url: config.database.url.clone(),
-        max_connections: config.database.max_connections,
+        url: database.url.clone(),
+        max_connections: database.max_connections,
+        min_connections: database.min_connections,
+        acquire_timeout_ms: database.acquire_timeout_ms,
+        statement_timeout_ms: database.statement_timeout_ms,
         master_keys,
     };
     let database = switchyard_store::connect(&options)
         .await
         .with_context(|| format!("cannot connect to the database at {url}"))?;
-    database.migrate().await.with_context(|| format!("cannot migrate the database at {url}"))?;
+    let applied = database
+        .migrate_if_pending()
+        .await
+        .with_context(|| format!("cannot migrate the database at {url}"))?;
+    if applied > 0 {
+        tracing::info!(migrations = applied, "applied the pending migrations");
+    }
     Ok(database)
 }
 

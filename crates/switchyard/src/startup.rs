@@ -185,6 +185,7 @@ async fn ensure_admin_key(store: &dyn Store) -> anyhow::Result<Option<String>> {
 
 fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
+        node_id: config.engine.node_id.clone(),
         concurrency: config.engine.concurrency,
         max_in_flight_per_destination: config.engine.max_in_flight_per_destination,
         lease_ms: config.engine.lease_ms,

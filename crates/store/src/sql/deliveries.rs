@@ -72,7 +72,7 @@ macro_rules! ordering_allows {
 /// for it.
 ///
 /// Only the writer runs it, inside `BEGIN IMMEDIATE`, so two claims never see the same row as
-/// claimable. (PostgreSQL will need `FOR UPDATE SKIP LOCKED` in the branches.)
+/// claimable. PostgreSQL, with concurrent claimers, runs [`CLAIM_SKIP_LOCKED`] instead.
 pub const CLAIM: &str = concat!(
     "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
      updated_at = $3 \
@@ -91,6 +91,40 @@ pub const CLAIM: &str = concat!(
     destination_enabled!(),
     " ORDER BY lease_expires_at, seq LIMIT $4) AS expired\
      ) AS claimable ORDER BY next_attempt_at, seq LIMIT $4) \
+     RETURNING ",
+    delivery_columns!()
+);
+
+/// [`CLAIM`] for many concurrent claimers (PostgreSQL): the same two branches and checks,
+/// each locking the rows it answers with `FOR UPDATE OF deliveries SKIP LOCKED`, so claims of
+/// several nodes take disjoint rows without waiting for each other. A row another claim
+/// changed and committed meanwhile is checked again on its new version (and dropped when it
+/// is no longer due), so a delivery is leased once. The ordering checks see other claims'
+/// rows too: a key's head locked by another claim still reads `pending` (before it), or
+/// `in_flight` once committed, so the rows behind it wait either way. Both branches read
+/// their index (`deliveries_status_next_attempt_at` and `deliveries_status_lease_expires_at`,
+/// both ending in `seq` on PostgreSQL); with a backlog the planner reads it in order and stops
+/// at the limit, with a handful of due rows it may sort that handful (see `postgres::plans`). Bound like
+/// `CLAIM` (owner, lease end, now, limit); only PostgreSQL runs it, so its placeholders may
+/// appear out of order.
+pub const CLAIM_SKIP_LOCKED: &str = concat!(
+    "WITH claimable AS (SELECT seq AS claimed_seq FROM (\
+         SELECT seq, next_attempt_at FROM (\
+             SELECT seq, next_attempt_at FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $3 AND ",
+    destination_enabled!(),
+    " AND ",
+    ordering_allows!(),
+    " ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE OF deliveries SKIP LOCKED) AS due \
+         UNION ALL \
+         SELECT seq, next_attempt_at FROM (\
+             SELECT seq, next_attempt_at FROM deliveries \
+             WHERE status = 'in_flight' AND lease_expires_at <= $3 AND ",
+    destination_enabled!(),
+    " ORDER BY lease_expires_at, seq LIMIT $4 FOR UPDATE OF deliveries SKIP LOCKED) AS expired\
+     ) AS candidates ORDER BY next_attempt_at, seq LIMIT $4) \
+     UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
+     updated_at = $3 FROM claimable WHERE deliveries.seq = claimable.claimed_seq \
      RETURNING ",
     delivery_columns!()
 );
@@ -322,6 +356,7 @@ mod tests {
         }
         for sql in [
             CLAIM,
+            CLAIM_SKIP_LOCKED,
             SETTLE_DELIVERY,
             PROMOTE_NEXT,
             RELEASE_LEASES,

@@ -53,6 +53,11 @@ pub const INSERT_FLOW: &str = concat!(
 pub const SELECT_FLOW: &str =
     concat!("SELECT ", flow_columns!(), " FROM destination_flow WHERE destination_id = $1");
 
+/// [`SELECT_FLOW`] locking the row until the transaction ends (PostgreSQL), so concurrent
+/// nodes change the record one after another: a rate limit spends each token once cluster-wide.
+pub const SELECT_FLOW_FOR_UPDATE: &str =
+    concat!("SELECT ", flow_columns!(), " FROM destination_flow WHERE destination_id = $1 FOR UPDATE");
+
 /// Writes the record computed from version `$16`; no row when another writer got there first.
 pub const UPDATE_FLOW: &str = "UPDATE destination_flow SET state = $1, opened_at = $2, \
      reason = $3, cooldown_ms = $4, retry_at = $5, consecutive_failures = $6, probe_owner = $7, \

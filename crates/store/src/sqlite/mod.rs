@@ -18,7 +18,6 @@ mod idempotency;
 mod secrets;
 mod subscriptions;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 use switchyard_core::page::ListRequest;
-use switchyard_core::store::{Store, StoreError, StoreResult};
+use switchyard_core::store::{Store, StoreResult};
 
 use crate::error::{BackendError, map_err};
 use crate::seal::{MasterKeys, Sealer};
@@ -97,7 +96,25 @@ impl SqliteStore {
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer).await.map_err(|e| StoreError::Backend(Box::new(e)))
+        MIGRATOR.run(&self.writer).await.map_err(crate::migrations::run_error)
+    }
+
+    /// The embedded migrations the database has not applied (or applied differently).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let applied =
+            sqlx::query_as::<_, (i64, Vec<u8>)>(sql::APPLIED_MIGRATIONS).fetch_all(&self.reader).await;
+        let applied = match applied {
+            Ok(rows) => rows,
+            // A missing history table means nothing was applied yet.
+            Err(sqlx::Error::Database(db)) if db.message().contains("no such table") => Vec::new(),
+            Err(e) => {
+                return Err(BackendError::SchemaNotCurrent(format!(
+                    "cannot read the migration history: {e}"
+                ))
+                .into());
+            }
+        };
+        Ok(crate::migrations::pending(&MIGRATOR, &applied))
     }
 
     /// Starts a write transaction holding the database's write lock from its first statement.
@@ -119,32 +136,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
-        let applied: HashMap<i64, Vec<u8>> = sqlx::query_as::<_, (i64, Vec<u8>)>(sql::APPLIED_MIGRATIONS)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(|e| BackendError::SchemaNotCurrent(format!("cannot read the migration history: {e}")))?
-            .into_iter()
-            .collect();
-        for migration in MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()) {
-            match applied.get(&migration.version) {
-                None => {
-                    return Err(BackendError::SchemaNotCurrent(format!(
-                        "migration {} ({}) is not applied",
-                        migration.version, migration.description
-                    ))
-                    .into());
-                }
-                Some(checksum) if checksum.as_slice() != &*migration.checksum => {
-                    return Err(BackendError::SchemaNotCurrent(format!(
-                        "migration {} ({}) differs from the one applied",
-                        migration.version, migration.description
-                    ))
-                    .into());
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
+        crate::migrations::require_current(self.pending_migrations().await)
     }
 }
 

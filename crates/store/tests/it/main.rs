@@ -1,5 +1,5 @@
 //! The store suite. Every test in it is a generic async function over a fresh `TestDb`, run
-//! once per backend by `suite!`; backend-specific checks live in `sqlite`.
+//! once per backend by `suite!`; backend-specific checks live in `sqlite` and `postgres`.
 
 mod api_keys;
 mod audit;
@@ -8,6 +8,7 @@ mod events;
 mod flow;
 mod idempotency;
 mod ordering;
+mod postgres;
 mod resources;
 mod secrets;
 mod sqlite;
@@ -19,7 +20,9 @@ macro_rules! instantiate {
         $(
             #[tokio::test]
             async fn $test() {
-                crate::$module::$test($connect().await).await;
+                // `None`: the backend is unreachable outside CI, and said so.
+                let Some(db) = $connect().await else { return };
+                crate::$module::$test(db).await;
             }
         )*
     };
@@ -86,4 +89,5 @@ macro_rules! suite {
     };
 }
 
-suite!(on_sqlite, crate::support::TestDb::sqlite);
+suite!(on_sqlite, crate::support::TestDb::sqlite_for_suite);
+suite!(on_postgres, crate::support::TestDb::postgres);

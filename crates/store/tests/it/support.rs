@@ -19,7 +19,32 @@ use tempfile::TempDir;
 pub const T0: Millis = 1_700_000_000_000;
 
 enum Backend {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// A schema of its own in the test database, dropped with the value.
+    Postgres {
+        url: String,
+        base_url: String,
+        schema: String,
+    },
+}
+
+/// Where the PostgreSQL tests run: `SWITCHYARD_TEST_POSTGRES_URL`, or the local default.
+pub fn postgres_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// `url` with every connection's `search_path` set to `schema`.
+fn with_search_path(url: &str, schema: &str) -> String {
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}options=-csearch_path%3D{schema}")
+}
+
+/// SQLite spellings in the suite's side statements, in PostgreSQL's dialect.
+fn in_postgres_dialect(sql: &str) -> String {
+    sql.replace("CAST(body AS TEXT)", "convert_from(body, 'UTF8')").replace(" AS BLOB)", " AS BYTEA)")
 }
 
 /// A migrated, empty database that lives as long as the value.
@@ -42,10 +67,52 @@ impl TestDb {
         Self { store: database.store(), database, keys, backend: Backend::Sqlite { path }, _dir: dir }
     }
 
+    /// The suite's way in: every backend answers `None` when the test must be skipped.
+    pub async fn sqlite_for_suite() -> Option<Self> {
+        Some(Self::sqlite().await)
+    }
+
+    /// A migrated, empty schema of its own in the test database; `None` (with a loud message)
+    /// when PostgreSQL is unreachable, which fails the test under `CI=true` instead.
+    pub async fn postgres() -> Option<Self> {
+        let base_url = postgres_url();
+        let mut admin = match sqlx::PgConnection::connect(&base_url).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL at {base_url} is unreachable under CI=true: {error}");
+                }
+                eprintln!(
+                    "\n!!! SKIPPED: PostgreSQL at {base_url} is unreachable ({error}); set \
+                     SWITCHYARD_TEST_POSTGRES_URL or start it (scripts/test does) !!!\n"
+                );
+                return None;
+            }
+        };
+        let schema = format!("sy_{:016x}", rand::random::<u64>());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test schema");
+        admin.close().await.expect("close the admin connection");
+        let url = with_search_path(&base_url, &schema);
+        let keys = MasterKeys::generated();
+        let database = connect_url(&url, &keys).await;
+        database.migrate().await.expect("migrate");
+        Some(Self {
+            store: database.store(),
+            database,
+            keys,
+            backend: Backend::Postgres { url, base_url, schema },
+            _dir: tempfile::tempdir().expect("a temporary directory"),
+        })
+    }
+
     /// Another connection to the same database, sealing and opening with `keys`.
     pub async fn reopen(&self, keys: &MasterKeys) -> Database {
         match &self.backend {
             Backend::Sqlite { path } => connect_sqlite(path, keys).await,
+            Backend::Postgres { url, .. } => connect_url(url, keys).await,
         }
     }
 
@@ -58,6 +125,15 @@ impl TestDb {
                 let mut conn = SqliteConnection::connect(&url).await.expect("a side connection");
                 let rows: Vec<String> =
                     sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("side query");
+                conn.close().await.expect("close the side connection");
+                rows
+            }
+            Backend::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("a side connection");
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(in_postgres_dialect(sql)))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("side query");
                 conn.close().await.expect("close the side connection");
                 rows
             }
@@ -74,6 +150,14 @@ impl TestDb {
                 sqlx::query(sql).execute(&mut conn).await.expect("side statement");
                 conn.close().await.expect("close the side connection");
             }
+            Backend::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("a side connection");
+                sqlx::query(sqlx::AssertSqlSafe(in_postgres_dialect(sql)))
+                    .execute(&mut conn)
+                    .await
+                    .expect("side statement");
+                conn.close().await.expect("close the side connection");
+            }
         }
     }
 
@@ -87,23 +171,69 @@ impl TestDb {
                 )
                 .await
             }
+            Backend::Postgres { .. } => {
+                self.execute_outside(
+                    "CREATE FUNCTION fail_deliveries() RETURNS trigger LANGUAGE plpgsql \
+                     AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$",
+                )
+                .await;
+                self.execute_outside(
+                    "CREATE TRIGGER fail_deliveries BEFORE INSERT ON deliveries \
+                     FOR EACH ROW EXECUTE FUNCTION fail_deliveries()",
+                )
+                .await
+            }
         }
     }
 
     pub async fn repair_delivery_inserts(&self) {
         match &self.backend {
             Backend::Sqlite { .. } => self.execute_outside("DROP TRIGGER fail_deliveries").await,
+            Backend::Postgres { .. } => {
+                self.execute_outside("DROP TRIGGER fail_deliveries ON deliveries").await
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops a PostgreSQL test's schema, from a thread of its own since the test's runtime
+    /// is busy dropping this value.
+    fn drop(&mut self) {
+        let Backend::Postgres { base_url, schema, .. } = &self.backend else {
+            return;
+        };
+        let (base_url, schema, name) = (base_url.clone(), schema.clone(), schema.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&base_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test schema {name}; drop it by hand");
         }
     }
 }
 
 async fn connect_sqlite(path: &std::path::Path, keys: &MasterKeys) -> Database {
+    connect_url(&format!("sqlite://{}", path.display()), keys).await
+}
+
+async fn connect_url(url: &str, keys: &MasterKeys) -> Database {
     let options = DatabaseOptions {
-        url: format!("sqlite://{}", path.display()),
+        url: url.to_owned(),
         max_connections: 4,
         master_keys: keys.clone(),
+        ..DatabaseOptions::default()
     };
-    connect(&options).await.expect("connect to the SQLite file")
+    connect(&options).await.expect("connect to the test database")
 }
 
 pub fn event(id: &str, event_type: &str) -> NewEvent {

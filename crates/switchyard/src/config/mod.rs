@@ -66,14 +66,30 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://FILE` (embedded default); may carry credentials, which are masked on print.
+    /// `sqlite://FILE` (embedded default) or `postgres://USER:PASSWORD@HOST:PORT/DB`; may carry
+    /// credentials, which are masked on print.
     pub url: String,
+    /// SQLite: readers at once (one connection writes). PostgreSQL: the pool's size per node.
     pub max_connections: u32,
+    /// PostgreSQL: connections kept open while idle.
+    pub min_connections: u32,
+    /// PostgreSQL: how long a query waits for a free pooled connection before it fails.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL: the server cancels a statement running longer (`statement_timeout`); unset,
+    /// the server's own setting applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_ms: Option<u64>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://switchyard.db".to_owned(), max_connections: 8 }
+        Self {
+            url: "sqlite://switchyard.db".to_owned(),
+            max_connections: 8,
+            min_connections: 0,
+            acquire_timeout_ms: 30_000,
+            statement_timeout_ms: None,
+        }
     }
 }
 
@@ -118,6 +134,10 @@ pub struct IngestConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
+    /// The name this node's leases carry (`deliveries.lease_owner`). Unset: a fresh
+    /// `node-<uuid>` at every start. Give each node its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     /// Deliveries in flight on this node.
     pub concurrency: usize,
     /// Deliveries in flight on this node to any one destination, so one that hangs cannot
@@ -137,6 +157,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
+            node_id: None,
             concurrency: 512,
             max_in_flight_per_destination: None,
             lease_ms: 60_000,
@@ -207,6 +228,10 @@ impl Config {
             }
         };
         positive("database.max_connections", u64::from(self.database.max_connections));
+        positive("database.acquire_timeout_ms", self.database.acquire_timeout_ms);
+        if let Some(timeout) = self.database.statement_timeout_ms {
+            positive("database.statement_timeout_ms", timeout);
+        }
         positive("limits.max_payload_bytes", self.limits.max_payload_bytes as u64);
         positive("limits.max_body_bytes", self.limits.max_body_bytes as u64);
         positive("engine.concurrency", self.engine.concurrency as u64);
@@ -219,6 +244,21 @@ impl Config {
         positive("retention.days", u64::from(self.retention.days));
         if self.database.url.trim().is_empty() {
             problems.push("database.url: must not be empty".to_owned());
+        }
+        if self.database.min_connections > self.database.max_connections {
+            problems.push(format!(
+                "database.min_connections: must not exceed database.max_connections ({})",
+                self.database.max_connections
+            ));
+        }
+        if let Some(node_id) = &self.engine.node_id
+            && (node_id.is_empty()
+                || node_id.len() > 128
+                || !node_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        {
+            problems.push(
+                "engine.node_id: 1 to 128 characters among letters, digits, `-`, `_`, `.` and `:`".to_owned(),
+            );
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(format!("log.level: `{}` is not a valid filter directive: {err}", self.log.level));

@@ -179,6 +179,39 @@ fn invalid_values_are_all_reported_one_per_line() {
 }
 
 #[test]
+fn database_pool_and_node_settings_are_read_and_checked() {
+    jailed(|jail| {
+        write(
+            jail,
+            DEFAULT_FILE,
+            "[database]\nurl = \"postgres://app@db/hub\"\nmax_connections = 20\nmin_connections = 2\n\
+             acquire_timeout_ms = 5000\nstatement_timeout_ms = 15000\n[engine]\nnode_id = \"node-a\"\n",
+        );
+        let config = must(load_plain());
+        assert_eq!((config.database.min_connections, config.database.acquire_timeout_ms), (2, 5_000));
+        assert_eq!(config.database.statement_timeout_ms, Some(15_000));
+        assert_eq!(config.engine.node_id.as_deref(), Some("node-a"));
+
+        write(
+            jail,
+            DEFAULT_FILE,
+            "[database]\nmax_connections = 2\nmin_connections = 3\nacquire_timeout_ms = 0\n\
+             statement_timeout_ms = 0\n[engine]\nnode_id = \"a node\"\n",
+        );
+        let problems = load_plain().expect_err("invalid").problems().to_vec();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for key in [
+            "database.acquire_timeout_ms",
+            "database.statement_timeout_ms",
+            "database.min_connections",
+            "engine.node_id",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key)), "{key}: {problems:?}");
+        }
+    });
+}
+
+#[test]
 fn values_of_the_wrong_shape_are_rejected_with_their_key() {
     jailed(|jail| {
         write(jail, DEFAULT_FILE, "[server]\nlisten = \"localhost\"\n");

@@ -1,4 +1,5 @@
-//! Integration tests: the real application over HTTP on a real SQLite file.
+//! Integration tests: the real application over HTTP on a real SQLite file, and (in
+//! `multi_node`) several real processes on one PostgreSQL database.
 
 mod api_keys;
 mod audit_log;
@@ -14,6 +15,7 @@ mod idempotency;
 mod jq;
 mod jwt;
 mod limits;
+mod multi_node;
 mod openapi;
 mod ordering;
 mod process;

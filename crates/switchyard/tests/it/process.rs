@@ -10,12 +10,12 @@ use crate::sink::{Behaviour, Sink};
 
 const CONCURRENCY: usize = 32;
 
-struct Node {
-    child: Child,
-    address: String,
+pub struct Node {
+    pub child: Child,
+    pub address: String,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     listener.local_addr().expect("an address").port()
 }
@@ -45,8 +45,13 @@ fn admin_token(db: &Path, dir: &Path) -> String {
 }
 
 async fn start(db: &Path, dir: &Path) -> Node {
+    serve(switchyard(db, dir)).await
+}
+
+/// Runs `serve` with `command` on a free loopback port; answers once the node is ready.
+pub async fn serve(mut command: Command) -> Node {
     let port = free_port();
-    let child = switchyard(db, dir)
+    let child = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -1,0 +1,285 @@
+//! The outbox side: claims under leases, attempts, dead letters and retention.
+//!
+//! Claims lock their rows (`FOR UPDATE SKIP LOCKED`), so claimers on any number of nodes never
+//! lease the same delivery; settling is guarded by the lease, so a node that lost its lease
+//! cannot overwrite what the new owner did. Retries and replays tell every node (`NOTIFY`).
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
+use switchyard_core::id::DeliveryId;
+use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::store::{DeliveryStore, StoreError, StoreResult};
+use switchyard_core::time::Millis;
+
+use super::{PgStore, bind, bind_as, bind_scalar, count, notify_work};
+use crate::error::{map_err, unreadable};
+use crate::rows::{AttemptRow, DeliveryRow, decode_all, u64_to_i64};
+use crate::sql::deliveries as q;
+
+/// Decodes rows that carry their creation sequence, keeping it alongside.
+fn decode_sequenced(rows: Vec<DeliveryRow>) -> StoreResult<Vec<(i64, Delivery)>> {
+    rows.into_iter().map(|row| Ok((row.seq(), Delivery::try_from(row)?))).collect()
+}
+
+/// The status and due time a settled delivery moves to.
+fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
+    match next {
+        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextStep::Dead => (DeliveryStatus::Dead, None),
+        NextStep::Filtered => (DeliveryStatus::Filtered, None),
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for PgStore {
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query_as::<_, DeliveryRow>(q::CLAIM_SKIP_LOCKED)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        // `RETURNING` answers in no particular order: restore the claim's.
+        let mut claimed = decode_sequenced(rows)?;
+        claimed.sort_by_key(|(seq, d)| (d.next_attempt_at, *seq));
+        Ok(claimed.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn record_attempt(
+        &self,
+        owner: &str,
+        attempt: &Attempt,
+        next: NextStep,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let (status, next_attempt_at) = settle_to(next);
+        let last_error = match next {
+            NextStep::Succeeded | NextStep::Filtered => None,
+            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
+        };
+        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
+        let mut tx = self.begin_write().await?;
+        // The guarded update goes first: when the lease is lost it matches nothing and the
+        // transaction ends without a write.
+        let settled = sqlx::query(q::SETTLE_DELIVERY)
+            .bind(status.as_str())
+            .bind(next_attempt_at)
+            .bind(last_error)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if settled.rows_affected() == 0 {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        }
+        // The next of an ordered key, if it was waiting for this one.
+        sqlx::query(q::PROMOTE_NEXT)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(q::INSERT_ATTEMPT)
+            .bind(attempt.delivery_id.as_str())
+            .bind(attempt.started_at)
+            .bind(duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        // The destination's circuit breaker learns the outcome in the same transaction.
+        self.observe_attempt(&mut tx, attempt, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let released =
+            sqlx::query(q::RELEASE_LEASES).bind(now).bind(owner).execute(&mut *tx).await.map_err(map_err)?;
+        if released.rows_affected() > 0 {
+            // Handed back by a node that stops: the others take them at once.
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(released.rows_affected())
+    }
+
+    async fn renew_leases(&self, owner: &str, lease_until: Millis) -> StoreResult<u64> {
+        let renewed = sqlx::query(q::RENEW_LEASES)
+            .bind(lease_until)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(renewed.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
+        sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT).fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
+        sqlx::query_as::<_, DeliveryRow>(q::SELECT_DELIVERY)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .map(Delivery::try_from)
+            .transpose()
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<Delivery>> {
+        let per_page = request.per_page().max(1);
+        let limit = i64::from(per_page) + 1;
+        let (after, offset) = match request {
+            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
+            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
+        };
+        let mut tx = self.begin_read().await?;
+        // One item more than the page tells whether another page follows.
+        let query = q::list(filter, after, limit, offset);
+        let rows = bind_as(sqlx::query_as::<_, DeliveryRow>(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total = match request {
+            ListRequest::Page { .. } => {
+                let query = q::count(filter);
+                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Some(count(n))
+            }
+            ListRequest::After { .. } => None,
+        };
+        tx.commit().await.map_err(map_err)?;
+
+        let mut items = decode_sequenced(rows)?;
+        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
+        let more = items.len() > page_len;
+        items.truncate(page_len);
+        let next_cursor = if more { items.last().map(|(seq, _)| Cursor::at(*seq)) } else { None };
+        Ok(Listing { items: items.into_iter().map(|(_, d)| d).collect(), total, next_cursor })
+    }
+
+    async fn attempts_of(&self, id: &DeliveryId) -> StoreResult<Vec<Attempt>> {
+        let rows = sqlx::query_as::<_, AttemptRow>(q::ATTEMPTS_OF)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        decode_all(rows)
+    }
+
+    async fn retry_delivery(&self, id: &DeliveryId, now: Millis) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin_write().await?;
+        let retried = sqlx::query_as::<_, DeliveryRow>(q::RETRY_DELIVERY)
+            .bind(now)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(row) = retried {
+            notify_work(&mut tx).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Delivery::try_from(row).map(Some);
+        }
+        // Nothing changed: tell a missing delivery from one in a state that cannot retry.
+        let status: Option<String> = sqlx::query_scalar(q::DELIVERY_STATUS)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.rollback().await.map_err(map_err)?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        Err(match DeliveryStatus::parse(&status) {
+            Some(DeliveryStatus::InFlight) => StoreError::Conflict(format!(
+                "delivery {id} is in flight; retry it once its attempt is recorded"
+            )),
+            Some(DeliveryStatus::Succeeded) => {
+                StoreError::Conflict(format!("delivery {id} has succeeded; there is nothing to retry"))
+            }
+            Some(DeliveryStatus::Filtered) => StoreError::Conflict(format!(
+                "delivery {id} was filtered out by its subscription; there is nothing to retry"
+            )),
+            _ => unreadable("deliveries.status", format!("unexpected status {status:?} for a retry")),
+        })
+    }
+
+    async fn replay_dead(&self, filter: &DeliveryFilter, now: Millis, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let query = q::replay_dead(filter, now, i64::from(limit));
+        let mut tx = self.begin_write().await?;
+        let replayed = bind(sqlx::query(AssertSqlSafe(query.sql)), query.binds)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if replayed.rows_affected() > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(replayed.rows_affected())
+    }
+
+    async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {
+        let query = q::count_dead(filter);
+        let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(count(n))
+    }
+
+    async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::from(limit);
+        let mut tx = self.begin_write().await?;
+        // Attempts first: they reference the deliveries the next statement selects again.
+        sqlx::query(q::PRUNE_ATTEMPTS).bind(before).bind(limit).execute(&mut *tx).await.map_err(map_err)?;
+        let mut deleted = 0;
+        for statement in [q::PRUNE_DELIVERIES, q::PRUNE_EVENTS] {
+            deleted += sqlx::query(statement)
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,161 @@
+//! Events and the deliveries ingest creates with them.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use switchyard_core::delivery::{Delivery, DeliveryStatus};
+use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
+use switchyard_core::id::DeliveryId;
+use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::store::{EventStore, StoreResult};
+use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
+use switchyard_core::time::Millis;
+
+use super::{PgStore, bind_as, bind_scalar, count, notify_work};
+use crate::error::map_err;
+use crate::rows::{DeliveryRow, EventRow, SubscriptionRow, decode_all, to_json};
+use crate::sql;
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        // Read inside the transaction, so a subscription created concurrently either routes
+        // the whole call or none of it.
+        let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let subscriptions: Vec<Subscription> = decode_all(rows)?;
+        let pending = DeliveryStatus::Pending.as_str();
+
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut routed = false;
+        for new in events {
+            let payload = to_json("events.payload", &new.payload)?;
+            let seq: Option<i64> = sqlx::query_scalar(sql::INSERT_EVENT)
+                .bind(new.event_id.as_str())
+                .bind(new.event_type.as_str())
+                .bind(new.timestamp)
+                .bind(payload)
+                .bind(new.metadata.correlation_id.as_str())
+                .bind(new.metadata.causation_id.as_deref())
+                .bind(new.ordering_key.as_deref())
+                .bind(new.source.as_str())
+                .bind(now)
+                .bind(new.content_hash.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+
+            let Some(seq) = seq else {
+                // The id is taken, by an earlier call or earlier in this one (the transaction
+                // sees its own writes): compare what was sent.
+                let row = sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
+                    .bind(new.event_id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let stored = Event::try_from(row)?;
+                outcomes.push(if stored.content_hash == new.content_hash {
+                    IngestOutcome::Duplicate(stored)
+                } else {
+                    IngestOutcome::Conflict(new.event_id)
+                });
+                continue;
+            };
+
+            for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
+                let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
+                let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
+                sqlx::query(sql::INSERT_DELIVERY)
+                    .bind(DeliveryId::generate().as_str())
+                    .bind(new.event_id.as_str())
+                    .bind(subscription.id.as_str())
+                    .bind(subscription.destination_id.as_str())
+                    .bind(pending)
+                    .bind(ordered)
+                    .bind(new.ordering_key.as_deref())
+                    .bind(block_on_dead)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                routed = true;
+            }
+            outcomes.push(IngestOutcome::Created(Event {
+                event_id: new.event_id,
+                event_type: new.event_type,
+                timestamp: new.timestamp,
+                payload: new.payload,
+                metadata: new.metadata,
+                ordering_key: new.ordering_key,
+                source: new.source,
+                received_at: now,
+                content_hash: new.content_hash,
+                seq,
+            }));
+        }
+        if routed {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcomes)
+    }
+
+    async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
+        sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .map(Event::try_from)
+            .transpose()
+    }
+
+    async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>> {
+        let per_page = request.per_page().max(1);
+        let limit = i64::from(per_page) + 1;
+        let (after, offset) = match request {
+            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
+            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
+        };
+        let mut tx = self.begin_read().await?;
+        // One item more than the page tells whether another page follows.
+        let query = sql::list_events(filter, after, limit, offset);
+        let rows = bind_as(sqlx::query_as::<_, EventRow>(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total = match request {
+            ListRequest::Page { .. } => {
+                let query = sql::count_events(filter);
+                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Some(count(n))
+            }
+            ListRequest::After { .. } => None,
+        };
+        tx.commit().await.map_err(map_err)?;
+
+        let mut items: Vec<Event> = decode_all(rows)?;
+        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
+        let more = items.len() > page_len;
+        items.truncate(page_len);
+        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
+        Ok(Listing { items, total, next_cursor })
+    }
+
+    async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query_as::<_, DeliveryRow>(sql::DELIVERIES_OF_EVENT)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        decode_all(rows)
+    }
+}

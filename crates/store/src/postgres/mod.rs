@@ -1,0 +1,226 @@
+//! The PostgreSQL backend: any number of nodes on one database, through a pool per node.
+//!
+//! Unlike SQLite there is no single writer: transactions of many nodes run at once under
+//! `READ COMMITTED`. What must not be done twice is guarded by row locks, never by a lock of
+//! this process: the claim takes its rows with `FOR UPDATE SKIP LOCKED` (two claimers never
+//! lease the same delivery and never wait for each other), flow control locks the
+//! destination's `destination_flow` row for its read-change-write, and settling an attempt is
+//! guarded by the lease. Writes that make work due (ingest, retry, replay, a resumed
+//! destination) send a `NOTIFY` in their transaction; every node `LISTEN`s on a connection of
+//! its own and wakes its engine ([`PgStore::watch_work`]).
+
+mod api_keys;
+mod audit;
+mod deliveries;
+mod destinations;
+mod event_types;
+mod events;
+mod flow;
+mod idempotency;
+mod secrets;
+mod subscriptions;
+mod watch;
+
+#[cfg(test)]
+mod plans;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{ConnectOptions as _, PgConnection, Postgres, Transaction};
+use switchyard_core::page::ListRequest;
+use switchyard_core::store::{Store, StoreResult, WorkSignal, WorkWatch};
+
+use crate::error::map_err;
+use crate::seal::{MasterKeys, Sealer};
+use crate::sql::Bind;
+use crate::{PoolOptions, migrations};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel of "work may be due" notifications, followed by the schema's name: deployments
+/// in different schemas of one database do not wake each other.
+const WORK_CHANNEL: &str = "switchyard_work.";
+
+/// A statement slower than this is logged (at `warn`), with its text.
+const SLOW_STATEMENT: Duration = Duration::from_millis(200);
+
+/// The PostgreSQL implementation of every store trait. Cheap to clone: clones share the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// What the pool connects with, for the listener's connection of its own (boxed: it is
+    /// large, and read once per watch).
+    connect_options: Box<PgConnectOptions>,
+    /// Seals secrets on their way in and opens them on their way out (see [`crate::seal`]).
+    sealer: Sealer,
+    /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
+    unwritten: flow::Unwritten,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…`) with a pool sized by `pool`; secrets
+    /// are sealed under the current key of `keys` and opened with any of them. The URL's
+    /// `options` parameter reaches the server (e.g. `options=-csearch_path%3Dswitchyard`).
+    pub async fn connect(url: &str, pool: &PoolOptions, keys: &MasterKeys) -> StoreResult<Self> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(map_err)?
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
+        if let Some(timeout) = pool.statement_timeout_ms {
+            options = options.options([("statement_timeout", timeout)]);
+        }
+        let pg_pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections.max(1))
+            .min_connections(pool.min_connections.min(pool.max_connections))
+            .acquire_timeout(Duration::from_millis(pool.acquire_timeout_ms.max(1)))
+            .connect_with(options.clone())
+            .await
+            .map_err(map_err)?;
+        Ok(Self {
+            pool: pg_pool,
+            connect_options: Box::new(options),
+            sealer: Sealer::new(keys),
+            unwritten: Default::default(),
+        })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await.map_err(migrations::run_error)
+    }
+
+    /// The embedded migrations the database has not applied (or applied differently).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let applied =
+            sqlx::query_as::<_, (i64, Vec<u8>)>(crate::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
+        // A missing history table means nothing was applied yet.
+        let applied = match applied {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(map_err(e)),
+        };
+        Ok(migrations::pending(&MIGRATOR, &applied))
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(map_err)
+    }
+
+    /// Starts a read transaction on one snapshot, so a page and its total agree.
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(map_err)
+    }
+}
+
+/// Tells every node's listener that work may be due, when `tx` commits (nothing when it
+/// rolls back).
+async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1 || current_schema(), '')")
+        .bind(WORK_CHANNEL)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        migrations::require_current(self.pending_migrations().await)
+    }
+
+    async fn watch_work(&self, signal: WorkSignal) -> StoreResult<Option<Box<dyn WorkWatch>>> {
+        watch::start((*self.connect_options).clone(), signal)
+            .await
+            .map(|w| Some(Box::new(w) as Box<dyn WorkWatch>))
+    }
+}
+
+/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
+/// is served as its first page. A page holds at least one item so paging always advances.
+fn page_bounds(request: ListRequest) -> (i64, i64) {
+    let per_page = i64::from(request.per_page().max(1));
+    let offset = match request {
+        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
+        ListRequest::After { .. } => 0,
+    };
+    (per_page, offset)
+}
+
+fn bind<'q>(
+    mut query: Query<'q, Postgres, PgArguments>,
+    binds: Vec<Bind>,
+) -> Query<'q, Postgres, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+fn bind_as<'q, O>(
+    mut query: QueryAs<'q, Postgres, O, PgArguments>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+fn bind_scalar<'q, O>(
+    mut query: QueryScalar<'q, Postgres, O, PgArguments>,
+    binds: Vec<Bind>,
+) -> QueryScalar<'q, Postgres, O, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// A count from the database as the `u64` the listings report.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configured statement timeout reaches the server: a longer statement is cancelled.
+    #[tokio::test]
+    async fn statements_past_the_configured_timeout_are_cancelled() {
+        let Some((conn, url)) = plans::admin().await else { return };
+        drop(conn);
+        let pool = PoolOptions {
+            max_connections: 2,
+            min_connections: 1,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: Some(100),
+        };
+        let store = PgStore::connect(&url, &pool, &MasterKeys::generated()).await.expect("connect");
+        let quick: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&store.pool).await.expect("a quick one");
+        assert_eq!(quick, 1);
+        let slow = sqlx::query("SELECT pg_sleep(1)").execute(&store.pool).await.expect_err("cancelled");
+        let code = slow.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("57014"), "{slow}");
+        assert!(store.pool.size() >= 1, "min_connections are kept open");
+    }
+}

@@ -1,0 +1,155 @@
+//! The plans PostgreSQL picks for the claim and for deep keyset pages, on a table of typical
+//! shape (mostly finished rows, a few due ones) with statistics: index scans, never a
+//! sequential scan of `deliveries` or `events`. The plans are quoted in ARCHITECTURE.md.
+//!
+//! Runs against `SWITCHYARD_TEST_POSTGRES_URL` (default the local test database) in a schema
+//! of its own; fails under `CI=true` when PostgreSQL is unreachable, and is skipped otherwise.
+
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use switchyard_core::delivery::DeliveryFilter;
+use switchyard_core::event::{EventFilter, EventType};
+use switchyard_core::id::DestinationId;
+
+use crate::sql::{self, Assembled, Bind, deliveries as q};
+
+const ROWS: i64 = 50_000;
+
+pub(super) async fn admin() -> Option<(PgConnection, String)> {
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    match PgConnection::connect(&url).await {
+        Ok(conn) => Some((conn, url)),
+        Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {url} is unreachable under CI=true: {error}")
+        }
+        Err(error) => {
+            eprintln!("\n!!! SKIPPED: PostgreSQL at {url} is unreachable ({error}) !!!\n");
+            None
+        }
+    }
+}
+
+/// The text of `EXPLAIN` for `query`, its parameters bound.
+async fn explain(conn: &mut PgConnection, query: &Assembled) -> String {
+    let mut explain = sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", query.sql)));
+    for bind in &query.binds {
+        explain = match bind {
+            Bind::Text(text) => explain.bind(text.clone()),
+            Bind::Int(n) => explain.bind(*n),
+        };
+    }
+    explain.fetch_all(conn).await.expect("explain").join("\n")
+}
+
+/// No sequential scan of the big tables, and each of `indexes` used.
+fn assert_uses(plan: &str, indexes: &[&str]) {
+    assert!(!plan.contains("Seq Scan on deliveries"), "a sequential scan:\n{plan}");
+    assert!(!plan.contains("Seq Scan on events"), "a sequential scan:\n{plan}");
+    for index in indexes {
+        assert!(plan.contains(&format!("using {index} on")), "{index} is not used:\n{plan}");
+    }
+}
+
+#[tokio::test]
+async fn the_claim_and_deep_keyset_pages_use_indexes() {
+    let Some((mut conn, _)) = admin().await else { return };
+    let schema = format!("sy_plans_{:016x}", rand::random::<u64>());
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("schema");
+    sqlx::query(AssertSqlSafe(format!("SET search_path TO {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("path");
+    super::MIGRATOR.run(&mut conn).await.expect("migrate");
+    for seed in [
+        "INSERT INTO destinations (id, name, kind, config, secrets, timeout_ms, connect_timeout_ms, \
+         retry, rate_limit, circuit_breaker, enabled, version, created_at, updated_at) \
+         SELECT 'dst_' || i, 'd', 'http', '{}', '{}', 1, 1, '{}', NULL, '{}', i % 5 > 0, 1, 0, 0 \
+         FROM generate_series(1, 40) AS i"
+            .to_owned(),
+        format!(
+            "INSERT INTO events (event_id, event_type, timestamp, payload, correlation_id, source, \
+             received_at, content_hash) \
+             SELECT 'e' || i, 'type.' || (i % 20), i, '{{}}', 'c' || (i % 100), 'api', i, 'h' \
+             FROM generate_series(1, {ROWS}) AS i"
+        ),
+        "INSERT INTO deliveries (id, event_id, subscription_id, destination_id, status, \
+         attempt_count, next_attempt_at, lease_owner, lease_expires_at, ordering_key, ordered, \
+         block_on_dead, created_at, updated_at) \
+         SELECT 'd' || seq, event_id, 'sub_' || (seq % 2), 'dst_' || (seq % 40 + 1), \
+         CASE WHEN seq % 5 = 0 THEN 'pending' WHEN seq % 97 = 0 THEN 'in_flight' \
+              WHEN seq % 89 = 0 THEN 'dead' ELSE 'succeeded' END, \
+         1, CASE WHEN seq % 5 = 0 OR seq % 97 = 0 THEN seq END, \
+         CASE WHEN seq % 97 = 0 THEN 'node' END, CASE WHEN seq % 97 = 0 THEN seq END, \
+         CASE WHEN seq % 3 = 0 THEN 'k' || (seq % 10) END, seq % 3 = 0, seq % 6 = 0, seq, seq \
+         FROM events"
+            .to_owned(),
+        "ANALYZE".to_owned(),
+    ] {
+        sqlx::query(AssertSqlSafe(seed)).execute(&mut conn).await.expect("seed");
+    }
+
+    // Half-way: a page that reads from the middle of the tables.
+    let deep = ROWS / 2;
+    let claim = Assembled {
+        sql: q::CLAIM_SKIP_LOCKED.to_owned(),
+        binds: vec![Bind::Text("node".into()), Bind::Int(deep + 10), Bind::Int(deep), Bind::Int(128)],
+    };
+    let claim = explain(&mut conn, &claim).await;
+    let pages = [
+        explain(&mut conn, &sql::list_events(&EventFilter::default(), Some(deep), 51, 0)).await,
+        explain(
+            &mut conn,
+            &sql::list_events(
+                &EventFilter {
+                    event_type: Some(EventType::from_trusted("type.3")),
+                    ..EventFilter::default()
+                },
+                Some(deep),
+                51,
+                0,
+            ),
+        )
+        .await,
+        explain(&mut conn, &q::list(&DeliveryFilter::default(), Some(deep), 51, 0)).await,
+        explain(
+            &mut conn,
+            &q::list(
+                &DeliveryFilter {
+                    destination_id: Some(DestinationId::from_trusted("dst_7")),
+                    ..DeliveryFilter::default()
+                },
+                Some(deep),
+                51,
+                0,
+            ),
+        )
+        .await,
+    ];
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    conn.close().await.expect("close");
+
+    if std::env::var("SWITCHYARD_SHOW_PLANS").is_ok() {
+        eprintln!("CLAIM:\n{claim}\n");
+        for page in &pages {
+            eprintln!("PAGE:\n{page}\n");
+        }
+    }
+    // `destinations` (a few rows) may be read whole; `deliveries` never is. With a backlog the
+    // due branch reads its index in order and stops at the limit: only the merge is sorted.
+    assert_uses(&claim, &["deliveries_status_next_attempt_at", "deliveries_status_lease_expires_at"]);
+    assert_eq!(claim.matches("LockRows").count(), 2, "each branch locks its rows:\n{claim}");
+    let sorted_due = claim
+        .lines()
+        .any(|l| l.contains("Sort Key:") && l.contains(".next_attempt_at") && !l.contains("due."));
+    assert!(!sorted_due, "the due branch is sorted:\n{claim}");
+    // A deep page seeks its cursor: the primary key, or the filter's index when that is cheaper.
+    assert_uses(&pages[0], &["events_pkey"]);
+    assert_uses(&pages[2], &["deliveries_pkey"]);
+    for page in &pages {
+        assert!(page.contains("Index Cond: (seq > ") || page.contains("(seq > "), "no seek:\n{page}");
+        assert!(page.contains("Index Scan using"), "no index:\n{page}");
+    }
+}
