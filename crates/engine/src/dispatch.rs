@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::attempt::attempt;
 use crate::gate::Gate;
+use crate::metrics::Metrics;
 use crate::retention;
 use crate::shape::Shaper;
 use crate::shutdown::Shutdown;
@@ -46,17 +47,32 @@ pub struct Engine {
     node_id: String,
     running: Arc<AtomicBool>,
     shaper: Arc<Shaper>,
+    metrics: Metrics,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, settings: EngineSettings) -> Self {
         let node_id = format!("node-{}", uuid::Uuid::now_v7().simple());
         let shaper = Arc::new(Shaper::new(settings.jq));
-        Self { store, adapters, settings, waker: Waker::default(), node_id, running: Arc::default(), shaper }
+        Self {
+            store,
+            adapters,
+            settings,
+            waker: Waker::default(),
+            node_id,
+            running: Arc::default(),
+            shaper,
+            metrics: Metrics::new(),
+        }
     }
 
     pub fn waker(&self) -> Waker {
         self.waker.clone()
+    }
+
+    /// The node's metrics; the API renders them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn node_id(&self) -> &str {
@@ -64,7 +80,13 @@ impl Engine {
     }
 
     pub fn control(&self) -> Control {
-        Control::new(self.store.clone(), self.adapters.clone(), self.waker.clone(), self.running.clone())
+        Control::new(
+            self.store.clone(),
+            self.adapters.clone(),
+            self.waker.clone(),
+            self.running.clone(),
+            self.metrics.clone(),
+        )
     }
 
     /// Runs until `shutdown`, then drains: in-flight deliveries get `shutdown_grace_ms` to
@@ -154,6 +176,7 @@ impl Engine {
                     shaper: self.shaper.clone(),
                     waker: self.waker.clone(),
                     owner: self.node_id.clone(),
+                    metrics: self.metrics.clone(),
                 };
                 let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
                 in_flight.spawn(async move {
@@ -225,10 +248,18 @@ struct Worker {
     shaper: Arc<Shaper>,
     waker: Waker,
     owner: String,
+    metrics: Metrics,
 }
 
 async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermit) {
-    let span = tracing::info_span!("delivery", delivery_id = %delivery.id, event_id = %delivery.event_id, destination_id = %delivery.destination_id);
+    // The correlation id is filled in once the event is loaded (`attempt`).
+    let span = tracing::info_span!(
+        "delivery",
+        delivery_id = %delivery.id,
+        event_id = %delivery.event_id,
+        destination_id = %delivery.destination_id,
+        correlation_id = tracing::field::Empty,
+    );
     settle(&worker, &delivery).instrument(span).await;
     drop(permit);
     // A delivery with an ordering key may have held the next of its key back: now that it is
@@ -239,7 +270,7 @@ async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermi
 }
 
 async fn settle(worker: &Worker, delivery: &Delivery) {
-    let Worker { store, adapters, shaper, owner, .. } = worker;
+    let Worker { store, adapters, shaper, owner, metrics, .. } = worker;
     let settled = match attempt(store.as_ref(), adapters, shaper, delivery).await {
         Ok(settled) => settled,
         Err(error) => {
@@ -249,7 +280,20 @@ async fn settle(worker: &Worker, delivery: &Delivery) {
     };
     let next = settled.next;
     match store.record_attempt(owner, &settled.attempt, next, now_millis()).await {
-        Ok(true) => tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded"),
+        Ok(true) => {
+            let recorded_at = now_millis();
+            let ingest_latency = settled
+                .event_received_at
+                .map(|received_at| Duration::from_millis((recorded_at - received_at).max(0) as u64));
+            metrics.attempt_recorded(
+                delivery.destination_id.as_str(),
+                settled.attempt.outcome,
+                Duration::from_millis(settled.attempt.duration_ms),
+                next,
+                ingest_latency,
+            );
+            tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded")
+        }
         Ok(false) => {
             tracing::warn!("the lease was lost before the attempt was recorded; another node owns it")
         }

@@ -6,6 +6,7 @@ pub mod dispatch;
 mod gate;
 pub mod ingest;
 pub mod jq;
+pub mod metrics;
 pub mod retention;
 pub mod schema;
 pub mod shape;
@@ -14,6 +15,7 @@ pub mod shutdown;
 pub use control::{Control, TestResult};
 pub use dispatch::{Engine, Waker};
 pub use ingest::{BatchItem, IngestError, Ingestor};
+pub use metrics::Metrics;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// How the engine of one node runs.

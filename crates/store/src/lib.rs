@@ -46,6 +46,19 @@ impl Default for DatabaseOptions {
     }
 }
 
+/// Usage of one connection pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `writer` or `reader`.
+    pub pool: &'static str,
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not lent out.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// A connected database of one of the supported backends.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -93,6 +106,13 @@ impl Database {
     pub async fn reseal(&self, which: Reseal) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(store) => store.reseal(which).await,
+        }
+    }
+
+    /// Usage of each connection pool now (for the metrics).
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        match self {
+            Self::Sqlite(store) => store.pool_usage(),
         }
     }
 

@@ -39,6 +39,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = cli::load_and_init_logging(file, &keys.database.overrides())?;
             cli::run_keys(&config, keys.command).await?;
         }
+        Command::Status(args) => {
+            let config = cli::load_and_init_logging(file, &Default::default())?;
+            cli::run_status(&config, args).await?;
+        }
         Command::Dlq(dlq) => {
             let config = cli::load_and_init_logging(file, &dlq.database.overrides())?;
             cli::run_dlq(&config, dlq.command).await?;

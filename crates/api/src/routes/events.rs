@@ -11,6 +11,7 @@ use switchyard_core::event::{
     Event, EventFilter, EventId, EventInput, EventSource, EventType, IngestContext, IngestOutcome,
 };
 use switchyard_core::time::now_millis;
+use switchyard_core::trace::TraceParent;
 use switchyard_engine::BatchItem;
 use switchyard_engine::ingest::MAX_BATCH;
 use utoipa::{IntoParams, ToSchema};
@@ -32,6 +33,8 @@ pub fn router() -> OpenApiRouter<ApiState> {
 }
 
 const CORRELATION_HEADER: &str = "x-correlation-id";
+/// W3C Trace Context: kept with the events of the request and continued by their deliveries.
+const TRACEPARENT_HEADER: &str = "traceparent";
 
 fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext, ApiError> {
     let correlation_id = match headers.get(CORRELATION_HEADER) {
@@ -42,9 +45,17 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
             )?,
         ),
     };
+    let traceparent = match headers.get(TRACEPARENT_HEADER) {
+        None => None,
+        Some(raw) => {
+            let raw = raw.to_str().map_err(|_| TraceParent::parse("").unwrap_err())?;
+            Some(TraceParent::parse(raw.trim())?.to_string())
+        }
+    };
     Ok(IngestContext {
         source: EventSource::api(),
         correlation_id,
+        traceparent,
         received_at: now_millis(),
         max_payload_bytes: state.settings().max_payload_bytes,
     })
