@@ -10,7 +10,10 @@ use switchyard::config::Config;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process, chosen before any client or listener exists.
     switchyard_adapters::install_crypto_provider();
-    match run(Cli::parse()).await {
+    let outcome = run(Cli::parse()).await;
+    // Exporting the last spans blocks; keep it off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(switchyard::telemetry::shutdown).await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.report();

@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod ordering;
+mod otlp;
 mod process;
 mod rate_limit;
 mod resources;
