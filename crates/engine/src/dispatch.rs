@@ -94,12 +94,14 @@ impl Engine {
     pub async fn run(self, shutdown: Shutdown) {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
+        let upkeep = tokio::spawn(self.metrics.clone().run_upkeep(shutdown.clone()));
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
         self.running.store(false, Ordering::Release);
         self.drain(in_flight).await;
         let _ = pruner.await;
+        let _ = upkeep.await;
     }
 
     async fn dispatch(&self, in_flight: &mut JoinSet<()>, mut shutdown: Shutdown) {

@@ -18,6 +18,12 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use switchyard_core::delivery::{AttemptOutcome, NextStep};
 
+use crate::shutdown::Shutdown;
+
+/// How often histogram samples are folded into their buckets: the recorder keeps every sample
+/// until then, so without a scrape they would pile up.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Distinct `event_type` label values before new types are counted as `other`.
 pub const MAX_EVENT_TYPE_LABELS: usize = 200;
 /// The `event_type` label of types past the cap.
@@ -98,6 +104,17 @@ impl Metrics {
     /// Where the database pool usage comes from (set once, by the binary that owns the pools).
     pub fn set_pool_probe(&self, probe: impl Fn() -> Vec<PoolUsage> + Send + Sync + 'static) {
         let _ = self.0.pool_probe.set(Arc::new(probe));
+    }
+
+    /// Folds histogram samples into their buckets every few seconds until `shutdown`, so memory
+    /// stays bounded whether or not anyone scrapes.
+    pub async fn run_upkeep(self, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => return,
+                _ = tokio::time::sleep(UPKEEP_EVERY) => self.0.handle.run_upkeep(),
+            }
+        }
     }
 
     /// The Prometheus text exposition of everything recorded so far.

@@ -89,7 +89,13 @@ async fn publish_event(
 ) -> ApiResult<Reply> {
     principal.require(Role::Publisher)?;
     let ctx = ingest_context(&state, &headers)?;
-    match state.ingestor().ingest_one(input, &ctx).await? {
+    let outcome = state.ingestor().ingest_one(input, &ctx).await?;
+    if let IngestOutcome::Created(event) | IngestOutcome::Duplicate(event) = &outcome {
+        // The request span's remaining lines carry the event's correlation id, which may come
+        // from the body or default to the event id rather than from a header.
+        tracing::Span::current().record("correlation_id", event.metadata.correlation_id.as_str());
+    }
+    match outcome {
         IngestOutcome::Created(event) => {
             let location = format!("/v1/events/{}", event.event_id);
             Ok(Reply::created(event, location))

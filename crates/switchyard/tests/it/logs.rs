@@ -99,4 +99,17 @@ async fn request_and_delivery_lines_carry_the_correlation_id() {
         let span = spans(line).into_iter().find(|s| s["name"] == "delivery").expect("a delivery span");
         assert_eq!(span["correlation_id"], "checkout-31", "{line}");
     }
+
+    // Without the header, the request's closing line carries the correlation id the event got.
+    let request = app
+        .request(Method::POST, "/v1/events")
+        .header("x-request-id", "req-32")
+        .json(&json!({"event_id": "o-32", "event_type": "order.created", "payload": {}}));
+    app.send(request).await.assert_status(201);
+    let answered = captured
+        .lines()
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "answered" && l["span"]["request_id"] == "req-32")
+        .expect("the request's closing line");
+    assert_eq!(answered["span"]["correlation_id"], "o-32", "{answered}");
 }
