@@ -9,6 +9,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod jwt;
 pub mod limits;
+pub mod observe;
 mod openapi;
 pub mod paging;
 pub mod rate_limit;
@@ -70,13 +71,16 @@ struct Inner {
     ingestor: Ingestor,
     control: Control,
     settings: ApiSettings,
+    recent_requests: observe::RecentRequests,
 }
 
 impl ApiState {
     /// `control` reaches the node's delivery engine (wake-ups, retries, replays, tests).
     pub fn new(store: Arc<dyn Store>, control: Control, settings: ApiSettings) -> Self {
-        let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker());
-        Self(Arc::new(Inner { store, ingestor, control, settings }))
+        let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker())
+            .with_metrics(control.metrics().clone());
+        let recent_requests = observe::RecentRequests::default();
+        Self(Arc::new(Inner { store, ingestor, control, settings, recent_requests }))
     }
 
     pub fn control(&self) -> &Control {
@@ -94,9 +98,14 @@ impl ApiState {
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
     }
+
+    /// The requests this node answered in the last minute.
+    pub fn recent_requests(&self) -> &observe::RecentRequests {
+        &self.0.recent_requests
+    }
 }
 
-/// The whole HTTP application: `/v1`, health, `/openapi.json` and `/docs`.
+/// The whole HTTP application: `/v1`, health, `/metrics`, `/openapi.json` and `/docs`.
 pub fn router(state: ApiState) -> Router {
     let (v1, _) = openapi::v1_routes().split_for_parts();
     let limiter = Arc::new(rate_limit::RateLimiter::new(&state.settings().rate_limit));
@@ -115,6 +124,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
         .layer(from_fn(limits::check_headers))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn_with_state(state.clone(), observe::track))
         .layer(from_fn(request_id::assign))
         .with_state(state)
 }

@@ -8,8 +8,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::ApiState;
 use crate::routes::{
-    api_keys, audit_log, deliveries, destination_actions, destination_health, destinations, event_types,
-    events, health, subscriptions,
+    api_keys, audit_log, deliveries, destination_actions, destination_health, destinations, event_trace,
+    event_types, events, health, metrics, status, subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -29,7 +29,8 @@ use crate::routes::{
         (name = "dead letters", description = "Deliveries that failed for good, and their replay"),
         (name = "api keys", description = "Credentials and their roles"),
         (name = "audit log", description = "Every write request: who, what, and how it went"),
-        (name = "health", description = "Liveness and readiness probes"),
+        (name = "health", description = "Liveness and readiness probes, and the Prometheus metrics"),
+        (name = "status", description = "The live integration status report"),
     ),
 )]
 struct ApiDoc;
@@ -37,6 +38,7 @@ struct ApiDoc;
 pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .merge(events::router())
+        .merge(event_trace::router())
         .merge(event_types::router())
         .merge(destinations::router())
         .merge(destination_actions::router())
@@ -45,10 +47,11 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(subscriptions::router())
         .merge(api_keys::router())
         .merge(audit_log::router())
+        .merge(status::router())
 }
 
 pub(crate) fn public_routes() -> OpenApiRouter<ApiState> {
-    health::router()
+    health::router().merge(metrics::router())
 }
 
 /// The API's OpenAPI document.

@@ -8,6 +8,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
+const CORRELATION_HEADER: &str = "x-correlation-id";
 const MAX_LEN: usize = 128;
 
 tokio::task_local! {
@@ -27,12 +28,24 @@ pub async fn assign(request: Request, next: Next) -> Response {
         .filter(|v| is_acceptable(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let correlation_id = request
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_acceptable(v))
+        .map(str::to_owned);
+    // Events published without the header take their own id as correlation id; their
+    // deliveries' spans carry it.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        correlation_id = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path(),
     );
+    if let Some(correlation_id) = &correlation_id {
+        span.record("correlation_id", correlation_id.as_str());
+    }
     let started = std::time::Instant::now();
     let mut response = CURRENT.scope(id.clone(), next.run(request).instrument(span.clone())).await;
     span.in_scope(|| {

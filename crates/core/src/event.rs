@@ -142,6 +142,9 @@ pub struct EventMetadata {
     pub correlation_id: String,
     /// The `event_id` of the event that caused this one.
     pub causation_id: Option<String>,
+    /// The W3C `traceparent` the event arrived with; its deliveries continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A stored event, immutable once written.
@@ -213,6 +216,8 @@ pub struct EventInputMetadata {
 pub struct IngestContext {
     pub source: EventSource,
     pub correlation_id: Option<String>,
+    /// The request's validated `traceparent` header.
+    pub traceparent: Option<String>,
     pub received_at: Millis,
     pub max_payload_bytes: usize,
 }
@@ -284,7 +289,11 @@ impl EventInput {
             event_type,
             timestamp,
             payload: self.payload.unwrap_or(Value::Object(Map::new())),
-            metadata: EventMetadata { correlation_id, causation_id: metadata.causation_id },
+            metadata: EventMetadata {
+                correlation_id,
+                causation_id: metadata.causation_id,
+                traceparent: ctx.traceparent.clone(),
+            },
             ordering_key: self.ordering_key,
             source: ctx.source.clone(),
             content_hash,
@@ -332,6 +341,7 @@ mod tests {
         IngestContext {
             source: EventSource::api(),
             correlation_id: None,
+            traceparent: None,
             received_at: 1_700_000_000_000,
             max_payload_bytes: 64,
         }

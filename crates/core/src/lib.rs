@@ -20,5 +20,6 @@ pub mod retry;
 pub mod store;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 
 pub use error::{FieldError, ValidationError};

@@ -20,6 +20,8 @@ const ADAPTER_GRACE: Duration = Duration::from_secs(5);
 pub struct Settled {
     pub attempt: Attempt,
     pub next: NextStep,
+    /// When the delivered event was received, if it still exists.
+    pub event_received_at: Option<switchyard_core::time::Millis>,
 }
 
 /// Sends `delivery` once, with the body its subscription's jq makes (`shape`). Never fails:
@@ -36,6 +38,10 @@ pub async fn attempt(
     let made = delivery.attempt_count + 1;
     let event = store.get_event(&delivery.event_id).await?;
     let destination = store.get_destination(&delivery.destination_id).await?;
+    let event_received_at = event.as_ref().map(|event| event.received_at);
+    if let Some(event) = &event {
+        tracing::Span::current().record("correlation_id", event.metadata.correlation_id.as_str());
+    }
     let (result, policy) = match (&event, &destination) {
         (None, _) => (Err(DeliveryError::permanent("the event no longer exists")), None),
         (_, None) => (Err(DeliveryError::permanent("the destination was deleted")), None),
@@ -43,7 +49,7 @@ pub async fn attempt(
             Shaped::Filtered => {
                 let duration_ms = clock.elapsed().as_millis() as u64;
                 let attempt = shape::filtered(delivery, made, started_at, duration_ms);
-                return Ok(Settled { attempt, next: NextStep::Filtered });
+                return Ok(Settled { attempt, next: NextStep::Filtered, event_received_at });
             }
             Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
             Shaped::Deliver(body) => {
@@ -101,5 +107,5 @@ pub async fn attempt(
         error,
         response_body,
     };
-    Ok(Settled { attempt, next })
+    Ok(Settled { attempt, next, event_received_at })
 }

@@ -16,6 +16,7 @@ use switchyard_core::store::{Store, StoreError};
 use switchyard_core::time::now_millis;
 
 use crate::dispatch::Waker;
+use crate::metrics::Metrics;
 
 const REPLAY_BATCH: u32 = 500;
 pub const PING_EVENT_TYPE: &str = "switchyard.ping";
@@ -26,6 +27,7 @@ pub struct Control {
     adapters: Arc<Adapters>,
     waker: Waker,
     running: Arc<AtomicBool>,
+    metrics: Metrics,
 }
 
 /// How a test send to a destination went.
@@ -44,8 +46,14 @@ impl Control {
         adapters: Arc<Adapters>,
         waker: Waker,
         running: Arc<AtomicBool>,
+        metrics: Metrics,
     ) -> Self {
-        Self { store, adapters, waker, running }
+        Self { store, adapters, waker, running, metrics }
+    }
+
+    /// The node's metrics, shared by the engine and the API.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether the engine is taking work (false before it starts and once it stops).
@@ -114,7 +122,11 @@ impl Control {
             event_type: EventType::from_trusted(PING_EVENT_TYPE),
             timestamp: now,
             payload: json!({"message": "a test delivery from Switchyard", "destination_id": destination.id}),
-            metadata: EventMetadata { correlation_id: event_id.to_string(), causation_id: None },
+            metadata: EventMetadata {
+                correlation_id: event_id.to_string(),
+                causation_id: None,
+                traceparent: None,
+            },
             ordering_key: None,
             source: EventSource::api(),
             received_at: now,

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::attempt::attempt;
 use crate::gate::Gate;
 use crate::lease;
+use crate::metrics::Metrics;
 use crate::retention;
 use crate::shape::Shaper;
 use crate::shutdown::Shutdown;
@@ -47,6 +48,7 @@ pub struct Engine {
     node_id: String,
     running: Arc<AtomicBool>,
     shaper: Arc<Shaper>,
+    metrics: Metrics,
 }
 
 impl Engine {
@@ -54,11 +56,25 @@ impl Engine {
         let node_id =
             settings.node_id.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7().simple()));
         let shaper = Arc::new(Shaper::new(settings.jq));
-        Self { store, adapters, settings, waker: Waker::default(), node_id, running: Arc::default(), shaper }
+        Self {
+            store,
+            adapters,
+            settings,
+            waker: Waker::default(),
+            node_id,
+            running: Arc::default(),
+            shaper,
+            metrics: Metrics::new(),
+        }
     }
 
     pub fn waker(&self) -> Waker {
         self.waker.clone()
+    }
+
+    /// The node's metrics; the API renders them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn node_id(&self) -> &str {
@@ -66,7 +82,13 @@ impl Engine {
     }
 
     pub fn control(&self) -> Control {
-        Control::new(self.store.clone(), self.adapters.clone(), self.waker.clone(), self.running.clone())
+        Control::new(
+            self.store.clone(),
+            self.adapters.clone(),
+            self.waker.clone(),
+            self.running.clone(),
+            self.metrics.clone(),
+        )
     }
 
     /// Runs until `shutdown`, then drains: in-flight deliveries get `shutdown_grace_ms` to
@@ -77,6 +99,7 @@ impl Engine {
         let (stop_renewing, renewer) =
             lease::spawn_renewer(self.store.clone(), self.node_id.clone(), self.settings.lease_ms);
         let _watch = self.watch_other_nodes().await;
+        let upkeep = tokio::spawn(self.metrics.clone().run_upkeep(shutdown.clone()));
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
@@ -85,6 +108,7 @@ impl Engine {
         drop(stop_renewing);
         let _ = renewer.await;
         let _ = pruner.await;
+        let _ = upkeep.await;
     }
 
     /// Wakes this node when another one makes work due (a backend shared by several nodes
@@ -177,6 +201,7 @@ impl Engine {
                     shaper: self.shaper.clone(),
                     waker: self.waker.clone(),
                     owner: self.node_id.clone(),
+                    metrics: self.metrics.clone(),
                 };
                 let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
                 in_flight.spawn(async move {
@@ -248,10 +273,18 @@ struct Worker {
     shaper: Arc<Shaper>,
     waker: Waker,
     owner: String,
+    metrics: Metrics,
 }
 
 async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermit) {
-    let span = tracing::info_span!("delivery", delivery_id = %delivery.id, event_id = %delivery.event_id, destination_id = %delivery.destination_id);
+    // The correlation id is filled in once the event is loaded (`attempt`).
+    let span = tracing::info_span!(
+        "delivery",
+        delivery_id = %delivery.id,
+        event_id = %delivery.event_id,
+        destination_id = %delivery.destination_id,
+        correlation_id = tracing::field::Empty,
+    );
     settle(&worker, &delivery).instrument(span).await;
     drop(permit);
     // A delivery with an ordering key may have held the next of its key back: now that it is
@@ -262,7 +295,7 @@ async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermi
 }
 
 async fn settle(worker: &Worker, delivery: &Delivery) {
-    let Worker { store, adapters, shaper, owner, .. } = worker;
+    let Worker { store, adapters, shaper, owner, metrics, .. } = worker;
     let settled = match attempt(store.as_ref(), adapters, shaper, delivery).await {
         Ok(settled) => settled,
         Err(error) => {
@@ -272,7 +305,20 @@ async fn settle(worker: &Worker, delivery: &Delivery) {
     };
     let next = settled.next;
     match store.record_attempt(owner, &settled.attempt, next, now_millis()).await {
-        Ok(true) => tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded"),
+        Ok(true) => {
+            let recorded_at = now_millis();
+            let ingest_latency = settled
+                .event_received_at
+                .map(|received_at| Duration::from_millis((recorded_at - received_at).max(0) as u64));
+            metrics.attempt_recorded(
+                delivery.destination_id.as_str(),
+                settled.attempt.outcome,
+                Duration::from_millis(settled.attempt.duration_ms),
+                next,
+                ingest_latency,
+            );
+            tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded")
+        }
         Ok(false) => {
             tracing::warn!("the lease was lost before the attempt was recorded; another node owns it")
         }

@@ -12,6 +12,7 @@ use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::store::{Store, StoreError};
 
 use crate::dispatch::Waker;
+use crate::metrics::Metrics;
 use crate::schema::{self, SchemaCache};
 
 /// Events accepted by one batch request.
@@ -27,6 +28,9 @@ pub enum IngestError {
 
 /// The result for one item of a batch.
 #[derive(Debug)]
+// Items live only until the batch's answer is written; boxing the event would cost an
+// allocation per item for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum BatchItem {
     Stored(IngestOutcome),
     Rejected { event_id: Option<String>, error: ValidationError },
@@ -37,18 +41,32 @@ pub struct Ingestor {
     schemas: SchemaCache,
     require_registered_types: bool,
     waker: Waker,
+    metrics: Option<Metrics>,
 }
 
 impl Ingestor {
     /// `waker` is told whenever new deliveries may have been written.
     pub fn new(store: Arc<dyn Store>, require_registered_types: bool, waker: Waker) -> Self {
-        Self { store, schemas: SchemaCache::default(), require_registered_types, waker }
+        Self { store, schemas: SchemaCache::default(), require_registered_types, waker, metrics: None }
+    }
+
+    /// Counts stored events in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn store_events(&self, events: Vec<NewEvent>, now: i64) -> Result<Vec<IngestOutcome>, StoreError> {
         let outcomes = self.store.ingest(events, now).await?;
         if outcomes.iter().any(|o| matches!(o, IngestOutcome::Created(_))) {
             self.waker.wake();
+        }
+        if let Some(metrics) = &self.metrics {
+            for outcome in &outcomes {
+                if let IngestOutcome::Created(event) = outcome {
+                    metrics.event_ingested(event.event_type.as_str());
+                }
+            }
         }
         Ok(outcomes)
     }

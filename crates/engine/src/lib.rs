@@ -7,6 +7,7 @@ mod gate;
 pub mod ingest;
 pub mod jq;
 mod lease;
+pub mod metrics;
 pub mod retention;
 pub mod schema;
 pub mod shape;
@@ -15,6 +16,7 @@ pub mod shutdown;
 pub use control::{Control, TestResult};
 pub use dispatch::{Engine, Waker};
 pub use ingest::{BatchItem, IngestError, Ingestor};
+pub use metrics::Metrics;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// How the engine of one node runs.

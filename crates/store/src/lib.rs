@@ -81,6 +81,19 @@ impl DatabaseOptions {
     }
 }
 
+/// Usage of one connection pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `writer` or `reader` on SQLite, `pool` on PostgreSQL.
+    pub pool: &'static str,
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not lent out.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// A connected database of one of the supported backends.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -155,6 +168,14 @@ impl Database {
         match self {
             Self::Sqlite(store) => store.reseal(which).await,
             Self::Postgres(store) => store.reseal(which).await,
+        }
+    }
+
+    /// Usage of each connection pool now (for the metrics).
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        match self {
+            Self::Sqlite(store) => store.pool_usage(),
+            Self::Postgres(store) => store.pool_usage(),
         }
     }
 

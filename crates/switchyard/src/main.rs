@@ -10,7 +10,10 @@ use switchyard::config::Config;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process, chosen before any client or listener exists.
     switchyard_adapters::install_crypto_provider();
-    match run(Cli::parse()).await {
+    let outcome = run(Cli::parse()).await;
+    // Exporting the last spans blocks; keep it off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(switchyard::telemetry::shutdown).await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.report();
@@ -38,6 +41,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(keys) => {
             let config = cli::load_and_init_logging(file, &keys.database.overrides())?;
             cli::run_keys(&config, keys.command).await?;
+        }
+        Command::Status(args) => {
+            let config = cli::load_and_init_logging(file, &Default::default())?;
+            cli::run_status(&config, args).await?;
         }
         Command::Dlq(dlq) => {
             let config = cli::load_and_init_logging(file, &dlq.database.overrides())?;

@@ -14,6 +14,7 @@ use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::store::Store;
 use switchyard_core::time::now_millis;
+use switchyard_engine::metrics::PoolUsage;
 use switchyard_engine::{Engine, EngineSettings};
 use switchyard_store::Database;
 use tokio::net::TcpListener;
@@ -63,6 +64,14 @@ impl Application {
 
         let adapters = Arc::new(Adapters::new(adapter_settings(&config)));
         let engine = Engine::new(Arc::clone(&store), adapters, engine_settings(&config));
+        let pools = database.clone();
+        engine.metrics().set_pool_probe(move || {
+            pools
+                .pool_usage()
+                .into_iter()
+                .map(|u| PoolUsage { pool: u.pool, size: u.size, idle: u.idle, max: u.max })
+                .collect()
+        });
         let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings);
         let router = switchyard_api::router(state);
         Ok(Self {

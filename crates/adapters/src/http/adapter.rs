@@ -11,6 +11,7 @@ use reqwest::{Client, Method, Response, StatusCode, Url};
 use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
 use switchyard_core::destination::Destination;
 use switchyard_core::retry::{OutcomeClass, classify_status};
+use switchyard_core::trace::TraceParent;
 
 use super::auth::{self, TokenCache, TokenRequest};
 use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
@@ -191,6 +192,7 @@ const X_EVENT_TYPE: HeaderName = HeaderName::from_static("x-event-type");
 const X_EVENT_ID: HeaderName = HeaderName::from_static("x-event-id");
 const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const X_CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The destination's static headers, then the hub's own (which validation keeps out of the
 /// static ones, so nothing is overwritten).
@@ -226,6 +228,11 @@ fn request_headers(
     insert_text(&mut headers, X_CORRELATION_ID, &event.metadata.correlation_id);
     if let Some(causation) = &event.metadata.causation_id {
         insert_text(&mut headers, X_CAUSATION_ID, causation);
+    }
+    // Each attempt is a new span of the publisher's trace: same trace id, a new parent id.
+    let parent = event.metadata.traceparent.as_deref().and_then(|raw| TraceParent::parse(raw).ok());
+    if let Some(parent) = parent {
+        insert_text(&mut headers, TRACEPARENT, &parent.child(rand::random()));
     }
     Ok(headers)
 }

@@ -18,7 +18,7 @@ pub const SECRET_PATHS: [&str; 5] =
 
 pub(crate) const SIGNING_SECRET_PREFIX: &str = "whsec_";
 /// Headers the hub sets itself; a destination may not override them.
-const RESERVED_HEADERS: [&str; 11] = [
+const RESERVED_HEADERS: [&str; 12] = [
     "content-type",
     "content-length",
     "host",
@@ -29,6 +29,7 @@ const RESERVED_HEADERS: [&str; 11] = [
     "x-event-id",
     "x-correlation-id",
     "x-causation-id",
+    "traceparent",
     "authorization",
 ];
 

@@ -11,6 +11,7 @@ use switchyard_core::event::{
     Event, EventFilter, EventId, EventInput, EventSource, EventType, IngestContext, IngestOutcome,
 };
 use switchyard_core::time::now_millis;
+use switchyard_core::trace::TraceParent;
 use switchyard_engine::BatchItem;
 use switchyard_engine::ingest::MAX_BATCH;
 use utoipa::{IntoParams, ToSchema};
@@ -32,6 +33,8 @@ pub fn router() -> OpenApiRouter<ApiState> {
 }
 
 const CORRELATION_HEADER: &str = "x-correlation-id";
+/// W3C Trace Context: kept with the events of the request and continued by their deliveries.
+const TRACEPARENT_HEADER: &str = "traceparent";
 
 fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext, ApiError> {
     let correlation_id = match headers.get(CORRELATION_HEADER) {
@@ -42,9 +45,17 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
             )?,
         ),
     };
+    let traceparent = match headers.get(TRACEPARENT_HEADER) {
+        None => None,
+        Some(raw) => {
+            let raw = raw.to_str().map_err(|_| TraceParent::parse("").unwrap_err())?;
+            Some(TraceParent::parse(raw.trim())?.to_string())
+        }
+    };
     Ok(IngestContext {
         source: EventSource::api(),
         correlation_id,
+        traceparent,
         received_at: now_millis(),
         max_payload_bytes: state.settings().max_payload_bytes,
     })
@@ -78,7 +89,13 @@ async fn publish_event(
 ) -> ApiResult<Reply> {
     principal.require(Role::Publisher)?;
     let ctx = ingest_context(&state, &headers)?;
-    match state.ingestor().ingest_one(input, &ctx).await? {
+    let outcome = state.ingestor().ingest_one(input, &ctx).await?;
+    if let IngestOutcome::Created(event) | IngestOutcome::Duplicate(event) = &outcome {
+        // The request span's remaining lines carry the event's correlation id, which may come
+        // from the body or default to the event id rather than from a header.
+        tracing::Span::current().record("correlation_id", event.metadata.correlation_id.as_str());
+    }
+    match outcome {
         IngestOutcome::Created(event) => {
             let location = format!("/v1/events/{}", event.event_id);
             Ok(Reply::created(event, location))

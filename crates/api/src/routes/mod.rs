@@ -6,9 +6,12 @@ pub mod deliveries;
 pub mod destination_actions;
 pub mod destination_health;
 pub mod destinations;
+pub mod event_trace;
 pub mod event_types;
 pub mod events;
 pub mod health;
+pub mod metrics;
+pub mod status;
 pub mod subscriptions;
 
 use serde::Deserialize;

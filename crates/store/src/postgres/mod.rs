@@ -63,6 +63,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The node's one pool (the `LISTEN` connection is apart from it).
+    pub fn pool_usage(&self) -> Vec<crate::PoolUsage> {
+        vec![crate::PoolUsage {
+            pool: "pool",
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }]
+    }
+
     /// Connects to the database at `url` (`postgres://…`) with a pool sized by `pool`; secrets
     /// are sealed under the current key of `keys` and opened with any of them. The URL's
     /// `options` parameter reaches the server (e.g. `options=-csearch_path%3Dswitchyard`).

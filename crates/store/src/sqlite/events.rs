@@ -45,6 +45,7 @@ impl EventStore for SqliteStore {
                 .bind(new.source.as_str())
                 .bind(now)
                 .bind(new.content_hash.as_str())
+                .bind(new.metadata.traceparent.as_deref())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -52,6 +52,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Usage of the writer and reader pools now.
+    pub fn pool_usage(&self) -> Vec<crate::PoolUsage> {
+        let usage = |pool: &'static str, of: &SqlitePool| crate::PoolUsage {
+            pool,
+            size: of.size(),
+            idle: u32::try_from(of.num_idle()).unwrap_or(u32::MAX),
+            max: of.options().get_max_connections(),
+        };
+        vec![usage("writer", &self.writer), usage("reader", &self.reader)]
+    }
+}
+
+impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH`, `sqlite:PATH` or
     /// `sqlite::memory:`), with a read pool of `max_connections`; secrets are sealed under the
     /// current key of `keys` and opened with any of them.

@@ -242,7 +242,11 @@ pub fn event(id: &str, event_type: &str) -> NewEvent {
         event_type: EventType::parse(event_type).expect("valid event type"),
         timestamp: T0 - 5,
         payload: json!({"id": id, "nested": {"n": 1, "list": [1, "two", null]}}),
-        metadata: EventMetadata { correlation_id: format!("corr-{id}"), causation_id: None },
+        metadata: EventMetadata {
+            correlation_id: format!("corr-{id}"),
+            causation_id: None,
+            traceparent: None,
+        },
         ordering_key: None,
         source: EventSource::api(),
         content_hash: format!("hash-{id}"),

@@ -6,6 +6,7 @@
 mod dlq;
 mod keys;
 mod sink;
+mod status;
 mod table;
 
 use std::io::{self, Write};
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 pub use dlq::{DlqCommand, FilterArgs, run as run_dlq};
 pub use keys::{KeysCommand, RoleArg, render_key_table, run as run_keys};
 pub use sink::{SinkArgs, run as run_sink};
+pub use status::{StatusArgs, StatusFormat, run as run_status};
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::startup::{Application, open_database};
@@ -60,6 +62,8 @@ pub enum Command {
     Openapi,
     /// Receive webhooks on a local port and print each one (for trying Switchyard out).
     Sink(SinkArgs),
+    /// Print the integration status report of a running node (`GET /v1/status`).
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]

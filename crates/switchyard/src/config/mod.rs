@@ -190,11 +190,15 @@ pub struct LogConfig {
     /// An `EnvFilter` directive such as `info` or `info,switchyard_api=debug`; `RUST_LOG`
     /// overrides it.
     pub level: String,
+    /// Where to export spans over OTLP/HTTP (protobuf), e.g.
+    /// `http://127.0.0.1:4318/v1/traces`; needs a build with the `otlp` feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: "info".to_owned() }
+        Self { format: LogFormat::default(), level: "info".to_owned(), otlp_endpoint: None }
     }
 }
 

@@ -21,6 +21,7 @@ const OPENAPI_31_SCHEMA: &str = include_str!("../fixtures/openapi-3.1.schema.jso
 const EXPECTED_OPERATIONS: &[(&str, &str)] = &[
     ("/health/live", "get"),
     ("/health/ready", "get"),
+    ("/metrics", "get"),
     ("/v1/api-keys", "get"),
     ("/v1/api-keys", "post"),
     ("/v1/api-keys/{id}", "delete"),
@@ -52,6 +53,8 @@ const EXPECTED_OPERATIONS: &[(&str, &str)] = &[
     ("/v1/events", "post"),
     ("/v1/events/batch", "post"),
     ("/v1/events/{event_id}", "get"),
+    ("/v1/events/{event_id}/trace", "get"),
+    ("/v1/status", "get"),
     ("/v1/subscriptions", "get"),
     ("/v1/subscriptions", "post"),
     ("/v1/subscriptions/{id}", "delete"),

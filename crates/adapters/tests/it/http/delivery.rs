@@ -136,6 +136,12 @@ async fn the_request_carries_the_body_and_the_hub_headers() {
     assert_eq!(request.header("x-event-id"), Some("ord-1001-created"));
     assert_eq!(request.header("x-correlation-id"), Some("corr-42"));
     assert_eq!(request.header("x-causation-id"), Some("cart-7-checked-out"));
+    let traceparent = request.header("traceparent").expect("the event's trace is continued");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && traceparent.ends_with("-01"),
+        "same trace id and flags: {traceparent}"
+    );
+    assert_ne!(traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a new parent id");
     assert_eq!(request.header("x-team"), Some("payments"));
     assert_eq!(request.header("x-api-version"), Some("2024-01-01"));
     assert_eq!(request.header("authorization"), None);

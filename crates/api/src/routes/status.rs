@@ -1,0 +1,301 @@
+//! `GET /v1/status`: the integration status report, computed live from the store and this
+//! node's last minute of requests (JSON in the envelope, or YAML under `integration_status:`).
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use switchyard_core::api_key::Role;
+use switchyard_core::circuit::CircuitState;
+use switchyard_core::delivery::{DeliveryFilter, DeliveryStatus};
+use switchyard_core::destination::Destination;
+use switchyard_core::flow::DestinationHealth;
+use switchyard_core::id::DestinationId;
+use switchyard_core::page::ListRequest;
+use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::time::{Millis, now_millis};
+use switchyard_core::{ValidationError, time};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ApiState;
+use crate::auth::Principal;
+use crate::envelope::{Failure, Reply, Success};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiQuery;
+use crate::observe::Performance;
+
+/// A pending delivery older than this is a stalled backlog.
+pub const STALLED_AFTER_MS: Millis = 5 * 60 * 1000;
+const DESTINATIONS_PER_PAGE: u32 = 100;
+
+pub fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(status))
+}
+
+/// The report: the seed's `integration_status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusReport {
+    /// `deployed` once the node serves.
+    #[schema(example = "deployed")]
+    pub api: String,
+    /// `migrations_complete` when the database answers with every migration applied;
+    /// `unavailable` when it does not (a `database_error` blocker says why).
+    #[schema(example = "migrations_complete")]
+    pub database: String,
+    /// One entry per destination.
+    pub external_services: Vec<ExternalService>,
+    pub performance: Performance,
+    /// What stands in the way of delivery; empty when nothing does.
+    pub blockers: Vec<Blocker>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExternalService {
+    pub destination_id: String,
+    pub name: String,
+    #[schema(example = "http")]
+    pub kind: String,
+    /// `configured` (no delivery succeeded yet), `integrated` (one did) or `monitoring`
+    /// (integrated, with attempts in the circuit breaker's current window).
+    #[schema(example = "integrated")]
+    pub state: String,
+    /// False while paused.
+    pub enabled: bool,
+    pub circuit: CircuitState,
+    /// Why the circuit opened; null while closed.
+    pub circuit_reason: Option<String>,
+    /// Succeeded over all attempts in the circuit breaker's window; null without attempts.
+    pub success_rate: Option<f64>,
+    pub pending: u64,
+    pub dead: u64,
+    /// Age of the oldest pending delivery; null without any.
+    pub oldest_pending_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Blocker {
+    /// `circuit_open`, `dead_letters`, `destination_paused`, `stalled_backlog` or
+    /// `database_error`.
+    #[schema(example = "circuit_open")]
+    pub kind: String,
+    /// The destination concerned, if any.
+    pub destination_id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// `json` (default, in the envelope) or `yaml` (under `integration_status:`).
+    pub format: Option<String>,
+}
+
+/// The integration status report, computed now.
+///
+/// `?format=yaml` answers the same content as YAML (`application/yaml`) under the root key
+/// `integration_status`, without the envelope.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "status",
+    params(StatusQuery),
+    responses(
+        (status = 200, description = "The report (JSON); YAML with format=yaml", body = Success<StatusReport>),
+        (status = 400, description = "Unknown format", body = Failure),
+    ),
+    security(("api_key" = [])),
+)]
+async fn status(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> ApiResult<Response> {
+    principal.require(Role::Viewer)?;
+    let yaml = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("yaml") => true,
+        Some(_) => return Err(ValidationError::single("format", "must be json or yaml").into()),
+    };
+    let report = report(&state).await;
+    if !yaml {
+        return Ok(Reply::ok(report).into_response());
+    }
+    #[derive(Serialize)]
+    struct Root<'a> {
+        integration_status: &'a StatusReport,
+    }
+    let text = serde_norway::to_string(&Root { integration_status: &report })
+        .map_err(|e| ApiError::Internal(format!("rendering the status as YAML failed: {e}").into()))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+    Ok(response)
+}
+
+/// Builds the report; a failing database is reported in it, not as an error.
+pub async fn report(state: &ApiState) -> StatusReport {
+    let performance = state.recent_requests().performance();
+    let mut blockers = Vec::new();
+    let surveyed = match state.store().ping().await {
+        Ok(()) => survey(state).await,
+        Err(error) => Err(error),
+    };
+    let (database, external_services) = match surveyed {
+        Ok(surveys) => {
+            let now = now_millis();
+            for survey in &surveys {
+                blockers.extend(survey.blockers(now));
+            }
+            ("migrations_complete", surveys.iter().map(|s| s.service(now)).collect())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the status report could not read the database");
+            blockers.push(Blocker {
+                kind: "database_error".into(),
+                destination_id: None,
+                reason: format!("the database is not ready: {error}"),
+            });
+            ("unavailable", Vec::new())
+        }
+    };
+    StatusReport {
+        api: "deployed".into(),
+        database: database.into(),
+        external_services,
+        performance,
+        blockers,
+    }
+}
+
+/// What the store says about one destination now (the status report and the metrics' gauges).
+pub struct DestinationSurvey {
+    pub destination: Destination,
+    pub health: DestinationHealth,
+    pub pending: u64,
+    pub dead: u64,
+    pub oldest_pending_at: Option<Millis>,
+    pub ever_succeeded: bool,
+}
+
+/// Surveys every destination, in creation order.
+pub async fn survey(state: &ApiState) -> StoreResult<Vec<DestinationSurvey>> {
+    let store = state.store();
+    let now = now_millis();
+    let mut surveys = Vec::new();
+    for page in 1.. {
+        let request = ListRequest::Page { page, per_page: DESTINATIONS_PER_PAGE };
+        let listing = store.list_destinations(request).await?;
+        let last_page = listing.items.len() < DESTINATIONS_PER_PAGE as usize;
+        for destination in listing.items {
+            surveys.push(survey_one(state, destination, now).await?);
+        }
+        if last_page {
+            break;
+        }
+    }
+    Ok(surveys)
+}
+
+async fn survey_one(
+    state: &ApiState,
+    destination: Destination,
+    now: Millis,
+) -> StoreResult<DestinationSurvey> {
+    let store = state.store();
+    let of_status = |status| deliveries_of(&destination.id, status);
+    let first = ListRequest::Page { page: 1, per_page: 1 };
+    let pending = store.list_deliveries(&of_status(DeliveryStatus::Pending), first).await?;
+    let dead = store.count_dead(&deliveries_of(&destination.id, DeliveryStatus::Dead)).await?;
+    // Existence only: a keyset page counts nothing.
+    let existence = ListRequest::After { after: None, per_page: 1 };
+    let succeeded = store.list_deliveries(&of_status(DeliveryStatus::Succeeded), existence).await?;
+    let flow = store.destination_flow(&destination.id).await?;
+    let health =
+        DestinationHealth::of(destination.id.clone(), flow.as_ref(), &destination.circuit_breaker, now);
+    let in_window_success = health.success_rate.is_some_and(|rate| rate > 0.0);
+    Ok(DestinationSurvey {
+        pending: pending
+            .total
+            .ok_or_else(|| StoreError::Backend("a numbered page came without its total".into()))?,
+        oldest_pending_at: pending.items.first().map(|d| d.created_at),
+        dead,
+        ever_succeeded: !succeeded.items.is_empty() || in_window_success,
+        health,
+        destination,
+    })
+}
+
+fn deliveries_of(id: &DestinationId, status: DeliveryStatus) -> DeliveryFilter {
+    DeliveryFilter { status: Some(status), destination_id: Some(id.clone()), ..DeliveryFilter::default() }
+}
+
+impl DestinationSurvey {
+    fn service(&self, now: Millis) -> ExternalService {
+        let state = match (self.ever_succeeded, self.health.attempts > 0) {
+            (false, _) => "configured",
+            (true, false) => "integrated",
+            (true, true) => "monitoring",
+        };
+        let destination = &self.destination;
+        ExternalService {
+            destination_id: destination.id.to_string(),
+            name: destination.name.clone(),
+            kind: destination.kind.as_str().to_owned(),
+            state: state.to_owned(),
+            enabled: destination.enabled,
+            circuit: self.health.circuit.state,
+            circuit_reason: self.health.circuit.reason.clone(),
+            success_rate: self.health.success_rate,
+            pending: self.pending,
+            dead: self.dead,
+            oldest_pending_ms: self.oldest_pending_at.map(|at| (now - at).max(0) as u64),
+        }
+    }
+
+    fn blockers(&self, now: Millis) -> Vec<Blocker> {
+        let id = self.destination.id.to_string();
+        let name = &self.destination.name;
+        let blocker = |kind: &str, reason: String| Blocker {
+            kind: kind.to_owned(),
+            destination_id: Some(id.clone()),
+            reason,
+        };
+        let mut blockers = Vec::new();
+        let circuit = &self.health.circuit;
+        if circuit.state != CircuitState::Closed {
+            let since = circuit.opened_at.map(time::format_rfc3339).unwrap_or_else(|| "recently".into());
+            let why = circuit.reason.as_deref().unwrap_or("failures");
+            let state = if circuit.state == CircuitState::Open { "open" } else { "half-open (probing)" };
+            blockers.push(blocker(
+                "circuit_open",
+                format!("the circuit of {name} is {state} since {since}: {why}; its deliveries wait"),
+            ));
+        }
+        if self.dead > 0 {
+            blockers.push(blocker(
+                "dead_letters",
+                format!(
+                    "{} dead letter(s) for {name}; fix the cause, then POST /v1/dead-letters/replay",
+                    self.dead
+                ),
+            ));
+        }
+        if !self.destination.enabled && self.pending > 0 {
+            blockers.push(blocker(
+                "destination_paused",
+                format!("{name} is paused with {} pending deliveries; resume it to send them", self.pending),
+            ));
+        }
+        if let Some(oldest) = self.oldest_pending_at.filter(|at| now - at > STALLED_AFTER_MS) {
+            blockers.push(blocker(
+                "stalled_backlog",
+                format!(
+                    "the oldest of {} pending deliveries for {name} waits since {}",
+                    self.pending,
+                    time::format_rfc3339(oldest)
+                ),
+            ));
+        }
+        blockers
+    }
+}

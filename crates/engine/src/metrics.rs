@@ -1,0 +1,295 @@
+//! Prometheus metrics of one node.
+//!
+//! Every application owns its recorder (never the process-global one), so two applications in
+//! one process (tests) keep separate counts; the API renders it at `GET /metrics`. Counters and
+//! histograms are recorded where things happen; the gauges that describe the store (backlog,
+//! circuits, pool) are set at scrape time from what the store says then, so they are exact.
+//!
+//! Label sets stay bounded: routes are templates (`/v1/events/{id}`), destinations are ids of
+//! configured destinations, and event types are capped at [`MAX_EVENT_TYPE_LABELS`] distinct
+//! values (the rest are counted under `other`), so a publisher inventing types cannot grow the
+//! series without bound.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use switchyard_core::delivery::{AttemptOutcome, NextStep};
+
+use crate::shutdown::Shutdown;
+
+/// How often histogram samples are folded into their buckets: the recorder keeps every sample
+/// until then, so without a scrape they would pile up.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Distinct `event_type` label values before new types are counted as `other`.
+pub const MAX_EVENT_TYPE_LABELS: usize = 200;
+/// The `event_type` label of types past the cap.
+pub const OTHER_EVENT_TYPE: &str = "other";
+
+/// Bucket bounds (seconds) of every duration histogram: 1 ms to 60 s.
+const DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Usage of one database connection pool, read at scrape time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Which pool (`writer`, `reader`, …).
+    pub pool: &'static str,
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not lent out.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+type PoolProbe = Arc<dyn Fn() -> Vec<PoolUsage> + Send + Sync>;
+
+/// One circuit breaker's state, for the one-hot `switchyard_circuit_state` gauge.
+pub const CIRCUIT_STATES: [&str; 3] = ["closed", "half_open", "open"];
+
+/// What the scrape-time gauges report about one destination.
+#[derive(Debug, Clone)]
+pub struct DestinationGauges<'a> {
+    pub destination: &'a str,
+    pub pending: u64,
+    pub dead: u64,
+    /// One of [`CIRCUIT_STATES`].
+    pub circuit: &'a str,
+}
+
+/// The metrics of one application; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    event_types: Mutex<HashSet<String>>,
+    pool_probe: OnceLock<PoolProbe>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(DURATION_BUCKETS)
+            .expect("the duration buckets are a non-empty constant")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self(Arc::new(Inner {
+            recorder,
+            handle,
+            event_types: Mutex::default(),
+            pool_probe: OnceLock::new(),
+        }));
+        metrics.describe();
+        metrics
+    }
+
+    /// Where the database pool usage comes from (set once, by the binary that owns the pools).
+    pub fn set_pool_probe(&self, probe: impl Fn() -> Vec<PoolUsage> + Send + Sync + 'static) {
+        let _ = self.0.pool_probe.set(Arc::new(probe));
+    }
+
+    /// Folds histogram samples into their buckets every few seconds until `shutdown`, so memory
+    /// stays bounded whether or not anyone scrapes.
+    pub async fn run_upkeep(self, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => return,
+                _ = tokio::time::sleep(UPKEEP_EVERY) => self.0.handle.run_upkeep(),
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.0.handle.render()
+    }
+
+    fn with<T>(&self, record: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.0.recorder, record)
+    }
+
+    fn describe(&self) {
+        use metrics::{describe_counter, describe_gauge, describe_histogram};
+        self.with(|| {
+            describe_counter!(
+                "switchyard_http_requests_total",
+                "HTTP requests answered, by route template and status"
+            );
+            describe_histogram!(
+                "switchyard_http_request_duration_seconds",
+                metrics::Unit::Seconds,
+                "Time to answer HTTP requests, by route template and status"
+            );
+            describe_counter!(
+                "switchyard_events_ingested_total",
+                "Events stored (duplicates excluded), by type"
+            );
+            describe_counter!(
+                "switchyard_deliveries_total",
+                "Deliveries settled, by destination and outcome"
+            );
+            describe_counter!(
+                "switchyard_delivery_attempts_total",
+                "Delivery attempts, by destination and outcome"
+            );
+            describe_histogram!(
+                "switchyard_delivery_attempt_duration_seconds",
+                metrics::Unit::Seconds,
+                "Duration of delivery attempts, by destination"
+            );
+            describe_histogram!(
+                "switchyard_delivery_latency_seconds",
+                metrics::Unit::Seconds,
+                "Time from ingest to a successful delivery, by destination"
+            );
+            describe_gauge!("switchyard_deliveries_pending", "Deliveries waiting to be sent, by destination");
+            describe_gauge!("switchyard_deliveries_dead", "Dead-lettered deliveries, by destination");
+            describe_gauge!(
+                "switchyard_circuit_state",
+                "1 for the current circuit breaker state of a destination"
+            );
+            describe_gauge!("switchyard_db_pool_connections", "Open database connections, by pool and state");
+            describe_gauge!("switchyard_db_pool_max_connections", "The connection limit of each pool");
+        });
+    }
+
+    /// One answered HTTP request; `route` is the matched template (or `unmatched`).
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels =
+            [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+        self.with(|| {
+            counter!("switchyard_http_requests_total", &labels).increment(1);
+            histogram!("switchyard_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One newly stored event.
+    pub fn event_ingested(&self, event_type: &str) {
+        let label = self.event_type_label(event_type);
+        self.with(|| counter!("switchyard_events_ingested_total", "event_type" => label).increment(1));
+    }
+
+    fn event_type_label(&self, event_type: &str) -> String {
+        let mut seen = self.0.event_types.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.contains(event_type) {
+            return event_type.to_owned();
+        }
+        if seen.len() < MAX_EVENT_TYPE_LABELS {
+            seen.insert(event_type.to_owned());
+            return event_type.to_owned();
+        }
+        OTHER_EVENT_TYPE.to_owned()
+    }
+
+    /// One recorded attempt and, when it settled the delivery, the settlement. `ingest_latency`
+    /// is the time from the event's receipt to now, reported for successes.
+    pub fn attempt_recorded(
+        &self,
+        destination: &str,
+        outcome: AttemptOutcome,
+        attempt_duration: Duration,
+        next: NextStep,
+        ingest_latency: Option<Duration>,
+    ) {
+        let destination = destination.to_owned();
+        self.with(|| {
+            counter!(
+                "switchyard_delivery_attempts_total",
+                "destination" => destination.clone(),
+                "outcome" => outcome.as_str()
+            )
+            .increment(1);
+            if outcome != AttemptOutcome::Filtered {
+                histogram!("switchyard_delivery_attempt_duration_seconds", "destination" => destination.clone())
+                    .record(attempt_duration.as_secs_f64());
+            }
+            let settled = match next {
+                NextStep::Succeeded => Some("succeeded"),
+                NextStep::Dead => Some("dead"),
+                NextStep::Filtered => Some("filtered"),
+                NextStep::RetryAt(_) => None,
+            };
+            if let Some(settled) = settled {
+                counter!("switchyard_deliveries_total", "destination" => destination.clone(), "outcome" => settled)
+                    .increment(1);
+            }
+            if let (NextStep::Succeeded, Some(latency)) = (next, ingest_latency) {
+                histogram!("switchyard_delivery_latency_seconds", "destination" => destination)
+                    .record(latency.as_secs_f64());
+            }
+        });
+    }
+
+    /// Sets the scrape-time gauges of one destination.
+    pub fn set_destination(&self, gauges: &DestinationGauges<'_>) {
+        let destination = gauges.destination.to_owned();
+        self.with(|| {
+            gauge!("switchyard_deliveries_pending", "destination" => destination.clone())
+                .set(gauges.pending as f64);
+            gauge!("switchyard_deliveries_dead", "destination" => destination.clone())
+                .set(gauges.dead as f64);
+            for state in CIRCUIT_STATES {
+                let on = if state == gauges.circuit { 1.0 } else { 0.0 };
+                gauge!("switchyard_circuit_state", "destination" => destination.clone(), "state" => state)
+                    .set(on);
+            }
+        });
+    }
+
+    /// Reads the pool probe into its gauges.
+    pub fn refresh_pools(&self) {
+        let Some(probe) = self.0.pool_probe.get() else { return };
+        let pools = probe();
+        self.with(|| {
+            for usage in pools {
+                let busy = usage.size.saturating_sub(usage.idle);
+                gauge!("switchyard_db_pool_connections", "pool" => usage.pool, "state" => "idle")
+                    .set(f64::from(usage.idle));
+                gauge!("switchyard_db_pool_connections", "pool" => usage.pool, "state" => "in_use")
+                    .set(f64::from(busy));
+                gauge!("switchyard_db_pool_max_connections", "pool" => usage.pool).set(f64::from(usage.max));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_labels_are_capped() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_EVENT_TYPE_LABELS {
+            assert_eq!(metrics.event_type_label(&format!("t.n{n}")), format!("t.n{n}"));
+        }
+        assert_eq!(metrics.event_type_label("t.one_too_many"), OTHER_EVENT_TYPE);
+        assert_eq!(metrics.event_type_label("t.n0"), "t.n0", "a type seen before keeps its label");
+    }
+
+    #[test]
+    fn two_applications_keep_separate_counts() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.event_ingested("order.created");
+        assert!(a.render().contains("switchyard_events_ingested_total{event_type=\"order.created\"} 1"));
+        assert!(!b.render().contains("order.created"));
+    }
+}
