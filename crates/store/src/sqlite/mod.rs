@@ -9,6 +9,7 @@
 
 mod api_keys;
 mod audit;
+mod backend;
 mod deliveries;
 mod destinations;
 mod event_types;

@@ -1,0 +1,33 @@
+//! What the shared repositories ([`crate::repo`]) need of PostgreSQL: everything on the one
+//! pool, and `NOTIFY` to wake the other nodes.
+
+use sqlx::postgres::PgQueryResult;
+use sqlx::{Pool, Postgres, Transaction};
+use switchyard_core::store::StoreResult;
+
+use super::PgStore;
+use crate::repo::Backend;
+
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    fn reader(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        PgStore::begin_read(self).await
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        PgStore::begin_write(self).await
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

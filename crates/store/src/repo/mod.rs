@@ -1,0 +1,65 @@
+//! The repositories both backends share: one body per operation, generic over the sqlx
+//! database, run by [`Repo`] over a [`Backend`] that says where reads and writes go.
+//!
+//! Each backend implements [`Backend`] and forwards its store-trait methods here; what differs
+//! between them (the single SQLite writer and its `BEGIN IMMEDIATE`, PostgreSQL's pool and
+//! `NOTIFY`) stays behind the trait.
+
+mod subscriptions;
+
+use std::future::Future;
+
+use sqlx::{Database, Pool, Transaction};
+use switchyard_core::page::ListRequest;
+use switchyard_core::store::StoreResult;
+
+/// What the shared repositories need of a backend.
+pub(crate) trait Backend: Sync {
+    type Db: Database;
+
+    /// Where single reads go.
+    fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Where single writes go.
+    fn writer(&self) -> &Pool<Self::Db>;
+
+    /// A read transaction on one snapshot, so a page and its total agree.
+    fn begin_read(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
+
+    /// A transaction for a read-check-write.
+    fn begin_write(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
+
+    /// The rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+}
+
+/// The database of backend `B`.
+type Db<B> = <B as Backend>::Db;
+/// A connection of backend `B`'s database (a transaction dereferences to one).
+type Conn<B> = <Db<B> as Database>::Connection;
+/// A row of backend `B`'s database.
+type Row<B> = <Db<B> as Database>::Row;
+/// The bound arguments of a query on backend `B`'s database.
+type Args<B> = <Db<B> as Database>::Arguments;
+
+/// The shared repositories, run on a backend: `Repo(store).create_subscription(..)`.
+///
+/// Each file's `impl` block names what it needs of the database (executors, the Rust types it
+/// binds and decodes); both backends' databases provide all of it.
+pub(crate) struct Repo<'a, B>(pub &'a B);
+
+/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
+/// is served as its first page. A page holds at least one item so paging always advances.
+fn page_bounds(request: ListRequest) -> (i64, i64) {
+    let per_page = i64::from(request.per_page().max(1));
+    let offset = match request {
+        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
+        ListRequest::After { .. } => 0,
+    };
+    (per_page, offset)
+}
+
+/// A count from the database as the `u64` the listings report.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

@@ -1,0 +1,33 @@
+//! What the shared repositories ([`crate::repo`]) need of SQLite: reads on the read pool,
+//! writes on the single writer, write transactions holding the write lock from the start.
+
+use sqlx::sqlite::SqliteQueryResult;
+use sqlx::{Pool, Sqlite, Transaction};
+use switchyard_core::store::StoreResult;
+
+use super::SqliteStore;
+use crate::repo::Backend;
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    fn reader(&self) -> &Pool<Sqlite> {
+        &self.reader
+    }
+
+    fn writer(&self) -> &Pool<Sqlite> {
+        &self.writer
+    }
+
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        SqliteStore::begin_read(self).await
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        SqliteStore::begin_write(self).await
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
