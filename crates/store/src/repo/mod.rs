@@ -5,6 +5,8 @@
 //! between them (the single SQLite writer and its `BEGIN IMMEDIATE`, PostgreSQL's pool and
 //! `NOTIFY`) stays behind the trait.
 
+mod api_keys;
+mod event_types;
 mod subscriptions;
 
 use std::future::Future;
