@@ -2,11 +2,12 @@
 //! pool, and `NOTIFY` to wake the other nodes.
 
 use sqlx::postgres::PgQueryResult;
-use sqlx::{Pool, Postgres, Transaction};
+use sqlx::{PgConnection, Pool, Postgres, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::PgStore;
 use crate::repo::Backend;
+use crate::seal::Sealer;
 
 impl Backend for PgStore {
     type Db = Postgres;
@@ -19,12 +20,20 @@ impl Backend for PgStore {
         &self.pool
     }
 
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     async fn begin_read(&self) -> StoreResult<Transaction<'static, Postgres>> {
         PgStore::begin_read(self).await
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         PgStore::begin_write(self).await
+    }
+
+    async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
+        super::notify_work(conn).await
     }
 
     fn rows_affected(result: &PgQueryResult) -> u64 {

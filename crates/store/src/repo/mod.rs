@@ -6,14 +6,22 @@
 //! `NOTIFY`) stays behind the trait.
 
 mod api_keys;
+mod audit;
+mod destinations;
 mod event_types;
+mod idempotency;
+mod secrets;
 mod subscriptions;
 
 use std::future::Future;
 
-use sqlx::{Database, Pool, Transaction};
+use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
+
+use crate::seal::Sealer;
+use crate::sql::Bind;
 
 /// What the shared repositories need of a backend.
 pub(crate) trait Backend: Sync {
@@ -25,11 +33,17 @@ pub(crate) trait Backend: Sync {
     /// Where single writes go.
     fn writer(&self) -> &Pool<Self::Db>;
 
+    /// Seals secrets on their way in and opens them on their way out.
+    fn sealer(&self) -> &Sealer;
+
     /// A read transaction on one snapshot, so a page and its total agree.
     fn begin_read(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
 
     /// A transaction for a read-check-write.
     fn begin_write(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
+
+    /// Tells every node that work may be due once `conn`'s transaction commits.
+    fn notify_work(conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
@@ -64,4 +78,42 @@ fn page_bounds(request: ListRequest) -> (i64, i64) {
 /// A count from the database as the `u64` the listings report.
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
+}
+
+/// Binds the values of an assembled query (`sql::Assembled`) in order.
+fn bind_as<'q, DB, O>(
+    mut query: QueryAs<'q, DB, O, DB::Arguments>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, DB, O, DB::Arguments>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// [`bind_as`] for a query of one column.
+fn bind_scalar<'q, DB, O>(
+    mut query: QueryScalar<'q, DB, O, DB::Arguments>,
+    binds: Vec<Bind>,
+) -> QueryScalar<'q, DB, O, DB::Arguments>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
 }

@@ -2,11 +2,12 @@
 //! writes on the single writer, write transactions holding the write lock from the start.
 
 use sqlx::sqlite::SqliteQueryResult;
-use sqlx::{Pool, Sqlite, Transaction};
+use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::SqliteStore;
 use crate::repo::Backend;
+use crate::seal::Sealer;
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
@@ -19,12 +20,21 @@ impl Backend for SqliteStore {
         &self.writer
     }
 
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         SqliteStore::begin_read(self).await
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         SqliteStore::begin_write(self).await
+    }
+
+    /// Nothing to send: SQLite serves one node, whose engine the writer wakes in-process.
+    async fn notify_work(_conn: &mut SqliteConnection) -> StoreResult<()> {
+        Ok(())
     }
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
