@@ -6,11 +6,15 @@ use sqlx::{PgConnection, Pool, Postgres, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::PgStore;
-use crate::repo::Backend;
+use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
+use crate::sql::flow as q;
 
 impl Backend for PgStore {
     type Db = Postgres;
+
+    const WRITER_HOLDS_DATABASE: bool = false;
+    const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW_FOR_UPDATE;
 
     fn reader(&self) -> &Pool<Postgres> {
         &self.pool
@@ -22,6 +26,10 @@ impl Backend for PgStore {
 
     fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    fn unwritten(&self) -> &Unwritten {
+        &self.unwritten
     }
 
     async fn begin_read(&self) -> StoreResult<Transaction<'static, Postgres>> {

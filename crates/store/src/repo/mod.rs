@@ -9,6 +9,7 @@ mod api_keys;
 mod audit;
 mod destinations;
 mod event_types;
+mod flow;
 mod idempotency;
 mod secrets;
 mod subscriptions;
@@ -20,6 +21,7 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
+pub(crate) use self::flow::Unwritten;
 use crate::seal::Sealer;
 use crate::sql::Bind;
 
@@ -33,8 +35,19 @@ pub(crate) trait Backend: Sync {
     /// Where single writes go.
     fn writer(&self) -> &Pool<Self::Db>;
 
+    /// Whether a write transaction holds the whole database (SQLite's single writer, from
+    /// `BEGIN IMMEDIATE`), so everything it reads is locked already; otherwise a change locks
+    /// the rows it reads ([`Self::SELECT_FLOW_LOCKED`]).
+    const WRITER_HOLDS_DATABASE: bool;
+
+    /// Reads a destination's flow record, locked until the transaction ends.
+    const SELECT_FLOW_LOCKED: &'static str;
+
     /// Seals secrets on their way in and opens them on their way out.
     fn sealer(&self) -> &Sealer;
+
+    /// Flow-control outcomes this node holds, not written yet.
+    fn unwritten(&self) -> &Unwritten;
 
     /// A read transaction on one snapshot, so a page and its total agree.
     fn begin_read(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;

@@ -6,11 +6,16 @@ use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::SqliteStore;
-use crate::repo::Backend;
+use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
+use crate::sql::flow as q;
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
+
+    const WRITER_HOLDS_DATABASE: bool = true;
+    /// The writer's `BEGIN IMMEDIATE` holds the database: a plain read is locked already.
+    const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW;
 
     fn reader(&self) -> &Pool<Sqlite> {
         &self.reader
@@ -22,6 +27,10 @@ impl Backend for SqliteStore {
 
     fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    fn unwritten(&self) -> &Unwritten {
+        &self.unwritten
     }
 
     async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
