@@ -29,12 +29,6 @@ use crate::sql::Bind;
 pub(crate) trait Backend: Sync {
     type Db: Database;
 
-    /// Where single reads go.
-    fn reader(&self) -> &Pool<Self::Db>;
-
-    /// Where single writes go.
-    fn writer(&self) -> &Pool<Self::Db>;
-
     /// Whether a write transaction holds the whole database (SQLite's single writer, from
     /// `BEGIN IMMEDIATE`), so everything it reads is locked already; otherwise a change locks
     /// the rows it reads ([`Self::SELECT_FLOW_LOCKED`]).
@@ -42,6 +36,12 @@ pub(crate) trait Backend: Sync {
 
     /// Reads a destination's flow record, locked until the transaction ends.
     const SELECT_FLOW_LOCKED: &'static str;
+
+    /// Where single reads go.
+    fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Where single writes go.
+    fn writer(&self) -> &Pool<Self::Db>;
 
     /// Seals secrets on their way in and opens them on their way out.
     fn sealer(&self) -> &Sealer;
@@ -52,10 +52,12 @@ pub(crate) trait Backend: Sync {
     /// A read transaction on one snapshot, so a page and its total agree.
     fn begin_read(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
 
-    /// A transaction for a read-check-write.
+    /// A transaction for a read-check-write (SQLite: on the single writer, holding the write
+    /// lock from `BEGIN IMMEDIATE`; PostgreSQL: a pool transaction).
     fn begin_write(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
 
-    /// Tells every node that work may be due once `conn`'s transaction commits.
+    /// Tells every node that work may be due once `conn`'s transaction commits (and nothing
+    /// when it rolls back).
     fn notify_work(conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The rows a statement changed (sqlx has no trait for it).

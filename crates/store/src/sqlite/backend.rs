@@ -41,7 +41,8 @@ impl Backend for SqliteStore {
         SqliteStore::begin_write(self).await
     }
 
-    /// Nothing to send: SQLite serves one node, whose engine the writer wakes in-process.
+    /// Nothing to send: SQLite serves one node, whose engine is woken in-process by whoever
+    /// made work due (`Waker::wake`).
     async fn notify_work(_conn: &mut SqliteConnection) -> StoreResult<()> {
         Ok(())
     }
