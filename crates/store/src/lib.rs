@@ -12,6 +12,7 @@
 mod error;
 mod migrations;
 mod postgres;
+mod repo;
 mod rows;
 pub mod seal;
 mod sql;

@@ -1,58 +1,26 @@
-//! The event-type registry.
+//! The event-type registry: the shared repository ([`crate::repo`]) on this backend.
 
 use async_trait::async_trait;
 use switchyard_core::event::EventType;
 use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventTypeStore, StoreError, StoreResult};
+use switchyard_core::store::{EventTypeStore, StoreResult};
 
-use super::{PgStore, count, page_bounds};
-use crate::error::{map_err, name_conflict};
-use crate::rows::{EventTypeRow, decode_all, to_json};
-use crate::sql;
+use super::PgStore;
+use crate::repo::Repo;
 
 #[async_trait]
 impl EventTypeStore for PgStore {
     async fn create_event_type(&self, definition: &EventTypeDefinition) -> StoreResult<()> {
-        let schema = definition.schema.as_ref().map(|s| to_json("event_types.schema", s)).transpose()?;
-        sqlx::query(sql::INSERT_EVENT_TYPE)
-            .bind(definition.name.as_str())
-            .bind(definition.description.as_deref())
-            .bind(schema)
-            .bind(definition.deprecated)
-            .bind(definition.version)
-            .bind(definition.created_at)
-            .bind(definition.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)
-            .map_err(name_conflict(|| format!("event type {} already exists", definition.name)))?;
-        Ok(())
+        Repo(self).create_event_type(definition).await
     }
 
     async fn get_event_type(&self, name: &EventType) -> StoreResult<Option<EventTypeDefinition>> {
-        sqlx::query_as::<_, EventTypeRow>(sql::SELECT_EVENT_TYPE)
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .map(EventTypeDefinition::try_from)
-            .transpose()
+        Repo(self).get_event_type(name).await
     }
 
     async fn list_event_types(&self, request: ListRequest) -> StoreResult<Listing<EventTypeDefinition>> {
-        let (limit, offset) = page_bounds(request);
-        let mut tx = self.begin_read().await?;
-        let rows = sqlx::query_as::<_, EventTypeRow>(sql::LIST_EVENT_TYPES)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let total: i64 =
-            sqlx::query_scalar(sql::COUNT_EVENT_TYPES).fetch_one(&mut *tx).await.map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Listing { items: decode_all(rows)?, total: Some(count(total)), next_cursor: None })
+        Repo(self).list_event_types(request).await
     }
 
     async fn update_event_type(
@@ -60,39 +28,10 @@ impl EventTypeStore for PgStore {
         definition: &EventTypeDefinition,
         expected_version: i64,
     ) -> StoreResult<EventTypeDefinition> {
-        let schema = definition.schema.as_ref().map(|s| to_json("event_types.schema", s)).transpose()?;
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query_as::<_, EventTypeRow>(sql::UPDATE_EVENT_TYPE)
-            .bind(definition.description.as_deref())
-            .bind(schema)
-            .bind(definition.deprecated)
-            .bind(definition.updated_at)
-            .bind(definition.name.as_str())
-            .bind(expected_version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(row) = updated else {
-            let current: Option<i64> = sqlx::query_scalar(sql::EVENT_TYPE_VERSION)
-                .bind(definition.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            return Err(match current {
-                Some(current) => StoreError::VersionMismatch { current },
-                None => StoreError::NotFound("event type"),
-            });
-        };
-        tx.commit().await.map_err(map_err)?;
-        EventTypeDefinition::try_from(row)
+        Repo(self).update_event_type(definition, expected_version).await
     }
 
     async fn delete_event_type(&self, name: &EventType) -> StoreResult<bool> {
-        let result = sqlx::query(sql::DELETE_EVENT_TYPE)
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(result.rows_affected() > 0)
+        Repo(self).delete_event_type(name).await
     }
 }

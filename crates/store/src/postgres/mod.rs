@@ -11,6 +11,7 @@
 
 mod api_keys;
 mod audit;
+mod backend;
 mod deliveries;
 mod destinations;
 mod event_types;
@@ -32,7 +33,6 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{ConnectOptions as _, PgConnection, Postgres, Transaction};
-use switchyard_core::page::ListRequest;
 use switchyard_core::store::{Store, StoreResult, WorkSignal, WorkWatch};
 
 use crate::error::map_err;
@@ -153,17 +153,6 @@ impl Store for PgStore {
             .await
             .map(|w| Some(Box::new(w) as Box<dyn WorkWatch>))
     }
-}
-
-/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
-/// is served as its first page. A page holds at least one item so paging always advances.
-fn page_bounds(request: ListRequest) -> (i64, i64) {
-    let per_page = i64::from(request.per_page().max(1));
-    let offset = match request {
-        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
-        ListRequest::After { .. } => 0,
-    };
-    (per_page, offset)
 }
 
 fn bind<'q>(

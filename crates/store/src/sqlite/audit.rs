@@ -1,42 +1,17 @@
-//! The audit log: appended in batches, listed in append order by page or cursor.
+//! The audit log: the shared repository ([`crate::repo`]) on this backend.
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
 use switchyard_core::audit::{AuditEntry, AuditFilter};
-use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{AuditStore, StoreResult};
 
-use super::{SqliteStore, bind_as, bind_scalar, count};
-use crate::error::map_err;
-use crate::rows::{AuditRow, decode_all};
-use crate::sql;
+use super::SqliteStore;
+use crate::repo::Repo;
 
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write().await?;
-        for entry in entries {
-            sqlx::query(sql::INSERT_AUDIT_ENTRY)
-                .bind(entry.id.as_str())
-                .bind(entry.at)
-                .bind(entry.actor.as_str())
-                .bind(entry.role.as_str())
-                .bind(entry.action.as_str())
-                .bind(entry.method.as_str())
-                .bind(entry.route.as_str())
-                .bind(entry.resource.kind.as_str())
-                .bind(entry.resource.id.as_deref())
-                .bind(entry.request_id.as_str())
-                .bind(i64::from(entry.outcome.status))
-                .bind(entry.outcome.success)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+        Repo(self).append_audit_entries(entries).await
     }
 
     async fn list_audit_log(
@@ -44,37 +19,6 @@ impl AuditStore for SqliteStore {
         filter: &AuditFilter,
         request: ListRequest,
     ) -> StoreResult<Listing<AuditEntry>> {
-        let per_page = request.per_page().max(1);
-        // One item more than the page tells whether another page follows.
-        let limit = i64::from(per_page) + 1;
-        let (after, offset) = match request {
-            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
-            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
-        };
-        let mut tx = self.begin_read().await?;
-        let query = sql::list_audit_log(filter, after, limit, offset);
-        let rows = bind_as(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(query.sql)), query.binds)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let total = match request {
-            ListRequest::Page { .. } => {
-                let query = sql::count_audit_log(filter);
-                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Some(count(n))
-            }
-            ListRequest::After { .. } => None,
-        };
-        tx.commit().await.map_err(map_err)?;
-
-        let mut items: Vec<AuditEntry> = decode_all(rows)?;
-        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
-        let more = items.len() > page_len;
-        items.truncate(page_len);
-        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
-        Ok(Listing { items, total, next_cursor })
+        Repo(self).list_audit_log(filter, request).await
     }
 }

@@ -1,13 +1,11 @@
-//! `Idempotency-Key` records: a claim while the request runs, then its stored response.
+//! `Idempotency-Key` records: the shared repository ([`crate::repo`]) on this backend.
 
 use async_trait::async_trait;
 use switchyard_core::store::{IdempotencyClaim, IdempotencyStore, StoreResult, StoredResponse};
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
-use crate::error::map_err;
-use crate::rows::{IdempotencyRow, seal_body};
-use crate::sql;
+use crate::repo::Repo;
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -19,37 +17,7 @@ impl IdempotencyStore for SqliteStore {
         now: Millis,
         stale_before: Millis,
     ) -> StoreResult<IdempotencyClaim> {
-        let mut tx = self.begin_write().await?;
-        // One cutoff covers both an abandoned claim (its request crashed) and an expired
-        // response: either way the key is free again.
-        sqlx::query(sql::DELETE_STALE_IDEMPOTENCY_KEY)
-            .bind(scope)
-            .bind(key)
-            .bind(stale_before)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let inserted = sqlx::query(sql::CLAIM_IDEMPOTENCY_KEY)
-            .bind(scope)
-            .bind(key)
-            .bind(request_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let claim = if inserted.rows_affected() > 0 {
-            IdempotencyClaim::Claimed
-        } else {
-            sqlx::query_as::<_, IdempotencyRow>(sql::SELECT_IDEMPOTENCY_KEY)
-                .bind(scope)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .into_claim(&self.sealer, scope, key)?
-        };
-        tx.commit().await.map_err(map_err)?;
-        Ok(claim)
+        Repo(self).claim_idempotency_key(scope, key, request_hash, now, stale_before).await
     }
 
     async fn complete_idempotency_key(
@@ -58,32 +26,10 @@ impl IdempotencyStore for SqliteStore {
         key: &str,
         response: &StoredResponse,
     ) -> StoreResult<()> {
-        // The body may show a secret (a rotated signing secret, a new API key's token).
-        let body = seal_body(&self.sealer, scope, key, &response.body)?;
-        let result = sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
-            .bind(i64::from(response.status))
-            .bind(response.location.as_deref())
-            .bind(body)
-            .bind(scope)
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        if result.rows_affected() == 0 {
-            // The claim went stale and was taken over (or released) while the request ran;
-            // the request itself succeeded, so failing it now would only mislead the client.
-            tracing::warn!(scope, key, "idempotency key completed after its claim was forgotten");
-        }
-        Ok(())
+        Repo(self).complete_idempotency_key(scope, key, response).await
     }
 
     async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()> {
-        sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
-            .bind(scope)
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        Repo(self).release_idempotency_key(scope, key).await
     }
 }

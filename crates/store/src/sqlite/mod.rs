@@ -9,6 +9,7 @@
 
 mod api_keys;
 mod audit;
+mod backend;
 mod deliveries;
 mod destinations;
 mod event_types;
@@ -29,7 +30,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use switchyard_core::page::ListRequest;
 use switchyard_core::store::{Store, StoreResult};
 
 use crate::error::{BackendError, map_err};
@@ -151,17 +151,6 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
         crate::migrations::require_current(self.pending_migrations().await)
     }
-}
-
-/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
-/// is served as its first page. A page holds at least one item so paging always advances.
-fn page_bounds(request: ListRequest) -> (i64, i64) {
-    let per_page = i64::from(request.per_page().max(1));
-    let offset = match request {
-        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
-        ListRequest::After { .. } => 0,
-    };
-    (per_page, offset)
 }
 
 fn bind<'q>(

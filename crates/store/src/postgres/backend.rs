@@ -1,0 +1,50 @@
+//! What the shared repositories ([`crate::repo`]) need of PostgreSQL: everything on the one
+//! pool, and `NOTIFY` to wake the other nodes.
+
+use sqlx::postgres::PgQueryResult;
+use sqlx::{PgConnection, Pool, Postgres, Transaction};
+use switchyard_core::store::StoreResult;
+
+use super::PgStore;
+use crate::repo::{Backend, Unwritten};
+use crate::seal::Sealer;
+use crate::sql::flow as q;
+
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    const WRITER_HOLDS_DATABASE: bool = false;
+    const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW_FOR_UPDATE;
+
+    fn reader(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    fn unwritten(&self) -> &Unwritten {
+        &self.unwritten
+    }
+
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        PgStore::begin_read(self).await
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        PgStore::begin_write(self).await
+    }
+
+    async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
+        super::notify_work(conn).await
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

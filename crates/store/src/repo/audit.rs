@@ -1,0 +1,89 @@
+//! The audit log: appended in batches, listed in append order by page or cursor.
+
+use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Type};
+use switchyard_core::audit::{AuditEntry, AuditFilter};
+use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::store::StoreResult;
+
+use super::{Args, Backend, Conn, Db, Repo, Row, bind_as, bind_scalar, count};
+use crate::error::map_err;
+use crate::rows::{AuditRow, decode_all};
+use crate::sql;
+
+impl<B: Backend> Repo<'_, B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = Db<B>>,
+    Args<B>: IntoArguments<Db<B>>,
+    for<'q> &'q str: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> Option<&'q str>: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> String: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> i64: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> bool: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'r> (i64,): FromRow<'r, Row<B>>,
+    for<'r> AuditRow: FromRow<'r, Row<B>>,
+{
+    pub(crate) async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.0.begin_write().await?;
+        for entry in entries {
+            sqlx::query(sql::INSERT_AUDIT_ENTRY)
+                .bind(entry.id.as_str())
+                .bind(entry.at)
+                .bind(entry.actor.as_str())
+                .bind(entry.role.as_str())
+                .bind(entry.action.as_str())
+                .bind(entry.method.as_str())
+                .bind(entry.route.as_str())
+                .bind(entry.resource.kind.as_str())
+                .bind(entry.resource.id.as_deref())
+                .bind(entry.request_id.as_str())
+                .bind(i64::from(entry.outcome.status))
+                .bind(entry.outcome.success)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(crate) async fn list_audit_log(
+        &self,
+        filter: &AuditFilter,
+        request: ListRequest,
+    ) -> StoreResult<Listing<AuditEntry>> {
+        let per_page = request.per_page().max(1);
+        // One item more than the page tells whether another page follows.
+        let limit = i64::from(per_page) + 1;
+        let (after, offset) = match request {
+            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
+            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
+        };
+        let mut tx = self.0.begin_read().await?;
+        let query = sql::list_audit_log(filter, after, limit, offset);
+        let rows = bind_as(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(query.sql)), query.binds)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total = match request {
+            ListRequest::Page { .. } => {
+                let query = sql::count_audit_log(filter);
+                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Some(count(n))
+            }
+            ListRequest::After { .. } => None,
+        };
+        tx.commit().await.map_err(map_err)?;
+
+        let mut items: Vec<AuditEntry> = decode_all(rows)?;
+        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
+        let more = items.len() > page_len;
+        items.truncate(page_len);
+        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
+        Ok(Listing { items, total, next_cursor })
+    }
+}

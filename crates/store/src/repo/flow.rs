@@ -1,0 +1,307 @@
+//! Flow control: the per-destination record of circuit, outcomes and rate bucket, read and
+//! moved by the pure rules of `switchyard_core::flow`.
+//!
+//! Every change is decided on the record read under a lock and written with a version check,
+//! so two admissions never both take the probe or the same token, and a rate limit of N/s is
+//! N/s for all nodes. SQLite's writer holds the whole database from `BEGIN IMMEDIATE`;
+//! PostgreSQL locks the destination's row (`SELECT ... FOR UPDATE`, [`Backend::SELECT_FLOW_LOCKED`]),
+//! so nodes change it one after another. Attempts reach the circuit through
+//! [`Repo::observe_attempt`], which `record_attempt` runs in its own transaction; outcomes that
+//! change nothing but a closed circuit's counts are held in memory a moment ([`Unwritten`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
+use switchyard_core::circuit::{OutcomeWindow, Signal};
+use switchyard_core::delivery::{Attempt, AttemptOutcome};
+use switchyard_core::destination::CircuitBreakerPolicy;
+use switchyard_core::flow::{Admission, AdmitRequest, Deferral, DestinationFlow};
+use switchyard_core::id::DestinationId;
+use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::time::{Millis, now_millis};
+
+use super::{Args, Backend, Conn, Db, Repo, Row};
+use crate::error::{map_err, unreadable};
+use crate::rows::flow::{FlowRow, FlowUpdate};
+use crate::sql::flow as q;
+
+/// Locked reads of a record that another writer changed before the version check: only a
+/// record created concurrently (no row to lock yet) ever needs a second.
+const TRIES: usize = 3;
+
+fn lost_race(id: &DestinationId) -> StoreError {
+    StoreError::Conflict(format!("the flow record of destination {id} kept changing; try again"))
+}
+
+/// How long outcomes that changed nothing but a closed circuit's counts may stay unwritten.
+const FLUSH_AFTER_MS: Millis = 1_000;
+
+/// Outcomes this node recorded that changed nothing but the counts of a closed circuit (a
+/// success with no failure before it, a refused message): kept here and written with the
+/// record's next change, or once the oldest is `FLUSH_AFTER_MS` old. A healthy destination's
+/// attempts so cost no write of their own; the ratio and the health report may miss up to a
+/// second of other nodes' successes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unwritten(Arc<Mutex<HashMap<DestinationId, Held>>>);
+
+#[derive(Debug)]
+struct Held {
+    outcomes: OutcomeWindow,
+    /// When the oldest of them was recorded.
+    since: Millis,
+}
+
+impl Unwritten {
+    fn lock(&self) -> MutexGuard<'_, HashMap<DestinationId, Held>> {
+        // A panic elsewhere cannot leave the map half-written: each change is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self, id: &DestinationId) -> Option<Held> {
+        self.lock().remove(id)
+    }
+
+    fn put(&self, id: DestinationId, held: Held) {
+        self.lock().insert(id, held);
+    }
+
+    /// `flow` with this node's unwritten outcomes added.
+    fn add_to(&self, flow: &mut DestinationFlow, now: Millis) {
+        if let Some(held) = self.lock().get(&flow.destination_id) {
+            flow.outcomes.merge(&held.outcomes, u64::MAX, now);
+        }
+    }
+}
+
+impl<B: Backend> Repo<'_, B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = Db<B>>,
+    Args<B>: IntoArguments<Db<B>>,
+    for<'q> &'q str: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> String: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> Option<String>: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> i64: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> Option<i64>: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'q> Option<f64>: Encode<'q, Db<B>> + Type<Db<B>>,
+    for<'r> (Option<i64>,): FromRow<'r, Row<B>>,
+    for<'r> (String, String): FromRow<'r, Row<B>>,
+    for<'r> FlowRow: FromRow<'r, Row<B>>,
+{
+    /// The record of `id` read with `query` (plain or locked); `None` when there is none.
+    async fn select_flow(
+        conn: &mut Conn<B>,
+        query: &'static str,
+        id: &DestinationId,
+    ) -> StoreResult<Option<DestinationFlow>> {
+        sqlx::query_as::<_, FlowRow>(query)
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(map_err)?
+            .map(DestinationFlow::try_from)
+            .transpose()
+    }
+
+    /// The record of `id`, created closed and empty when missing, locked until the transaction
+    /// ends; `None` when the destination does not exist.
+    async fn load_or_create(
+        conn: &mut Conn<B>,
+        id: &DestinationId,
+        now: Millis,
+    ) -> StoreResult<Option<DestinationFlow>> {
+        sqlx::query(q::ENSURE_FLOW).bind(id.as_str()).bind(now).execute(&mut *conn).await.map_err(map_err)?;
+        Self::select_flow(conn, B::SELECT_FLOW_LOCKED, id).await
+    }
+
+    /// Writes `flow` over the version it was read at, or stores it when it is new (version 0);
+    /// answers whether it did.
+    async fn write_flow(conn: &mut Conn<B>, flow: &DestinationFlow, now: Millis) -> StoreResult<bool> {
+        let row = FlowUpdate::of(flow, now)?;
+        if flow.version == 0 {
+            let inserted = sqlx::query(q::INSERT_FLOW)
+                .bind(flow.destination_id.as_str())
+                .bind(row.state)
+                .bind(row.opened_at)
+                .bind(row.reason)
+                .bind(row.cooldown_ms)
+                .bind(row.retry_at)
+                .bind(row.consecutive_failures)
+                .bind(row.probe_owner)
+                .bind(row.probe_until)
+                .bind(row.outcomes)
+                .bind(row.tokens)
+                .bind(row.tokens_at)
+                .bind(row.rate_blocked_until)
+                .bind(row.updated_at)
+                .bind(row.blocked_until)
+                .execute(conn)
+                .await
+                .map_err(map_err)?;
+            return Ok(B::rows_affected(&inserted) == 1);
+        }
+        let written = sqlx::query(q::UPDATE_FLOW)
+            .bind(row.state)
+            .bind(row.opened_at)
+            .bind(row.reason)
+            .bind(row.cooldown_ms)
+            .bind(row.retry_at)
+            .bind(row.consecutive_failures)
+            .bind(row.probe_owner)
+            .bind(row.probe_until)
+            .bind(row.outcomes)
+            .bind(row.tokens)
+            .bind(row.tokens_at)
+            .bind(row.rate_blocked_until)
+            .bind(row.blocked_until)
+            .bind(row.updated_at)
+            .bind(flow.destination_id.as_str())
+            .bind(flow.version)
+            .execute(conn)
+            .await
+            .map_err(map_err)?;
+        Ok(B::rows_affected(&written) == 1)
+    }
+
+    /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
+    /// attempt whose delivery or destination is gone changes nothing.
+    pub(crate) async fn observe_attempt(
+        &self,
+        conn: &mut Conn<B>,
+        attempt: &Attempt,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let found: Option<(String, String)> = sqlx::query_as(q::ATTEMPT_DESTINATION)
+            .bind(attempt.delivery_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let Some((destination, policy)) = found else {
+            return Ok(());
+        };
+        let destination = DestinationId::from_trusted(destination);
+        let policy: CircuitBreakerPolicy =
+            serde_json::from_str(&policy).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
+        let unwritten = self.0.unwritten();
+        // Most outcomes change nothing but counts held here: decide on a plain read, so the
+        // attempts of a busy destination do not queue on its row. A change is decided again
+        // on the record read under its lock, so no other node's change is overwritten. Where
+        // the transaction holds the whole database, every read is locked already.
+        let mut locked = B::WRITER_HOLDS_DATABASE;
+        // One more when the first read is a plain one.
+        let tries = if locked { TRIES } else { TRIES + 1 };
+        for _ in 0..tries {
+            let query = if locked { B::SELECT_FLOW_LOCKED } else { q::SELECT_FLOW };
+            let stored = Self::select_flow(conn, query, &destination).await?;
+            let mut flow = stored.unwrap_or_else(|| DestinationFlow::new(destination.clone(), now));
+            let held = unwritten.take(&destination);
+            if let Some(held) = &held {
+                flow.outcomes.merge(&held.outcomes, policy.window_ms, now);
+            }
+            let circuit = flow.circuit.clone();
+            flow.observe(&policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, now);
+            let since = held.as_ref().map_or(now, |h| h.since);
+            if flow.circuit == circuit && flow.version != 0 && now - since < FLUSH_AFTER_MS {
+                let mut held = held.unwrap_or(Held { outcomes: OutcomeWindow::default(), since: now });
+                if attempt.outcome != AttemptOutcome::Filtered {
+                    held.outcomes.record(
+                        policy.window_ms,
+                        Signal::of(attempt.outcome),
+                        attempt.duration_ms,
+                        now,
+                    );
+                }
+                unwritten.put(destination, held);
+                return Ok(());
+            }
+            if locked && Self::write_flow(conn, &flow, now).await? {
+                return Ok(());
+            }
+            // Read again (under the lock), keeping what is held.
+            locked = true;
+            if let Some(held) = held {
+                unwritten.put(destination.clone(), held);
+            }
+        }
+        Err(lost_race(&destination))
+    }
+
+    pub(crate) async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {
+        let id = request.destination_id;
+        let admit = |flow: &mut DestinationFlow| {
+            flow.admit(request.candidates, request.rate_limit, request.probe_until, now)
+        };
+        // Most answers change nothing (a closed circuit without a rate limit, an open one
+        // before its probe time): decide on a read, and lock the record only to change it.
+        let mut reader = self.0.reader().acquire().await.map_err(map_err)?;
+        let stored = Self::select_flow(&mut reader, q::SELECT_FLOW, id).await?;
+        drop(reader);
+        let mut flow = stored.clone().unwrap_or_else(|| DestinationFlow::new(id.clone(), now));
+        let admission = admit(&mut flow);
+        if stored.as_ref().unwrap_or(&DestinationFlow::new(id.clone(), now)) == &flow {
+            return Ok(admission);
+        }
+        let mut tx = self.0.begin_write().await?;
+        for _ in 0..TRIES {
+            let Some(mut flow) = Self::load_or_create(&mut tx, id, now).await? else {
+                // The destination is gone: its attempts record why nothing can be sent.
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(Admission {
+                    admitted: request.candidates.len(),
+                    probe: false,
+                    deferred: Vec::new(),
+                });
+            };
+            let admission = admit(&mut flow);
+            if Self::write_flow(&mut tx, &flow, now).await? {
+                tx.commit().await.map_err(map_err)?;
+                return Ok(admission);
+            }
+        }
+        tx.rollback().await.map_err(map_err)?;
+        Err(lost_race(id))
+    }
+
+    pub(crate) async fn defer_deliveries(
+        &self,
+        owner: &str,
+        deferrals: &[Deferral],
+        now: Millis,
+    ) -> StoreResult<u64> {
+        if deferrals.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.0.begin_write().await?;
+        let mut deferred = 0;
+        for deferral in deferrals {
+            let result = sqlx::query(q::DEFER_DELIVERY)
+                .bind(deferral.until)
+                .bind(now)
+                .bind(deferral.delivery_id.as_str())
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            deferred += B::rows_affected(&result);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(deferred)
+    }
+
+    pub(crate) async fn destination_flow(&self, id: &DestinationId) -> StoreResult<Option<DestinationFlow>> {
+        let mut reader = self.0.reader().acquire().await.map_err(map_err)?;
+        let mut flow = Self::select_flow(&mut reader, q::SELECT_FLOW, id).await?;
+        if let Some(flow) = &mut flow {
+            self.0.unwritten().add_to(flow, now_millis());
+        }
+        Ok(flow)
+    }
+
+    pub(crate) async fn next_unblock_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
+        sqlx::query_scalar::<_, Option<i64>>(q::NEXT_UNBLOCK_AT)
+            .bind(now)
+            .fetch_one(self.0.reader())
+            .await
+            .map_err(map_err)
+    }
+}

@@ -1,0 +1,134 @@
+//! The repositories both backends share: one body per operation, generic over the sqlx
+//! database, run by [`Repo`] over a [`Backend`] that says where reads and writes go.
+//!
+//! Each backend implements [`Backend`] and forwards its store-trait methods here; what differs
+//! between them (the single SQLite writer and its `BEGIN IMMEDIATE`, PostgreSQL's pool and
+//! `NOTIFY`) stays behind the trait.
+
+mod api_keys;
+mod audit;
+mod destinations;
+mod event_types;
+mod flow;
+mod idempotency;
+mod secrets;
+mod subscriptions;
+
+use std::future::Future;
+
+use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::{Database, Encode, Pool, Transaction, Type};
+use switchyard_core::page::ListRequest;
+use switchyard_core::store::StoreResult;
+
+pub(crate) use self::flow::Unwritten;
+use crate::seal::Sealer;
+use crate::sql::Bind;
+
+/// What the shared repositories need of a backend.
+pub(crate) trait Backend: Sync {
+    type Db: Database;
+
+    /// Whether a write transaction holds the whole database (SQLite's single writer, from
+    /// `BEGIN IMMEDIATE`), so everything it reads is locked already; otherwise a change locks
+    /// the rows it reads ([`Self::SELECT_FLOW_LOCKED`]).
+    const WRITER_HOLDS_DATABASE: bool;
+
+    /// Reads a destination's flow record, locked until the transaction ends.
+    const SELECT_FLOW_LOCKED: &'static str;
+
+    /// Where single reads go.
+    fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Where single writes go.
+    fn writer(&self) -> &Pool<Self::Db>;
+
+    /// Seals secrets on their way in and opens them on their way out.
+    fn sealer(&self) -> &Sealer;
+
+    /// Flow-control outcomes this node holds, not written yet.
+    fn unwritten(&self) -> &Unwritten;
+
+    /// A read transaction on one snapshot, so a page and its total agree.
+    fn begin_read(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
+
+    /// A transaction for a read-check-write (SQLite: on the single writer, holding the write
+    /// lock from `BEGIN IMMEDIATE`; PostgreSQL: a pool transaction).
+    fn begin_write(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;
+
+    /// Tells every node that work may be due once `conn`'s transaction commits (and nothing
+    /// when it rolls back).
+    fn notify_work(conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+}
+
+/// The database of backend `B`.
+type Db<B> = <B as Backend>::Db;
+/// A connection of backend `B`'s database (a transaction dereferences to one).
+type Conn<B> = <Db<B> as Database>::Connection;
+/// A row of backend `B`'s database.
+type Row<B> = <Db<B> as Database>::Row;
+/// The bound arguments of a query on backend `B`'s database.
+type Args<B> = <Db<B> as Database>::Arguments;
+
+/// The shared repositories, run on a backend: `Repo(store).create_subscription(..)`.
+///
+/// Each file's `impl` block names what it needs of the database (executors, the Rust types it
+/// binds and decodes); both backends' databases provide all of it.
+pub(crate) struct Repo<'a, B>(pub &'a B);
+
+/// `LIMIT` and `OFFSET` of a numbered page; a cursor request on a collection without cursors
+/// is served as its first page. A page holds at least one item so paging always advances.
+fn page_bounds(request: ListRequest) -> (i64, i64) {
+    let per_page = i64::from(request.per_page().max(1));
+    let offset = match request {
+        ListRequest::Page { .. } => i64::try_from(request.offset()).unwrap_or(i64::MAX),
+        ListRequest::After { .. } => 0,
+    };
+    (per_page, offset)
+}
+
+/// A count from the database as the `u64` the listings report.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Binds the values of an assembled query (`sql::Assembled`) in order.
+fn bind_as<'q, DB, O>(
+    mut query: QueryAs<'q, DB, O, DB::Arguments>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, DB, O, DB::Arguments>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// [`bind_as`] for a query of one column.
+fn bind_scalar<'q, DB, O>(
+    mut query: QueryScalar<'q, DB, O, DB::Arguments>,
+    binds: Vec<Bind>,
+) -> QueryScalar<'q, DB, O, DB::Arguments>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}

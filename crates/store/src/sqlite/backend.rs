@@ -1,0 +1,53 @@
+//! What the shared repositories ([`crate::repo`]) need of SQLite: reads on the read pool,
+//! writes on the single writer, write transactions holding the write lock from the start.
+
+use sqlx::sqlite::SqliteQueryResult;
+use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
+use switchyard_core::store::StoreResult;
+
+use super::SqliteStore;
+use crate::repo::{Backend, Unwritten};
+use crate::seal::Sealer;
+use crate::sql::flow as q;
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    const WRITER_HOLDS_DATABASE: bool = true;
+    /// The writer's `BEGIN IMMEDIATE` holds the database: a plain read is locked already.
+    const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW;
+
+    fn reader(&self) -> &Pool<Sqlite> {
+        &self.reader
+    }
+
+    fn writer(&self) -> &Pool<Sqlite> {
+        &self.writer
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    fn unwritten(&self) -> &Unwritten {
+        &self.unwritten
+    }
+
+    async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        SqliteStore::begin_read(self).await
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        SqliteStore::begin_write(self).await
+    }
+
+    /// Nothing to send: SQLite serves one node, whose engine is woken in-process by whoever
+    /// made work due (`Waker::wake`).
+    async fn notify_work(_conn: &mut SqliteConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
