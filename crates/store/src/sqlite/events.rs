@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
+use sqlx::sqlite::SqliteConnection;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
 use switchyard_core::id::DeliveryId;
@@ -21,83 +22,10 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
-        // Read inside the transaction, so a subscription created concurrently either routes
-        // the whole call or none of it.
-        let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let subscriptions: Vec<Subscription> = decode_all(rows)?;
-        let pending = DeliveryStatus::Pending.as_str();
-
-        let mut outcomes = Vec::with_capacity(events.len());
-        for new in events {
-            let payload = to_json("events.payload", &new.payload)?;
-            let seq: Option<i64> = sqlx::query_scalar(sql::INSERT_EVENT)
-                .bind(new.event_id.as_str())
-                .bind(new.event_type.as_str())
-                .bind(new.timestamp)
-                .bind(payload)
-                .bind(new.metadata.correlation_id.as_str())
-                .bind(new.metadata.causation_id.as_deref())
-                .bind(new.ordering_key.as_deref())
-                .bind(new.source.as_str())
-                .bind(now)
-                .bind(new.content_hash.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-
-            let Some(seq) = seq else {
-                // The id is taken, by an earlier call or earlier in this one (the transaction
-                // sees its own writes): compare what was sent.
-                let row = sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
-                    .bind(new.event_id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                let stored = Event::try_from(row)?;
-                outcomes.push(if stored.content_hash == new.content_hash {
-                    IngestOutcome::Duplicate(stored)
-                } else {
-                    IngestOutcome::Conflict(new.event_id)
-                });
-                continue;
-            };
-
-            for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
-                let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
-                let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
-                sqlx::query(sql::INSERT_DELIVERY)
-                    .bind(DeliveryId::generate().as_str())
-                    .bind(new.event_id.as_str())
-                    .bind(subscription.id.as_str())
-                    .bind(subscription.destination_id.as_str())
-                    .bind(pending)
-                    .bind(ordered)
-                    .bind(new.ordering_key.as_deref())
-                    .bind(block_on_dead)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-            outcomes.push(IngestOutcome::Created(Event {
-                event_id: new.event_id,
-                event_type: new.event_type,
-                timestamp: new.timestamp,
-                payload: new.payload,
-                metadata: new.metadata,
-                ordering_key: new.ordering_key,
-                source: new.source,
-                received_at: now,
-                content_hash: new.content_hash,
-                seq,
-            }));
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(outcomes)
+        // Concurrent calls share a transaction and its fsync; each is answered after the
+        // commit, with its own outcomes or its own error.
+        let weight = events.len();
+        self.group.write(weight, move |conn| Box::pin(ingest_into(conn, events, now))).await
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
@@ -153,4 +81,87 @@ impl EventStore for SqliteStore {
             .map_err(map_err)?;
         decode_all(rows)
     }
+}
+
+/// Stores `events` and their deliveries on `conn`, inside the caller's transaction.
+async fn ingest_into(
+    conn: &mut SqliteConnection,
+    events: Vec<NewEvent>,
+    now: Millis,
+) -> StoreResult<Vec<IngestOutcome>> {
+    // Read inside the transaction, so a subscription created concurrently either routes
+    // the whole call or none of it.
+    let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let subscriptions: Vec<Subscription> = decode_all(rows)?;
+    let pending = DeliveryStatus::Pending.as_str();
+
+    let mut outcomes = Vec::with_capacity(events.len());
+    for new in events {
+        let payload = to_json("events.payload", &new.payload)?;
+        let seq: Option<i64> = sqlx::query_scalar(sql::INSERT_EVENT)
+            .bind(new.event_id.as_str())
+            .bind(new.event_type.as_str())
+            .bind(new.timestamp)
+            .bind(payload)
+            .bind(new.metadata.correlation_id.as_str())
+            .bind(new.metadata.causation_id.as_deref())
+            .bind(new.ordering_key.as_deref())
+            .bind(new.source.as_str())
+            .bind(now)
+            .bind(new.content_hash.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+
+        let Some(seq) = seq else {
+            // The id is taken, by an earlier call or earlier in this one (the transaction
+            // sees its own writes): compare what was sent.
+            let row = sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
+                .bind(new.event_id.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let stored = Event::try_from(row)?;
+            outcomes.push(if stored.content_hash == new.content_hash {
+                IngestOutcome::Duplicate(stored)
+            } else {
+                IngestOutcome::Conflict(new.event_id)
+            });
+            continue;
+        };
+
+        for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
+            let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
+            let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
+            sqlx::query(sql::INSERT_DELIVERY)
+                .bind(DeliveryId::generate().as_str())
+                .bind(new.event_id.as_str())
+                .bind(subscription.id.as_str())
+                .bind(subscription.destination_id.as_str())
+                .bind(pending)
+                .bind(ordered)
+                .bind(new.ordering_key.as_deref())
+                .bind(block_on_dead)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
+        outcomes.push(IngestOutcome::Created(Event {
+            event_id: new.event_id,
+            event_type: new.event_type,
+            timestamp: new.timestamp,
+            payload: new.payload,
+            metadata: new.metadata,
+            ordering_key: new.ordering_key,
+            source: new.source,
+            received_at: now,
+            content_hash: new.content_hash,
+            seq,
+        }));
+    }
+    Ok(outcomes)
 }

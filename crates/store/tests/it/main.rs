@@ -6,6 +6,7 @@ mod audit;
 mod deliveries;
 mod events;
 mod flow;
+mod group_commit;
 mod idempotency;
 mod ordering;
 mod resources;

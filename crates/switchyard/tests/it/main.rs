@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod audit_log;
+mod bench_smoke;
 mod cli;
 mod delivery;
 mod dlq;
