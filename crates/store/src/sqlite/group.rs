@@ -18,8 +18,6 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use switchyard_core::store::{StoreError, StoreResult};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::map_err;
-
 /// Jobs waiting for the writer, at most; further callers wait to enqueue.
 const QUEUE: usize = 256;
 /// Jobs in one transaction, at most.
@@ -122,34 +120,38 @@ async fn commit_group(writer: &SqlitePool, group: impl Iterator<Item = Job>) {
             return;
         }
     };
+    // One savepoint is open at a time. Releasing a job's and opening the next one's is one
+    // call to the connection's thread, which is what a statement costs here, more than its work.
+    if let Err(error) = sqlx::raw_sql("SAVEPOINT job").execute(&mut *tx).await {
+        let message = error.to_string();
+        for job in group {
+            fail(job, &message);
+        }
+        return;
+    }
     let mut finishes = Vec::new();
     for job in group {
-        if let Err(error) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
-            fail(job, &error.to_string());
-            continue;
-        }
-        match (job.work)(&mut *tx).await {
-            Some(finish) => match sqlx::query("RELEASE job").execute(&mut *tx).await {
-                Ok(_) => finishes.push(finish),
-                Err(error) => finish(Err(map_err(error))),
-            },
-            None => {
-                // The job's own writes are undone; those of the jobs before it stay.
-                let undone = match sqlx::query("ROLLBACK TO job").execute(&mut *tx).await {
-                    Ok(_) => sqlx::query("RELEASE job").execute(&mut *tx).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = undone {
-                    tracing::error!(%error, "rolling a failed write back to its savepoint failed");
-                    let message = error.to_string();
-                    for finish in finishes {
-                        finish(Err(StoreError::Backend(message.clone().into())));
-                    }
-                    return;
-                }
+        let kept = match (job.work)(&mut *tx).await {
+            Some(finish) => {
+                finishes.push(finish);
+                sqlx::raw_sql("RELEASE job; SAVEPOINT job").execute(&mut *tx).await
             }
+            // The failed job's own writes are undone, those of the jobs before it stay, and
+            // the savepoint stays open for the next.
+            None => sqlx::raw_sql("ROLLBACK TO job").execute(&mut *tx).await,
+        };
+        if let Err(error) = kept {
+            // The transaction is in an unknown state: give it up (dropping it rolls it back)
+            // with every job of the group; the rest are answered as not run.
+            tracing::error!(%error, "a savepoint of a group transaction failed");
+            let message = error.to_string();
+            for finish in finishes {
+                finish(Err(StoreError::Backend(message.clone().into())));
+            }
+            return;
         }
     }
+    // COMMIT releases the open savepoint with the transaction.
     let committed = tx.commit().await.map_err(|e| e.to_string());
     for finish in finishes {
         finish(committed.clone().map_err(|message| StoreError::Backend(message.into())));
