@@ -230,12 +230,67 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Records `attempt` and moves its delivery on, in the caller's transaction on `conn`;
+    /// answers false, having written nothing, when `owner` no longer holds the lease.
+    async fn settle(
+        &self,
+        conn: &mut SqliteConnection,
+        owner: &str,
+        attempt: &Attempt,
+        next: NextStep,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let (status, next_attempt_at) = settle_to(next);
+        let last_error = match next {
+            NextStep::Succeeded | NextStep::Filtered => None,
+            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
+        };
+        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
+        // The guarded update goes first: when the lease is lost it matches nothing and
+        // nothing else is written.
+        let settled = sqlx::query(q::SETTLE_DELIVERY)
+            .bind(status.as_str())
+            .bind(next_attempt_at)
+            .bind(last_error)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .bind(owner)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if settled.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The next of an ordered key, if it was waiting for this one.
+        sqlx::query(q::PROMOTE_NEXT)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(q::INSERT_ATTEMPT)
+            .bind(attempt.delivery_id.as_str())
+            .bind(attempt.started_at)
+            .bind(duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        // The destination's circuit breaker learns the outcome in the same transaction.
+        self.observe_attempt(conn, attempt, now).await?;
+        Ok(true)
+    }
+}
+
 /// The plans SQLite picks for the engine's queries: index searches, never a walk of the
 /// deliveries or events tables, with and without statistics.
 #[cfg(test)]
 mod plans {
     use sqlx::AssertSqlSafe;
-    use sqlx::sqlite::SqliteConnection;
 
     use super::q;
     use crate::sqlite::SqliteStore;
@@ -391,61 +446,5 @@ mod plans {
         .expect("deliveries");
         sqlx::query("ANALYZE").execute(&store.writer).await.expect("analyze");
         assert_plans(&store).await;
-    }
-}
-
-impl SqliteStore {
-    /// Records `attempt` and moves its delivery on, in the caller's transaction on `conn`;
-    /// answers false, having written nothing, when `owner` no longer holds the lease.
-    async fn settle(
-        &self,
-        conn: &mut SqliteConnection,
-        owner: &str,
-        attempt: &Attempt,
-        next: NextStep,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        let (status, next_attempt_at) = settle_to(next);
-        let last_error = match next {
-            NextStep::Succeeded | NextStep::Filtered => None,
-            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
-        };
-        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
-        // The guarded update goes first: when the lease is lost it matches nothing and
-        // nothing else is written.
-        let settled = sqlx::query(q::SETTLE_DELIVERY)
-            .bind(status.as_str())
-            .bind(next_attempt_at)
-            .bind(last_error)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .bind(owner)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        if settled.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // The next of an ordered key, if it was waiting for this one.
-        sqlx::query(q::PROMOTE_NEXT)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        sqlx::query(q::INSERT_ATTEMPT)
-            .bind(attempt.delivery_id.as_str())
-            .bind(attempt.started_at)
-            .bind(duration_ms)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.status_code.map(i64::from))
-            .bind(attempt.error.as_deref())
-            .bind(attempt.response_body.as_deref())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        // The destination's circuit breaker learns the outcome in the same transaction.
-        self.observe_attempt(conn, attempt, now).await?;
-        Ok(true)
     }
 }

@@ -131,7 +131,7 @@ async fn commit_group(writer: &SqlitePool, group: impl Iterator<Item = Job>) {
     }
     let mut finishes = Vec::new();
     for job in group {
-        let kept = match (job.work)(&mut *tx).await {
+        let kept = match (job.work)(&mut tx).await {
             Some(finish) => {
                 finishes.push(finish);
                 sqlx::raw_sql("RELEASE job; SAVEPOINT job").execute(&mut *tx).await
