@@ -31,6 +31,9 @@ struct Cli {
     /// Worker threads of the bare server and of the sink.
     #[arg(long, default_value_t = 2)]
     server_threads: usize,
+    /// Seconds to wait for the sink to have every delivery before failing.
+    #[arg(long, default_value_t = 3_600)]
+    delivery_timeout: u64,
 }
 
 #[tokio::main]
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             duration: Duration::from_secs_f64(cli.seconds),
             backlog: cli.backlog,
             server_threads: cli.server_threads,
+            delivery_timeout: Duration::from_secs(cli.delivery_timeout),
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };

@@ -54,6 +54,8 @@ pub struct Options {
     pub backlog: u64,
     /// Worker threads of the bare server and of the sink.
     pub server_threads: usize,
+    /// How long to wait for the sink to have every delivery before giving up.
+    pub delivery_timeout: Duration,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Options {
             duration: Duration::from_millis(700),
             backlog: 2_000,
             server_threads: 1,
+            delivery_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -75,8 +78,6 @@ pub const BATCH: u64 = 100;
 const SEED_BATCH: u64 = 1_000;
 /// Subscriptions of `fanout`.
 const FANOUT: u64 = 10;
-/// How long the harness waits for the sink to have every delivery.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(1_800);
 
 fn event(n: u64) -> String {
     format!(
@@ -149,24 +150,24 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
             .await?;
     let accepted = measured.requests - measured.errors;
     let expected = accepted * subscriptions;
-    let finished = wait_for_sink(&sink, expected).await?;
+    let finished = wait_for_sink(&sink, expected, options.delivery_timeout).await?;
     let memory = node.memory()?;
     let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak);
     report.delivered = Some(Delivered::new(expected, sink.counts.unique(), finished - started));
     Ok(report)
 }
 
-async fn wait_for_sink(sink: &Sink, expected: u64) -> anyhow::Result<Instant> {
+async fn wait_for_sink(sink: &Sink, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
     let bar = ProgressBar::new(expected).with_style(
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
     bar.set_prefix("delivered");
-    let finished = sink.counts.wait_for(expected, DELIVERY_TIMEOUT, |n| bar.set_position(n)).await;
+    let finished = sink.counts.wait_for(expected, timeout, |n| bar.set_position(n)).await;
     bar.finish_and_clear();
     finished.with_context(|| {
-        format!("the sink received {} of {expected} deliveries in {DELIVERY_TIMEOUT:?}", sink.counts.unique())
+        format!("the sink received {} of {expected} deliveries in {timeout:?}", sink.counts.unique())
     })
 }
 
@@ -193,7 +194,7 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
     node.call(Method::POST, &format!("/v1/destinations/{destination}/resume"), serde_json::Value::Null)
         .await?;
-    let finished = wait_for_sink(&sink, total).await?;
+    let finished = wait_for_sink(&sink, total, options.delivery_timeout).await?;
     let samples = sampler.stop().await;
     let memory = node.memory()?;
     let mut report = Report::new(Scenario::Backlog, options, ceiling, seeded, seed_batch, memory.peak);

@@ -17,7 +17,9 @@ fn switchyard(args: &[&str], database_url: &str) -> Output {
         .expect("the binary runs")
 }
 
-#[tokio::test]
+// The command blocks the test's thread while the app serves from the same runtime: with one
+// thread, an app transaction caught open at that moment would hold the write lock for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_create_prints_the_token_alone_and_the_token_works() {
     let app = spawn_app().await;
     let url = format!("sqlite://{}", app.db_path.display());
