@@ -39,7 +39,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let binary = cli.binary.unwrap_or_else(node::default_binary);
+    // The server runs in a temporary directory: a relative path would not find it from there.
+    let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
     let options = if cli.smoke {
         Options::smoke(binary)
     } else {

@@ -72,7 +72,7 @@ impl DeliveryStore for SqliteStore {
         // all of them; each is answered after that commit.
         let (store, owner, attempt) = (self.clone(), owner.to_owned(), attempt.clone());
         self.group
-            .write(1, move |conn| {
+            .write(1, move |conn, _| {
                 Box::pin(async move { store.settle(conn, &owner, &attempt, next, now).await })
             })
             .await

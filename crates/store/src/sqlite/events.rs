@@ -1,6 +1,7 @@
 //! Events and the deliveries ingest creates with them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
@@ -13,6 +14,7 @@ use switchyard_core::store::{EventStore, StoreResult};
 use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
 use switchyard_core::time::Millis;
 
+use super::group::Shared;
 use super::{SqliteStore, bind_as, bind_scalar, count};
 use crate::error::map_err;
 use crate::rows::{DeliveryRow, EventRow, SubscriptionRow, decode_all, to_json};
@@ -27,7 +29,7 @@ impl EventStore for SqliteStore {
         // Concurrent calls share a transaction and its fsync; each is answered after the
         // commit, with its own outcomes or its own error.
         let weight = events.len();
-        self.group.write(weight, move |conn| Box::pin(ingest_into(conn, events, now))).await
+        self.group.write(weight, move |conn, shared| Box::pin(ingest_into(conn, shared, events, now))).await
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
@@ -97,16 +99,24 @@ const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING e
 /// Stores `events` and their deliveries on `conn`, inside the caller's transaction.
 async fn ingest_into(
     conn: &mut SqliteConnection,
+    shared: &mut Shared,
     events: Vec<NewEvent>,
     now: Millis,
 ) -> StoreResult<Vec<IngestOutcome>> {
-    // Read inside the transaction, so a subscription created concurrently either routes
-    // the whole call or none of it.
-    let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let subscriptions: Vec<Subscription> = decode_all(rows)?;
+    // Read inside the transaction, once for its group, so a subscription created
+    // concurrently either routes the whole call or none of it.
+    let subscriptions = match &shared.subscriptions {
+        Some(subscriptions) => Arc::clone(subscriptions),
+        None => {
+            let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let subscriptions: Arc<Vec<Subscription>> = Arc::new(decode_all(rows)?);
+            shared.subscriptions = Some(Arc::clone(&subscriptions));
+            subscriptions
+        }
+    };
 
     let mut outcomes = Vec::with_capacity(events.len());
     let mut events = events.into_iter().peekable();

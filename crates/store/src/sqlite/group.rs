@@ -14,8 +14,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
 /// Jobs waiting for the writer, at most; further callers wait to enqueue.
@@ -29,7 +32,17 @@ type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 /// Answers a job's caller once the fate of the transaction is known.
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A job's writes; `None` when they failed and the caller was answered already.
-type Work = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Option<Finish>> + Send>;
+type Work =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Shared) -> BoxFuture<'c, Option<Finish>> + Send>;
+
+/// What the jobs of one group read once for all of them. The transaction holds the write
+/// lock throughout and no job writes what is here, so a value read by one job holds for the
+/// rest of the group (a job rolled back to its savepoint undoes only its own writes).
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    /// The enabled subscriptions, which route every ingested event.
+    pub(super) subscriptions: Option<Arc<Vec<Subscription>>>,
+}
 
 struct Job {
     work: Work,
@@ -63,12 +76,14 @@ impl GroupWriter {
     pub(super) async fn write<T, F>(&self, weight: usize, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Shared) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
-        let work: Work = Box::new(move |conn| {
+        let work: Work = Box::new(move |conn, shared| {
             Box::pin(async move {
-                match work(conn).await {
+                match work(conn, shared).await {
                     Ok(value) => {
                         let finish: Finish = Box::new(move |committed| {
                             let _ = answer.send(committed.map(|()| value));
@@ -130,8 +145,9 @@ async fn commit_group(writer: &SqlitePool, group: impl Iterator<Item = Job>) {
         return;
     }
     let mut finishes = Vec::new();
+    let mut shared = Shared::default();
     for job in group {
-        let kept = match (job.work)(&mut tx).await {
+        let kept = match (job.work)(&mut tx, &mut shared).await {
             Some(finish) => {
                 finishes.push(finish);
                 sqlx::raw_sql("RELEASE job; SAVEPOINT job").execute(&mut *tx).await
