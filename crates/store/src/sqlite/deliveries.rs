@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
+use sqlx::sqlite::SqliteConnection;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{Cursor, ListRequest, Listing};
@@ -67,51 +68,14 @@ impl DeliveryStore for SqliteStore {
         next: NextStep,
         now: Millis,
     ) -> StoreResult<bool> {
-        let (status, next_attempt_at) = settle_to(next);
-        let last_error = match next {
-            NextStep::Succeeded | NextStep::Filtered => None,
-            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
-        };
-        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
-        let mut tx = self.begin_write().await?;
-        // The guarded update goes first: when the lease is lost it matches nothing and the
-        // transaction ends without a write.
-        let settled = sqlx::query(q::SETTLE_DELIVERY)
-            .bind(status.as_str())
-            .bind(next_attempt_at)
-            .bind(last_error)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .bind(owner)
-            .execute(&mut *tx)
+        // Attempts that finish together are recorded in one group transaction, one fsync for
+        // all of them; each is answered after that commit.
+        let (store, owner, attempt) = (self.clone(), owner.to_owned(), attempt.clone());
+        self.group
+            .write(1, move |conn, _| {
+                Box::pin(async move { store.settle(conn, &owner, &attempt, next, now).await })
+            })
             .await
-            .map_err(map_err)?;
-        if settled.rows_affected() == 0 {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(false);
-        }
-        // The next of an ordered key, if it was waiting for this one.
-        sqlx::query(q::PROMOTE_NEXT)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query(q::INSERT_ATTEMPT)
-            .bind(attempt.delivery_id.as_str())
-            .bind(attempt.started_at)
-            .bind(duration_ms)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.status_code.map(i64::from))
-            .bind(attempt.error.as_deref())
-            .bind(attempt.response_body.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        // The destination's circuit breaker learns the outcome in the same transaction.
-        self.observe_attempt(&mut tx, attempt, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
     }
 
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
@@ -275,6 +239,62 @@ impl DeliveryStore for SqliteStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(deleted)
+    }
+}
+
+impl SqliteStore {
+    /// Records `attempt` and moves its delivery on, in the caller's transaction on `conn`;
+    /// answers false, having written nothing, when `owner` no longer holds the lease.
+    async fn settle(
+        &self,
+        conn: &mut SqliteConnection,
+        owner: &str,
+        attempt: &Attempt,
+        next: NextStep,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let (status, next_attempt_at) = settle_to(next);
+        let last_error = match next {
+            NextStep::Succeeded | NextStep::Filtered => None,
+            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
+        };
+        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
+        // The guarded update goes first: when the lease is lost it matches nothing and
+        // nothing else is written.
+        let settled = sqlx::query(q::SETTLE_DELIVERY)
+            .bind(status.as_str())
+            .bind(next_attempt_at)
+            .bind(last_error)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .bind(owner)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if settled.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The next of an ordered key, if it was waiting for this one.
+        sqlx::query(q::PROMOTE_NEXT)
+            .bind(now)
+            .bind(attempt.delivery_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(q::INSERT_ATTEMPT)
+            .bind(attempt.delivery_id.as_str())
+            .bind(attempt.started_at)
+            .bind(duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        // The destination's circuit breaker learns the outcome in the same transaction.
+        self.observe_attempt(conn, attempt, now).await?;
+        Ok(true)
     }
 }
 

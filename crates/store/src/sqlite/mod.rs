@@ -15,6 +15,7 @@ mod destinations;
 mod event_types;
 mod events;
 mod flow;
+mod group;
 mod idempotency;
 mod secrets;
 mod subscriptions;
@@ -49,6 +50,8 @@ pub struct SqliteStore {
     sealer: Sealer,
     /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
     unwritten: flow::Unwritten,
+    /// Ingest's writes, committed in groups on the writer connection.
+    group: group::GroupWriter,
 }
 
 impl SqliteStore {
@@ -89,7 +92,14 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
-            return Ok(Self { writer: pool.clone(), reader: pool, sealer, unwritten: Default::default() });
+            let group = group::GroupWriter::start(pool.clone());
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                sealer,
+                unwritten: Default::default(),
+                group,
+            });
         }
 
         // The writer connects first so the file exists and is in WAL mode before any reader.
@@ -105,7 +115,8 @@ impl SqliteStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, reader, sealer, unwritten: Default::default() })
+        let group = group::GroupWriter::start(writer.clone());
+        Ok(Self { writer, reader, sealer, unwritten: Default::default(), group })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {

@@ -273,3 +273,37 @@ pub async fn event_filters_bound_time_and_match_exactly(db: TestDb) {
         EventFilter { correlation_id: Some("flow-1".into()), since: Some(T0 + 1), ..EventFilter::default() };
     assert_eq!(ids(combined).await, ["t2"]);
 }
+
+pub async fn a_large_call_keeps_request_order_and_finds_repeats_across_its_chunks(db: TestDb) {
+    let store = db.store.as_ref();
+    let dst = destination("d");
+    store.create_destination(&dst).await.unwrap();
+    store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
+    let mut events: Vec<NewEvent> = (0..250).map(|i| event(&format!("big-{i:03}"), "a.b")).collect();
+    // Repeats far from the first of their id, where a backend inserting rows in chunks would
+    // have them in different statements.
+    events[150] = event("big-010", "a.b");
+    events[220] = event("big-030", "a.b");
+    events[220].content_hash = "changed".into();
+
+    let outcomes = store.ingest(events, T0).await.unwrap();
+    assert_eq!(outcomes.len(), 250);
+    let mut last_seq = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (150, IngestOutcome::Duplicate(e)) => assert_eq!(e.event_id.as_str(), "big-010"),
+            (220, IngestOutcome::Conflict(id)) => assert_eq!(id.as_str(), "big-030"),
+            (150 | 220, other) => panic!("{i}: {other:?}"),
+            (_, IngestOutcome::Created(e)) => {
+                assert_eq!(e.event_id.as_str(), format!("big-{i:03}"));
+                assert!(e.seq > last_seq, "{i}: sequence numbers follow request order");
+                last_seq = e.seq;
+            }
+            (_, other) => panic!("{i}: {other:?}"),
+        }
+    }
+    let listing = store.list_events(&EventFilter::default(), ListRequest::default()).await.unwrap();
+    assert_eq!(listing.total, Some(248));
+    let routed = store.deliveries_of_event(&EventId::parse("big-249").unwrap()).await.unwrap();
+    assert_eq!(routed.len(), 1);
+}

@@ -6,6 +6,7 @@ mod audit;
 mod deliveries;
 mod events;
 mod flow;
+mod group_commit;
 mod idempotency;
 mod ordering;
 mod postgres;
@@ -38,6 +39,7 @@ macro_rules! suite {
                 events::ingest_across_calls_detects_duplicates_and_conflicts,
                 events::ingest_within_one_call_detects_duplicates_and_conflicts,
                 events::failed_ingest_writes_nothing,
+                events::a_large_call_keeps_request_order_and_finds_repeats_across_its_chunks,
                 events::keyset_paging_returns_every_event_once_in_order,
                 events::keyset_paging_honours_filters,
                 events::numbered_pages_carry_totals_and_cursors,

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod audit_log;
+mod bench_smoke;
 mod cli;
 mod correlation;
 mod delivery;

@@ -1,0 +1,29 @@
+//! The load harness of Switchyard: drives the real binary over loopback and reports
+//! throughput, latency and memory next to a bare server measured in the same run.
+
+pub mod load;
+pub mod node;
+pub mod report;
+pub mod scenarios;
+pub mod servers;
+
+pub use report::Report;
+pub use scenarios::{Options, Scenario};
+
+/// Runs `scenarios` one after the other, each on a fresh server, handing each report to
+/// `on_report` as it comes; fails on the first that is incomplete (a failed request, a
+/// delivery the sink did not count).
+pub async fn run_all(
+    scenarios: &[Scenario],
+    options: &Options,
+    mut on_report: impl FnMut(&Report),
+) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::with_capacity(scenarios.len());
+    for scenario in scenarios {
+        let report = scenarios::run(*scenario, options).await?;
+        on_report(&report);
+        report.check()?;
+        reports.push(report);
+    }
+    Ok(reports)
+}

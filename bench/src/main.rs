@@ -1,0 +1,66 @@
+//! `switchyard-bench [SCENARIO]...`: see docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use switchyard_bench::{Options, Scenario, node, run_all};
+
+#[derive(Parser)]
+#[command(about = "Load harness of Switchyard: drives the real binary over loopback")]
+struct Cli {
+    /// Scenarios to run, in order; all of them when none is given.
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// A few seconds in all, small counts: checks that every scenario completes and that the
+    /// sink counts every delivery.
+    #[arg(long)]
+    smoke: bool,
+    /// The switchyard binary (default: the one next to this executable).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds each load phase lasts.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Pending deliveries of the backlog scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: u64,
+    /// Worker threads of the bare server and of the sink.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    /// Seconds to wait for the sink to have every delivery before failing.
+    #[arg(long, default_value_t = 3_600)]
+    delivery_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server runs in a temporary directory: a relative path would not find it from there.
+    let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
+    let options = if cli.smoke {
+        Options::smoke(binary)
+    } else {
+        Options {
+            binary,
+            connections: cli.connections,
+            duration: Duration::from_secs_f64(cli.seconds),
+            backlog: cli.backlog,
+            server_threads: cli.server_threads,
+            delivery_timeout: Duration::from_secs(cli.delivery_timeout),
+        }
+    };
+    let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "switchyard-bench: {} ({} CPUs, load average {})",
+        options.binary.display(),
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    run_all(&scenarios, &options, |report| println!("{report}")).await?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The server under test: the real `switchyard` binary as a child process on a fresh SQLite
+//! file in a temporary directory, set up for load (no API rate limit, loopback sinks allowed).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::load::Connection;
+
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddr,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn command(binary: &Path, db: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .current_dir(dir)
+        .env("SWITCHYARD_DATABASE__URL", format!("sqlite://{}", db.display()))
+        .env("SWITCHYARD_RATE_LIMIT__PER_SECOND", "0")
+        .env("SWITCHYARD_SECURITY__ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("SWITCHYARD_LOG__LEVEL", "warn")
+        .env("NO_COLOR", "1");
+    command
+}
+
+impl Node {
+    /// Starts `binary` on a new database and waits until it is ready.
+    pub async fn start(binary: &Path) -> anyhow::Result<Node> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("switchyard.db");
+        let output = command(binary, &db, dir.path())
+            .args(["keys", "create", "--role", "admin", "--name", "bench"])
+            .output()
+            .with_context(|| format!("running {}", binary.display()))?;
+        if !output.status.success() {
+            bail!("keys create failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let token = String::from_utf8(output.stdout)?.trim().to_owned();
+        let port = free_port()?;
+        let child = command(binary, &db, dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut node = Node { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), token, _dir: dir };
+        node.wait_ready().await?;
+        Ok(node)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("switchyard exited during startup: {status}");
+            }
+            if let Ok(mut connection) = Connection::open(self.addr).await
+                && let Ok((status, _)) =
+                    connection.send(Method::GET, "/health/ready", None, Bytes::new()).await
+                && status.is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("switchyard did not become ready within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One API call; answers the `data` of the envelope.
+    pub async fn call(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
+        let mut connection = Connection::open(self.addr).await?;
+        let body = if body.is_null() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&body)?) };
+        let (status, answer) = connection.send(method, path, Some(&self.token), body).await?;
+        if !status.is_success() {
+            bail!("{path}: {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        if answer.is_empty() {
+            return Ok(Value::Null);
+        }
+        let envelope: Value = serde_json::from_slice(&answer)?;
+        Ok(envelope["data"].clone())
+    }
+
+    /// A destination at `url` and a subscription of it to every event; answers the destination id.
+    pub async fn subscribe(&self, name: &str, url: &str) -> anyhow::Result<String> {
+        let destination = self
+            .call(
+                Method::POST,
+                "/v1/destinations",
+                json!({"name": name, "kind": "http", "config": {"url": url}}),
+            )
+            .await?;
+        let id = destination["id"].as_str().context("a destination id")?.to_owned();
+        self.call(
+            Method::POST,
+            "/v1/subscriptions",
+            json!({"name": name, "destination_id": id, "event_types": ["#"]}),
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// The process's resident set now and at its peak, in bytes.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        Memory::of(self.pid())
+    }
+
+    /// Samples the resident set every `every` until the returned sampler is stopped.
+    pub fn sample_memory(&self, every: Duration) -> Sampler {
+        let pid = self.pid();
+        let running = Arc::new(AtomicBool::new(true));
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = {
+            let (running, samples) = (Arc::clone(&running), Arc::clone(&samples));
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    if let Ok(memory) = Memory::of(pid) {
+                        samples.lock().expect("not poisoned").push(memory.rss);
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
+        Sampler { running, samples, task }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name}"))?;
+            let kib: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse()?;
+            Ok(kib * 1024)
+        };
+        Ok(Memory { rss: field("VmRSS:")?, peak: field("VmHWM:")? })
+    }
+}
+
+pub struct Sampler {
+    running: Arc<AtomicBool>,
+    samples: Arc<std::sync::Mutex<Vec<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Stops sampling; answers the resident set samples in order.
+    pub async fn stop(self) -> Vec<u64> {
+        self.running.store(false, Ordering::Relaxed);
+        let _ = self.task.await;
+        std::mem::take(&mut *self.samples.lock().expect("not poisoned"))
+    }
+}
+
+/// The binary the harness drives: `--binary`, or the release build next to this executable.
+pub fn default_binary() -> PathBuf {
+    let here = std::env::current_exe().unwrap_or_default();
+    here.with_file_name("switchyard")
+}

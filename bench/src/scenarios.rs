@@ -1,0 +1,204 @@
+//! The scenarios: each starts a fresh server, measures the bare server with the same load in
+//! the same run, and answers a [`Report`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::load::{self, LoadResult, Target, Until};
+use crate::node::Node;
+use crate::report::{Delivered, Drain, Report};
+use crate::servers::{self, Sink};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Single events, no subscriptions.
+    Ingest,
+    /// 100 events a request, no subscriptions.
+    IngestBatch,
+    /// Single events, one HTTP subscription; measured until the sink has every delivery.
+    E2e,
+    /// Single events, ten HTTP subscriptions.
+    Fanout,
+    /// A backlog of pending deliveries (1 million by default) drains; memory is sampled.
+    Backlog,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] =
+        [Scenario::Ingest, Scenario::IngestBatch, Scenario::E2e, Scenario::Fanout, Scenario::Backlog];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Ingest => "ingest",
+            Scenario::IngestBatch => "ingest-batch",
+            Scenario::E2e => "e2e",
+            Scenario::Fanout => "fanout",
+            Scenario::Backlog => "backlog",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `switchyard` binary to drive.
+    pub binary: PathBuf,
+    pub connections: usize,
+    /// How long each load phase lasts.
+    pub duration: Duration,
+    /// Pending deliveries of the `backlog` scenario.
+    pub backlog: u64,
+    /// Worker threads of the bare server and of the sink.
+    pub server_threads: usize,
+    /// How long to wait for the sink to have every delivery before giving up.
+    pub delivery_timeout: Duration,
+}
+
+impl Options {
+    /// A few seconds in all: small counts, to prove the harness works, not to measure.
+    pub fn smoke(binary: PathBuf) -> Options {
+        Options {
+            binary,
+            connections: 4,
+            duration: Duration::from_millis(700),
+            backlog: 2_000,
+            server_threads: 1,
+            delivery_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Events in a request of `ingest-batch`.
+pub const BATCH: u64 = 100;
+/// Events in a request while `backlog` is seeded.
+const SEED_BATCH: u64 = 1_000;
+/// Subscriptions of `fanout`.
+const FANOUT: u64 = 10;
+
+fn event(n: u64) -> String {
+    format!(
+        r#"{{"event_id":"e-{n}","event_type":"bench.item","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"}}}}"#,
+        n % 977
+    )
+}
+
+fn single(n: u64) -> Bytes {
+    Bytes::from(event(n))
+}
+
+fn batch(size: u64) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
+    move |n| {
+        let events: Vec<String> = (n * size..(n + 1) * size).map(event).collect();
+        Bytes::from(format!(r#"{{"events":[{}]}}"#, events.join(",")))
+    }
+}
+
+pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report> {
+    match scenario {
+        Scenario::Ingest => ingest(options, false).await,
+        Scenario::IngestBatch => ingest(options, true).await,
+        Scenario::E2e => deliver(scenario, options, 1).await,
+        Scenario::Fanout => deliver(scenario, options, FANOUT).await,
+        Scenario::Backlog => backlog(options).await,
+    }
+}
+
+/// The ceiling: the same load against the bare server.
+async fn bare(
+    options: &Options,
+    path: &str,
+    body: impl Fn(u64) -> Bytes + Send + Sync + 'static,
+) -> anyhow::Result<LoadResult> {
+    let server = servers::start_bare(options.server_threads)?;
+    let target = Target { addr: server.addr, path: path.to_owned(), token: None };
+    load::run(&target, options.connections, Until::Elapsed(options.duration), 0, "bare server", body).await
+}
+
+async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
+    let (scenario, path, per_request) = if batched {
+        (Scenario::IngestBatch, "/v1/events/batch", BATCH)
+    } else {
+        (Scenario::Ingest, "/v1/events", 1)
+    };
+    let body = move |n| if batched { batch(BATCH)(n) } else { single(n) };
+    let ceiling = bare(options, path, body).await?;
+    let node = Node::start(&options.binary).await?;
+    let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
+    let measured =
+        load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), body)
+            .await?;
+    let memory = node.memory()?;
+    Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak))
+}
+
+/// Ingest with `subscriptions` HTTP subscriptions to the sink, until the sink has every delivery.
+async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
+    let ceiling = bare(options, "/v1/events", single).await?;
+    let sink = servers::start_sink(options.server_threads)?;
+    let node = Node::start(&options.binary).await?;
+    for i in 0..subscriptions {
+        node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr)).await?;
+    }
+    let target = Target { addr: node.addr, path: "/v1/events".into(), token: Some(node.token.clone()) };
+    let started = Instant::now();
+    let measured =
+        load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), single)
+            .await?;
+    let accepted = measured.requests - measured.errors;
+    let expected = accepted * subscriptions;
+    let finished = wait_for_sink(&sink, expected, options.delivery_timeout).await?;
+    let memory = node.memory()?;
+    let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak);
+    report.delivered = Some(Delivered::new(expected, sink.counts.unique(), finished - started));
+    Ok(report)
+}
+
+async fn wait_for_sink(sink: &Sink, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
+    let bar = ProgressBar::new(expected).with_style(
+        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("delivered");
+    let finished = sink.counts.wait_for(expected, timeout, |n| bar.set_position(n)).await;
+    bar.finish_and_clear();
+    finished.with_context(|| {
+        format!("the sink received {} of {expected} deliveries in {timeout:?}", sink.counts.unique())
+    })
+}
+
+/// Seeds `options.backlog` pending deliveries behind a paused destination, resumes it, and
+/// samples the server's memory while the backlog drains.
+async fn backlog(options: &Options) -> anyhow::Result<Report> {
+    let seed_batch = SEED_BATCH.min(options.backlog).max(1);
+    let requests = options.backlog.div_ceil(seed_batch);
+    let total = requests * seed_batch;
+    let ceiling = bare(options, "/v1/events", single).await?;
+    let sink = servers::start_sink(options.server_threads)?;
+    let node = Node::start(&options.binary).await?;
+    let destination = node.subscribe("sink", &format!("http://{}/hooks", sink.server.addr)).await?;
+    node.call(Method::POST, &format!("/v1/destinations/{destination}/pause"), serde_json::Value::Null)
+        .await?;
+
+    let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
+    let seeded = load::run(&target, 4, Until::Requests(requests), 0, "seeding", batch(seed_batch)).await?;
+    if seeded.errors > 0 {
+        bail!("{} seeding requests failed", seeded.errors);
+    }
+    let before = node.memory()?;
+    let sampler = node.sample_memory(Duration::from_millis(250));
+    let started = Instant::now();
+    node.call(Method::POST, &format!("/v1/destinations/{destination}/resume"), serde_json::Value::Null)
+        .await?;
+    let finished = wait_for_sink(&sink, total, options.delivery_timeout).await?;
+    let samples = sampler.stop().await;
+    let memory = node.memory()?;
+    let mut report = Report::new(Scenario::Backlog, options, ceiling, seeded, seed_batch, memory.peak);
+    report.delivered = Some(Delivered::new(total, sink.counts.unique(), finished - started));
+    report.drain = Some(Drain::new(before.rss, &samples));
+    Ok(report)
+}
