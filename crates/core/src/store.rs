@@ -233,10 +233,15 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Hands every lease of `owner` back as due now (graceful shutdown); answers how many.
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64>;
-    /// Extends every in-flight lease `owner` holds to `lease_until` (a node renews while its
-    /// attempts run, so a slow destination does not make them claimable elsewhere); answers
-    /// how many.
-    async fn renew_leases(&self, owner: &str, lease_until: Millis) -> StoreResult<u64>;
+    /// Extends to `lease_until` the leases `owner` holds on `ids`, the deliveries its workers
+    /// are running (so a slow destination does not make them claimable elsewhere, while one
+    /// the node gave up on still expires); answers how many.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[crate::id::DeliveryId],
+        lease_until: Millis,
+    ) -> StoreResult<u64>;
     /// When the earliest pending delivery of an enabled destination falls due.
     async fn next_due_at(&self) -> StoreResult<Option<Millis>>;
     async fn get_delivery(

@@ -47,6 +47,8 @@ pub struct Engine {
     waker: Waker,
     node_id: String,
     running: Arc<AtomicBool>,
+    /// The deliveries whose leases this node renews: those its workers are running.
+    leased: lease::Running,
     shaper: Arc<Shaper>,
     metrics: Metrics,
 }
@@ -63,6 +65,7 @@ impl Engine {
             waker: Waker::default(),
             node_id,
             running: Arc::default(),
+            leased: lease::Running::default(),
             shaper,
             metrics: Metrics::new(),
         }
@@ -96,8 +99,12 @@ impl Engine {
     pub async fn run(self, shutdown: Shutdown) {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
-        let (stop_renewing, renewer) =
-            lease::spawn_renewer(self.store.clone(), self.node_id.clone(), self.settings.lease_ms);
+        let (stop_renewing, renewer) = lease::spawn_renewer(
+            self.store.clone(),
+            self.node_id.clone(),
+            self.settings.lease_ms,
+            self.leased.clone(),
+        );
         let _watch = self.watch_other_nodes().await;
         let upkeep = tokio::spawn(self.metrics.clone().run_upkeep(shutdown.clone()));
         let mut in_flight = JoinSet::new();
@@ -204,8 +211,10 @@ impl Engine {
                     metrics: self.metrics.clone(),
                 };
                 let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
+                let leased = self.leased.track(delivery.id.clone());
                 in_flight.spawn(async move {
                     run_one(worker, delivery, permit).await;
+                    drop(leased);
                     drop(slot);
                     // A probe's verdict may have closed the circuit its destination's backlog
                     // waits on.

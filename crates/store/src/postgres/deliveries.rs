@@ -126,14 +126,17 @@ impl DeliveryStore for PgStore {
         Ok(released.rows_affected())
     }
 
-    async fn renew_leases(&self, owner: &str, lease_until: Millis) -> StoreResult<u64> {
-        let renewed = sqlx::query(q::RENEW_LEASES)
-            .bind(lease_until)
-            .bind(owner)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(renewed.rows_affected())
+    async fn renew_leases(&self, owner: &str, ids: &[DeliveryId], lease_until: Millis) -> StoreResult<u64> {
+        let mut renewed = 0;
+        for chunk in ids.chunks(q::RENEW_CHUNK) {
+            let statement = q::renew_leases(chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(statement)).bind(lease_until).bind(owner);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            renewed += query.execute(&self.pool).await.map_err(map_err)?.rows_affected();
+        }
+        Ok(renewed)
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<Millis>> {

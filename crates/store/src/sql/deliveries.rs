@@ -166,10 +166,22 @@ pub const RELEASE_LEASES: &str = "UPDATE deliveries SET status = 'pending', \
      next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
      WHERE status = 'in_flight' AND lease_owner = $2";
 
-/// Extends every live lease of `$2` to `$1`, so an attempt that outlives the lease (a slow
-/// destination) is not claimed by another node meanwhile. Read like `RELEASE_LEASES`.
-pub const RENEW_LEASES: &str = "UPDATE deliveries SET lease_expires_at = $1 \
-     WHERE status = 'in_flight' AND lease_owner = $2";
+/// Leases renewed by one statement, at most (within both backends' parameter limits).
+pub const RENEW_CHUNK: usize = 500;
+
+/// Extends to `$1` the leases `$2` holds on the deliveries `$3`…`$(ids + 2)`: those its
+/// workers are still running, so an attempt that outlives the lease (a slow destination) is
+/// not claimed by another node meanwhile, while a delivery the node gave up on (a failed
+/// record) still expires. Reads only in-flight rows (`deliveries_status_lease_expires_at`) or
+/// the named ones (the unique index on `id`).
+pub fn renew_leases(ids: usize) -> String {
+    let placeholders: Vec<String> = (3..ids + 3).map(|n| format!("${n}")).collect();
+    format!(
+        "UPDATE deliveries SET lease_expires_at = $1 \
+         WHERE status = 'in_flight' AND lease_owner = $2 AND id IN ({})",
+        placeholders.join(", ")
+    )
+}
 
 /// The earliest instant a claim could find something: the first due time of a pending
 /// delivery that ordering lets go, or the first expiry of a lease, of an enabled destination.
@@ -360,7 +372,7 @@ mod tests {
             SETTLE_DELIVERY,
             PROMOTE_NEXT,
             RELEASE_LEASES,
-            RENEW_LEASES,
+            &renew_leases(2),
             NEXT_DUE_AT,
             RETRY_DELIVERY,
             PRUNE_DELIVERIES,

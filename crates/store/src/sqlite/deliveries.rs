@@ -86,16 +86,19 @@ impl DeliveryStore for SqliteStore {
         Ok(released.rows_affected())
     }
 
-    async fn renew_leases(&self, owner: &str, lease_until: Millis) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let renewed = sqlx::query(q::RENEW_LEASES)
-            .bind(lease_until)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(renewed.rows_affected())
+    async fn renew_leases(&self, owner: &str, ids: &[DeliveryId], lease_until: Millis) -> StoreResult<u64> {
+        let mut renewed = 0;
+        for chunk in ids.chunks(q::RENEW_CHUNK) {
+            let statement = q::renew_leases(chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(statement)).bind(lease_until).bind(owner);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let mut tx = self.begin_write().await?;
+            renewed += query.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(renewed)
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
@@ -383,10 +386,10 @@ mod plans {
         let insert = plan(store, crate::sql::INSERT_DELIVERY, 9).await;
         assert_searches(&insert, "queued", &["deliveries_ordered_key_status_seq"]);
 
-        for leases in [q::RELEASE_LEASES, q::RENEW_LEASES] {
-            let plan = plan(store, leases, 2).await;
-            assert_searches(&plan, "deliveries", &[]);
-        }
+        let release = plan(store, q::RELEASE_LEASES, 2).await;
+        assert_searches(&release, "deliveries", &[]);
+        let renew = plan(store, &q::renew_leases(3), 5).await;
+        assert_searches(&renew, "deliveries", &[]);
 
         for prune in [q::PRUNE_ATTEMPTS, q::PRUNE_DELIVERIES] {
             let prune = plan(store, prune, 2).await;

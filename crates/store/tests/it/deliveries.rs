@@ -357,26 +357,36 @@ pub async fn release_leases_hands_back_only_the_owners(db: TestDb) {
     );
 }
 
-pub async fn renewed_leases_outlive_their_first_expiry_and_only_the_owners_move(db: TestDb) {
+pub async fn renewed_leases_outlive_their_first_expiry_and_only_the_named_ones_move(db: TestDb) {
     let store = db.store.as_ref();
     route(store, "d", false).await;
-    ingest(store, &["e1", "e2"], "a.b", T0).await;
-    let mine = store.claim_deliveries("a", T0, T0 + LEASE, 1).await.unwrap();
+    ingest(store, &["e1", "e2", "e3"], "a.b", T0).await;
+    let mine = store.claim_deliveries("a", T0, T0 + LEASE, 2).await.unwrap();
     let theirs = store.claim_deliveries("b", T0, T0 + LEASE, 1).await.unwrap();
-    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    assert_eq!((mine.len(), theirs.len()), (2, 1));
+    let (running, given_up) = (&mine[0], &mine[1]);
 
+    // `a` renews what it still runs, and names `b`'s delivery too: only its own moves.
     let renewed_until = T0 + 3 * LEASE;
-    assert_eq!(store.renew_leases("a", renewed_until).await.unwrap(), 1);
-    let renewed = get(store, &mine[0].id).await;
+    let named = [running.id.clone(), theirs[0].id.clone()];
+    assert_eq!(store.renew_leases("a", &named, renewed_until).await.unwrap(), 1);
+    let renewed = get(store, &running.id).await;
     assert_eq!(renewed.status, DeliveryStatus::InFlight);
     assert_eq!(renewed.lease_owner.as_deref(), Some("a"));
     assert_eq!(renewed.lease_expires_at, Some(renewed_until));
     assert_eq!(get(store, &theirs[0].id).await, theirs[0], "untouched");
+    assert_eq!(get(store, &given_up.id).await, *given_up, "not named, not renewed");
+    assert_eq!(store.renew_leases("a", &[], renewed_until).await.unwrap(), 0);
 
-    // Past the first lease only the unrenewed delivery can be taken over.
+    // Past the first lease, what was not renewed can be taken over; the renewed one cannot.
     let taken = store.claim_deliveries("c", T0 + LEASE + 1, T0 + 4 * LEASE, 10).await.unwrap();
-    assert_eq!(ids(&taken), ids(&theirs));
-    assert_eq!(store.renew_leases("b", T0 + 5 * LEASE).await.unwrap(), 0, "b lost its lease");
+    let taken: BTreeSet<_> = ids(&taken).into_iter().collect();
+    assert_eq!(taken, BTreeSet::from([given_up.id.clone(), theirs[0].id.clone()]));
+    assert_eq!(
+        store.renew_leases("b", &[theirs[0].id.clone()], T0 + 5 * LEASE).await.unwrap(),
+        0,
+        "b lost its lease"
+    );
 }
 
 pub async fn next_due_at_names_the_earliest_claimable_time(db: TestDb) {

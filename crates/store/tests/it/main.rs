@@ -62,7 +62,7 @@ macro_rules! suite {
                 deliveries::attempts_move_the_delivery_and_are_numbered_across_retries,
                 deliveries::record_attempt_needs_the_lease,
                 deliveries::release_leases_hands_back_only_the_owners,
-                deliveries::renewed_leases_outlive_their_first_expiry_and_only_the_owners_move,
+                deliveries::renewed_leases_outlive_their_first_expiry_and_only_the_named_ones_move,
                 deliveries::next_due_at_names_the_earliest_claimable_time,
                 deliveries::delivery_listings_filter_and_page,
                 deliveries::retry_delivery_refuses_in_flight_and_succeeded,
