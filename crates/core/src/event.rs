@@ -225,6 +225,11 @@ pub struct IngestContext {
 const MAX_ORDERING_KEY: usize = 256;
 const MAX_LINK_ID: usize = 128;
 
+/// A correlation or causation id: 1 to 128 visible ASCII characters (no spaces).
+fn is_link_id(value: &str) -> bool {
+    (1..=MAX_LINK_ID).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
 impl EventInput {
     /// Checks every rule of the event contract and builds the event to store.
     pub fn into_new_event(self, ctx: &IngestContext) -> Result<NewEvent, ValidationError> {
@@ -272,8 +277,10 @@ impl EventInput {
             ("metadata.correlation_id", &metadata.correlation_id),
             ("metadata.causation_id", &metadata.causation_id),
         ] {
-            if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_LINK_ID) {
-                violations.push(field, "must be 1 to 128 characters");
+            // They travel as HTTP headers (X-Correlation-ID, X-Causation-ID), which carry
+            // visible ASCII only.
+            if value.as_ref().is_some_and(|v| !is_link_id(v)) {
+                violations.push(field, "must be 1 to 128 visible ASCII characters");
             }
         }
         violations.into_result()?;
@@ -395,6 +402,21 @@ mod tests {
         assert_eq!(event.metadata.correlation_id, "e1");
         let with_header = IngestContext { correlation_id: Some("corr-9".into()), ..ctx() };
         assert_eq!(plain.into_new_event(&with_header).unwrap().metadata.correlation_id, "corr-9");
+    }
+
+    #[test]
+    fn correlation_and_causation_ids_must_be_sendable_as_headers() {
+        for bad in ["", "with space", "caf\u{e9}", "tab\there", &"x".repeat(129)] {
+            let err = input(serde_json::json!({"event_type": "a", "payload": {},
+                "metadata": {"correlation_id": bad, "causation_id": bad}}))
+            .into_new_event(&ctx())
+            .unwrap_err();
+            let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+            assert_eq!(fields, ["metadata.correlation_id", "metadata.causation_id"], "{bad:?}");
+        }
+        let good = input(serde_json::json!({"event_type": "a", "payload": {},
+            "metadata": {"correlation_id": "checkout/42:a_b", "causation_id": "evt-1"}}));
+        assert_eq!(good.into_new_event(&ctx()).unwrap().metadata.correlation_id, "checkout/42:a_b");
     }
 
     #[test]

@@ -45,13 +45,17 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
             )?,
         ),
     };
-    let traceparent = match headers.get(TRACEPARENT_HEADER) {
-        None => None,
-        Some(raw) => {
-            let raw = raw.to_str().map_err(|_| TraceParent::parse("").unwrap_err())?;
-            Some(TraceParent::parse(raw.trim())?.to_string())
+    // W3C Trace Context: a receiver that cannot parse `traceparent` ignores it (the trace
+    // starts here) rather than refusing the request, so a broken tracer upstream loses no event.
+    let traceparent = headers.get(TRACEPARENT_HEADER).and_then(|raw| {
+        match raw.to_str().ok().map(|raw| TraceParent::parse(raw.trim())) {
+            Some(Ok(parent)) => Some(parent.to_string()),
+            _ => {
+                tracing::warn!(traceparent = ?raw, "ignoring a malformed traceparent header");
+                None
+            }
         }
-    };
+    });
     Ok(IngestContext {
         source: EventSource::api(),
         correlation_id,
