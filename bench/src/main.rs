@@ -34,6 +34,10 @@ struct Cli {
     /// Seconds to wait for the sink to have every delivery before failing.
     #[arg(long, default_value_t = 3_600)]
     delivery_timeout: u64,
+    /// Run the server on this PostgreSQL database (e.g. postgres://postgres@127.0.0.1:5432/test)
+    /// instead of SQLite, in a schema `switchyard_bench` dropped and made anew per scenario.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 #[tokio::main]
@@ -51,12 +55,17 @@ async fn main() -> anyhow::Result<()> {
             backlog: cli.backlog,
             server_threads: cli.server_threads,
             delivery_timeout: Duration::from_secs(cli.delivery_timeout),
+            backend: cli.postgres.map_or(node::Backend::Sqlite, node::Backend::Postgres),
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let backend = match &options.backend {
+        node::Backend::Sqlite => "SQLite".to_owned(),
+        node::Backend::Postgres(_) => format!("PostgreSQL, schema {}", node::POSTGRES_SCHEMA),
+    };
     println!(
-        "switchyard-bench: {} ({} CPUs, load average {})",
+        "switchyard-bench: {} on {backend} ({} CPUs, load average {})",
         options.binary.display(),
         std::thread::available_parallelism().map_or(0, usize::from),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")

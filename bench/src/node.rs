@@ -1,5 +1,6 @@
 //! The server under test: the real `switchyard` binary as a child process on a fresh SQLite
-//! file in a temporary directory, set up for load (no API rate limit, loopback sinks allowed).
+//! file in a temporary directory, or on a fresh schema of a PostgreSQL database, set up for
+//! load (no API rate limit, loopback sinks allowed).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,11 +27,50 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn command(binary: &Path, db: &Path, dir: &Path) -> Command {
+/// The schema a PostgreSQL run uses, dropped and made anew for each server.
+pub const POSTGRES_SCHEMA: &str = "switchyard_bench";
+
+/// Where the server under test keeps its data.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A new SQLite file in the server's temporary directory.
+    Sqlite,
+    /// The schema [`POSTGRES_SCHEMA`] of the database at this URL, emptied first.
+    Postgres(String),
+}
+
+impl Backend {
+    /// The server's `database.url` and the environment it needs, ready for a fresh start.
+    async fn prepare(&self, dir: &Path) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+        match self {
+            Backend::Sqlite => Ok((format!("sqlite://{}", dir.join("switchyard.db").display()), Vec::new())),
+            Backend::Postgres(url) => {
+                let pool =
+                    sqlx::PgPool::connect(url).await.with_context(|| format!("connecting to {url}"))?;
+                for statement in [
+                    format!("DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE"),
+                    format!("CREATE SCHEMA {POSTGRES_SCHEMA}"),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await?;
+                }
+                pool.close().await;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let url = format!("{url}{separator}options=-csearch_path%3D{POSTGRES_SCHEMA}");
+                // A PostgreSQL database keeps no key file beside it.
+                let key: [u8; 32] = rand::random();
+                let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+                Ok((url, vec![("SWITCHYARD_MASTER_KEY", key)]))
+            }
+        }
+    }
+}
+
+fn command(binary: &Path, database_url: &str, env: &[(&'static str, String)], dir: &Path) -> Command {
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
-        .env("SWITCHYARD_DATABASE__URL", format!("sqlite://{}", db.display()))
+        .env("SWITCHYARD_DATABASE__URL", database_url)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("SWITCHYARD_RATE_LIMIT__PER_SECOND", "0")
         .env("SWITCHYARD_SECURITY__ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("SWITCHYARD_LOG__LEVEL", "warn")
@@ -39,11 +79,11 @@ fn command(binary: &Path, db: &Path, dir: &Path) -> Command {
 }
 
 impl Node {
-    /// Starts `binary` on a new database and waits until it is ready.
-    pub async fn start(binary: &Path) -> anyhow::Result<Node> {
+    /// Starts `binary` on a new database of `backend` and waits until it is ready.
+    pub async fn start(binary: &Path, backend: &Backend) -> anyhow::Result<Node> {
         let dir = tempfile::tempdir()?;
-        let db = dir.path().join("switchyard.db");
-        let output = command(binary, &db, dir.path())
+        let (database_url, env) = backend.prepare(dir.path()).await?;
+        let output = command(binary, &database_url, &env, dir.path())
             .args(["keys", "create", "--role", "admin", "--name", "bench"])
             .output()
             .with_context(|| format!("running {}", binary.display()))?;
@@ -52,7 +92,7 @@ impl Node {
         }
         let token = String::from_utf8(output.stdout)?.trim().to_owned();
         let port = free_port()?;
-        let child = command(binary, &db, dir.path())
+        let child = command(binary, &database_url, &env, dir.path())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -10,7 +10,7 @@ use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::load::{self, LoadResult, Target, Until};
-use crate::node::Node;
+use crate::node::{Backend, Node};
 use crate::report::{Delivered, Drain, Report};
 use crate::servers::{self, Sink};
 
@@ -56,6 +56,8 @@ pub struct Options {
     pub server_threads: usize,
     /// How long to wait for the sink to have every delivery before giving up.
     pub delivery_timeout: Duration,
+    /// Where the server under test keeps its data.
+    pub backend: Backend,
 }
 
 impl Options {
@@ -68,6 +70,7 @@ impl Options {
             backlog: 2_000,
             server_threads: 1,
             delivery_timeout: Duration::from_secs(60),
+            backend: Backend::Sqlite,
         }
     }
 }
@@ -126,7 +129,7 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     };
     let body = move |n| if batched { batch(BATCH)(n) } else { single(n) };
     let ceiling = bare(options, path, body).await?;
-    let node = Node::start(&options.binary).await?;
+    let node = Node::start(&options.binary, &options.backend).await?;
     let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
     let measured =
         load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), body)
@@ -139,7 +142,7 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
 async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
     let ceiling = bare(options, "/v1/events", single).await?;
     let sink = servers::start_sink(options.server_threads)?;
-    let node = Node::start(&options.binary).await?;
+    let node = Node::start(&options.binary, &options.backend).await?;
     for i in 0..subscriptions {
         node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr)).await?;
     }
@@ -179,7 +182,7 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let total = requests * seed_batch;
     let ceiling = bare(options, "/v1/events", single).await?;
     let sink = servers::start_sink(options.server_threads)?;
-    let node = Node::start(&options.binary).await?;
+    let node = Node::start(&options.binary, &options.backend).await?;
     let destination = node.subscribe("sink", &format!("http://{}/hooks", sink.server.addr)).await?;
     node.call(Method::POST, &format!("/v1/destinations/{destination}/pause"), serde_json::Value::Null)
         .await?;

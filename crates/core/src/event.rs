@@ -145,6 +145,10 @@ pub struct EventMetadata {
     /// The W3C `traceparent` the event arrived with; its deliveries continue that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The id of the API request that published the event (its `X-Request-ID`); the log
+    /// lines of its deliveries carry it. Kept for operators' logs, not part of the resource.
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
 
 /// A stored event, immutable once written.
@@ -218,6 +222,8 @@ pub struct IngestContext {
     pub correlation_id: Option<String>,
     /// The request's validated `traceparent` header.
     pub traceparent: Option<String>,
+    /// The id of the request publishing the events.
+    pub request_id: Option<String>,
     pub received_at: Millis,
     pub max_payload_bytes: usize,
 }
@@ -300,6 +306,7 @@ impl EventInput {
                 correlation_id,
                 causation_id: metadata.causation_id,
                 traceparent: ctx.traceparent.clone(),
+                request_id: ctx.request_id.clone(),
             },
             ordering_key: self.ordering_key,
             source: ctx.source.clone(),
@@ -349,6 +356,7 @@ mod tests {
             source: EventSource::api(),
             correlation_id: None,
             traceparent: None,
+            request_id: None,
             received_at: 1_700_000_000_000,
             max_payload_bytes: 64,
         }

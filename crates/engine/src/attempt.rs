@@ -40,7 +40,11 @@ pub async fn attempt(
     let destination = store.get_destination(&delivery.destination_id).await?;
     let event_received_at = event.as_ref().map(|event| event.received_at);
     if let Some(event) = &event {
-        tracing::Span::current().record("correlation_id", event.metadata.correlation_id.as_str());
+        let span = tracing::Span::current();
+        span.record("correlation_id", event.metadata.correlation_id.as_str());
+        if let Some(request_id) = &event.metadata.request_id {
+            span.record("request_id", request_id.as_str());
+        }
     }
     let (result, policy) = match (&event, &destination) {
         (None, _) => (Err(DeliveryError::permanent("the event no longer exists")), None),

@@ -126,6 +126,7 @@ impl Control {
                 correlation_id: event_id.to_string(),
                 causation_id: None,
                 traceparent: None,
+                request_id: None,
             },
             ordering_key: None,
             source: EventSource::api(),

@@ -286,13 +286,14 @@ struct Worker {
 }
 
 async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermit) {
-    // The correlation id is filled in once the event is loaded (`attempt`).
+    // The correlation and request ids are filled in once the event is loaded (`attempt`).
     let span = tracing::info_span!(
         "delivery",
         delivery_id = %delivery.id,
         event_id = %delivery.event_id,
         destination_id = %delivery.destination_id,
         correlation_id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
     );
     settle(&worker, &delivery).instrument(span).await;
     drop(permit);

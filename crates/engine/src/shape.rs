@@ -201,7 +201,12 @@ mod tests {
             event_type: EventType::from_trusted("order.created"),
             timestamp: 1_700_000_000_000,
             payload: json!({"total": 5, "tier": "gold"}),
-            metadata: EventMetadata { correlation_id: "c-1".into(), causation_id: None, traceparent: None },
+            metadata: EventMetadata {
+                correlation_id: "c-1".into(),
+                causation_id: None,
+                traceparent: None,
+                request_id: None,
+            },
             ordering_key: Some("k".into()),
             source: EventSource::api(),
             received_at: 1_700_000_000_000,

@@ -8,7 +8,7 @@ use switchyard_core::event::EventFilter;
 
 macro_rules! event_columns {
     () => {
-        "seq, event_id, event_type, timestamp, payload, correlation_id, causation_id, traceparent, \
+        "seq, event_id, event_type, timestamp, payload, correlation_id, causation_id, traceparent, request_id, \
          ordering_key, source, received_at, content_hash"
     };
 }
@@ -57,8 +57,8 @@ macro_rules! api_key_columns {
 /// Answers the new `seq`, or no row when the id is taken (the caller then reads the stored
 /// event to tell a duplicate from a conflict).
 pub const INSERT_EVENT: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
-     correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
+     request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (event_id) DO NOTHING RETURNING seq";
 
 pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1");

@@ -176,6 +176,7 @@ mod tests {
                 correlation_id: "c".into(),
                 causation_id: cause.map(str::to_owned),
                 traceparent: None,
+                request_id: None,
             },
             ordering_key: None,
             source: EventSource::api(),

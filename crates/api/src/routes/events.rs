@@ -60,6 +60,7 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
         source: EventSource::api(),
         correlation_id,
         traceparent,
+        request_id: crate::request_id::current(),
         received_at: now_millis(),
         max_payload_bytes: state.settings().max_payload_bytes,
     })

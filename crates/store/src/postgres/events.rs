@@ -47,6 +47,7 @@ impl EventStore for PgStore {
                 .bind(now)
                 .bind(new.content_hash.as_str())
                 .bind(new.metadata.traceparent.as_deref())
+                .bind(new.metadata.request_id.as_deref())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;

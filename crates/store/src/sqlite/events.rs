@@ -87,14 +87,14 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// Events in one `INSERT` statement, at most (eleven parameters each).
+/// Events in one `INSERT` statement, at most (twelve parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
-/// `sql::INSERT_EVENT` for many rows: the head, then one group of eleven parameters (the same
+/// `sql::INSERT_EVENT` for many rows: the head, then one group of twelve parameters (the same
 /// columns) per event, then the tail; answers the id and sequence number of each row inserted.
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
-     correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent) \
-     VALUES";
+     correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
+     request_id) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
 /// Stores `events` and their deliveries on `conn`, inside the caller's transaction.
@@ -169,6 +169,7 @@ async fn insert_events(
             .bind(now)
             .bind(new.content_hash.as_str())
             .bind(new.metadata.traceparent.as_deref())
+            .bind(new.metadata.request_id.as_deref())
             .fetch_optional(&mut *conn)
             .await
             .map_err(map_err)?;
@@ -179,9 +180,9 @@ async fn insert_events(
     let mut statement = String::from(INSERT_EVENTS_HEAD);
     for i in 0..events.len() {
         statement.push_str(if i == 0 {
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
-            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
     }
     statement.push_str(INSERT_EVENTS_TAIL);
@@ -198,7 +199,8 @@ async fn insert_events(
             .bind(new.source.as_str().to_owned())
             .bind(now)
             .bind(new.content_hash.clone())
-            .bind(new.metadata.traceparent.clone());
+            .bind(new.metadata.traceparent.clone())
+            .bind(new.metadata.request_id.clone());
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(map_err)?;
     Ok(rows.into_iter().collect())

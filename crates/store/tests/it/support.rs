@@ -246,6 +246,7 @@ pub fn event(id: &str, event_type: &str) -> NewEvent {
             correlation_id: format!("corr-{id}"),
             causation_id: None,
             traceparent: None,
+            request_id: Some(format!("req-{id}")),
         },
         ordering_key: None,
         source: EventSource::api(),

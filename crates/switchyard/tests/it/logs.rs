@@ -83,8 +83,10 @@ async fn request_and_delivery_lines_carry_the_correlation_id() {
         assert!(started.elapsed() < Duration::from_secs(20), "no delivery line was logged");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let request_lines: Vec<&Value> =
-        lines.iter().filter(|l| spans(l).iter().any(|s| s["request_id"] == "req-31")).collect();
+    let request_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| spans(l).iter().any(|s| s["name"] == "request" && s["request_id"] == "req-31"))
+        .collect();
     assert!(!request_lines.is_empty(), "the request logged nothing");
     for line in &request_lines {
         let request_span = spans(line).into_iter().find(|s| s["name"] == "request").expect("a request span");
@@ -98,6 +100,7 @@ async fn request_and_delivery_lines_carry_the_correlation_id() {
     for line in delivery_lines {
         let span = spans(line).into_iter().find(|s| s["name"] == "delivery").expect("a delivery span");
         assert_eq!(span["correlation_id"], "checkout-31", "{line}");
+        assert_eq!(span["request_id"], "req-31", "{line}");
     }
 
     // Without the header, the request's closing line carries the correlation id the event got.
