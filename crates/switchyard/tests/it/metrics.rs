@@ -75,6 +75,10 @@ async fn counters_match_a_known_workload_exactly() {
         app.get(&format!("/v1/events/{id}")).await.assert_status(200);
     }
     app.get("/v1/no-such-thing/42").await.assert_status(404);
+    // An extension method: its name must not become a label value.
+    let foo = reqwest::Method::from_bytes(b"FOO1").expect("a method");
+    let response = app.client.request(foo, app.url("/v1/no-such-thing")).send().await.expect("a reply");
+    assert_eq!(response.status(), 404);
 
     // 5 deliveries succeed at the good sink; 3 are refused for good (422: permanent, dead).
     let started = Instant::now();
@@ -142,6 +146,11 @@ async fn counters_match_a_known_workload_exactly() {
     assert_eq!(requests("POST", "/v1/events", "200"), 1.0);
     assert_eq!(requests("GET", "/v1/events/:event_id", "200"), 2.0);
     assert_eq!(requests("GET", "unmatched", "404"), 1.0);
+    assert_eq!(requests("other", "unmatched", "404"), 1.0, "extension methods are counted as other");
+    assert!(
+        scrape.samples.iter().all(|s| s.labels.get("method") != Some("FOO1")),
+        "an extension method never becomes a label value"
+    );
     assert_eq!(
         observations(
             &scrape,
