@@ -109,8 +109,9 @@ impl DeliveryStore for PgStore {
             .await
             .map_err(map_err)?;
         // The destination's circuit breaker learns the outcome in the same transaction.
-        self.observe_attempt(&mut tx, attempt, now).await?;
+        let taken = self.observe_attempt(&mut tx, attempt, now).await?;
         tx.commit().await.map_err(map_err)?;
+        taken.written();
         Ok(true)
     }
 
