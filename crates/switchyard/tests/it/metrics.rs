@@ -180,3 +180,30 @@ async fn metrics_are_served_without_credentials_and_outside_the_rate_limit() {
         assert_eq!(response.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn a_deleted_destination_leaves_no_gauge_set() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Behaviour::Status(204)).await;
+    let kept = app.create_destination(&sink.url).await;
+    let deleted = app.create_destination(&sink.url).await;
+    let closed = |scrape: &Scrape, dst: &str| {
+        value(scrape, "switchyard_circuit_state", &[("destination", dst), ("state", "closed")])
+    };
+    let before = scrape(&app).await;
+    assert_eq!((closed(&before, &kept), closed(&before, &deleted)), (1.0, 1.0));
+
+    app.delete(&format!("/v1/destinations/{deleted}")).await.assert_status(204);
+    let after = scrape(&app).await;
+    assert_eq!(closed(&after, &kept), 1.0, "the remaining destination keeps its gauges");
+    let left: Vec<_> = after
+        .samples
+        .iter()
+        .filter(|s| s.labels.get("destination") == Some(deleted.as_str()))
+        .filter(|s| matches!(s.value, Value::Gauge(v) | Value::Untyped(v) if v != 0.0))
+        .map(|s| format!("{} {:?}", s.metric, s.labels))
+        .collect();
+    assert!(left.is_empty(), "the deleted destination's gauges are all 0: {left:?}");
+    // And they stay so on later scrapes, after being forgotten.
+    assert_eq!(closed(&scrape(&app).await, &deleted), 0.0);
+}
