@@ -344,3 +344,42 @@ where
             .map_err(map_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: u64 = 60_000;
+    const NOW: Millis = 1_700_000_000_000;
+
+    fn one_success() -> Held {
+        let mut outcomes = OutcomeWindow::default();
+        outcomes.record(WINDOW, Signal::Success, 10, NOW);
+        Held { outcomes, since: NOW }
+    }
+
+    fn succeeded(unwritten: &Unwritten, id: &DestinationId) -> u64 {
+        unwritten.lock().get(id).map_or(0, |held| held.outcomes.totals(WINDOW, NOW).succeeded)
+    }
+
+    #[test]
+    fn putting_back_adds_to_what_another_attempt_put_meanwhile() {
+        let (unwritten, id) = (Unwritten::default(), DestinationId::from_trusted("dst_a"));
+        unwritten.put(id.clone(), one_success(), WINDOW, NOW);
+        let taken = unwritten.take(&id).expect("held");
+        unwritten.put(id.clone(), one_success(), WINDOW, NOW);
+        unwritten.put(id.clone(), taken, WINDOW, NOW);
+        assert_eq!(succeeded(&unwritten, &id), 2);
+    }
+
+    #[test]
+    fn taken_outcomes_come_back_unless_written() {
+        let (unwritten, id) = (Unwritten::default(), DestinationId::from_trusted("dst_a"));
+        let taken = |held| Taken(Some((unwritten.clone(), id.clone(), held, WINDOW, NOW)));
+        drop(taken(one_success()));
+        assert_eq!(succeeded(&unwritten, &id), 1, "a rolled-back write puts them back");
+        let held = unwritten.take(&id).expect("held");
+        taken(held).written();
+        assert_eq!(succeeded(&unwritten, &id), 0, "a committed write keeps them stored only");
+    }
+}
