@@ -94,7 +94,7 @@ async fn prune_until_gone(store: Arc<dyn Store>, before: i64, events: Vec<EventI
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_pruning_at_once_both_succeed_and_remove_everything() {
-    const EVENTS: usize = 40;
+    const EVENTS: usize = 300;
     let Some(db) = TestDb::postgres().await else { return };
     let other_node = db.reopen(&db.keys).await;
     let dst = destination("d");
