@@ -73,6 +73,23 @@ pub fn route_label(template: &str) -> String {
     template.replace("{*", "*").replace('{', ":").replace('}', "")
 }
 
+/// The `method` label of a request: the standard methods by name, anything else `other`.
+/// The server accepts arbitrary extension methods, and each distinct label value is a new
+/// series, so an unauthenticated client must not be able to pick them.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Records the answered request under its route template (`/v1/events/{id}`), never the raw
 /// path, so ids cannot grow the label set.
 pub async fn track(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -81,19 +98,28 @@ pub async fn track(State(state): State<ApiState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|path| route_label(path.as_str()))
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status();
-    state.control().metrics().http_request(&method, &route, status.as_u16(), elapsed);
+    state.control().metrics().http_request(method, &route, status.as_u16(), elapsed);
     state.recent_requests().record(status.is_server_error(), elapsed.as_millis() as u64);
     response
 }
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use axum::http::Method;
+
+    use super::{method_label, route_label};
+
+    #[test]
+    fn extension_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"FOO1").unwrap()), "other");
+        assert_eq!(method_label(&Method::TRACE), "other");
+    }
 
     #[test]
     fn route_labels_name_parameters_with_a_colon() {

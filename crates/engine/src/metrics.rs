@@ -69,6 +69,8 @@ struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     event_types: Mutex<HashSet<String>>,
+    /// The destinations the last scrape set gauges for.
+    destinations: Mutex<HashSet<String>>,
     pool_probe: OnceLock<PoolProbe>,
 }
 
@@ -95,6 +97,7 @@ impl Metrics {
             recorder,
             handle,
             event_types: Mutex::default(),
+            destinations: Mutex::default(),
             pool_probe: OnceLock::new(),
         }));
         metrics.describe();
@@ -238,8 +241,25 @@ impl Metrics {
         });
     }
 
-    /// Sets the scrape-time gauges of one destination.
-    pub fn set_destination(&self, gauges: &DestinationGauges<'_>) {
+    /// Sets the scrape-time gauges of every destination there is. The recorder cannot drop a
+    /// series, so those of a destination deleted since the last call are set to 0 (no circuit
+    /// state is current) once and then left alone: a deleted destination never reports an
+    /// open circuit or a backlog.
+    pub fn set_destinations(&self, all: &[DestinationGauges<'_>]) {
+        let mut known = self.0.destinations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now: HashSet<String> = all.iter().map(|g| g.destination.to_owned()).collect();
+        for gone in known.difference(&now) {
+            self.set_destination(&DestinationGauges { destination: gone, pending: 0, dead: 0, circuit: "" });
+        }
+        for gauges in all {
+            self.set_destination(gauges);
+        }
+        *known = now;
+    }
+
+    /// Sets the scrape-time gauges of one destination; a `circuit` not in [`CIRCUIT_STATES`]
+    /// sets every state to 0.
+    fn set_destination(&self, gauges: &DestinationGauges<'_>) {
         let destination = gauges.destination.to_owned();
         self.with(|| {
             gauge!("switchyard_deliveries_pending", "destination" => destination.clone())

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
 /// `switchyard_delivery_attempt_duration_seconds` and `switchyard_delivery_latency_seconds`
 /// (ingest to success, by `destination`); gauges `switchyard_deliveries_pending`,
 /// `switchyard_deliveries_dead`, `switchyard_circuit_state` (`destination`, `state`: 1 for the
-/// current one), `switchyard_db_pool_connections` (`pool`, `state`) and
+/// current one; a deleted destination's gauges all read 0), `switchyard_db_pool_connections` (`pool`, `state`) and
 /// `switchyard_db_pool_max_connections`.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
@@ -33,19 +33,21 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     let metrics = state.control().metrics();
     match survey(&state).await {
         Ok(surveys) => {
-            for survey in &surveys {
-                let circuit = match survey.health.circuit.state {
-                    switchyard_core::circuit::CircuitState::Closed => CIRCUIT_STATES[0],
-                    switchyard_core::circuit::CircuitState::HalfOpen => CIRCUIT_STATES[1],
-                    switchyard_core::circuit::CircuitState::Open => CIRCUIT_STATES[2],
-                };
-                metrics.set_destination(&DestinationGauges {
+            let gauges: Vec<_> = surveys
+                .iter()
+                .map(|survey| DestinationGauges {
                     destination: survey.destination.id.as_str(),
                     pending: survey.pending,
                     dead: survey.dead,
-                    circuit,
-                });
-            }
+                    circuit: match survey.health.circuit.state {
+                        switchyard_core::circuit::CircuitState::Closed => CIRCUIT_STATES[0],
+                        switchyard_core::circuit::CircuitState::HalfOpen => CIRCUIT_STATES[1],
+                        switchyard_core::circuit::CircuitState::Open => CIRCUIT_STATES[2],
+                    },
+                })
+                .collect();
+            // Also zeroes the gauges of destinations deleted since the last scrape.
+            metrics.set_destinations(&gauges);
         }
         // The counters are still worth scraping; the gauges keep their last values.
         Err(error) => tracing::warn!(%error, "reading the store for the metrics' gauges failed"),

@@ -17,6 +17,12 @@ use crate::error::{map_err, unreadable};
 use crate::rows::{AttemptRow, DeliveryRow, decode_all, u64_to_i64};
 use crate::sql::deliveries as q;
 
+/// Taken by a prune for the rest of its transaction; `false` while another node's prune holds
+/// it. Keyed by the schema too, so databases sharing one server in separate schemas (the
+/// tests' way) do not wait on each other.
+const PRUNE_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtext('switchyard.prune'), hashtext(current_schema()))";
+
 /// Decodes rows that carry their creation sequence, keeping it alongside.
 fn decode_sequenced(rows: Vec<DeliveryRow>) -> StoreResult<Vec<(i64, Delivery)>> {
     rows.into_iter().map(|row| Ok((row.seq(), Delivery::try_from(row)?))).collect()
@@ -109,8 +115,9 @@ impl DeliveryStore for PgStore {
             .await
             .map_err(map_err)?;
         // The destination's circuit breaker learns the outcome in the same transaction.
-        self.observe_attempt(&mut tx, attempt, now).await?;
+        let taken = self.observe_attempt(&mut tx, attempt, now).await?;
         tx.commit().await.map_err(map_err)?;
+        taken.written();
         Ok(true)
     }
 
@@ -270,6 +277,14 @@ impl DeliveryStore for PgStore {
         }
         let limit = i64::from(limit);
         let mut tx = self.begin_write().await?;
+        // Each statement below sees what committed before it, so a prune committed by another
+        // node between them would make the second select the next batch, whose attempts are
+        // still there. One node prunes at a time; the others have nothing to do meanwhile.
+        let alone: bool = sqlx::query_scalar(PRUNE_LOCK).fetch_one(&mut *tx).await.map_err(map_err)?;
+        if !alone {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(0);
+        }
         // Attempts first: they reference the deliveries the next statement selects again.
         sqlx::query(q::PRUNE_ATTEMPTS).bind(before).bind(limit).execute(&mut *tx).await.map_err(map_err)?;
         let mut deleted = 0;

@@ -9,8 +9,8 @@ use switchyard_core::store::StoreResult;
 use switchyard_core::time::Millis;
 
 use super::PgStore;
-use crate::repo::Repo;
 pub(super) use crate::repo::Unwritten;
+use crate::repo::{Repo, Taken};
 
 impl PgStore {
     /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
@@ -20,7 +20,7 @@ impl PgStore {
         conn: &mut PgConnection,
         attempt: &Attempt,
         now: Millis,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Taken> {
         Repo(self).observe_attempt(conn, attempt, now).await
     }
 }

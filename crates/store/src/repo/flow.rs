@@ -10,6 +10,7 @@
 //! change nothing but a closed circuit's counts are held in memory a moment ([`Unwritten`]).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
@@ -62,14 +63,50 @@ impl Unwritten {
         self.lock().remove(id)
     }
 
-    fn put(&self, id: DestinationId, held: Held) {
-        self.lock().insert(id, held);
+    /// Adds `held` to what is held for `id`, under one lock: another attempt of the same
+    /// destination may have put outcomes there since these were taken.
+    fn put(&self, id: DestinationId, held: Held, window_ms: u64, now: Millis) {
+        match self.lock().entry(id) {
+            Entry::Occupied(mut there) => {
+                let there = there.get_mut();
+                there.outcomes.merge(&held.outcomes, window_ms, now);
+                there.since = there.since.min(held.since);
+            }
+            Entry::Vacant(empty) => {
+                empty.insert(held);
+            }
+        }
     }
 
     /// `flow` with this node's unwritten outcomes added.
     fn add_to(&self, flow: &mut DestinationFlow, now: Millis) {
         if let Some(held) = self.lock().get(&flow.destination_id) {
             flow.outcomes.merge(&held.outcomes, u64::MAX, now);
+        }
+    }
+}
+
+/// Held outcomes taken out of [`Unwritten`] into a flow record written in a transaction not yet
+/// committed. Dropped without [`Taken::written`] (the transaction failed or was abandoned), it
+/// puts them back, so a rollback loses none.
+#[must_use = "call written() once the transaction has committed"]
+pub(crate) struct Taken(Option<(Unwritten, DestinationId, Held, u64, Millis)>);
+
+impl Taken {
+    pub(crate) fn nothing() -> Self {
+        Self(None)
+    }
+
+    /// The transaction that wrote them committed: they are stored.
+    pub(crate) fn written(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some((unwritten, id, held, window_ms, now)) = self.0.take() {
+            unwritten.put(id, held, window_ms, now);
         }
     }
 }
@@ -164,20 +201,21 @@ where
     }
 
     /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
-    /// attempt whose delivery or destination is gone changes nothing.
+    /// attempt whose delivery or destination is gone changes nothing. The caller calls
+    /// [`Taken::written`] on the answer once its transaction has committed.
     pub(crate) async fn observe_attempt(
         &self,
         conn: &mut Conn<B>,
         attempt: &Attempt,
         now: Millis,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Taken> {
         let found: Option<(String, String)> = sqlx::query_as(q::ATTEMPT_DESTINATION)
             .bind(attempt.delivery_id.as_str())
             .fetch_optional(&mut *conn)
             .await
             .map_err(map_err)?;
         let Some((destination, policy)) = found else {
-            return Ok(());
+            return Ok(Taken::nothing());
         };
         let destination = DestinationId::from_trusted(destination);
         let policy: CircuitBreakerPolicy =
@@ -211,17 +249,18 @@ where
                         now,
                     );
                 }
-                unwritten.put(destination, held);
-                return Ok(());
+                unwritten.put(destination, held, policy.window_ms, now);
+                return Ok(Taken::nothing());
             }
+            // Put back unless the write commits, whatever happens from here.
+            let taken =
+                Taken(held.map(|held| (unwritten.clone(), destination.clone(), held, policy.window_ms, now)));
             if locked && Self::write_flow(conn, &flow, now).await? {
-                return Ok(());
+                return Ok(taken);
             }
-            // Read again (under the lock), keeping what is held.
+            // Read again (under the lock); `taken` puts back what was held.
             locked = true;
-            if let Some(held) = held {
-                unwritten.put(destination.clone(), held);
-            }
+            drop(taken);
         }
         Err(lost_race(&destination))
     }
@@ -303,5 +342,44 @@ where
             .fetch_one(self.0.reader())
             .await
             .map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: u64 = 60_000;
+    const NOW: Millis = 1_700_000_000_000;
+
+    fn one_success() -> Held {
+        let mut outcomes = OutcomeWindow::default();
+        outcomes.record(WINDOW, Signal::Success, 10, NOW);
+        Held { outcomes, since: NOW }
+    }
+
+    fn succeeded(unwritten: &Unwritten, id: &DestinationId) -> u64 {
+        unwritten.lock().get(id).map_or(0, |held| held.outcomes.totals(WINDOW, NOW).succeeded)
+    }
+
+    #[test]
+    fn putting_back_adds_to_what_another_attempt_put_meanwhile() {
+        let (unwritten, id) = (Unwritten::default(), DestinationId::from_trusted("dst_a"));
+        unwritten.put(id.clone(), one_success(), WINDOW, NOW);
+        let taken = unwritten.take(&id).expect("held");
+        unwritten.put(id.clone(), one_success(), WINDOW, NOW);
+        unwritten.put(id.clone(), taken, WINDOW, NOW);
+        assert_eq!(succeeded(&unwritten, &id), 2);
+    }
+
+    #[test]
+    fn taken_outcomes_come_back_unless_written() {
+        let (unwritten, id) = (Unwritten::default(), DestinationId::from_trusted("dst_a"));
+        let taken = |held| Taken(Some((unwritten.clone(), id.clone(), held, WINDOW, NOW)));
+        drop(taken(one_success()));
+        assert_eq!(succeeded(&unwritten, &id), 1, "a rolled-back write puts them back");
+        let held = unwritten.take(&id).expect("held");
+        taken(held).written();
+        assert_eq!(succeeded(&unwritten, &id), 0, "a committed write keeps them stored only");
     }
 }

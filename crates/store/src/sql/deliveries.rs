@@ -225,7 +225,11 @@ pub const RETRY_DELIVERY: &str = concat!(
 /// `$2` of them. Two branches, as in `CLAIM`: each a range of its partial index
 /// (`deliveries_succeeded_updated_at`, `deliveries_filtered_updated_at`) in its order, cut at
 /// the limit, so only 2 × limit rows are sorted. The same text selects the attempts and the
-/// deliveries to delete, so within one transaction both name one set.
+/// deliveries to delete, and both name one set as long as no one else prunes between them:
+/// nothing else makes a finished delivery unfinished or gives it an older `updated_at`. On
+/// SQLite the write transaction holds the whole database; on PostgreSQL each statement sees
+/// what committed before it, so a prune first takes an advisory lock that only one node holds
+/// at a time (`PRUNE_LOCK` in `postgres::deliveries`).
 macro_rules! prunable_deliveries {
     () => {
         "SELECT seq FROM (\

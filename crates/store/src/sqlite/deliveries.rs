@@ -15,6 +15,7 @@ use switchyard_core::time::Millis;
 
 use super::{SqliteStore, bind, bind_as, bind_scalar, count};
 use crate::error::{map_err, unreadable};
+use crate::repo::Taken;
 use crate::rows::{AttemptRow, DeliveryRow, decode_all, u64_to_i64};
 use crate::sql::deliveries as q;
 
@@ -76,6 +77,11 @@ impl DeliveryStore for SqliteStore {
                 Box::pin(async move { store.settle(conn, &owner, &attempt, next, now).await })
             })
             .await
+            .map(|(settled, taken)| {
+                // The group committed: the outcomes taken into the flow record are stored.
+                taken.written();
+                settled
+            })
     }
 
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
@@ -247,7 +253,8 @@ impl DeliveryStore for SqliteStore {
 
 impl SqliteStore {
     /// Records `attempt` and moves its delivery on, in the caller's transaction on `conn`;
-    /// answers false, having written nothing, when `owner` no longer holds the lease.
+    /// answers false, having written nothing, when `owner` no longer holds the lease. The held
+    /// outcomes the circuit's record took go back unless the group commits.
     async fn settle(
         &self,
         conn: &mut SqliteConnection,
@@ -255,7 +262,7 @@ impl SqliteStore {
         attempt: &Attempt,
         next: NextStep,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<(bool, Taken)> {
         let (status, next_attempt_at) = settle_to(next);
         let last_error = match next {
             NextStep::Succeeded | NextStep::Filtered => None,
@@ -275,7 +282,7 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         if settled.rows_affected() == 0 {
-            return Ok(false);
+            return Ok((false, Taken::nothing()));
         }
         // The next of an ordered key, if it was waiting for this one.
         sqlx::query(q::PROMOTE_NEXT)
@@ -296,8 +303,8 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         // The destination's circuit breaker learns the outcome in the same transaction.
-        self.observe_attempt(conn, attempt, now).await?;
-        Ok(true)
+        let taken = self.observe_attempt(conn, attempt, now).await?;
+        Ok((true, taken))
     }
 }
 

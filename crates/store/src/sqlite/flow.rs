@@ -9,8 +9,8 @@ use switchyard_core::store::StoreResult;
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
-use crate::repo::Repo;
 pub(super) use crate::repo::Unwritten;
+use crate::repo::{Repo, Taken};
 #[cfg(test)]
 use crate::sql::flow as q;
 
@@ -22,7 +22,7 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         attempt: &Attempt,
         now: Millis,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Taken> {
         Repo(self).observe_attempt(conn, attempt, now).await
     }
 }

@@ -204,3 +204,42 @@ pub async fn deleting_a_destination_drops_its_flow_record(db: TestDb) {
     assert!(store.delete_destination(&dst.id).await.unwrap());
     assert!(store.destination_flow(&dst.id).await.unwrap().is_none());
 }
+
+/// Attempts recorded at once for one destination all reach its circuit's counts: none is
+/// lost between the outcomes held in memory and the flow record. Several bursts, as each
+/// shows a lost outcome only sometimes.
+pub async fn concurrent_attempts_all_reach_the_circuit_counts(db: TestDb) {
+    const BURST: usize = 24;
+    const BURSTS: usize = 8;
+    const ATTEMPTS: usize = 1 + BURST * BURSTS;
+    let store = db.store.clone();
+    let dst = guarded_destination(&*store, None).await;
+    let events = (0..ATTEMPTS).map(|n| event(&format!("burst-{n}"), "a.b")).collect();
+    store.ingest(events, T0).await.unwrap();
+    let claimed = store.claim_deliveries("node-a", T0, T0 + LEASE, ATTEMPTS as u32).await.unwrap();
+    assert_eq!(claimed.len(), ATTEMPTS);
+    // The first creates the flow record; the rest race on it.
+    let (first, rest) = claimed.split_first().unwrap();
+    let success = |d: &DeliveryId| attempt(d, AttemptOutcome::Succeeded, T0);
+    assert!(store.record_attempt("node-a", &success(&first.id), NextStep::Succeeded, T0).await.unwrap());
+    for burst in rest.chunks(BURST) {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(burst.len()));
+        let tasks: Vec<_> = burst
+            .iter()
+            .map(|delivery| {
+                let (store, barrier, attempt) = (store.clone(), barrier.clone(), success(&delivery.id));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.record_attempt("node-a", &attempt, NextStep::Succeeded, T0).await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap(), "every attempt held its lease");
+        }
+    }
+    let flow = store.destination_flow(&dst.id).await.unwrap().expect("a flow record");
+    let totals = flow.outcomes.totals(dst.circuit_breaker.window_ms, T0);
+    assert_eq!(totals.succeeded, ATTEMPTS as u64, "{totals:?}");
+    assert_eq!(totals.failed, 0);
+}

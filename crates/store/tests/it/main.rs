@@ -16,10 +16,18 @@ mod sqlite;
 mod support;
 
 /// Instantiates each listed suite function as a `#[tokio::test]` against one backend.
+/// `on_threads` runs them on two worker threads, for the tests of races that one thread,
+/// which switches tasks only where they wait, cannot show.
 macro_rules! instantiate {
     ($connect:path; $($module:ident :: $test:ident),* $(,)?) => {
+        instantiate!(@with [tokio::test]; $connect; $($module::$test),*);
+    };
+    (on_threads $connect:path; $($module:ident :: $test:ident),* $(,)?) => {
+        instantiate!(@with [tokio::test(flavor = "multi_thread", worker_threads = 2)]; $connect; $($module::$test),*);
+    };
+    (@with [$runtime:meta]; $connect:path; $($module:ident :: $test:ident),*) => {
         $(
-            #[tokio::test]
+            #[$runtime]
             async fn $test() {
                 // `None`: the backend is unreachable outside CI, and said so.
                 let Some(db) = $connect().await else { return };
@@ -86,6 +94,9 @@ macro_rules! suite {
                 secrets::plaintext_from_before_sealing_is_read_then_sealed,
                 secrets::rotation_reseals_everything_under_the_new_key,
                 secrets::a_rotation_that_cannot_open_a_value_changes_nothing,
+            );
+            instantiate!(on_threads $connect;
+                flow::concurrent_attempts_all_reach_the_circuit_counts,
             );
         }
     };

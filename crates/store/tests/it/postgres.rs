@@ -1,10 +1,12 @@
-//! Wake-ups across nodes (`Store::watch_work`): what several nodes on one PostgreSQL database
-//! need beyond the shared suite.
+//! Wake-ups across nodes (`Store::watch_work`) and retention run by several nodes: what
+//! several nodes on one PostgreSQL database need beyond the shared suite.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::store::WorkSignal;
+use switchyard_core::delivery::{Attempt, AttemptOutcome, NextStep};
+use switchyard_core::event::EventId;
+use switchyard_core::store::{Store, WorkSignal};
 use tokio::sync::mpsc;
 
 use crate::support::{T0, TestDb, destination, event, subscription};
@@ -67,4 +69,62 @@ async fn sqlite_has_nothing_to_watch() {
     let db = TestDb::sqlite().await;
     let watch = db.store.watch_work(Arc::new(|| {})).await.expect("no error");
     assert!(watch.is_none());
+}
+
+/// Prunes on `store` in small batches until none of `events` is left, and answers how many rows
+/// it deleted. A 0 may only mean another node is pruning, so it looks before it stops.
+async fn prune_until_gone(store: Arc<dyn Store>, before: i64, events: Vec<EventId>) -> u64 {
+    let mut deleted = 0;
+    for _ in 0..10_000 {
+        let n = store.prune(before, 2).await.expect("a prune beside another succeeds");
+        deleted += n;
+        if n == 0 {
+            let mut left = 0;
+            for id in &events {
+                left += usize::from(store.get_event(id).await.unwrap().is_some());
+            }
+            if left == 0 {
+                return deleted;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    panic!("pruning never finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_pruning_at_once_both_succeed_and_remove_everything() {
+    const EVENTS: usize = 300;
+    let Some(db) = TestDb::postgres().await else { return };
+    let other_node = db.reopen(&db.keys).await;
+    let dst = destination("d");
+    db.store.create_destination(&dst).await.unwrap();
+    db.store.create_subscription(&subscription(&dst.id, &["a.*"])).await.unwrap();
+    let ids: Vec<_> = (0..EVENTS).map(|n| format!("old-{n}")).collect();
+    db.store.ingest(ids.iter().map(|id| event(id, "a.b")).collect(), T0).await.unwrap();
+    let claimed = db.store.claim_deliveries("n1", T0, T0 + 60_000, EVENTS as u32).await.unwrap();
+    assert_eq!(claimed.len(), EVENTS);
+    for delivery in &claimed {
+        let attempt = Attempt {
+            delivery_id: delivery.id.clone(),
+            number: 0,
+            started_at: T0,
+            duration_ms: 5,
+            outcome: AttemptOutcome::Succeeded,
+            status_code: Some(200),
+            error: None,
+            response_body: None,
+        };
+        assert!(db.store.record_attempt("n1", &attempt, NextStep::Succeeded, T0 + 1).await.unwrap());
+    }
+
+    let events: Vec<_> = ids.iter().map(|id| EventId::parse(id).unwrap()).collect();
+    let before = T0 + 10_000;
+    let (one, other) = tokio::join!(
+        tokio::spawn(prune_until_gone(db.store.clone(), before, events.clone())),
+        tokio::spawn(prune_until_gone(other_node.store(), before, events.clone())),
+    );
+    // Every delivery (each with its attempt) and every event, each deleted once.
+    assert_eq!(one.unwrap() + other.unwrap(), 2 * EVENTS as u64);
+    assert_eq!(db.store.prune(before, 100).await.unwrap(), 0);
 }

@@ -75,6 +75,10 @@ async fn counters_match_a_known_workload_exactly() {
         app.get(&format!("/v1/events/{id}")).await.assert_status(200);
     }
     app.get("/v1/no-such-thing/42").await.assert_status(404);
+    // An extension method: its name must not become a label value.
+    let foo = reqwest::Method::from_bytes(b"FOO1").expect("a method");
+    let response = app.client.request(foo, app.url("/v1/no-such-thing")).send().await.expect("a reply");
+    assert_eq!(response.status(), 404);
 
     // 5 deliveries succeed at the good sink; 3 are refused for good (422: permanent, dead).
     let started = Instant::now();
@@ -142,6 +146,11 @@ async fn counters_match_a_known_workload_exactly() {
     assert_eq!(requests("POST", "/v1/events", "200"), 1.0);
     assert_eq!(requests("GET", "/v1/events/:event_id", "200"), 2.0);
     assert_eq!(requests("GET", "unmatched", "404"), 1.0);
+    assert_eq!(requests("other", "unmatched", "404"), 1.0, "extension methods are counted as other");
+    assert!(
+        scrape.samples.iter().all(|s| s.labels.get("method") != Some("FOO1")),
+        "an extension method never becomes a label value"
+    );
     assert_eq!(
         observations(
             &scrape,
@@ -170,4 +179,31 @@ async fn metrics_are_served_without_credentials_and_outside_the_rate_limit() {
         let response = app.client.get(app.url("/metrics")).send().await.expect("a scrape");
         assert_eq!(response.status(), 200);
     }
+}
+
+#[tokio::test]
+async fn a_deleted_destination_leaves_no_gauge_set() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Behaviour::Status(204)).await;
+    let kept = app.create_destination(&sink.url).await;
+    let deleted = app.create_destination(&sink.url).await;
+    let closed = |scrape: &Scrape, dst: &str| {
+        value(scrape, "switchyard_circuit_state", &[("destination", dst), ("state", "closed")])
+    };
+    let before = scrape(&app).await;
+    assert_eq!((closed(&before, &kept), closed(&before, &deleted)), (1.0, 1.0));
+
+    app.delete(&format!("/v1/destinations/{deleted}")).await.assert_status(204);
+    let after = scrape(&app).await;
+    assert_eq!(closed(&after, &kept), 1.0, "the remaining destination keeps its gauges");
+    let left: Vec<_> = after
+        .samples
+        .iter()
+        .filter(|s| s.labels.get("destination") == Some(deleted.as_str()))
+        .filter(|s| matches!(s.value, Value::Gauge(v) | Value::Untyped(v) if v != 0.0))
+        .map(|s| format!("{} {:?}", s.metric, s.labels))
+        .collect();
+    assert!(left.is_empty(), "the deleted destination's gauges are all 0: {left:?}");
+    // And they stay so on later scrapes, after being forgotten.
+    assert_eq!(closed(&scrape(&app).await, &deleted), 0.0);
 }
