@@ -30,8 +30,8 @@ pub struct Performance {
     /// Answer latency percentiles (histogram estimates, within about 10 %); null without
     /// requests.
     pub latency_ms: Percentiles,
-    /// Requests answered per second, averaged over the window.
-    pub throughput_rps: f64,
+    /// Requests answered per second (req/s), averaged over the window.
+    pub throughput: f64,
     /// Requests answered in the window.
     pub requests: u64,
     pub window_ms: u64,
@@ -60,7 +60,7 @@ impl RecentRequests {
                 p50: window.latency_quantile(PERFORMANCE_WINDOW_MS, now, 0.5),
                 p99: window.latency_quantile(PERFORMANCE_WINDOW_MS, now, 0.99),
             },
-            throughput_rps: (throughput * 100.0).round() / 100.0,
+            throughput: (throughput * 100.0).round() / 100.0,
             requests,
             window_ms: PERFORMANCE_WINDOW_MS,
         }

@@ -107,7 +107,7 @@ async fn an_open_circuit_and_dead_letters_are_blockers_until_recovery() {
     let performance = &blocked["performance"];
     assert!(performance["requests"].as_u64().is_some_and(|n| n >= 3), "{performance}");
     assert!(performance["latency_ms"]["p99"].is_u64(), "{performance}");
-    assert!(performance["throughput_rps"].as_f64().is_some_and(|t| t > 0.0), "{performance}");
+    assert!(performance["throughput"].as_f64().is_some_and(|t| t > 0.0), "{performance}");
 
     // The YAML form: the same report under `integration_status:` (the performance figures
     // move with every request, so they are compared by shape only).
