@@ -1,18 +1,18 @@
 //! Events and the deliveries ingest creates with them.
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
 use switchyard_core::id::DeliveryId;
-use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{EventStore, StoreResult};
 use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
 use switchyard_core::time::Millis;
 
-use super::{PgStore, bind_as, bind_scalar, count, notify_work};
+use super::{PgStore, notify_work};
 use crate::error::map_err;
-use crate::rows::{DeliveryRow, EventRow, SubscriptionRow, decode_all, to_json};
+use crate::repo::Repo;
+use crate::rows::{EventRow, SubscriptionRow, decode_all, to_json};
 use crate::sql;
 
 #[async_trait]
@@ -108,56 +108,14 @@ impl EventStore for PgStore {
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
-        sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .map(Event::try_from)
-            .transpose()
+        Repo(self).get_event(id).await
     }
 
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>> {
-        let per_page = request.per_page().max(1);
-        let limit = i64::from(per_page) + 1;
-        let (after, offset) = match request {
-            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
-            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
-        };
-        let mut tx = self.begin_read().await?;
-        // One item more than the page tells whether another page follows.
-        let query = sql::list_events(filter, after, limit, offset);
-        let rows = bind_as(sqlx::query_as::<_, EventRow>(AssertSqlSafe(query.sql)), query.binds)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let total = match request {
-            ListRequest::Page { .. } => {
-                let query = sql::count_events(filter);
-                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Some(count(n))
-            }
-            ListRequest::After { .. } => None,
-        };
-        tx.commit().await.map_err(map_err)?;
-
-        let mut items: Vec<Event> = decode_all(rows)?;
-        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
-        let more = items.len() > page_len;
-        items.truncate(page_len);
-        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
-        Ok(Listing { items, total, next_cursor })
+        Repo(self).list_events(filter, request).await
     }
 
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {
-        let rows = sqlx::query_as::<_, DeliveryRow>(sql::DELIVERIES_OF_EVENT)
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        decode_all(rows)
+        Repo(self).deliveries_of_event(id).await
     }
 }

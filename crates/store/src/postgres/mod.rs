@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::query::Query;
 use sqlx::{ConnectOptions as _, PgConnection, Postgres, Transaction};
 use switchyard_core::store::{Store, StoreResult, WorkSignal, WorkWatch};
 
@@ -166,37 +166,6 @@ fn bind<'q>(
         };
     }
     query
-}
-
-fn bind_as<'q, O>(
-    mut query: QueryAs<'q, Postgres, O, PgArguments>,
-    binds: Vec<Bind>,
-) -> QueryAs<'q, Postgres, O, PgArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
-}
-
-fn bind_scalar<'q, O>(
-    mut query: QueryScalar<'q, Postgres, O, PgArguments>,
-    binds: Vec<Bind>,
-) -> QueryScalar<'q, Postgres, O, PgArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
-}
-
-/// A count from the database as the `u64` the listings report.
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The audit log: appended in batches, listed in append order by page or cursor.
 
-use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use switchyard_core::audit::{AuditEntry, AuditFilter};
-use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::StoreResult;
 
-use super::{Args, Backend, Conn, Db, Repo, Row, bind_as, bind_scalar, count};
+use super::{Args, Backend, Conn, Db, Repo, Row};
 use crate::error::map_err;
 use crate::rows::{AuditRow, decode_all};
 use crate::sql;
@@ -53,37 +53,13 @@ where
         filter: &AuditFilter,
         request: ListRequest,
     ) -> StoreResult<Listing<AuditEntry>> {
-        let per_page = request.per_page().max(1);
-        // One item more than the page tells whether another page follows.
-        let limit = i64::from(per_page) + 1;
-        let (after, offset) = match request {
-            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
-            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
-        };
-        let mut tx = self.0.begin_read().await?;
-        let query = sql::list_audit_log(filter, after, limit, offset);
-        let rows = bind_as(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(query.sql)), query.binds)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let total = match request {
-            ListRequest::Page { .. } => {
-                let query = sql::count_audit_log(filter);
-                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Some(count(n))
-            }
-            ListRequest::After { .. } => None,
-        };
-        tx.commit().await.map_err(map_err)?;
-
-        let mut items: Vec<AuditEntry> = decode_all(rows)?;
-        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
-        let more = items.len() > page_len;
-        items.truncate(page_len);
-        let next_cursor = if more { items.last().map(|e| Cursor::at(e.seq)) } else { None };
-        Ok(Listing { items, total, next_cursor })
+        self.list_page(
+            request,
+            |after, limit, offset| sql::list_audit_log(filter, after, limit, offset),
+            || sql::count_audit_log(filter),
+            decode_all::<AuditRow, AuditEntry>,
+            |entry| entry.seq,
+        )
+        .await
     }
 }

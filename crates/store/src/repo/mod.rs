@@ -7,10 +7,13 @@
 
 mod api_keys;
 mod audit;
+mod deliveries;
 mod destinations;
 mod event_types;
+mod events;
 mod flow;
 mod idempotency;
+mod page;
 mod secrets;
 mod subscriptions;
 
@@ -21,6 +24,7 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
+pub(crate) use self::deliveries::decode_sequenced;
 pub(crate) use self::flow::{Taken, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::Bind;

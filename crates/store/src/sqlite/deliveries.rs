@@ -9,20 +9,15 @@ use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqliteConnection;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
 use switchyard_core::id::DeliveryId;
-use switchyard_core::page::{Cursor, ListRequest, Listing};
+use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DeliveryStore, StoreError, StoreResult};
 use switchyard_core::time::Millis;
 
-use super::{SqliteStore, bind, bind_as, bind_scalar, count};
+use super::{SqliteStore, bind};
 use crate::error::{map_err, unreadable};
-use crate::repo::Taken;
-use crate::rows::{AttemptRow, DeliveryRow, decode_all, u64_to_i64};
+use crate::repo::{Repo, Taken, decode_sequenced};
+use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
-
-/// Decodes rows that carry their creation sequence, keeping it alongside.
-fn decode_sequenced(rows: Vec<DeliveryRow>) -> StoreResult<Vec<(i64, Delivery)>> {
-    rows.into_iter().map(|row| Ok((row.seq(), Delivery::try_from(row)?))).collect()
-}
 
 /// The status and due time a settled delivery moves to.
 fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
@@ -108,17 +103,11 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
-        sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT).fetch_one(&self.reader).await.map_err(map_err)
+        Repo(self).next_due_at().await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
-        sqlx::query_as::<_, DeliveryRow>(q::SELECT_DELIVERY)
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?
-            .map(Delivery::try_from)
-            .transpose()
+        Repo(self).get_delivery(id).await
     }
 
     async fn list_deliveries(
@@ -126,47 +115,11 @@ impl DeliveryStore for SqliteStore {
         filter: &DeliveryFilter,
         request: ListRequest,
     ) -> StoreResult<Listing<Delivery>> {
-        let per_page = request.per_page().max(1);
-        let limit = i64::from(per_page) + 1;
-        let (after, offset) = match request {
-            ListRequest::Page { .. } => (None, i64::try_from(request.offset()).unwrap_or(i64::MAX)),
-            ListRequest::After { after, .. } => (Some(after.map_or(0, Cursor::seq)), 0),
-        };
-        let mut tx = self.begin_read().await?;
-        // One item more than the page tells whether another page follows.
-        let query = q::list(filter, after, limit, offset);
-        let rows = bind_as(sqlx::query_as::<_, DeliveryRow>(AssertSqlSafe(query.sql)), query.binds)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let total = match request {
-            ListRequest::Page { .. } => {
-                let query = q::count(filter);
-                let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                Some(count(n))
-            }
-            ListRequest::After { .. } => None,
-        };
-        tx.commit().await.map_err(map_err)?;
-
-        let mut items = decode_sequenced(rows)?;
-        let page_len = usize::try_from(per_page).unwrap_or(usize::MAX);
-        let more = items.len() > page_len;
-        items.truncate(page_len);
-        let next_cursor = if more { items.last().map(|(seq, _)| Cursor::at(*seq)) } else { None };
-        Ok(Listing { items: items.into_iter().map(|(_, d)| d).collect(), total, next_cursor })
+        Repo(self).list_deliveries(filter, request).await
     }
 
     async fn attempts_of(&self, id: &DeliveryId) -> StoreResult<Vec<Attempt>> {
-        let rows = sqlx::query_as::<_, AttemptRow>(q::ATTEMPTS_OF)
-            .bind(id.as_str())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
-        decode_all(rows)
+        Repo(self).attempts_of(id).await
     }
 
     async fn retry_delivery(&self, id: &DeliveryId, now: Millis) -> StoreResult<Option<Delivery>> {
@@ -220,12 +173,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {
-        let query = q::count_dead(filter);
-        let n: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(query.sql)), query.binds)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)?;
-        Ok(count(n))
+        Repo(self).count_dead(filter).await
     }
 
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {

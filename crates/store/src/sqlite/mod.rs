@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -175,35 +175,4 @@ fn bind<'q>(
         };
     }
     query
-}
-
-fn bind_as<'q, O>(
-    mut query: QueryAs<'q, Sqlite, O, SqliteArguments>,
-    binds: Vec<Bind>,
-) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
-}
-
-fn bind_scalar<'q, O>(
-    mut query: QueryScalar<'q, Sqlite, O, SqliteArguments>,
-    binds: Vec<Bind>,
-) -> QueryScalar<'q, Sqlite, O, SqliteArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
-}
-
-/// A count from the database as the `u64` the listings report.
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
