@@ -2,18 +2,19 @@
 //!
 //! Claims lock their rows (`FOR UPDATE SKIP LOCKED`), so claimers on any number of nodes never
 //! lease the same delivery; settling is guarded by the lease, so a node that lost its lease
-//! cannot overwrite what the new owner did. Retries and replays tell every node (`NOTIFY`).
+//! cannot overwrite what the new owner did. Reads, retries, replays and lease hand-back are
+//! shared ([`crate::repo`]); they tell every node through `Backend::notify_work` (`NOTIFY`).
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{DeliveryStore, StoreError, StoreResult};
+use switchyard_core::store::{DeliveryStore, StoreResult};
 use switchyard_core::time::Millis;
 
-use super::{PgStore, bind, notify_work};
-use crate::error::{map_err, unreadable};
+use super::PgStore;
+use crate::error::map_err;
 use crate::repo::{Repo, decode_sequenced};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
@@ -118,15 +119,7 @@ impl DeliveryStore for PgStore {
     }
 
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let released =
-            sqlx::query(q::RELEASE_LEASES).bind(now).bind(owner).execute(&mut *tx).await.map_err(map_err)?;
-        if released.rows_affected() > 0 {
-            // Handed back by a node that stops: the others take them at once.
-            notify_work(&mut tx).await?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(released.rows_affected())
+        Repo(self).release_leases(owner, now).await
     }
 
     async fn renew_leases(&self, owner: &str, ids: &[DeliveryId], lease_until: Millis) -> StoreResult<u64> {
@@ -163,57 +156,11 @@ impl DeliveryStore for PgStore {
     }
 
     async fn retry_delivery(&self, id: &DeliveryId, now: Millis) -> StoreResult<Option<Delivery>> {
-        let mut tx = self.begin_write().await?;
-        let retried = sqlx::query_as::<_, DeliveryRow>(q::RETRY_DELIVERY)
-            .bind(now)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if let Some(row) = retried {
-            notify_work(&mut tx).await?;
-            tx.commit().await.map_err(map_err)?;
-            return Delivery::try_from(row).map(Some);
-        }
-        // Nothing changed: tell a missing delivery from one in a state that cannot retry.
-        let status: Option<String> = sqlx::query_scalar(q::DELIVERY_STATUS)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.rollback().await.map_err(map_err)?;
-        let Some(status) = status else {
-            return Ok(None);
-        };
-        Err(match DeliveryStatus::parse(&status) {
-            Some(DeliveryStatus::InFlight) => StoreError::Conflict(format!(
-                "delivery {id} is in flight; retry it once its attempt is recorded"
-            )),
-            Some(DeliveryStatus::Succeeded) => {
-                StoreError::Conflict(format!("delivery {id} has succeeded; there is nothing to retry"))
-            }
-            Some(DeliveryStatus::Filtered) => StoreError::Conflict(format!(
-                "delivery {id} was filtered out by its subscription; there is nothing to retry"
-            )),
-            _ => unreadable("deliveries.status", format!("unexpected status {status:?} for a retry")),
-        })
+        Repo(self).retry_delivery(id, now).await
     }
 
     async fn replay_dead(&self, filter: &DeliveryFilter, now: Millis, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let query = q::replay_dead(filter, now, i64::from(limit));
-        let mut tx = self.begin_write().await?;
-        let replayed = bind(sqlx::query(AssertSqlSafe(query.sql)), query.binds)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if replayed.rows_affected() > 0 {
-            notify_work(&mut tx).await?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(replayed.rows_affected())
+        Repo(self).replay_dead(filter, now, limit).await
     }
 
     async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {

@@ -30,14 +30,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::query::Query;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions as _, PgConnection, Postgres, Transaction};
 use switchyard_core::store::{Store, StoreResult, WorkSignal, WorkWatch};
 
 use crate::error::map_err;
 use crate::seal::{MasterKeys, Sealer};
-use crate::sql::Bind;
 use crate::{PoolOptions, migrations};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -153,19 +151,6 @@ impl Store for PgStore {
             .await
             .map(|w| Some(Box::new(w) as Box<dyn WorkWatch>))
     }
-}
-
-fn bind<'q>(
-    mut query: Query<'q, Postgres, PgArguments>,
-    binds: Vec<Bind>,
-) -> Query<'q, Postgres, PgArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
 }
 
 #[cfg(test)]

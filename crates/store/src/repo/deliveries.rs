@@ -1,16 +1,17 @@
-//! Reading the outbox: a delivery, a page of them, its attempts, the dead count and the next
-//! due time. Claims, settling, lease renewal and pruning stay with each backend: they lock,
-//! batch and commit differently on purpose.
+//! The outbox as both backends read and change it alike: a delivery, a page of them, its
+//! attempts, the dead count, the next due time, and the operator's retry and replay and a
+//! node's lease hand-back. Claims, settling, lease renewal and pruning stay with each backend:
+//! they lock, batch and commit differently on purpose.
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter};
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::StoreResult;
+use switchyard_core::store::{StoreError, StoreResult};
 use switchyard_core::time::Millis;
 
-use super::{Args, Backend, Conn, Db, Repo, Row, bind_scalar, count};
-use crate::error::map_err;
+use super::{Args, Backend, Conn, Db, Repo, Row, bind, bind_scalar, count};
+use crate::error::{map_err, unreadable};
 use crate::rows::{AttemptRow, DeliveryRow, decode_all};
 use crate::sql::deliveries as q;
 
@@ -28,6 +29,7 @@ where
     for<'q> i64: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'r> (i64,): FromRow<'r, Row<B>>,
     for<'r> (Option<i64>,): FromRow<'r, Row<B>>,
+    for<'r> (String,): FromRow<'r, Row<B>>,
     for<'r> DeliveryRow: FromRow<'r, Row<B>>,
     for<'r> AttemptRow: FromRow<'r, Row<B>>,
 {
@@ -78,5 +80,76 @@ where
             .await
             .map_err(map_err)?;
         Ok(count(n))
+    }
+
+    pub(crate) async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {
+        let mut tx = self.0.begin_write().await?;
+        let released =
+            sqlx::query(q::RELEASE_LEASES).bind(now).bind(owner).execute(&mut *tx).await.map_err(map_err)?;
+        if B::rows_affected(&released) > 0 {
+            // Handed back by a node that stops: the others take them at once.
+            B::notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(B::rows_affected(&released))
+    }
+
+    pub(crate) async fn retry_delivery(&self, id: &DeliveryId, now: Millis) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.0.begin_write().await?;
+        let retried = sqlx::query_as::<_, DeliveryRow>(q::RETRY_DELIVERY)
+            .bind(now)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(row) = retried {
+            B::notify_work(&mut tx).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Delivery::try_from(row).map(Some);
+        }
+        // Nothing changed: tell a missing delivery from one in a state that cannot retry.
+        let status: Option<String> = sqlx::query_scalar(q::DELIVERY_STATUS)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.rollback().await.map_err(map_err)?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        Err(match DeliveryStatus::parse(&status) {
+            Some(DeliveryStatus::InFlight) => StoreError::Conflict(format!(
+                "delivery {id} is in flight; retry it once its attempt is recorded"
+            )),
+            Some(DeliveryStatus::Succeeded) => {
+                StoreError::Conflict(format!("delivery {id} has succeeded; there is nothing to retry"))
+            }
+            Some(DeliveryStatus::Filtered) => StoreError::Conflict(format!(
+                "delivery {id} was filtered out by its subscription; there is nothing to retry"
+            )),
+            _ => unreadable("deliveries.status", format!("unexpected status {status:?} for a retry")),
+        })
+    }
+
+    pub(crate) async fn replay_dead(
+        &self,
+        filter: &DeliveryFilter,
+        now: Millis,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let query = q::replay_dead(filter, now, i64::from(limit));
+        let mut tx = self.0.begin_write().await?;
+        let replayed = bind(sqlx::query(sqlx::AssertSqlSafe(query.sql)), query.binds)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if B::rows_affected(&replayed) > 0 {
+            B::notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(B::rows_affected(&replayed))
     }
 }

@@ -19,7 +19,7 @@ mod subscriptions;
 
 use std::future::Future;
 
-use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
@@ -100,6 +100,22 @@ fn count(n: i64) -> u64 {
 }
 
 /// Binds the values of an assembled query (`sql::Assembled`) in order.
+fn bind<'q, DB>(mut query: Query<'q, DB, DB::Arguments>, binds: Vec<Bind>) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// [`bind`] for a query answering rows.
 fn bind_as<'q, DB, O>(
     mut query: QueryAs<'q, DB, O, DB::Arguments>,
     binds: Vec<Bind>,

@@ -25,17 +25,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use switchyard_core::store::{Store, StoreResult};
 
 use crate::error::{BackendError, map_err};
 use crate::seal::{MasterKeys, Sealer};
-use crate::sql::{self, Bind};
+use crate::sql;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -162,17 +160,4 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
         crate::migrations::require_current(self.pending_migrations().await)
     }
-}
-
-fn bind<'q>(
-    mut query: Query<'q, Sqlite, SqliteArguments>,
-    binds: Vec<Bind>,
-) -> Query<'q, Sqlite, SqliteArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    query
 }
