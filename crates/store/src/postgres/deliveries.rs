@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DeliveryStore, StoreResult};
@@ -15,7 +15,7 @@ use switchyard_core::time::Millis;
 
 use super::PgStore;
 use crate::error::map_err;
-use crate::repo::{Repo, decode_sequenced};
+use crate::repo::{Repo, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
 
@@ -24,16 +24,6 @@ use crate::sql::deliveries as q;
 /// tests' way) do not wait on each other.
 const PRUNE_LOCK: &str =
     "SELECT pg_try_advisory_xact_lock(hashtext('switchyard.prune'), hashtext(current_schema()))";
-
-/// The status and due time a settled delivery moves to.
-fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
-    match next {
-        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        NextStep::Dead => (DeliveryStatus::Dead, None),
-        NextStep::Filtered => (DeliveryStatus::Filtered, None),
-    }
-}
 
 #[async_trait]
 impl DeliveryStore for PgStore {

@@ -4,7 +4,7 @@
 //! they lock, batch and commit differently on purpose.
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus};
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{StoreError, StoreResult};
@@ -18,6 +18,16 @@ use crate::sql::deliveries as q;
 /// Decodes rows that carry their creation sequence, keeping it alongside.
 pub(crate) fn decode_sequenced(rows: Vec<DeliveryRow>) -> StoreResult<Vec<(i64, Delivery)>> {
     rows.into_iter().map(|row| Ok((row.seq(), Delivery::try_from(row)?))).collect()
+}
+
+/// The status and due time a settled delivery moves to.
+pub(crate) fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
+    match next {
+        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextStep::Dead => (DeliveryStatus::Dead, None),
+        NextStep::Filtered => (DeliveryStatus::Filtered, None),
+    }
 }
 
 impl<B: Backend> Repo<'_, B>

@@ -24,7 +24,7 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
-pub(crate) use self::deliveries::decode_sequenced;
+pub(crate) use self::deliveries::{decode_sequenced, settle_to};
 pub(crate) use self::flow::{Taken, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::Bind;

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqliteConnection;
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DeliveryStore, StoreResult};
@@ -15,19 +15,9 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use crate::error::map_err;
-use crate::repo::{Repo, Taken, decode_sequenced};
+use crate::repo::{Repo, Taken, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
-
-/// The status and due time a settled delivery moves to.
-fn settle_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
-    match next {
-        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        NextStep::Dead => (DeliveryStatus::Dead, None),
-        NextStep::Filtered => (DeliveryStatus::Filtered, None),
-    }
-}
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
