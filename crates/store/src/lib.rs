@@ -82,6 +82,9 @@ impl DatabaseOptions {
     }
 }
 
+/// Statements slower than this are logged at `warn`, on either backend.
+pub(crate) const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Usage of one connection pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolUsage {

@@ -44,9 +44,6 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// in different schemas of one database do not wake each other.
 const WORK_CHANNEL: &str = "switchyard_work.";
 
-/// A statement slower than this is logged (at `warn`), with its text.
-const SLOW_STATEMENT: Duration = Duration::from_millis(200);
-
 /// The PostgreSQL implementation of every store trait. Cheap to clone: clones share the pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -78,7 +75,7 @@ impl PgStore {
         let mut options = PgConnectOptions::from_str(url)
             .map_err(map_err)?
             .log_statements(log::LevelFilter::Trace)
-            .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
+            .log_slow_statements(log::LevelFilter::Warn, crate::SLOW_STATEMENT);
         if let Some(timeout) = pool.statement_timeout_ms {
             options = options.options([("statement_timeout", timeout)]);
         }
