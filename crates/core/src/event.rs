@@ -338,6 +338,36 @@ pub enum IngestOutcome {
     Conflict(EventId),
 }
 
+impl IngestOutcome {
+    /// The outcome of `new` when its id is taken by `stored`: a duplicate when the publisher
+    /// sent the same content, a conflict otherwise.
+    pub fn of_taken(stored: Event, new: NewEvent) -> Self {
+        if stored.content_hash == new.content_hash {
+            Self::Duplicate(stored)
+        } else {
+            Self::Conflict(new.event_id)
+        }
+    }
+}
+
+impl NewEvent {
+    /// The event as stored at sequence number `seq`, received at `received_at`.
+    pub fn stored(self, seq: i64, received_at: Millis) -> Event {
+        Event {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            timestamp: self.timestamp,
+            payload: self.payload,
+            metadata: self.metadata,
+            ordering_key: self.ordering_key,
+            source: self.source,
+            received_at,
+            content_hash: self.content_hash,
+            seq,
+        }
+    }
+}
+
 /// Filters of the event listing.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

@@ -55,6 +55,14 @@ impl Subscription {
     pub fn routes(&self, event_type: &EventType) -> bool {
         self.enabled && self.event_types.iter().any(|p| p.matches(event_type))
     }
+
+    /// How a delivery of an event with `ordering_key` to this subscription is ordered,
+    /// copied onto the delivery when it is written: `(ordered, block_on_dead)`. An event
+    /// without a key is never ordered.
+    pub fn delivery_ordering(&self, ordering_key: Option<&str>) -> (bool, bool) {
+        let ordered = self.ordering == Ordering::Key && ordering_key.is_some();
+        (ordered, ordered && self.ordering_on_dead == OrderingOnDead::Block)
+    }
 }
 
 /// Filters of the subscription listing.

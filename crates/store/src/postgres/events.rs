@@ -6,7 +6,7 @@ use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEven
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{EventStore, StoreResult};
-use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
+use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 
 use super::{PgStore, notify_work};
@@ -60,18 +60,12 @@ impl EventStore for PgStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                let stored = Event::try_from(row)?;
-                outcomes.push(if stored.content_hash == new.content_hash {
-                    IngestOutcome::Duplicate(stored)
-                } else {
-                    IngestOutcome::Conflict(new.event_id)
-                });
+                outcomes.push(IngestOutcome::of_taken(Event::try_from(row)?, new));
                 continue;
             };
 
             for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
-                let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
-                let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
+                let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
                 sqlx::query(sql::INSERT_DELIVERY)
                     .bind(DeliveryId::generate().as_str())
                     .bind(new.event_id.as_str())
@@ -87,18 +81,7 @@ impl EventStore for PgStore {
                     .map_err(map_err)?;
                 routed = true;
             }
-            outcomes.push(IngestOutcome::Created(Event {
-                event_id: new.event_id,
-                event_type: new.event_type,
-                timestamp: new.timestamp,
-                payload: new.payload,
-                metadata: new.metadata,
-                ordering_key: new.ordering_key,
-                source: new.source,
-                received_at: now,
-                content_hash: new.content_hash,
-                seq,
-            }));
+            outcomes.push(IngestOutcome::Created(new.stored(seq, now)));
         }
         if routed {
             notify_work(&mut tx).await?;

@@ -11,7 +11,7 @@ use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEven
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{EventStore, StoreResult};
-use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
+use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
@@ -90,18 +90,7 @@ async fn ingest_into(
                 continue;
             };
             insert_deliveries(conn, &subscriptions, &new, now).await?;
-            outcomes.push(IngestOutcome::Created(Event {
-                event_id: new.event_id,
-                event_type: new.event_type,
-                timestamp: new.timestamp,
-                payload: new.payload,
-                metadata: new.metadata,
-                ordering_key: new.ordering_key,
-                source: new.source,
-                received_at: now,
-                content_hash: new.content_hash,
-                seq,
-            }));
+            outcomes.push(IngestOutcome::Created(new.stored(seq, now)));
         }
     }
     Ok(outcomes)
@@ -173,12 +162,7 @@ async fn taken(conn: &mut SqliteConnection, new: NewEvent) -> StoreResult<Ingest
         .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
-    let stored = Event::try_from(row)?;
-    Ok(if stored.content_hash == new.content_hash {
-        IngestOutcome::Duplicate(stored)
-    } else {
-        IngestOutcome::Conflict(new.event_id)
-    })
+    Ok(IngestOutcome::of_taken(Event::try_from(row)?, new))
 }
 
 /// One delivery of `new` per subscription that routes it.
@@ -190,8 +174,7 @@ async fn insert_deliveries(
 ) -> StoreResult<()> {
     let pending = DeliveryStatus::Pending.as_str();
     for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
-        let ordered = subscription.ordering == Ordering::Key && new.ordering_key.is_some();
-        let block_on_dead = ordered && subscription.ordering_on_dead == OrderingOnDead::Block;
+        let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
         sqlx::query(sql::INSERT_DELIVERY)
             .bind(DeliveryId::generate().as_str())
             .bind(new.event_id.as_str())
