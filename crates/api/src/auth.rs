@@ -126,7 +126,7 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
     if !token.starts_with(API_KEY_PREFIX) {
         return Err(unknown());
     }
-    let key = state.store().find_active_api_key(&hash_token(token)).await?.ok_or_else(unknown)?;
+    let key = state.active_api_key(&hash_token(token)).await?.ok_or_else(unknown)?;
     Ok(Principal { credential: Credential::ApiKey(key.id), name: key.name, role: key.role })
 }
 

@@ -23,7 +23,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use switchyard_adapters::UrlPolicy;
-use switchyard_core::store::Store;
+use switchyard_core::api_key::ApiKey;
+use switchyard_core::store::{Store, StoreError};
+use switchyard_engine::recent::{RECENT_FOR, Recent};
 use switchyard_engine::{Control, Ingestor};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -72,6 +74,8 @@ struct Inner {
     control: Control,
     settings: ApiSettings,
     recent_requests: observe::RecentRequests,
+    /// Active API keys by token hash, read a moment ago.
+    api_keys: Recent<String, Option<ApiKey>>,
 }
 
 impl ApiState {
@@ -80,7 +84,24 @@ impl ApiState {
         let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker())
             .with_metrics(control.metrics().clone());
         let recent_requests = observe::RecentRequests::default();
-        Self(Arc::new(Inner { store, ingestor, control, settings, recent_requests }))
+        let api_keys = Recent::new(RECENT_FOR);
+        Self(Arc::new(Inner { store, ingestor, control, settings, recent_requests, api_keys }))
+    }
+
+    /// The active API key whose token hashes to `token_hash`; read from the store at most once
+    /// in [`RECENT_FOR`], so a key revoked on another node stops working within that time.
+    pub async fn active_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.0
+            .api_keys
+            .get_or_load(&token_hash.to_owned(), Option::is_some, || {
+                self.store().find_active_api_key(token_hash)
+            })
+            .await
+    }
+
+    /// To be called after an API key is revoked through this node: it stops working at once.
+    pub fn forget_api_keys(&self) {
+        self.0.api_keys.clear();
     }
 
     pub fn control(&self) -> &Control {

@@ -13,6 +13,7 @@ use switchyard_core::store::{Store, StoreError};
 
 use crate::dispatch::Waker;
 use crate::metrics::Metrics;
+use crate::recent::{RECENT_FOR, Recent};
 use crate::schema::{self, SchemaCache};
 
 /// Events accepted by one batch request.
@@ -39,6 +40,8 @@ pub enum BatchItem {
 pub struct Ingestor {
     store: Arc<dyn Store>,
     schemas: SchemaCache,
+    /// Event type definitions (and types that have none) read a moment ago.
+    types: Recent<EventType, Option<Arc<EventTypeDefinition>>>,
     require_registered_types: bool,
     waker: Waker,
     metrics: Option<Metrics>,
@@ -47,13 +50,27 @@ pub struct Ingestor {
 impl Ingestor {
     /// `waker` is told whenever new deliveries may have been written.
     pub fn new(store: Arc<dyn Store>, require_registered_types: bool, waker: Waker) -> Self {
-        Self { store, schemas: SchemaCache::default(), require_registered_types, waker, metrics: None }
+        Self {
+            store,
+            schemas: SchemaCache::default(),
+            types: Recent::new(RECENT_FOR),
+            require_registered_types,
+            waker,
+            metrics: None,
+        }
     }
 
     /// Counts stored events in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// To be called after an event type is created, changed or deleted through this node, so
+    /// the next event is checked against it; changes made on other nodes are seen within
+    /// [`RECENT_FOR`].
+    pub fn forget_event_types(&self) {
+        self.types.clear();
     }
 
     async fn store_events(&self, events: Vec<NewEvent>, now: i64) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -130,7 +147,7 @@ impl Ingestor {
         event: &NewEvent,
         registry: &mut Registry,
     ) -> Result<(), IngestError> {
-        let definition = registry.lookup(self.store.as_ref(), &event.event_type).await?;
+        let definition = registry.lookup(self, &event.event_type).await?;
         let Some(definition) = definition else {
             if self.require_registered_types {
                 return Err(ValidationError::single(
@@ -173,13 +190,20 @@ struct Registry(HashMap<EventType, Option<Arc<EventTypeDefinition>>>);
 impl Registry {
     async fn lookup(
         &mut self,
-        store: &dyn Store,
+        ingestor: &Ingestor,
         event_type: &EventType,
     ) -> Result<Option<Arc<EventTypeDefinition>>, StoreError> {
         if let Some(found) = self.0.get(event_type) {
             return Ok(found.clone());
         }
-        let found = store.get_event_type(event_type).await?.map(Arc::new);
+        let found = ingestor
+            .types
+            .get_or_load(
+                event_type,
+                |_| true,
+                || async { Ok(ingestor.store.get_event_type(event_type).await?.map(Arc::new)) },
+            )
+            .await?;
         self.0.insert(event_type.clone(), found.clone());
         Ok(found)
     }

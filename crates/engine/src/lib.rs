@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod jq;
 mod lease;
 pub mod metrics;
+pub mod recent;
 pub mod retention;
 pub mod schema;
 pub mod shape;

@@ -61,6 +61,27 @@ pub fn map_err(error: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(error))
 }
 
+/// [`map_err`] for the statements SQLite's group writer runs on the connection's handle.
+pub fn map_direct_err(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    if let rusqlite::Error::SqliteFailure(failure, message) = &error {
+        let detail = message.as_deref().unwrap_or("constraint failed");
+        match failure.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                return StoreError::Conflict(format!("a row with the same key exists already ({detail})"));
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return StoreError::InvalidReference {
+                    field: "reference",
+                    message: format!("a referenced row does not exist or is still referenced ({detail})"),
+                };
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend(Box::new(error))
+}
+
 /// Replaces the generic conflict of a unique violation with one naming the resource.
 pub fn name_conflict(what: impl FnOnce() -> String) -> impl FnOnce(StoreError) -> StoreError {
     move |error| match error {

@@ -298,9 +298,26 @@ macro_rules! audit_columns {
     };
 }
 
-pub const INSERT_AUDIT_ENTRY: &str = "INSERT INTO audit_log (id, at, actor, role, action, method, \
-     route, resource_type, resource_id, request_id, status, success) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// An `INSERT` of `rows` audit entries, twelve numbered parameters a row in column order.
+pub fn insert_audit_entries(rows: usize) -> String {
+    const COLUMNS: usize = 12;
+    let mut statement = String::from(
+        "INSERT INTO audit_log (id, at, actor, role, action, method, route, resource_type, \
+         resource_id, request_id, status, success) VALUES ",
+    );
+    for row in 0..rows {
+        statement.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMNS {
+            if column > 0 {
+                statement.push_str(", ");
+            }
+            statement.push('$');
+            statement.push_str(&(row * COLUMNS + column + 1).to_string());
+        }
+        statement.push(')');
+    }
+    statement
+}
 
 /// Builds the conditions of an audit listing, as [`filter_events`] does for events: each
 /// combination seeks on its index (`(actor, seq)`, `(action, seq)`, `(at, seq)`).
@@ -405,7 +422,7 @@ mod tests {
             DELETE_STALE_IDEMPOTENCY_KEY,
             CLAIM_IDEMPOTENCY_KEY,
             COMPLETE_IDEMPOTENCY_KEY,
-            INSERT_AUDIT_ENTRY,
+            &insert_audit_entries(3),
             RESEAL_DESTINATION_SECRETS,
             IDEMPOTENCY_BODY,
             RESEAL_IDEMPOTENCY_BODY,

@@ -114,7 +114,9 @@ async fn revoke_api_key(
 ) -> ApiResult<Response> {
     principal.require(Role::Admin)?;
     let key_id = ApiKeyId::from_trusted(id.as_str());
-    if !state.store().revoke_api_key(&key_id, now_millis()).await? {
+    let revoked = state.store().revoke_api_key(&key_id, now_millis()).await;
+    state.forget_api_keys();
+    if !revoked? {
         return Err(ApiError::not_found("active API key", &id));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -135,7 +135,9 @@ async fn create_event_type(
 ) -> ApiResult<Reply> {
     principal.require(Role::Admin)?;
     let definition = input.into_definition(None, now_millis())?;
-    state.store().create_event_type(&definition).await?;
+    let created = state.store().create_event_type(&definition).await;
+    state.ingestor().forget_event_types();
+    created?;
     Ok(reply(definition, StatusCode::CREATED))
 }
 
@@ -188,8 +190,9 @@ async fn save(
     if_match: &IfMatch,
 ) -> ApiResult<Reply> {
     let next = EventTypeDefinition { created_at: current.created_at, updated_at: now_millis(), ..next };
-    let stored =
-        state.store().update_event_type(&next, current.version).await.map_err(|e| if_match.on_race(e))?;
+    let stored = state.store().update_event_type(&next, current.version).await;
+    state.ingestor().forget_event_types();
+    let stored = stored.map_err(|e| if_match.on_race(e))?;
     Ok(reply(stored, StatusCode::OK))
 }
 
@@ -270,7 +273,9 @@ async fn delete_event_type(
     principal.require(Role::Admin)?;
     let current = load(&state, &name).await?;
     if_match.check(current.version)?;
-    if !state.store().delete_event_type(&current.name).await? {
+    let deleted = state.store().delete_event_type(&current.name).await;
+    state.ingestor().forget_event_types();
+    if !deleted? {
         return Err(ApiError::not_found("event type", &name));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

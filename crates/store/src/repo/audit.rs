@@ -1,6 +1,6 @@
 //! The audit log: appended in batches, listed in append order by page or cursor.
 
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Type};
 use switchyard_core::audit::{AuditEntry, AuditFilter};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::StoreResult;
@@ -9,6 +9,10 @@ use super::{Args, Backend, Conn, Db, Repo, Row};
 use crate::error::map_err;
 use crate::rows::{AuditRow, decode_all};
 use crate::sql;
+
+/// Audit entries in one `INSERT`, at most: SQLite finds a numbered parameter by a linear walk,
+/// so a statement's cost grows with the square of its parameters (twelve a row).
+const AUDIT_ROWS_PER_INSERT: usize = 32;
 
 impl<B: Backend> Repo<'_, B>
 where
@@ -27,25 +31,34 @@ where
             return Ok(());
         }
         let mut tx = self.0.begin_write().await?;
-        for entry in entries {
-            sqlx::query(sql::INSERT_AUDIT_ENTRY)
-                .bind(entry.id.as_str())
-                .bind(entry.at)
-                .bind(entry.actor.as_str())
-                .bind(entry.role.as_str())
-                .bind(entry.action.as_str())
-                .bind(entry.method.as_str())
-                .bind(entry.route.as_str())
-                .bind(entry.resource.kind.as_str())
-                .bind(entry.resource.id.as_deref())
-                .bind(entry.request_id.as_str())
-                .bind(i64::from(entry.outcome.status))
-                .bind(entry.outcome.success)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        Self::insert_audit_entries(&mut tx, entries).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    /// Writes `entries` on `conn`, inside the caller's transaction.
+    pub(crate) async fn insert_audit_entries(conn: &mut Conn<B>, entries: &[AuditEntry]) -> StoreResult<()> {
+        // A statement costs a round trip to the connection, more than its rows: the entries of
+        // one group go in a few multi-row statements.
+        for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut query = sqlx::query(AssertSqlSafe(sql::insert_audit_entries(chunk.len())));
+            for entry in chunk {
+                query = query
+                    .bind(entry.id.as_str())
+                    .bind(entry.at)
+                    .bind(entry.actor.as_str())
+                    .bind(entry.role.as_str())
+                    .bind(entry.action.as_str())
+                    .bind(entry.method.as_str())
+                    .bind(entry.route.as_str())
+                    .bind(entry.resource.kind.as_str())
+                    .bind(entry.resource.id.as_deref())
+                    .bind(entry.request_id.as_str())
+                    .bind(i64::from(entry.outcome.status))
+                    .bind(entry.outcome.success);
+            }
+            query.execute(&mut *conn).await.map_err(map_err)?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn list_audit_log(

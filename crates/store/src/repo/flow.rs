@@ -31,7 +31,7 @@ use crate::sql::flow as q;
 /// record created concurrently (no row to lock yet) ever needs a second.
 const TRIES: usize = 3;
 
-fn lost_race(id: &DestinationId) -> StoreError {
+pub(crate) fn lost_race(id: &DestinationId) -> StoreError {
     StoreError::Conflict(format!("the flow record of destination {id} kept changing; try again"))
 }
 
@@ -109,6 +109,59 @@ impl Drop for Taken {
             unwritten.put(id, held, window_ms, now);
         }
     }
+}
+
+/// The destination of an attempt's delivery and its circuit breaker policy, as read by
+/// `ATTEMPT_DESTINATION`.
+pub(crate) fn attempt_destination(
+    destination: String,
+    policy: &str,
+) -> StoreResult<(DestinationId, CircuitBreakerPolicy)> {
+    let policy = serde_json::from_str(policy).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
+    Ok((DestinationId::from_trusted(destination), policy))
+}
+
+/// What an attempt's outcome does to its destination's record.
+// Lives only from the decision to the write that follows it; boxing would cost an allocation
+// per attempt for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Observed {
+    /// It changed nothing but counts, now held in [`Unwritten`]: nothing to write.
+    Held,
+    /// The record to write over the version it was read at, with what it took of the held
+    /// outcomes.
+    Write(DestinationFlow, Taken),
+}
+
+/// Feeds `attempt` to the record `stored` (a new one when there is none) with the outcomes
+/// this node holds for it, and decides whether the result must be written.
+pub(crate) fn observe(
+    unwritten: &Unwritten,
+    stored: Option<DestinationFlow>,
+    destination: &DestinationId,
+    policy: &CircuitBreakerPolicy,
+    attempt: &Attempt,
+    now: Millis,
+) -> Observed {
+    let mut flow = stored.unwrap_or_else(|| DestinationFlow::new(destination.clone(), now));
+    let held = unwritten.take(destination);
+    if let Some(held) = &held {
+        flow.outcomes.merge(&held.outcomes, policy.window_ms, now);
+    }
+    let circuit = flow.circuit.clone();
+    flow.observe(policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, now);
+    let since = held.as_ref().map_or(now, |h| h.since);
+    if flow.circuit == circuit && flow.version != 0 && now - since < FLUSH_AFTER_MS {
+        let mut held = held.unwrap_or(Held { outcomes: OutcomeWindow::default(), since: now });
+        if attempt.outcome != AttemptOutcome::Filtered {
+            held.outcomes.record(policy.window_ms, Signal::of(attempt.outcome), attempt.duration_ms, now);
+        }
+        unwritten.put(destination.clone(), held, policy.window_ms, now);
+        return Observed::Held;
+    }
+    // Put back unless the write commits, whatever happens from here.
+    let taken = Taken(held.map(|held| (unwritten.clone(), destination.clone(), held, policy.window_ms, now)));
+    Observed::Write(flow, taken)
 }
 
 impl<B: Backend> Repo<'_, B>
@@ -217,10 +270,7 @@ where
         let Some((destination, policy)) = found else {
             return Ok(Taken::nothing());
         };
-        let destination = DestinationId::from_trusted(destination);
-        let policy: CircuitBreakerPolicy =
-            serde_json::from_str(&policy).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
-        let unwritten = self.0.unwritten();
+        let (destination, policy) = attempt_destination(destination, &policy)?;
         // Most outcomes change nothing but counts held here: decide on a plain read, so the
         // attempts of a busy destination do not queue on its row. A change is decided again
         // on the record read under its lock, so no other node's change is overwritten. Where
@@ -231,30 +281,11 @@ where
         for _ in 0..tries {
             let query = if locked { B::SELECT_FLOW_LOCKED } else { q::SELECT_FLOW };
             let stored = Self::select_flow(conn, query, &destination).await?;
-            let mut flow = stored.unwrap_or_else(|| DestinationFlow::new(destination.clone(), now));
-            let held = unwritten.take(&destination);
-            if let Some(held) = &held {
-                flow.outcomes.merge(&held.outcomes, policy.window_ms, now);
-            }
-            let circuit = flow.circuit.clone();
-            flow.observe(&policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, now);
-            let since = held.as_ref().map_or(now, |h| h.since);
-            if flow.circuit == circuit && flow.version != 0 && now - since < FLUSH_AFTER_MS {
-                let mut held = held.unwrap_or(Held { outcomes: OutcomeWindow::default(), since: now });
-                if attempt.outcome != AttemptOutcome::Filtered {
-                    held.outcomes.record(
-                        policy.window_ms,
-                        Signal::of(attempt.outcome),
-                        attempt.duration_ms,
-                        now,
-                    );
-                }
-                unwritten.put(destination, held, policy.window_ms, now);
+            let Observed::Write(flow, taken) =
+                observe(self.0.unwritten(), stored, &destination, &policy, attempt, now)
+            else {
                 return Ok(Taken::nothing());
-            }
-            // Put back unless the write commits, whatever happens from here.
-            let taken =
-                Taken(held.map(|held| (unwritten.clone(), destination.clone(), held, policy.window_ms, now)));
+            };
             if locked && Self::write_flow(conn, &flow, now).await? {
                 return Ok(taken);
             }

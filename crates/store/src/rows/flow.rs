@@ -30,6 +30,29 @@ pub struct FlowRow {
     updated_at: i64,
 }
 
+impl FlowRow {
+    /// The row as `SELECT_FLOW` reads it, from a statement run on SQLite's handle.
+    pub fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            destination_id: row.get("destination_id")?,
+            state: row.get("state")?,
+            opened_at: row.get("opened_at")?,
+            reason: row.get("reason")?,
+            cooldown_ms: row.get("cooldown_ms")?,
+            retry_at: row.get("retry_at")?,
+            consecutive_failures: row.get("consecutive_failures")?,
+            probe_owner: row.get("probe_owner")?,
+            probe_until: row.get("probe_until")?,
+            outcomes: row.get("outcomes")?,
+            tokens: row.get("tokens")?,
+            tokens_at: row.get("tokens_at")?,
+            rate_blocked_until: row.get("rate_blocked_until")?,
+            version: row.get("version")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+}
+
 impl TryFrom<FlowRow> for DestinationFlow {
     type Error = StoreError;
 

@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqliteConnection;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, NextStep};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
@@ -14,7 +13,9 @@ use switchyard_core::store::{DeliveryStore, StoreResult};
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
-use crate::error::map_err;
+use super::direct::Binder;
+use super::flow::{Unwritten, observe_attempt};
+use crate::error::{map_direct_err, map_err};
 use crate::repo::{Repo, Taken, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
@@ -56,11 +57,9 @@ impl DeliveryStore for SqliteStore {
     ) -> StoreResult<bool> {
         // Attempts that finish together are recorded in one group transaction, one fsync for
         // all of them; each is answered after that commit.
-        let (store, owner, attempt) = (self.clone(), owner.to_owned(), attempt.clone());
+        let (unwritten, owner, attempt) = (self.unwritten.clone(), owner.to_owned(), attempt.clone());
         self.group
-            .write(1, move |conn, _| {
-                Box::pin(async move { store.settle(conn, &owner, &attempt, next, now).await })
-            })
+            .write(1, false, move |conn, _| settle(conn, &unwritten, &owner, &attempt, next, now))
             .await
             .map(|(settled, taken)| {
                 // The group committed: the outcomes taken into the flow record are stored.
@@ -143,61 +142,56 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Records `attempt` and moves its delivery on, in the caller's transaction on `conn`;
-    /// answers false, having written nothing, when `owner` no longer holds the lease. The held
-    /// outcomes the circuit's record took go back unless the group commits.
-    async fn settle(
-        &self,
-        conn: &mut SqliteConnection,
-        owner: &str,
-        attempt: &Attempt,
-        next: NextStep,
-        now: Millis,
-    ) -> StoreResult<(bool, Taken)> {
-        let (status, next_attempt_at) = settle_to(next);
-        let last_error = match next {
-            NextStep::Succeeded | NextStep::Filtered => None,
-            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
-        };
-        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
-        // The guarded update goes first: when the lease is lost it matches nothing and
-        // nothing else is written.
-        let settled = sqlx::query(q::SETTLE_DELIVERY)
-            .bind(status.as_str())
-            .bind(next_attempt_at)
-            .bind(last_error)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .bind(owner)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        if settled.rows_affected() == 0 {
-            return Ok((false, Taken::nothing()));
-        }
-        // The next of an ordered key, if it was waiting for this one.
-        sqlx::query(q::PROMOTE_NEXT)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        sqlx::query(q::INSERT_ATTEMPT)
-            .bind(attempt.delivery_id.as_str())
-            .bind(attempt.started_at)
-            .bind(duration_ms)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.status_code.map(i64::from))
-            .bind(attempt.error.as_deref())
-            .bind(attempt.response_body.as_deref())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        // The destination's circuit breaker learns the outcome in the same transaction.
-        let taken = self.observe_attempt(conn, attempt, now).await?;
-        Ok((true, taken))
+/// Records `attempt` and moves its delivery on, in the group's transaction on `conn`; answers
+/// false, having written nothing, when `owner` no longer holds the lease. The held outcomes
+/// the circuit's record took go back unless the group commits.
+fn settle(
+    conn: &rusqlite::Connection,
+    unwritten: &Unwritten,
+    owner: &str,
+    attempt: &Attempt,
+    next: NextStep,
+    now: Millis,
+) -> StoreResult<(bool, Taken)> {
+    let (status, next_attempt_at) = settle_to(next);
+    let last_error = match next {
+        NextStep::Succeeded | NextStep::Filtered => None,
+        NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
+    };
+    let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
+    // The guarded update goes first: when the lease is lost it matches nothing and nothing
+    // else is written.
+    let mut statement = conn.prepare_cached(q::SETTLE_DELIVERY).map_err(map_direct_err)?;
+    let mut binder = Binder::new(&mut statement);
+    binder.bind(status.as_str())?;
+    binder.bind(next_attempt_at)?;
+    binder.bind(last_error)?;
+    binder.bind(now)?;
+    binder.bind(attempt.delivery_id.as_str())?;
+    binder.bind(owner)?;
+    if statement.raw_execute().map_err(map_direct_err)? == 0 {
+        return Ok((false, Taken::nothing()));
     }
+    // The next of an ordered key, if it was waiting for this one.
+    let mut statement = conn.prepare_cached(q::PROMOTE_NEXT).map_err(map_direct_err)?;
+    let mut binder = Binder::new(&mut statement);
+    binder.bind(now)?;
+    binder.bind(attempt.delivery_id.as_str())?;
+    statement.raw_execute().map_err(map_direct_err)?;
+
+    let mut statement = conn.prepare_cached(q::INSERT_ATTEMPT).map_err(map_direct_err)?;
+    let mut binder = Binder::new(&mut statement);
+    binder.bind(attempt.delivery_id.as_str())?;
+    binder.bind(attempt.started_at)?;
+    binder.bind(duration_ms)?;
+    binder.bind(attempt.outcome.as_str())?;
+    binder.bind(attempt.status_code.map(i64::from))?;
+    binder.bind(attempt.error.as_deref())?;
+    binder.bind(attempt.response_body.as_deref())?;
+    statement.raw_execute().map_err(map_direct_err)?;
+    // The destination's circuit breaker learns the outcome in the same transaction.
+    let taken = observe_attempt(conn, unwritten, attempt, now)?;
+    Ok((true, taken))
 }
 
 /// The plans SQLite picks for the engine's queries: index searches, never a walk of the

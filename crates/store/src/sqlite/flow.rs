@@ -1,7 +1,7 @@
 //! Flow control: the shared repository ([`crate::repo`]) on this backend.
 
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
+use rusqlite::OptionalExtension as _;
 use switchyard_core::delivery::Attempt;
 use switchyard_core::flow::{Admission, AdmitRequest, Deferral, DestinationFlow, FlowStore};
 use switchyard_core::id::DestinationId;
@@ -9,22 +9,83 @@ use switchyard_core::store::StoreResult;
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
+use super::direct::Binder;
+use crate::error::map_direct_err;
 pub(super) use crate::repo::Unwritten;
-use crate::repo::{Repo, Taken};
-#[cfg(test)]
+use crate::repo::{Observed, Repo, Taken, attempt_destination, lost_race, observe};
+use crate::rows::flow::{FlowRow, FlowUpdate};
 use crate::sql::flow as q;
 
-impl SqliteStore {
-    /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
-    /// attempt whose delivery or destination is gone changes nothing.
-    pub(super) async fn observe_attempt(
-        &self,
-        conn: &mut SqliteConnection,
-        attempt: &Attempt,
-        now: Millis,
-    ) -> StoreResult<Taken> {
-        Repo(self).observe_attempt(conn, attempt, now).await
+/// Feeds a recorded attempt to its destination's circuit, in the group's transaction on
+/// SQLite's handle (which holds the whole database, so the record read is the one written
+/// over). An attempt whose delivery or destination is gone changes nothing.
+pub(super) fn observe_attempt(
+    conn: &rusqlite::Connection,
+    unwritten: &Unwritten,
+    attempt: &Attempt,
+    now: Millis,
+) -> StoreResult<Taken> {
+    let found = conn
+        .prepare_cached(q::ATTEMPT_DESTINATION)
+        .and_then(|mut statement| {
+            statement
+                .query_row([attempt.delivery_id.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .optional()
+        })
+        .map_err(map_direct_err)?;
+    let Some((destination, policy)) = found else {
+        return Ok(Taken::nothing());
+    };
+    let (destination, policy) = attempt_destination(destination, &policy)?;
+    let stored = conn
+        .prepare_cached(q::SELECT_FLOW)
+        .and_then(|mut statement| {
+            statement.query_row([destination.as_str()], FlowRow::from_direct).optional()
+        })
+        .map_err(map_direct_err)?
+        .map(DestinationFlow::try_from)
+        .transpose()?;
+    match observe(unwritten, stored, &destination, &policy, attempt, now) {
+        Observed::Held => Ok(Taken::nothing()),
+        Observed::Write(flow, taken) if write_flow(conn, &flow, now)? => Ok(taken),
+        Observed::Write(..) => Err(lost_race(&destination)),
     }
+}
+
+/// Writes `flow` over the version it was read at, or stores it when it is new (version 0);
+/// answers whether it did.
+fn write_flow(conn: &rusqlite::Connection, flow: &DestinationFlow, now: Millis) -> StoreResult<bool> {
+    let row = FlowUpdate::of(flow, now)?;
+    let text = if flow.version == 0 { q::INSERT_FLOW } else { q::UPDATE_FLOW };
+    let mut statement = conn.prepare_cached(text).map_err(map_direct_err)?;
+    let mut binder = Binder::new(&mut statement);
+    if flow.version == 0 {
+        binder.bind(flow.destination_id.as_str())?;
+    }
+    binder.bind(row.state)?;
+    binder.bind(row.opened_at)?;
+    binder.bind(row.reason.as_deref())?;
+    binder.bind(row.cooldown_ms)?;
+    binder.bind(row.retry_at)?;
+    binder.bind(row.consecutive_failures)?;
+    binder.bind(row.probe_owner.as_deref())?;
+    binder.bind(row.probe_until)?;
+    binder.bind(row.outcomes.as_str())?;
+    binder.bind(row.tokens)?;
+    binder.bind(row.tokens_at)?;
+    binder.bind(row.rate_blocked_until)?;
+    if flow.version == 0 {
+        binder.bind(row.updated_at)?;
+        binder.bind(row.blocked_until)?;
+    } else {
+        binder.bind(row.blocked_until)?;
+        binder.bind(row.updated_at)?;
+        binder.bind(flow.destination_id.as_str())?;
+        binder.bind(flow.version)?;
+    }
+    Ok(statement.raw_execute().map_err(map_direct_err)? == 1)
 }
 
 #[async_trait]

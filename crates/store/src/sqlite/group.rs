@@ -10,16 +10,24 @@
 //!
 //! The queue is bounded: when it is full, callers wait to enqueue, which is back-pressure on
 //! the requests that make them.
-
-use std::future::Future;
-use std::pin::Pin;
+//!
+//! Through sqlx, each statement is a round trip to the connection's own thread, which costs
+//! more than the statement's work. So the group takes the connection's handle from sqlx once
+//! (`lock_handle`: sqlx's thread waits meanwhile) and runs every job's statements on it through
+//! rusqlite, on this task's thread, with prepared statements reused across the group. Only
+//! `BEGIN`, the read of what the group shares, and `COMMIT` (the fsync, which must not hold
+//! up this thread) go through sqlx.
 
 use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection, SqlitePool};
 use switchyard_core::store::{StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::error::map_err;
+use crate::rows::{SubscriptionRow, decode_all};
+use crate::sql;
 
 /// Jobs waiting for the writer, at most; further callers wait to enqueue.
 const QUEUE: usize = 256;
@@ -28,26 +36,49 @@ const MAX_JOBS: usize = 256;
 /// Rows (events) in one transaction, at most, so one commit stays short for those in it.
 const MAX_WEIGHT: usize = 20_000;
 
-type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 /// Answers a job's caller once the fate of the transaction is known.
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A job's writes; `None` when they failed and the caller was answered already.
-type Work =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Shared) -> BoxFuture<'c, Option<Finish>> + Send>;
+/// A job's writes, answering `None` when they failed and the caller was answered already.
+type Work = Box<dyn FnOnce(&rusqlite::Connection, &Shared) -> Option<Finish> + Send>;
 
 /// What the jobs of one group read once for all of them. The transaction holds the write
 /// lock throughout and no job writes what is here, so a value read by one job holds for the
 /// rest of the group (a job rolled back to its savepoint undoes only its own writes).
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    /// The enabled subscriptions, which route every ingested event.
-    pub(super) subscriptions: Option<Arc<Vec<Subscription>>>,
+    /// The enabled subscriptions, which route every ingested event; read before the first
+    /// job that routes.
+    subscriptions: Option<Arc<Vec<Subscription>>>,
+}
+
+impl Shared {
+    /// The enabled subscriptions, as read for this group.
+    pub(super) fn subscriptions(&self) -> StoreResult<&[Subscription]> {
+        self.subscriptions
+            .as_deref()
+            .map(Vec::as_slice)
+            .ok_or_else(|| StoreError::Backend("the group did not read the subscriptions".into()))
+    }
+
+    /// Reads the subscriptions inside the group's transaction, once, if `needed`.
+    async fn read_subscriptions(&mut self, conn: &mut SqliteConnection, needed: bool) -> StoreResult<()> {
+        if needed && self.subscriptions.is_none() {
+            let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            self.subscriptions = Some(Arc::new(decode_all(rows)?));
+        }
+        Ok(())
+    }
 }
 
 struct Job {
     work: Work,
     /// Rows the job writes, roughly, to bound a group's size.
     weight: usize,
+    /// Whether the job routes events, so the group reads the subscriptions first.
+    routes: bool,
 }
 
 /// The queue in front of the group writer. Cheap to clone.
@@ -72,33 +103,34 @@ impl GroupWriter {
     }
 
     /// Runs `work` in the next group transaction; answers its result once that committed.
-    /// `weight` is about how many rows it writes.
-    pub(super) async fn write<T, F>(&self, weight: usize, work: F) -> StoreResult<T>
+    /// `weight` is about how many rows it writes; `routes` says whether `work` reads
+    /// [`Shared::subscriptions`].
+    pub(super) async fn write<T, F>(&self, weight: usize, routes: bool, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Shared) -> BoxFuture<'c, StoreResult<T>>
-            + Send
-            + 'static,
+        F: FnOnce(&rusqlite::Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
-        let work: Work = Box::new(move |conn, shared| {
-            Box::pin(async move {
-                match work(conn, shared).await {
-                    Ok(value) => {
-                        let finish: Finish = Box::new(move |committed| {
-                            let _ = answer.send(committed.map(|()| value));
-                        });
-                        Some(finish)
-                    }
-                    Err(error) => {
-                        let _ = answer.send(Err(error));
-                        None
-                    }
-                }
-            })
-        });
-        self.queue.send(Job { work, weight }).await.map_err(|_| not_run())?;
+        let work: Work = Box::new(move |conn, shared| finish_with(work(conn, shared), answer));
+        self.queue.send(Job { work, weight, routes }).await.map_err(|_| not_run())?;
         answered.await.map_err(|_| not_run())?
+    }
+}
+
+/// Answers a failed job at once; a job that wrote is answered by the returned `Finish` once
+/// its group's fate is known.
+fn finish_with<T: Send + 'static>(
+    result: StoreResult<T>,
+    answer: oneshot::Sender<StoreResult<T>>,
+) -> Option<Finish> {
+    match result {
+        Ok(value) => Some(Box::new(move |committed: StoreResult<()>| {
+            let _ = answer.send(committed.map(|()| value));
+        })),
+        Err(error) => {
+            let _ = answer.send(Err(error));
+            None
+        }
     }
 }
 
@@ -120,52 +152,36 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&writer, group.drain(..)).await;
+        commit_group(&writer, std::mem::take(&mut group)).await;
     }
 }
 
-async fn commit_group(writer: &SqlitePool, group: impl Iterator<Item = Job>) {
+async fn commit_group(writer: &SqlitePool, group: Vec<Job>) {
     let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
+        Err(error) => return fail_all(group, &error.to_string()),
+    };
+    let mut shared = Shared::default();
+    let routes = group.iter().any(|job| job.routes);
+    if let Err(error) = shared.read_subscriptions(&mut tx, routes).await {
+        return fail_all(group, &error.to_string());
+    }
+    let mut finishes = Vec::with_capacity(group.len());
+    let ran = match tx.lock_handle().await {
+        Ok(mut handle) => run_jobs(&mut handle, group, &shared, &mut finishes),
         Err(error) => {
-            let message = error.to_string();
-            for job in group {
-                fail(job, &message);
-            }
+            fail_all(group, &error.to_string());
             return;
         }
     };
-    // One savepoint is open at a time. Releasing a job's and opening the next one's is one
-    // call to the connection's thread, which is what a statement costs here, more than its work.
-    if let Err(error) = sqlx::raw_sql("SAVEPOINT job").execute(&mut *tx).await {
-        let message = error.to_string();
-        for job in group {
-            fail(job, &message);
+    if let Err(message) = ran {
+        // The transaction is in an unknown state: give it up (dropping it rolls it back) with
+        // every job of the group; the rest are answered as not run.
+        tracing::error!(error = message, "a savepoint of a group transaction failed");
+        for finish in finishes {
+            finish(Err(StoreError::Backend(message.clone().into())));
         }
         return;
-    }
-    let mut finishes = Vec::new();
-    let mut shared = Shared::default();
-    for job in group {
-        let kept = match (job.work)(&mut tx, &mut shared).await {
-            Some(finish) => {
-                finishes.push(finish);
-                sqlx::raw_sql("RELEASE job; SAVEPOINT job").execute(&mut *tx).await
-            }
-            // The failed job's own writes are undone, those of the jobs before it stay, and
-            // the savepoint stays open for the next.
-            None => sqlx::raw_sql("ROLLBACK TO job").execute(&mut *tx).await,
-        };
-        if let Err(error) = kept {
-            // The transaction is in an unknown state: give it up (dropping it rolls it back)
-            // with every job of the group; the rest are answered as not run.
-            tracing::error!(%error, "a savepoint of a group transaction failed");
-            let message = error.to_string();
-            for finish in finishes {
-                finish(Err(StoreError::Backend(message.clone().into())));
-            }
-            return;
-        }
     }
     // COMMIT releases the open savepoint with the transaction.
     let committed = tx.commit().await.map_err(|e| e.to_string());
@@ -174,9 +190,96 @@ async fn commit_group(writer: &SqlitePool, group: impl Iterator<Item = Job>) {
     }
 }
 
+/// Runs the group's jobs on the write connection's handle, each inside the savepoint `job`:
+/// a failed job's own writes are undone, those of the jobs before it stay. One savepoint is
+/// open at a time; `COMMIT` releases the last.
+fn run_jobs(
+    handle: &mut LockedSqliteHandle<'_>,
+    group: Vec<Job>,
+    shared: &Shared,
+    finishes: &mut Vec<Finish>,
+) -> Result<(), String> {
+    // SAFETY: the handle is open, and sqlx's thread leaves it alone while `handle` is held,
+    // which outlives `conn`; a connection made by `from_handle` never closes the handle, and
+    // dropping it finalizes the statements it prepared.
+    let conn = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
+        .map_err(|e| e.to_string())?;
+    run_cached(&conn, "SAVEPOINT job").map_err(|e| e.to_string())?;
+    for job in group {
+        // A job that panics is a failed job (its caller is answered as not run): the group,
+        // and the writer that later groups need, go on.
+        let work = job.work;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn, shared)));
+        let kept = match ran.unwrap_or(None) {
+            Some(finish) => {
+                finishes.push(finish);
+                run_cached(&conn, "RELEASE job").and_then(|()| run_cached(&conn, "SAVEPOINT job"))
+            }
+            None => run_cached(&conn, "ROLLBACK TO job"),
+        };
+        kept.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs a statement without parameters, prepared once per stretch.
+fn run_cached(conn: &rusqlite::Connection, statement: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.raw_execute().map(drop)
+}
+
+fn fail_all(group: Vec<Job>, message: &str) {
+    for job in group {
+        fail(job, message);
+    }
+}
+
 /// Drops a job that never ran: its caller's answer channel closes, which the caller reports
 /// as [`not_run`]; the cause goes to the log.
 fn fail(job: Job, message: &str) {
     tracing::error!(error = message, "a group write could not run");
     drop(job);
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+    use crate::error::map_direct_err;
+
+    async fn writer() -> GroupWriter {
+        let pool =
+            SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.expect("pool");
+        sqlx::query("CREATE TABLE marks (name TEXT NOT NULL)").execute(&pool).await.expect("table");
+        GroupWriter::start(pool)
+    }
+
+    fn mark(conn: &rusqlite::Connection, name: &str) -> StoreResult<i64> {
+        conn.execute("INSERT INTO marks (name) VALUES (?1)", [name]).map_err(map_direct_err)?;
+        conn.query_row("SELECT COUNT(*) FROM marks", [], |row| row.get(0)).map_err(map_direct_err)
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_fails_alone_and_the_writer_goes_on() {
+        let writer = writer().await;
+        let panicked = writer
+            .write(1, false, |conn, _| {
+                mark(conn, "before the panic")?;
+                panic!("a bug in a job");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Backend(_))), "{panicked:?}");
+        // The panicking job's own row was rolled back with its savepoint.
+        let count = writer.write(1, false, |conn, _| mark(conn, "after")).await.expect("the next job runs");
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_reads_subscriptions_without_saying_so_gets_an_error() {
+        let writer = writer().await;
+        let result = writer.write(1, false, |_, shared| shared.subscriptions().map(<[_]>::len)).await;
+        assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
+    }
 }

@@ -12,6 +12,7 @@ mod audit;
 mod backend;
 mod deliveries;
 mod destinations;
+mod direct;
 mod event_types;
 mod events;
 mod flow;

@@ -228,6 +228,21 @@ async fn payloads_are_validated_against_the_registered_schema() {
 }
 
 #[tokio::test]
+async fn a_changed_or_deleted_schema_applies_to_the_next_event() {
+    let app = spawn_app().await;
+    app.post("/v1/event-types", json!({"name": "order.created", "schema": {"type": "object"}}))
+        .await
+        .assert_status(201);
+    let unnamed = json!({"event_type": "order.created", "payload": {"total": 3}});
+    app.publish(unnamed.clone()).await.assert_status(201);
+    let stricter = json!({"schema": {"type": "object", "required": ["order_id"]}});
+    app.patch("/v1/event-types/order.created", stricter).await.assert_status(200);
+    app.publish(unnamed.clone()).await.assert_error(400, "validation_error");
+    app.delete("/v1/event-types/order.created").await.assert_status(204);
+    app.publish(unnamed).await.assert_status(201);
+}
+
+#[tokio::test]
 async fn unregistered_types_are_refused_when_the_registry_is_required() {
     let app = crate::helpers::spawn_app_with(|config| config.ingest.require_registered_types = true).await;
     let answer = app.publish(json!({"event_type": "unknown.thing", "payload": {}})).await;
