@@ -54,13 +54,6 @@ macro_rules! api_key_columns {
 
 // ---- events and deliveries ----------------------------------------------------------------
 
-/// Answers the new `seq`, or no row when the id is taken (the caller then reads the stored
-/// event to tell a duplicate from a conflict).
-pub const INSERT_EVENT: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
-     correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
-     request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (event_id) DO NOTHING RETURNING seq";
-
 pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1");
 
 /// Deliveries start with no attempts, carrying their subscription's ordering (`$6` ordered,
@@ -407,7 +400,6 @@ mod tests {
     #[test]
     fn constant_queries_number_placeholders_in_order() {
         for sql in [
-            INSERT_EVENT,
             SELECT_EVENT,
             INSERT_DELIVERY,
             INSERT_SUBSCRIPTION,

@@ -17,6 +17,7 @@ mod destinations;
 mod event_types;
 mod events;
 mod flow;
+mod group;
 mod idempotency;
 mod secrets;
 mod subscriptions;
@@ -55,6 +56,8 @@ pub struct PgStore {
     sealer: Sealer,
     /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
     unwritten: flow::Unwritten,
+    /// The queue of the ingest writers (group commit).
+    ingest_group: group::IngestGroup,
 }
 
 impl PgStore {
@@ -87,6 +90,7 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         Ok(Self {
+            ingest_group: group::IngestGroup::start(pg_pool.clone()),
             pool: pg_pool,
             connect_options: Box::new(options),
             sealer: Sealer::new(keys),

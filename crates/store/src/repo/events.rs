@@ -1,16 +1,23 @@
-//! Reading events: one by id, a page of them, the deliveries of one. Ingest stays with each
-//! backend (SQLite's group-commit writer, PostgreSQL's transaction).
+//! Reading events: one by id, a page of them, the deliveries of one; and the outcomes of an
+//! ingest. Its writes stay with each backend's group writer.
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use switchyard_core::delivery::Delivery;
-use switchyard_core::event::{Event, EventFilter, EventId};
+use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::StoreResult;
+use switchyard_core::store::{StoreError, StoreResult};
 
 use super::{Args, Backend, Conn, Db, Repo, Row};
 use crate::error::map_err;
 use crate::rows::{DeliveryRow, EventRow, decode_all};
 use crate::sql;
+
+/// What an ingest wrote for one event, inside its transaction.
+pub(crate) enum Written {
+    Created(Event),
+    /// The id is taken, by an earlier call or earlier in this one; compared once committed.
+    Taken(NewEvent),
+}
 
 impl<B: Backend> Repo<'_, B>
 where
@@ -23,6 +30,24 @@ where
     for<'r> EventRow: FromRow<'r, Row<B>>,
     for<'r> DeliveryRow: FromRow<'r, Row<B>>,
 {
+    /// The outcome of each event an ingest wrote. Events are never changed, so the committed
+    /// row an id was taken by is the one to compare with.
+    pub(crate) async fn outcomes_of(&self, written: Vec<Written>) -> StoreResult<Vec<IngestOutcome>> {
+        let mut outcomes = Vec::with_capacity(written.len());
+        for written in written {
+            outcomes.push(match written {
+                Written::Created(event) => IngestOutcome::Created(event),
+                Written::Taken(new) => {
+                    let stored = self.get_event(&new.event_id).await?.ok_or_else(|| {
+                        StoreError::Backend(format!("event {} was taken and is gone", new.event_id).into())
+                    })?;
+                    IngestOutcome::of_taken(stored, new)
+                }
+            });
+        }
+        Ok(outcomes)
+    }
+
     pub(crate) async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
         sqlx::query_as::<_, EventRow>(sql::SELECT_EVENT)
             .bind(id.as_str())

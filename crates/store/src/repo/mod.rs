@@ -25,6 +25,7 @@ use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
 pub(crate) use self::deliveries::{decode_sequenced, settle_to};
+pub(crate) use self::events::Written;
 pub(crate) use self::flow::{Observed, Taken, Unwritten, attempt_destination, lost_race, observe};
 use crate::seal::Sealer;
 use crate::sql::Bind;

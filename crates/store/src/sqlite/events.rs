@@ -7,14 +7,14 @@ use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventStore, StoreError, StoreResult};
+use switchyard_core::store::{EventStore, StoreResult};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
 use crate::error::map_direct_err;
-use crate::repo::Repo;
+use crate::repo::{Repo, Written};
 use crate::rows::to_json;
 use crate::sql;
 
@@ -31,20 +31,7 @@ impl EventStore for SqliteStore {
             .group
             .write(weight, true, move |conn, shared| ingest_into(conn, shared.subscriptions()?, events, now))
             .await?;
-        let mut outcomes = Vec::with_capacity(written.len());
-        for written in written {
-            outcomes.push(match written {
-                Written::Created(event) => IngestOutcome::Created(event),
-                // Events are never changed, so the committed row is the one the id was taken by.
-                Written::Taken(new) => {
-                    let stored = Repo(self).get_event(&new.event_id).await?.ok_or_else(|| {
-                        StoreError::Backend(format!("event {} was taken and is gone", new.event_id).into())
-                    })?;
-                    IngestOutcome::of_taken(stored, new)
-                }
-            });
-        }
-        Ok(outcomes)
+        Repo(self).outcomes_of(written).await
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
@@ -63,19 +50,12 @@ impl EventStore for SqliteStore {
 /// Events in one `INSERT` statement, at most (twelve parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
-/// `sql::INSERT_EVENT` for many rows: the head, then one group of twelve parameters (the same
-/// columns) per event, then the tail; answers the id and sequence number of each row inserted.
+/// The insert of many events: the head, then one group of twelve parameters (the same columns)
+/// per event, then the tail; answers the id and sequence number of each row inserted.
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
      request_id) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
-
-/// What ingest wrote for one event, inside the group transaction.
-enum Written {
-    Created(Event),
-    /// The id is taken, by an earlier call or earlier in this one; compared once committed.
-    Taken(NewEvent),
-}
 
 /// Stores `events` and their deliveries on `conn`, inside the group's transaction.
 fn ingest_into(

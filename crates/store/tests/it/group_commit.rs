@@ -1,5 +1,5 @@
-//! Group commit on SQLite: concurrent ingests share transactions, yet each caller gets its own
-//! outcome, a failing caller fails alone, and nothing acknowledged is lost.
+//! Group commit, on both backends: concurrent ingests share transactions, yet each caller gets
+//! its own outcome, a failing caller fails alone, and nothing acknowledged is lost.
 
 use std::sync::Arc;
 
@@ -45,7 +45,17 @@ async fn is_stored(store: &dyn Store, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_ingests_each_get_their_own_outcomes() {
-    let db = TestDb::sqlite().await;
+    concurrent_ingests_get_their_own_outcomes(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_each_get_their_own_outcomes_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        concurrent_ingests_get_their_own_outcomes(db).await;
+    }
+}
+
+async fn concurrent_ingests_get_their_own_outcomes(db: TestDb) {
     let store = &db.store;
     let dst = destination("d");
     store.create_destination(&dst).await.unwrap();
@@ -80,13 +90,19 @@ async fn concurrent_ingests_each_get_their_own_outcomes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_call_fails_alone_and_leaves_nothing_of_itself() {
-    let db = TestDb::sqlite().await;
+    a_failing_call_fails_alone(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_call_fails_alone_and_leaves_nothing_of_itself_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        a_failing_call_fails_alone(db).await;
+    }
+}
+
+async fn a_failing_call_fails_alone(db: TestDb) {
     let store = &db.store;
-    db.execute_outside(
-        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id LIKE 'poison%' \
-         BEGIN SELECT RAISE(ABORT, 'injected'); END",
-    )
-    .await;
+    db.poison_events().await;
 
     // Every fifth call carries a poisoned event after a good one: the good one must go too.
     let calls: Vec<Vec<NewEvent>> = (0..50)

@@ -186,6 +186,31 @@ impl TestDb {
         }
     }
 
+    /// Makes every insert of an event whose id starts with `poison` fail, with `injected`.
+    pub async fn poison_events(&self) {
+        match &self.backend {
+            Backend::Sqlite { .. } => {
+                self.execute_outside(
+                    "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id LIKE 'poison%' \
+                     BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                )
+                .await
+            }
+            Backend::Postgres { .. } => {
+                self.execute_outside(
+                    "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                     IF NEW.event_id LIKE 'poison%' THEN RAISE EXCEPTION 'injected'; END IF; \
+                     RETURN NEW; END $$",
+                )
+                .await;
+                self.execute_outside(
+                    "CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison()",
+                )
+                .await
+            }
+        }
+    }
+
     pub async fn repair_delivery_inserts(&self) {
         match &self.backend {
             Backend::Sqlite { .. } => self.execute_outside("DROP TRIGGER fail_deliveries").await,
