@@ -1,13 +1,16 @@
 //! One attempt at one delivery: load what it needs, hand it to the adapter, decide what next.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use switchyard_adapters::Adapters;
 use switchyard_core::adapter::{DeliveryError, OutboundMessage};
 use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, NextStep};
+use switchyard_core::destination::Destination;
 use switchyard_core::retry::{OutcomeClass, RetryDecision};
 use switchyard_core::store::{Store, StoreError};
+use switchyard_core::subscription::Subscription;
 use switchyard_core::time::now_millis;
 
 use crate::shape::{self, Shaped, Shaper};
@@ -15,6 +18,14 @@ use crate::shape::{self, Shaped, Shaper};
 /// Extra time granted past a destination's own timeout before the engine gives up on an
 /// adapter that does not return.
 const ADAPTER_GRACE: Duration = Duration::from_secs(5);
+
+/// What the dispatcher read for a whole batch and shares with its deliveries' attempts;
+/// whatever is missing, the attempt reads itself.
+#[derive(Debug, Default, Clone)]
+pub struct Preloaded {
+    pub destination: Option<Arc<Destination>>,
+    pub subscription: Option<Arc<Subscription>>,
+}
 
 /// The attempt made and where the delivery goes next.
 pub struct Settled {
@@ -32,12 +43,16 @@ pub async fn attempt(
     adapters: &Adapters,
     shaper: &Shaper,
     delivery: &Delivery,
+    preloaded: Preloaded,
 ) -> Result<Settled, StoreError> {
     let started_at = now_millis();
     let clock = Instant::now();
     let made = delivery.attempt_count + 1;
     let event = store.get_event(&delivery.event_id).await?;
-    let destination = store.get_destination(&delivery.destination_id).await?;
+    let destination = match preloaded.destination {
+        Some(destination) => Some(destination),
+        None => store.get_destination(&delivery.destination_id).await?.map(Arc::new),
+    };
     let event_received_at = event.as_ref().map(|event| event.received_at);
     if let Some(event) = &event {
         let span = tracing::Span::current();
@@ -49,36 +64,38 @@ pub async fn attempt(
     let (result, policy) = match (&event, &destination) {
         (None, _) => (Err(DeliveryError::permanent("the event no longer exists")), None),
         (_, None) => (Err(DeliveryError::permanent("the destination was deleted")), None),
-        (Some(event), Some(destination)) => match shape::body_for(store, shaper, delivery, event).await? {
-            Shaped::Filtered => {
-                let duration_ms = clock.elapsed().as_millis() as u64;
-                let attempt = shape::filtered(delivery, made, started_at, duration_ms);
-                return Ok(Settled { attempt, next: NextStep::Filtered, event_received_at });
+        (Some(event), Some(destination)) => {
+            match shape::body_for(store, shaper, delivery, preloaded.subscription, event).await? {
+                Shaped::Filtered => {
+                    let duration_ms = clock.elapsed().as_millis() as u64;
+                    let attempt = shape::filtered(delivery, made, started_at, duration_ms);
+                    return Ok(Settled { attempt, next: NextStep::Filtered, event_received_at });
+                }
+                Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
+                Shaped::Deliver(body) => {
+                    let result = match adapters.get(destination.kind) {
+                        None => Err(DeliveryError::permanent(format!(
+                            "destinations of kind {} cannot be delivered by this node",
+                            destination.kind
+                        ))),
+                        Some(adapter) => {
+                            let message = OutboundMessage {
+                                delivery_id: &delivery.id,
+                                attempt: made,
+                                event,
+                                body: &body,
+                                destination,
+                            };
+                            let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
+                            tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(
+                                |_| Err(DeliveryError::retryable("the adapter did not return in time")),
+                            )
+                        }
+                    };
+                    (result, Some(&destination.retry))
+                }
             }
-            Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
-            Shaped::Deliver(body) => {
-                let result = match adapters.get(destination.kind) {
-                    None => Err(DeliveryError::permanent(format!(
-                        "destinations of kind {} cannot be delivered by this node",
-                        destination.kind
-                    ))),
-                    Some(adapter) => {
-                        let message = OutboundMessage {
-                            delivery_id: &delivery.id,
-                            attempt: made,
-                            event,
-                            body: &body,
-                            destination,
-                        };
-                        let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
-                        tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(|_| {
-                            Err(DeliveryError::retryable("the adapter did not return in time"))
-                        })
-                    }
-                };
-                (result, Some(&destination.retry))
-            }
-        },
+        }
     };
     let duration_ms = clock.elapsed().as_millis() as u64;
     let (outcome, status_code, error, response_body, next) = match result {

@@ -1,20 +1,23 @@
 //! The dispatcher: claims due deliveries in batches under a lease and runs them concurrently,
 //! bounded by a semaphore; woken by ingest, with a slow poll only as a safety net.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use switchyard_adapters::Adapters;
 use switchyard_core::delivery::Delivery;
+use switchyard_core::id::SubscriptionId;
 use switchyard_core::store::Store;
+use switchyard_core::subscription::Subscription;
 use switchyard_core::time::now_millis;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::attempt::attempt;
-use crate::gate::Gate;
+use crate::attempt::{Preloaded, attempt};
+use crate::gate::{Cleared, Gate};
 use crate::lease;
 use crate::metrics::Metrics;
 use crate::retention;
@@ -194,8 +197,13 @@ impl Engine {
                 }
                 continue;
             }
+            let subscriptions = subscriptions_of(self.store.as_ref(), &cleared).await;
             for cleared in cleared {
                 let delivery = cleared.delivery;
+                let preloaded = Preloaded {
+                    destination: cleared.destination,
+                    subscription: subscriptions.get(&delivery.subscription_id).cloned(),
+                };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     // Unreachable while only this loop takes permits; the lease expires and
                     // the delivery is claimed again if it ever happens.
@@ -213,7 +221,7 @@ impl Engine {
                 let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
                 let leased = self.leased.track(delivery.id.clone());
                 in_flight.spawn(async move {
-                    run_one(worker, delivery, permit).await;
+                    run_one(worker, delivery, preloaded, permit).await;
                     drop(leased);
                     drop(slot);
                     // A probe's verdict may have closed the circuit its destination's backlog
@@ -275,6 +283,25 @@ impl Engine {
     }
 }
 
+/// The subscriptions of a cleared batch, each read once. One that cannot be read is left out:
+/// its deliveries' attempts read it themselves, and record why it failed.
+async fn subscriptions_of(
+    store: &dyn Store,
+    cleared: &[Cleared],
+) -> HashMap<SubscriptionId, Arc<Subscription>> {
+    let mut subscriptions = HashMap::new();
+    for cleared in cleared {
+        let id = &cleared.delivery.subscription_id;
+        if subscriptions.contains_key(id) {
+            continue;
+        }
+        if let Ok(Some(subscription)) = store.get_subscription(id).await {
+            subscriptions.insert(id.clone(), Arc::new(subscription));
+        }
+    }
+    subscriptions
+}
+
 /// What one delivery's task needs of the engine.
 struct Worker {
     store: Arc<dyn Store>,
@@ -285,7 +312,7 @@ struct Worker {
     metrics: Metrics,
 }
 
-async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermit) {
+async fn run_one(worker: Worker, delivery: Delivery, preloaded: Preloaded, permit: OwnedSemaphorePermit) {
     // The correlation and request ids are filled in once the event is loaded (`attempt`).
     let span = tracing::info_span!(
         "delivery",
@@ -295,7 +322,7 @@ async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermi
         correlation_id = tracing::field::Empty,
         request_id = tracing::field::Empty,
     );
-    settle(&worker, &delivery).instrument(span).await;
+    settle(&worker, &delivery, preloaded).instrument(span).await;
     drop(permit);
     // A delivery with an ordering key may have held the next of its key back: now that it is
     // settled, that one may be due, and the dispatcher may be asleep.
@@ -304,9 +331,9 @@ async fn run_one(worker: Worker, delivery: Delivery, permit: OwnedSemaphorePermi
     }
 }
 
-async fn settle(worker: &Worker, delivery: &Delivery) {
+async fn settle(worker: &Worker, delivery: &Delivery, preloaded: Preloaded) {
     let Worker { store, adapters, shaper, owner, metrics, .. } = worker;
-    let settled = match attempt(store.as_ref(), adapters, shaper, delivery).await {
+    let settled = match attempt(store.as_ref(), adapters, shaper, delivery, preloaded).await {
         Ok(settled) => settled,
         Err(error) => {
             tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use switchyard_core::delivery::Delivery;
+use switchyard_core::destination::Destination;
 use switchyard_core::flow::{AdmitRequest, Deferral};
 use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::store::Store;
@@ -48,6 +49,9 @@ pub(crate) struct Cleared {
     /// Whether it is its destination's half-open probe: its verdict may reopen the way for
     /// the deliveries that wait.
     pub probe: bool,
+    /// Its destination as read to clear it, so the attempt need not read it again; `None`
+    /// when that read found nothing or failed.
+    pub destination: Option<Arc<Destination>>,
 }
 
 /// This node's view of one destination.
@@ -163,10 +167,12 @@ impl Gate {
                     delivery,
                     slot,
                     probe: false,
+                    destination: None,
                 }));
                 return busy;
             }
         };
+        let destination = Arc::new(destination);
         let candidates: Vec<DeliveryId> = seated.iter().map(|(d, _)| d.id.clone()).collect();
         let timeout = i64::try_from(destination.timeout_ms).unwrap_or(i64::MAX);
         let request = AdmitRequest {
@@ -189,7 +195,12 @@ impl Gate {
         }
         for (i, (delivery, slot)) in seated.into_iter().enumerate() {
             if i < admission.admitted {
-                cleared.push(Cleared { delivery, slot, probe: admission.probe && i == 0 });
+                cleared.push(Cleared {
+                    delivery,
+                    slot,
+                    probe: admission.probe && i == 0,
+                    destination: Some(Arc::clone(&destination)),
+                });
             } else {
                 let until = admission
                     .deferred

@@ -87,15 +87,21 @@ impl Programs {
     }
 }
 
-/// What `delivery`'s subscription makes of `event`. A deleted subscription fails the
-/// delivery: what its programs would have done is unknown, and it no longer routes anything.
+/// What `delivery`'s subscription makes of `event`; the subscription is read unless `known`.
+/// A deleted subscription fails the delivery: what its programs would have done is unknown,
+/// and it no longer routes anything.
 pub async fn body_for(
     store: &dyn Store,
     shaper: &Shaper,
     delivery: &Delivery,
+    known: Option<Arc<Subscription>>,
     event: &Event,
 ) -> Result<Shaped, StoreError> {
-    Ok(match store.get_subscription(&delivery.subscription_id).await? {
+    let subscription = match known {
+        Some(subscription) => Some(subscription),
+        None => store.get_subscription(&delivery.subscription_id).await?.map(Arc::new),
+    };
+    Ok(match subscription {
         None => Shaped::Failed("the subscription was deleted".to_owned()),
         Some(subscription) => shaper.shape(&subscription, event).await,
     })
