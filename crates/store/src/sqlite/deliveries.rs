@@ -32,6 +32,12 @@ impl DeliveryStore for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // The engine is woken by every ingest, routed or not. A claim that finds nothing would
+        // still hold the one write connection, between the group writer's transactions: look
+        // on a reader first (`NEXT_DUE_AT` asks what `CLAIM` takes).
+        if !Repo(self).next_due_at().await?.is_some_and(|due| due <= now) {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query_as::<_, DeliveryRow>(q::CLAIM)
             .bind(owner)
