@@ -33,28 +33,24 @@ impl AuditStore for SqliteStore {
     }
 }
 
-/// Audit entries in one `INSERT`, at most.
-const ROWS_PER_INSERT: usize = 32;
-
+/// One statement per entry: run on the handle a statement costs little, and one text is
+/// prepared once per group where a multi-row one would be prepared for every group size.
 fn insert_entries(conn: &rusqlite::Connection, entries: &[AuditEntry]) -> StoreResult<()> {
-    for chunk in entries.chunks(ROWS_PER_INSERT) {
-        let mut statement =
-            conn.prepare_cached(&sql::insert_audit_entries(chunk.len())).map_err(map_direct_err)?;
+    let mut statement = conn.prepare_cached(&sql::insert_audit_entries(1)).map_err(map_direct_err)?;
+    for entry in entries {
         let mut binder = Binder::new(&mut statement);
-        for entry in chunk {
-            binder.bind(entry.id.as_str())?;
-            binder.bind(entry.at)?;
-            binder.bind(entry.actor.as_str())?;
-            binder.bind(entry.role.as_str())?;
-            binder.bind(entry.action.as_str())?;
-            binder.bind(entry.method.as_str())?;
-            binder.bind(entry.route.as_str())?;
-            binder.bind(entry.resource.kind.as_str())?;
-            binder.bind(entry.resource.id.as_deref())?;
-            binder.bind(entry.request_id.as_str())?;
-            binder.bind(i64::from(entry.outcome.status))?;
-            binder.bind(entry.outcome.success)?;
-        }
+        binder.bind(entry.id.as_str())?;
+        binder.bind(entry.at)?;
+        binder.bind(entry.actor.as_str())?;
+        binder.bind(entry.role.as_str())?;
+        binder.bind(entry.action.as_str())?;
+        binder.bind(entry.method.as_str())?;
+        binder.bind(entry.route.as_str())?;
+        binder.bind(entry.resource.kind.as_str())?;
+        binder.bind(entry.resource.id.as_deref())?;
+        binder.bind(entry.request_id.as_str())?;
+        binder.bind(i64::from(entry.outcome.status))?;
+        binder.bind(entry.outcome.success)?;
         statement.raw_execute().map_err(map_direct_err)?;
     }
     Ok(())
