@@ -42,12 +42,26 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What one ingest call stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// One per event, in the order given.
+    pub outcomes: Vec<IngestOutcome>,
+    /// Whether a subscription routed any of the events, creating deliveries.
+    pub routed: bool,
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Stores the events in order in one transaction, with their deliveries. An id seen before
     /// (in the store or earlier in the same call) yields `Duplicate` when the content hash
     /// matches and `Conflict` otherwise; neither writes anything.
-    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
+    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+        Ok(self.ingest_routed(events, now).await?.outcomes)
+    }
+    /// [`Self::ingest`], also saying whether any delivery was created: whether the engine has
+    /// anything new to claim.
+    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested>;
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in ingest order.
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;

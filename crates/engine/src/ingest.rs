@@ -9,7 +9,7 @@ use switchyard_core::ValidationError;
 use switchyard_core::error::FieldError;
 use switchyard_core::event::{EventInput, EventType, IngestContext, IngestOutcome, NewEvent};
 use switchyard_core::event_type::EventTypeDefinition;
-use switchyard_core::store::{Store, StoreError};
+use switchyard_core::store::{Ingested, Store, StoreError};
 
 use crate::dispatch::Waker;
 use crate::metrics::Metrics;
@@ -74,8 +74,8 @@ impl Ingestor {
     }
 
     async fn store_events(&self, events: Vec<NewEvent>, now: i64) -> Result<Vec<IngestOutcome>, StoreError> {
-        let outcomes = self.store.ingest(events, now).await?;
-        if outcomes.iter().any(|o| matches!(o, IngestOutcome::Created(_))) {
+        let Ingested { outcomes, routed } = self.store.ingest_routed(events, now).await?;
+        if routed {
             self.waker.wake();
         }
         if let Some(metrics) = &self.metrics {

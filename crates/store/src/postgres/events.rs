@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use switchyard_core::delivery::Delivery;
-use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
+use switchyard_core::event::{Event, EventFilter, EventId, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventStore, StoreResult};
+use switchyard_core::store::{EventStore, Ingested, StoreResult};
 use switchyard_core::time::Millis;
 
 use super::PgStore;
@@ -12,14 +12,14 @@ use crate::repo::Repo;
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ingested { outcomes: Vec::new(), routed: false });
         }
         // Concurrent calls share a transaction (see `group`); each is answered after the
         // commit, with its own outcomes.
-        let written = self.ingest_group.ingest(events, now).await?;
-        Repo(self).outcomes_of(written).await
+        let (written, routed) = self.ingest_group.ingest(events, now).await?;
+        Ok(Ingested { outcomes: Repo(self).outcomes_of(written).await?, routed })
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {

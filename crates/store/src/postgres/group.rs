@@ -65,12 +65,13 @@ const INSERT_UNORDERED_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id,
 struct Call {
     events: Vec<NewEvent>,
     now: Millis,
-    answer: oneshot::Sender<StoreResult<Vec<Written>>>,
+    answer: oneshot::Sender<StoreResult<(Vec<Written>, bool)>>,
 }
 
 /// What became of one event in the group's transaction.
 enum Fate {
-    Created(i64),
+    /// Stored with this `seq`, and routed to at least one subscription or not.
+    Created(i64, bool),
     Taken,
 }
 
@@ -91,7 +92,12 @@ impl IngestGroup {
 
     /// Stores `events`, received at `now`, with their deliveries in the next group
     /// transaction; answers once it committed.
-    pub(super) async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<Written>> {
+    /// Answers what was written of each event, and whether any delivery was created.
+    pub(super) async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+    ) -> StoreResult<(Vec<Written>, bool)> {
         let (answer, answered) = oneshot::channel();
         self.queue.send(Call { events, now, answer }).await.map_err(|_| not_run())?;
         answered.await.map_err(|_| not_run())?
@@ -139,15 +145,20 @@ async fn run(pool: PgPool, mut calls: mpsc::Receiver<Call>) {
     }
 }
 
-fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> Vec<Written> {
-    events
+fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> (Vec<Written>, bool) {
+    let mut routed = false;
+    let written = events
         .into_iter()
         .zip(fates)
         .map(|(new, fate)| match fate {
-            Fate::Created(seq) => Written::Created(new.stored(seq, now)),
+            Fate::Created(seq, with_deliveries) => {
+                routed |= with_deliveries;
+                Written::Created(new.stored(seq, now))
+            }
             Fate::Taken => Written::Taken(new),
         })
-        .collect()
+        .collect();
+    (written, routed)
 }
 
 /// Stores the events of `calls` with their deliveries in one transaction; answers the fate of
@@ -174,8 +185,9 @@ async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<Vec<Fate>>> {
                 of_call.push(Fate::Taken);
                 continue;
             };
+            let mut with_deliveries = false;
             for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
-                routed = true;
+                with_deliveries = true;
                 let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
                 if ordered {
                     insert_ordered(&mut tx, subscription, new, block_on_dead, call.now).await?;
@@ -183,7 +195,8 @@ async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<Vec<Fate>>> {
                     unordered.push(subscription, new, call.now);
                 }
             }
-            of_call.push(Fate::Created(seq));
+            routed |= with_deliveries;
+            of_call.push(Fate::Created(seq, with_deliveries));
         }
         fates.push(of_call);
     }

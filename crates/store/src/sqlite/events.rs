@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
-use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
+use switchyard_core::event::{Event, EventFilter, EventId, NewEvent};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventStore, StoreResult};
+use switchyard_core::store::{EventStore, Ingested, StoreResult};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 
@@ -20,18 +20,18 @@ use crate::sql;
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ingested { outcomes: Vec::new(), routed: false });
         }
         // Concurrent calls share a transaction and its fsync; each is answered after the
         // commit, with its own outcomes or its own error.
         let weight = events.len();
-        let written = self
+        let (written, routed) = self
             .group
             .write(weight, true, move |conn, shared| ingest_into(conn, shared.subscriptions()?, events, now))
             .await?;
-        Repo(self).outcomes_of(written).await
+        Ok(Ingested { outcomes: Repo(self).outcomes_of(written).await?, routed })
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
@@ -63,8 +63,9 @@ fn ingest_into(
     subscriptions: &[Subscription],
     events: Vec<NewEvent>,
     now: Millis,
-) -> StoreResult<Vec<Written>> {
+) -> StoreResult<(Vec<Written>, bool)> {
     let mut written = Vec::with_capacity(events.len());
+    let mut routed = false;
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
         let chunk: Vec<NewEvent> = events.by_ref().take(ROWS_PER_INSERT).collect();
@@ -75,11 +76,11 @@ fn ingest_into(
                 written.push(Written::Taken(new));
                 continue;
             };
-            insert_deliveries(conn, subscriptions, &new, now)?;
+            routed |= insert_deliveries(conn, subscriptions, &new, now)?;
             written.push(Written::Created(new.stored(seq, now)));
         }
     }
-    Ok(written)
+    Ok((written, routed))
 }
 
 /// Inserts `events` with one statement, skipping ids that are taken; answers the sequence
@@ -124,13 +125,14 @@ fn insert_events(
     Ok(inserted)
 }
 
-/// One delivery of `new` per subscription that routes it.
+/// One delivery of `new` per subscription that routes it; answers whether there was any.
 fn insert_deliveries(
     conn: &rusqlite::Connection,
     subscriptions: &[Subscription],
     new: &NewEvent,
     now: Millis,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    let mut routed = false;
     let pending = DeliveryStatus::Pending.as_str();
     for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
         let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
@@ -146,6 +148,7 @@ fn insert_deliveries(
         binder.bind(block_on_dead)?;
         binder.bind(now)?;
         statement.raw_execute().map_err(map_direct_err)?;
+        routed = true;
     }
-    Ok(())
+    Ok(routed)
 }

@@ -87,6 +87,26 @@ pub async fn disabled_and_unmatched_subscriptions_get_no_delivery(db: TestDb) {
     assert!(store.deliveries_of_event(&EventId::parse("e2").unwrap()).await.unwrap().is_empty());
 }
 
+pub async fn an_ingest_says_whether_it_created_deliveries(db: TestDb) {
+    let store = db.store.as_ref();
+    let dst = destination("d");
+    store.create_destination(&dst).await.unwrap();
+    store.create_subscription(&subscription(&dst.id, &["order.*"])).await.unwrap();
+
+    let unrouted = store.ingest_routed(vec![event("u1", "user.signed_up")], T0).await.unwrap();
+    assert!(!unrouted.routed);
+    assert!(matches!(unrouted.outcomes[..], [IngestOutcome::Created(_)]));
+    let routed = store
+        .ingest_routed(vec![event("u2", "user.signed_up"), event("o1", "order.created")], T0)
+        .await
+        .unwrap();
+    assert!(routed.routed, "one of the two events is routed");
+    // A repeat creates nothing, whatever its type routes to.
+    let repeated = store.ingest_routed(vec![event("o1", "order.created")], T0).await.unwrap();
+    assert!(!repeated.routed);
+    assert!(matches!(repeated.outcomes[..], [IngestOutcome::Duplicate(_)]));
+}
+
 pub async fn ingest_across_calls_detects_duplicates_and_conflicts(db: TestDb) {
     let store = db.store.as_ref();
     let dst = destination("d");

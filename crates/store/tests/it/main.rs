@@ -44,6 +44,7 @@ macro_rules! suite {
             instantiate!($connect;
                 events::ingest_stores_the_event_and_routes_deliveries,
                 events::disabled_and_unmatched_subscriptions_get_no_delivery,
+                events::an_ingest_says_whether_it_created_deliveries,
                 events::ingest_across_calls_detects_duplicates_and_conflicts,
                 events::ingest_within_one_call_detects_duplicates_and_conflicts,
                 events::failed_ingest_writes_nothing,
