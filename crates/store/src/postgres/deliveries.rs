@@ -39,7 +39,7 @@ impl DeliveryStore for PgStore {
         }
         // The engine is woken by every ingest, routed or not: one read (`NEXT_DUE_AT` asks what
         // the claim takes) instead of a transaction that finds nothing.
-        if !Repo(self).next_due_at().await?.is_some_and(|due| due <= now) {
+        if Repo(self).next_due_at().await?.is_none_or(|due| due > now) {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;

@@ -35,7 +35,7 @@ impl DeliveryStore for SqliteStore {
         // The engine is woken by every ingest, routed or not. A claim that finds nothing would
         // still hold the one write connection, between the group writer's transactions: look
         // on a reader first (`NEXT_DUE_AT` asks what `CLAIM` takes).
-        if !Repo(self).next_due_at().await?.is_some_and(|due| due <= now) {
+        if Repo(self).next_due_at().await?.is_none_or(|due| due > now) {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
