@@ -111,7 +111,7 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     hasher.update(path.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    switchyard_core::digest::hex(&hasher.finalize())
 }
 
 fn replay(stored: StoredResponse) -> Response {

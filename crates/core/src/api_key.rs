@@ -4,7 +4,6 @@ use std::fmt;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::id::ApiKeyId;
 use crate::time::{self, Millis};
@@ -98,7 +97,7 @@ impl ApiKey {
 }
 
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(token.as_bytes())
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
+use crate::digest::Sha256Writer;
 use crate::error::{ValidationError, Violations};
 use crate::time::{self, Millis};
 
@@ -316,16 +316,20 @@ impl EventInput {
 
     /// Hashes exactly what the publisher sent (defaults excluded), so a retry of the same
     /// request is recognised as a duplicate even though its defaults would differ.
+    /// The JSON array `[event_type, timestamp, payload, [correlation_id, causation_id] or
+    /// null, ordering_key]`, hashed as it is written (stored hashes depend on these bytes).
     fn content_hash(&self) -> String {
-        let canonical = serde_json::json!([
-            self.event_type,
-            self.timestamp,
-            self.payload,
+        let canonical = (
+            &self.event_type,
+            &self.timestamp,
+            &self.payload,
             self.metadata.as_ref().map(|m| (&m.correlation_id, &m.causation_id)),
-            self.ordering_key,
-        ]);
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+            &self.ordering_key,
+        );
+        let mut hasher = Sha256Writer::default();
+        // Writing to a hasher cannot fail, and these values always serialize.
+        serde_json::to_writer(&mut hasher, &canonical).expect("a JSON value serializes");
+        hasher.finish_hex()
     }
 }
 
@@ -468,5 +472,24 @@ mod tests {
             .into_new_event(&ctx())
             .unwrap();
         assert_ne!(first.content_hash, other.content_hash);
+    }
+
+    #[test]
+    fn content_hashes_keep_the_bytes_of_the_canonical_array() {
+        let full = input(serde_json::json!({"event_id": "e1", "event_type": "order.created",
+            "timestamp": "2026-11-27T06:00:00Z", "payload": {"b": [1, "x", 2.5], "a": null, "é": "tab\tquote\""},
+            "metadata": {"correlation_id": "c-1", "causation_id": "p-1"}, "ordering_key": "k"}));
+        let bare = input(serde_json::json!({"event_type": "a", "payload": {}}));
+        for sent in [full, bare] {
+            let canonical = serde_json::json!([
+                sent.event_type,
+                sent.timestamp,
+                sent.payload,
+                sent.metadata.as_ref().map(|m| (&m.correlation_id, &m.causation_id)),
+                sent.ordering_key,
+            ]);
+            let stored_before = crate::digest::sha256_hex(canonical.to_string().as_bytes());
+            assert_eq!(sent.content_hash(), stored_before, "{sent:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod circuit;
 pub mod delivery;
 pub mod destination;
+pub mod digest;
 pub mod error;
 pub mod event;
 pub mod event_type;
