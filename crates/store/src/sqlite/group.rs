@@ -33,8 +33,10 @@ use crate::sql;
 const QUEUE: usize = 256;
 /// Jobs in one transaction, at most.
 const MAX_JOBS: usize = 256;
-/// Rows (events) in one transaction, at most, so one commit stays short for those in it.
-const MAX_WEIGHT: usize = 20_000;
+/// Rows (events) in one transaction, at most: the jobs run on a runtime worker without
+/// yielding, so this bounds how long it is taken (a few milliseconds), and one commit stays
+/// short for those in it. One call may weigh more (a batch of 1 000); it then runs alone.
+const MAX_WEIGHT: usize = 5_000;
 
 /// Answers a job's caller once the fate of the transaction is known.
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
