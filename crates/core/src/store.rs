@@ -228,7 +228,9 @@ pub trait WorkWatch: Send + Sync + std::fmt::Debug {}
 pub trait DeliveryStore: Send + Sync {
     /// Leases up to `limit` due deliveries to `owner` until `lease_until`: pending ones whose
     /// `next_attempt_at` has come, and in-flight ones whose lease expired. Deliveries of
-    /// disabled (paused) destinations are not claimed.
+    /// disabled (paused) destinations are not claimed, nor are the pending ones of a
+    /// destination flow control blocks at `now` (`FlowStore::next_unblock_at` says when that
+    /// ends); either's backlog costs a claim no read.
     async fn claim_deliveries(
         &self,
         owner: &str,
@@ -256,8 +258,10 @@ pub trait DeliveryStore: Send + Sync {
         ids: &[crate::id::DeliveryId],
         lease_until: Millis,
     ) -> StoreResult<u64>;
-    /// When the earliest pending delivery of an enabled destination falls due.
-    async fn next_due_at(&self) -> StoreResult<Option<Millis>>;
+    /// When `claim_deliveries` would first find something, as seen at `now`: the earliest due
+    /// time of a pending delivery, of a destination neither paused nor blocked, or the first
+    /// expiry of a lease.
+    async fn next_due_at(&self, now: Millis) -> StoreResult<Option<Millis>>;
     async fn get_delivery(
         &self,
         id: &crate::id::DeliveryId,

@@ -238,7 +238,7 @@ impl Engine {
     /// destination unblocks, at most `poll`.
     async fn idle_wait(&self, poll: Duration) -> Duration {
         let now = now_millis();
-        let due = match self.store.next_due_at().await {
+        let due = match self.store.next_due_at(now).await {
             // Due already yet not claimed: a claim that skips blocked destinations passed it
             // over. Do not spin on it; its destination's unblock time comes below.
             Ok(Some(due)) if due <= now => Some(now + BLOCKED_HEAD_WAIT_MS),

@@ -15,7 +15,7 @@ use switchyard_core::time::Millis;
 
 use super::PgStore;
 use crate::error::map_err;
-use crate::repo::{Repo, decode_sequenced, settle_to};
+use crate::repo::{ClaimPlan, Repo, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
 
@@ -37,13 +37,15 @@ impl DeliveryStore for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // The engine is woken by every ingest, routed or not: one read (`NEXT_DUE_AT` asks what
-        // the claim takes) instead of a transaction that finds nothing.
-        if Repo(self).next_due_at().await?.is_none_or(|due| due > now) {
-            return Ok(Vec::new());
-        }
+        // The engine is woken by every ingest, routed or not: one read, which also says whether
+        // to go around held destinations, instead of a transaction that finds nothing.
+        let claim = match Repo(self).claim_plan(now).await? {
+            None => return Ok(Vec::new()),
+            Some(ClaimPlan::DueQueue) => q::CLAIM_SKIP_LOCKED,
+            Some(ClaimPlan::AroundHeld) => q::CLAIM_SKIP_LOCKED_AROUND_HELD,
+        };
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query_as::<_, DeliveryRow>(q::CLAIM_SKIP_LOCKED)
+        let rows = sqlx::query_as::<_, DeliveryRow>(claim)
             .bind(owner)
             .bind(lease_until)
             .bind(now)
@@ -130,8 +132,8 @@ impl DeliveryStore for PgStore {
         Ok(renewed)
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
-        Repo(self).next_due_at().await
+    async fn next_due_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
+        Repo(self).next_due_at(now).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {

@@ -95,6 +95,19 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
         binds: vec![Bind::Text("node".into()), Bind::Int(deep + 10), Bind::Int(deep), Bind::Int(128)],
     };
     let claim = explain(&mut conn, &claim).await;
+    let around_held = Assembled {
+        sql: q::CLAIM_SKIP_LOCKED_AROUND_HELD.to_owned(),
+        binds: vec![Bind::Text("node".into()), Bind::Int(deep + 10), Bind::Int(deep), Bind::Int(128)],
+    };
+    let around_held = explain(&mut conn, &around_held).await;
+    let held_backlog =
+        explain(&mut conn, &Assembled { sql: q::HELD_BACKLOG.to_owned(), binds: vec![Bind::Int(deep)] })
+            .await;
+    let due_around_held = Assembled {
+        sql: q::NEXT_DUE_AROUND_HELD.to_owned(),
+        binds: vec![Bind::Int(i64::MAX), Bind::Int(deep)],
+    };
+    let due_around_held = explain(&mut conn, &due_around_held).await;
     let pages = [
         explain(&mut conn, &sql::list_events(&EventFilter::default(), Some(deep), 51, 0)).await,
         explain(
@@ -133,6 +146,9 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
 
     if std::env::var("SWITCHYARD_SHOW_PLANS").is_ok() {
         eprintln!("CLAIM:\n{claim}\n");
+        eprintln!(
+            "AROUND HELD:\n{around_held}\n\nHELD:\n{held_backlog}\n\nDUE AROUND HELD:\n{due_around_held}\n"
+        );
         for page in &pages {
             eprintln!("PAGE:\n{page}\n");
         }
@@ -145,6 +161,16 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
         .lines()
         .any(|l| l.contains("Sort Key:") && l.contains(".next_attempt_at") && !l.contains("due."));
     assert!(!sorted_due, "the due branch is sorted:\n{claim}");
+    // Around held destinations: each lane's head and rows are a range of the lanes index.
+    let lanes = "deliveries_pending_destination_id_next_attempt_at";
+    assert_uses(&around_held, &[lanes, "deliveries_status_lease_expires_at"]);
+    assert!(
+        !around_held.contains("deliveries_status_next_attempt_at"),
+        "the due queue is walked:\n{around_held}"
+    );
+    assert_eq!(around_held.matches("LockRows").count(), 2, "each branch locks its rows:\n{around_held}");
+    assert_uses(&held_backlog, &[lanes]);
+    assert_uses(&due_around_held, &[lanes]);
     // A deep page seeks its cursor: the primary key, or the filter's index when that is cheaper.
     assert_uses(&pages[0], &["events_pkey"]);
     assert_uses(&pages[2], &["deliveries_pkey"]);

@@ -39,12 +39,44 @@ where
     for<'q> i64: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'r> (i64,): FromRow<'r, Row<B>>,
     for<'r> (Option<i64>,): FromRow<'r, Row<B>>,
+    for<'r> (bool,): FromRow<'r, Row<B>>,
     for<'r> (String,): FromRow<'r, Row<B>>,
     for<'r> DeliveryRow: FromRow<'r, Row<B>>,
     for<'r> AttemptRow: FromRow<'r, Row<B>>,
 {
-    pub(crate) async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
-        sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT).fetch_one(self.0.reader()).await.map_err(map_err)
+    /// Whether a paused or flow-blocked destination has deliveries due at `now`: claims then
+    /// go around the held destinations (`CLAIM_AROUND_HELD`) rather than walk their backlog.
+    pub(crate) async fn held_backlog(&self, now: Millis) -> StoreResult<bool> {
+        sqlx::query_scalar::<_, bool>(q::HELD_BACKLOG)
+            .bind(now)
+            .fetch_one(self.0.reader())
+            .await
+            .map_err(map_err)
+    }
+
+    /// When the claim that `held` chooses would first find something.
+    pub(crate) async fn next_due(&self, now: Millis, held: bool) -> StoreResult<Option<Millis>> {
+        let query = if held {
+            sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AROUND_HELD).bind(Millis::MAX).bind(now)
+        } else {
+            sqlx::query_scalar::<_, Option<i64>>(q::NEXT_DUE_AT)
+        };
+        query.fetch_one(self.0.reader()).await.map_err(map_err)
+    }
+
+    pub(crate) async fn next_due_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
+        let held = self.held_backlog(now).await?;
+        self.next_due(now, held).await
+    }
+
+    /// Which claim to run at `now`, or `None` when it would find nothing: a read, so a wake-up
+    /// with nothing due opens no transaction and takes no lock.
+    pub(crate) async fn claim_plan(&self, now: Millis) -> StoreResult<Option<ClaimPlan>> {
+        let held = self.held_backlog(now).await?;
+        let due = self.next_due(now, held).await?;
+        Ok(due
+            .filter(|due| *due <= now)
+            .map(|_| if held { ClaimPlan::AroundHeld } else { ClaimPlan::DueQueue }))
     }
 
     pub(crate) async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
@@ -162,4 +194,14 @@ where
         tx.commit().await.map_err(map_err)?;
         Ok(B::rows_affected(&replayed))
     }
+}
+
+/// The claim a backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimPlan {
+    /// The one due queue, in order (`CLAIM`).
+    DueQueue,
+    /// The destinations that may send, each its own queue (`CLAIM_AROUND_HELD`): a paused or
+    /// blocked destination has due deliveries, which the due queue would walk.
+    AroundHeld,
 }

@@ -24,7 +24,7 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
-pub(crate) use self::deliveries::{decode_sequenced, settle_to};
+pub(crate) use self::deliveries::{ClaimPlan, decode_sequenced, settle_to};
 pub(crate) use self::events::Written;
 pub(crate) use self::flow::{Observed, Taken, Unwritten, attempt_destination, lost_race, observe};
 use crate::seal::Sealer;

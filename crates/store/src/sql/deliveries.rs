@@ -48,6 +48,105 @@ macro_rules! ordering_allows {
     };
 }
 
+/// The expired leases a claim reclaims at `$3`, at most `$4`: a range of
+/// `deliveries_status_lease_expires_at` (`status = ? AND lease_expires_at <= ?`) in its
+/// order, each checking its destination through the primary key of `destinations`. `$lock`
+/// is empty, or PostgreSQL's row-locking clause.
+macro_rules! expired_leases {
+    ($lock:literal) => {
+        concat!(
+            "SELECT seq, next_attempt_at FROM (\
+                 SELECT seq, next_attempt_at FROM deliveries \
+                 WHERE status = 'in_flight' AND lease_expires_at <= $3 AND ",
+            destination_enabled!(),
+            " ORDER BY lease_expires_at, seq LIMIT $4",
+            $lock,
+            ") AS expired"
+        )
+    };
+}
+
+/// The destinations a claim may take deliveries of at `$now`, for a query on
+/// `destinations`: enabled, and not blocked by flow control (circuit open or probing, or no
+/// rate token).
+macro_rules! sending {
+    ($now:literal) => {
+        concat!("destinations.enabled AND ", flow_admits!("destinations.id", $now))
+    };
+}
+
+/// The first due time among the pending deliveries of `destinations.id` that ordering lets go,
+/// `$due` bounding `next_attempt_at`: one seek on the partial index
+/// `deliveries_pending_destination_id_next_attempt_at` (`destination_id, next_attempt_at`),
+/// read in order up to the first row ordering lets go.
+macro_rules! lane_head {
+    ($due:literal) => {
+        concat!(
+            "(SELECT next_attempt_at FROM deliveries WHERE status = 'pending' \
+             AND deliveries.destination_id = destinations.id AND next_attempt_at ",
+            $due,
+            " AND ",
+            ordering_allows!(),
+            " ORDER BY next_attempt_at, seq LIMIT 1)"
+        )
+    };
+}
+
+/// The at most `$4` sending destinations with the earliest heads due at `$3`, as `lanes`
+/// (`destination_id`). The first `$4` deliveries in due order all belong to these: any other
+/// destination's head comes after `$4` heads.
+macro_rules! lanes {
+    () => {
+        concat!(
+            "SELECT destination_id FROM (SELECT destinations.id AS destination_id, ",
+            lane_head!("<= $3"),
+            " AS head FROM destinations WHERE ",
+            sending!("$3"),
+            ") AS heads WHERE head IS NOT NULL ORDER BY head LIMIT $4"
+        )
+    };
+}
+
+/// Of the lane `lanes.destination_id`, the first `$4` pending deliveries due at `$3` that
+/// ordering lets go, in due order, as `$columns`: a range of
+/// `deliveries_pending_destination_id_next_attempt_at`. `$lock` as in `expired_leases!`.
+macro_rules! lane_due {
+    ($columns:literal, $lock:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM deliveries WHERE status = 'pending' \
+             AND deliveries.destination_id = lanes.destination_id AND next_attempt_at <= $3 AND ",
+            ordering_allows!(),
+            " ORDER BY next_attempt_at, seq LIMIT $4",
+            $lock
+        )
+    };
+}
+
+/// The update of a PostgreSQL claim, given the CTE `claimable` (`claimed_seq`).
+macro_rules! claim_claimable {
+    () => {
+        concat!(
+            "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
+             updated_at = $3 FROM claimable WHERE deliveries.seq = claimable.claimed_seq \
+             RETURNING ",
+            delivery_columns!()
+        )
+    };
+}
+
+/// Whether the destination `$destination` (a column) has a pending delivery due at `$1`.
+macro_rules! pending_due {
+    ($destination:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND deliveries.destination_id = ",
+            $destination,
+            " AND next_attempt_at <= $1)"
+        )
+    };
+}
+
 /// Leases up to `$4` claimable deliveries to `$1` until `$2` at time `$3`, answering them.
 ///
 /// Two branches, each an ordered index range cut off at the limit, so a claim reads about
@@ -55,13 +154,16 @@ macro_rules! ordering_allows {
 /// - due pending rows: `deliveries_status_next_attempt_at` (`status = ? AND next_attempt_at
 ///   <= ?`), already in `(next_attempt_at, seq)` order since SQLite ends every index with the
 ///   rowid, so there is no sort;
-/// - expired leases: `deliveries_status_lease_expires_at` (`status = ? AND lease_expires_at
-///   <= ?`);
+/// - expired leases (`expired_leases!`);
 ///
 /// each checking its destination through the primary key of `destinations`. Only the at most
-/// 2 × limit rows of the two branches are sorted, and the update finds them by rowid. A paused
-/// destination's due rows are skipped one by one, so a large paused backlog at the head of the
-/// queue costs every claim a walk over it.
+/// 2 × limit rows of the two branches are sorted, and the update finds them by rowid.
+///
+/// A held destination's due rows (paused, or blocked by flow control) would be skipped one by
+/// one here, so a large held backlog at the head of the queue would cost every claim a walk
+/// over it: while one has due rows ([`HELD_BACKLOG`]), claims run [`CLAIM_AROUND_HELD`]
+/// instead. Without one, this claim takes no row of a paused destination, and those of a
+/// destination blocked since are handed back by the engine's gate.
 ///
 /// Ordered subscriptions (`ordering_allows!`): a due row that is not the head of its key's
 /// queue is skipped the same way, each with up to three index seeks; a key's backlog behind a
@@ -84,13 +186,30 @@ pub const CLAIM: &str = concat!(
     " AND ",
     ordering_allows!(),
     " ORDER BY next_attempt_at, seq LIMIT $4) AS due \
-         UNION ALL \
-         SELECT seq, next_attempt_at FROM (\
-             SELECT seq, next_attempt_at FROM deliveries \
-             WHERE status = 'in_flight' AND lease_expires_at <= $3 AND ",
-    destination_enabled!(),
-    " ORDER BY lease_expires_at, seq LIMIT $4) AS expired\
-     ) AS claimable ORDER BY next_attempt_at, seq LIMIT $4) \
+         UNION ALL ",
+    expired_leases!(""),
+    ") AS claimable ORDER BY next_attempt_at, seq LIMIT $4) \
+     RETURNING ",
+    delivery_columns!()
+);
+
+/// [`CLAIM`] while a held destination has due deliveries: the due branch walks the
+/// destinations that may send instead of the due queue. It reads each one's head (`lanes!`:
+/// a seek per destination), keeps the `$4` earliest, and takes up to `$4` due rows of each
+/// (`lane_due!`); the at most `$4`² rows are sorted and cut at `$4`, which gives the same
+/// deliveries as [`CLAIM`] would with the held ones left out. Its cost grows with the number
+/// of destinations, not with the held backlog, which it never reads. Bound like [`CLAIM`].
+pub const CLAIM_AROUND_HELD: &str = concat!(
+    "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
+     updated_at = $3 \
+     WHERE seq IN (SELECT seq FROM (\
+         SELECT picked.seq AS seq, picked.next_attempt_at AS next_attempt_at FROM (",
+    lanes!(),
+    ") AS lanes JOIN deliveries AS picked ON picked.seq IN (",
+    lane_due!("seq", ""),
+    ") UNION ALL ",
+    expired_leases!(""),
+    ") AS claimable ORDER BY next_attempt_at, seq LIMIT $4) \
      RETURNING ",
     delivery_columns!()
 );
@@ -116,17 +235,37 @@ pub const CLAIM_SKIP_LOCKED: &str = concat!(
     " AND ",
     ordering_allows!(),
     " ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE OF deliveries SKIP LOCKED) AS due \
-         UNION ALL \
-         SELECT seq, next_attempt_at FROM (\
-             SELECT seq, next_attempt_at FROM deliveries \
-             WHERE status = 'in_flight' AND lease_expires_at <= $3 AND ",
-    destination_enabled!(),
-    " ORDER BY lease_expires_at, seq LIMIT $4 FOR UPDATE OF deliveries SKIP LOCKED) AS expired\
-     ) AS candidates ORDER BY next_attempt_at, seq LIMIT $4) \
-     UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
-     updated_at = $3 FROM claimable WHERE deliveries.seq = claimable.claimed_seq \
-     RETURNING ",
-    delivery_columns!()
+         UNION ALL ",
+    expired_leases!(" FOR UPDATE OF deliveries SKIP LOCKED"),
+    ") AS candidates ORDER BY next_attempt_at, seq LIMIT $4) ",
+    claim_claimable!()
+);
+
+/// [`CLAIM_AROUND_HELD`] for many concurrent claimers (PostgreSQL): each lane's rows are read
+/// by a `LATERAL` subquery locking them as [`CLAIM_SKIP_LOCKED`] does. A lane's head locked by
+/// another claim still counts as its head, and the lane then gives what is left of it.
+pub const CLAIM_SKIP_LOCKED_AROUND_HELD: &str = concat!(
+    "WITH lanes AS (",
+    lanes!(),
+    "), claimable AS (SELECT seq AS claimed_seq FROM (\
+         SELECT picked.seq, picked.next_attempt_at FROM lanes CROSS JOIN LATERAL (",
+    lane_due!("seq, next_attempt_at", " FOR UPDATE OF deliveries SKIP LOCKED"),
+    ") AS picked UNION ALL ",
+    expired_leases!(" FOR UPDATE OF deliveries SKIP LOCKED"),
+    ") AS candidates ORDER BY next_attempt_at, seq LIMIT $4) ",
+    claim_claimable!()
+);
+
+/// Whether a paused or flow-blocked destination has deliveries due at `$1`: the claim then
+/// runs [`CLAIM_AROUND_HELD`]. Reads the paused destinations (`destinations_paused`) and the
+/// blocked ones (`destination_flow_blocked_until`), and for each one seek on
+/// `deliveries_pending_destination_id_next_attempt_at`; nothing else.
+pub const HELD_BACKLOG: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM destinations WHERE NOT destinations.enabled AND ",
+    pending_due!("destinations.id"),
+    ") OR EXISTS (SELECT 1 FROM destination_flow WHERE destination_flow.blocked_until > $1 AND ",
+    pending_due!("destination_flow.destination_id"),
+    ")"
 );
 
 /// Settles an attempt on the delivery `$5` if `$6` still holds its lease; no row when it does
@@ -183,11 +322,25 @@ pub fn renew_leases(ids: usize) -> String {
     )
 }
 
+/// The first expiry of a lease of an enabled destination, as `due`: the head of
+/// `deliveries_status_lease_expires_at`.
+macro_rules! lease_due {
+    () => {
+        concat!(
+            "SELECT due FROM (SELECT lease_expires_at AS due FROM deliveries \
+             WHERE status = 'in_flight' AND lease_expires_at IS NOT NULL AND ",
+            destination_enabled!(),
+            " ORDER BY lease_expires_at LIMIT 1) AS lease_due"
+        )
+    };
+}
+
 /// The earliest instant a claim could find something: the first due time of a pending
 /// delivery that ordering lets go, or the first expiry of a lease, of an enabled destination.
 /// Each branch reads the head of its index (`deliveries_status_next_attempt_at`,
 /// `deliveries_status_lease_expires_at`) and stops at the first row a claim would take, so a
-/// key waiting behind its head does not make the dispatcher spin.
+/// key waiting behind its head does not make the dispatcher spin. Asked when no held
+/// destination has due deliveries ([`HELD_BACKLOG`]), as [`CLAIM`] is.
 pub const NEXT_DUE_AT: &str = concat!(
     "SELECT MIN(due) FROM (\
          SELECT due FROM (\
@@ -197,13 +350,25 @@ pub const NEXT_DUE_AT: &str = concat!(
     " AND ",
     ordering_allows!(),
     " ORDER BY next_attempt_at LIMIT 1) AS pending_due \
-         UNION ALL \
-         SELECT due FROM (\
-             SELECT lease_expires_at AS due FROM deliveries \
-             WHERE status = 'in_flight' AND lease_expires_at IS NOT NULL AND ",
-    destination_enabled!(),
-    " ORDER BY lease_expires_at LIMIT 1) AS lease_due\
-     ) AS due_times"
+         UNION ALL ",
+    lease_due!(),
+    ") AS due_times"
+);
+
+/// [`NEXT_DUE_AT`] while a held destination has due deliveries, as [`CLAIM_AROUND_HELD`]
+/// claims: the earliest head due by `$1` (the end of time, in practice) among the destinations
+/// that may send at `$2`, a seek each, or the first expiry of a lease. The bound keeps the
+/// head a range of `deliveries_pending_destination_id_next_attempt_at` read in order, which
+/// the planner might otherwise trade for `deliveries_status_destination_id_seq` and a sort of
+/// the whole backlog. What a blocked destination waits for is the engine's `next_unblock_at`.
+pub const NEXT_DUE_AROUND_HELD: &str = concat!(
+    "SELECT MIN(due) FROM (SELECT MIN(head) AS due FROM (SELECT ",
+    lane_head!("<= $1"),
+    " AS head FROM destinations WHERE ",
+    sending!("$2"),
+    ") AS heads UNION ALL ",
+    lease_due!(),
+    ") AS due_times"
 );
 
 pub const SELECT_DELIVERY: &str = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = $1");
@@ -372,12 +537,16 @@ mod tests {
         }
         for sql in [
             CLAIM,
+            CLAIM_AROUND_HELD,
             CLAIM_SKIP_LOCKED,
+            CLAIM_SKIP_LOCKED_AROUND_HELD,
+            HELD_BACKLOG,
             SETTLE_DELIVERY,
             PROMOTE_NEXT,
             RELEASE_LEASES,
             &renew_leases(2),
             NEXT_DUE_AT,
+            NEXT_DUE_AROUND_HELD,
             RETRY_DELIVERY,
             PRUNE_DELIVERIES,
             crate::sql::INSERT_DELIVERY,

@@ -14,20 +14,17 @@ macro_rules! flow_columns {
     };
 }
 
-/// Whether flow control lets a new delivery of a `deliveries` row's destination go at the
-/// instant bound to `$now`: no circuit open or probing, and a token in the bucket. One seek
-/// on the primary key of `destination_flow`. Meant for the claim's due branch and for
-/// `NEXT_DUE_AT` (which then needs `now`); the engine adds [`NEXT_UNBLOCK_AT`] to its idle
-/// wait so a blocked destination is claimed again when it unblocks. Without it, the engine
-/// defers what it claimed of a blocked destination, which is correct but costs a claim and a
-/// write per batch.
-#[cfg_attr(not(test), allow(unused_macros))]
+/// Whether flow control lets a new delivery of the destination `$destination` (a column) go
+/// at the instant `$now` (a placeholder): no circuit open or probing, and a token in the
+/// bucket. One seek on the primary key of `destination_flow`. The claim passes over what it
+/// refuses (`sql::deliveries::CLAIM_AROUND_HELD`); the engine adds [`NEXT_UNBLOCK_AT`] to its
+/// idle wait, so a blocked destination is claimed again when it unblocks.
 macro_rules! flow_admits {
-    ($now:literal) => {
+    ($destination:literal, $now:literal) => {
         concat!(
-            "NOT EXISTS (SELECT 1 FROM destination_flow \
-             WHERE destination_flow.destination_id = deliveries.destination_id \
-             AND destination_flow.blocked_until > ",
+            "NOT EXISTS (SELECT 1 FROM destination_flow WHERE destination_flow.destination_id = ",
+            $destination,
+            " AND destination_flow.blocked_until > ",
             $now,
             ")"
         )
@@ -80,7 +77,3 @@ pub const DEFER_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', \
 /// The first instant after `$1` at which a blocked destination unblocks: the head of
 /// `destination_flow_blocked_until` past `$1`.
 pub const NEXT_UNBLOCK_AT: &str = "SELECT MIN(blocked_until) FROM destination_flow WHERE blocked_until > $1";
-
-/// [`flow_admits!`] with `now` at `$3`, as in the claim.
-#[cfg(test)]
-pub const FLOW_ADMITS_AT_3: &str = flow_admits!("$3");

@@ -16,7 +16,7 @@ use super::SqliteStore;
 use super::direct::Binder;
 use super::flow::{Unwritten, observe_attempt};
 use crate::error::{map_direct_err, map_err};
-use crate::repo::{Repo, Taken, decode_sequenced, settle_to};
+use crate::repo::{ClaimPlan, Repo, Taken, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
 use crate::sql::deliveries as q;
 
@@ -34,12 +34,14 @@ impl DeliveryStore for SqliteStore {
         }
         // The engine is woken by every ingest, routed or not. A claim that finds nothing would
         // still hold the one write connection, between the group writer's transactions: look
-        // on a reader first (`NEXT_DUE_AT` asks what `CLAIM` takes).
-        if Repo(self).next_due_at().await?.is_none_or(|due| due > now) {
-            return Ok(Vec::new());
-        }
+        // on a reader first, which also says whether to go around held destinations.
+        let claim = match Repo(self).claim_plan(now).await? {
+            None => return Ok(Vec::new()),
+            Some(ClaimPlan::DueQueue) => q::CLAIM,
+            Some(ClaimPlan::AroundHeld) => q::CLAIM_AROUND_HELD,
+        };
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query_as::<_, DeliveryRow>(q::CLAIM)
+        let rows = sqlx::query_as::<_, DeliveryRow>(claim)
             .bind(owner)
             .bind(lease_until)
             .bind(now)
@@ -93,8 +95,8 @@ impl DeliveryStore for SqliteStore {
         Ok(renewed)
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
-        Repo(self).next_due_at().await
+    async fn next_due_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
+        Repo(self).next_due_at(now).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
@@ -276,6 +278,20 @@ mod plans {
         );
         assert_searches(&due, "queued", &["deliveries_ordered_key_status_seq"]);
         assert!(!due.iter().any(|l| l.contains("TEMP B-TREE")), "{due:#?}");
+
+        // Around held destinations: a seek per destination, never a range of the due queue.
+        let lanes = "deliveries_pending_destination_id_next_attempt_at";
+        let around = plan(store, q::CLAIM_AROUND_HELD, 4).await;
+        assert_searches(&around, "deliveries", &[lanes, "deliveries_status_lease_expires_at"]);
+        assert_searches(&around, "picked", &[]);
+        assert_searches(&around, "queued", &["deliveries_ordered_key_status_seq"]);
+        assert!(!around.iter().any(|l| l.contains("deliveries_status_next_attempt_at")), "{around:#?}");
+        let due_around = plan(store, q::NEXT_DUE_AROUND_HELD, 2).await;
+        assert_searches(&due_around, "deliveries", &[lanes, "deliveries_status_lease_expires_at"]);
+        let held = plan(store, q::HELD_BACKLOG, 1).await;
+        assert_searches(&held, "deliveries", &[lanes]);
+        assert!(held.iter().any(|l| l.contains("destinations_paused")), "{held:#?}");
+        assert_searches(&held, "destination_flow", &["destination_flow_blocked_until"]);
 
         let promote = plan(store, q::PROMOTE_NEXT, 2).await;
         assert_searches(&promote, "settled", &["sqlite_autoindex_deliveries_1"]);

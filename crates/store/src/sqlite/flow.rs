@@ -138,22 +138,5 @@ mod plans {
         );
         let defer = plan(&store, q::DEFER_DELIVERY, 4).await;
         assert!(defer.iter().all(|l| l.starts_with("SEARCH")), "{defer:#?}");
-
-        // The claim fragment, in a due branch like the claim's: one primary-key seek per row.
-        let due = format!(
-            "SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 AND {} \
-             ORDER BY next_attempt_at, seq LIMIT $4",
-            q::FLOW_ADMITS_AT_3
-        );
-        let due = plan(&store, &due, 4).await;
-        assert!(
-            due.iter().any(|l| l.contains("deliveries_status_next_attempt_at")),
-            "the due range is a seek: {due:#?}"
-        );
-        assert!(
-            due.iter().any(|l| l.starts_with("SEARCH destination_flow USING")),
-            "the fragment seeks destination_flow: {due:#?}"
-        );
-        assert!(!due.iter().any(|l| l.starts_with("SCAN")), "{due:#?}");
     }
 }

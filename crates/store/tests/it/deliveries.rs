@@ -187,11 +187,88 @@ pub async fn expired_leases_are_reclaimed_and_live_ones_are_not(db: TestDb) {
     assert_eq!(store.attempts_of(&delivery.id).await.unwrap().len(), 1);
 }
 
+/// A destination that is paused with `n` deliveries due since `at`, which its only
+/// subscription (`held.#`) routes no other event to.
+async fn held_backlog(store: &dyn Store, n: usize, at: Millis) -> Destination {
+    let mut paused = destination("paused");
+    paused.enabled = false;
+    store.create_destination(&paused).await.unwrap();
+    store.create_subscription(&subscription(&paused.id, &["held.#"])).await.unwrap();
+    let events = (0..n).map(|i| event(&format!("held-{i}"), "held.x")).collect();
+    store.ingest(events, at).await.unwrap();
+    paused
+}
+
+pub async fn claims_go_around_a_held_backlog_in_due_order(db: TestDb) {
+    let store = db.store.as_ref();
+    let paused = held_backlog(store, 50, T0).await;
+    let (a, _) = route(store, "a", false).await;
+    let (b, _) = route(store, "b", false).await;
+    // Each event goes to both a and b, at times that interleave them once b's copies retry.
+    let first = ingest(store, &["e1", "e2", "e3"], "a.b", T0 + 10).await;
+    let of = |dst: &Destination| -> Vec<DeliveryId> {
+        first.iter().filter(|d| d.destination_id == dst.id).map(|d| d.id.clone()).collect()
+    };
+    let (on_a, on_b) = (of(&a), of(&b));
+    let taken = store.claim_deliveries("n", T0 + 10, T0 + LEASE, 10).await.unwrap();
+    assert_eq!(taken.len(), 6, "the paused backlog is passed over");
+    for (i, id) in on_b.iter().enumerate() {
+        let retry = NextStep::RetryAt(T0 + 20 + 2 * i as Millis);
+        store
+            .record_attempt("n", &attempt(id, AttemptOutcome::Retryable, T0 + 11), retry, T0 + 11)
+            .await
+            .unwrap();
+    }
+    for (i, id) in on_a.iter().enumerate() {
+        let retry = NextStep::RetryAt(T0 + 21 + 2 * i as Millis);
+        store
+            .record_attempt("n", &attempt(id, AttemptOutcome::Retryable, T0 + 11), retry, T0 + 11)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.next_due_at(T0 + 15).await.unwrap(), Some(T0 + 20), "the paused rows do not count");
+
+    // Due order across the destinations that may send, cut at the limit: b1 a1 b2 a2 b3 a3.
+    let interleaved = [&on_b[0], &on_a[0], &on_b[1], &on_a[1], &on_b[2], &on_a[2]];
+    let three = store.claim_deliveries("n", T0 + 30, T0 + LEASE, 3).await.unwrap();
+    assert_eq!(ids(&three), interleaved[..3].iter().map(|id| (*id).clone()).collect::<Vec<_>>());
+    let rest = store.claim_deliveries("n", T0 + 30, T0 + LEASE, 10).await.unwrap();
+    assert_eq!(ids(&rest), interleaved[3..].iter().map(|id| (*id).clone()).collect::<Vec<_>>());
+    assert!(store.claim_deliveries("n", T0 + 30, T0 + LEASE, 10).await.unwrap().is_empty());
+
+    // Resumed, its backlog goes in the order it came.
+    let mut resumed = paused.clone();
+    resumed.enabled = true;
+    store.update_destination(&resumed, 1).await.unwrap();
+    assert_eq!(store.next_due_at(T0 + 40).await.unwrap(), Some(T0));
+    let backlog = store.claim_deliveries("n", T0 + 40, T0 + LEASE, 100).await.unwrap();
+    assert_eq!(backlog.len(), 50);
+    assert!(backlog.iter().all(|d| d.destination_id == paused.id));
+    let events: Vec<String> = backlog.iter().map(|d| d.event_id.as_str().to_owned()).collect();
+    assert_eq!(events, (0..50).map(|i| format!("held-{i}")).collect::<Vec<_>>());
+}
+
 pub async fn concurrent_claimers_never_share_a_delivery(db: TestDb) {
+    claimers_race(db, false).await;
+}
+
+/// The race while a paused destination has due deliveries, so the claims go around it.
+pub async fn concurrent_claimers_around_a_held_backlog_never_share_a_delivery(db: TestDb) {
+    claimers_race(db, true).await;
+}
+
+async fn claimers_race(db: TestDb, held: bool) {
+    if held {
+        held_backlog(db.store.as_ref(), 20, T0 - 1).await;
+    }
+    // Three subscriptions × 100 events, on one destination or (when held) three.
     let (dst, _) = route(db.store.as_ref(), "d", false).await;
-    // Three subscriptions × 100 events.
-    for _ in 0..2 {
-        db.store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
+    for i in 0..2 {
+        if held {
+            route(db.store.as_ref(), &format!("d{i}"), false).await;
+        } else {
+            db.store.create_subscription(&subscription(&dst.id, &["#"])).await.unwrap();
+        }
     }
     let names: Vec<String> = (0..100).map(|i| format!("e{i:03}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -391,7 +468,7 @@ pub async fn renewed_leases_outlive_their_first_expiry_and_only_the_named_ones_m
 
 pub async fn next_due_at_names_the_earliest_claimable_time(db: TestDb) {
     let store = db.store.as_ref();
-    assert_eq!(store.next_due_at().await.unwrap(), None, "an empty outbox");
+    assert_eq!(store.next_due_at(T0).await.unwrap(), None, "an empty outbox");
     let (live, _) = route(store, "live", false).await;
     let (paused, _) = route(store, "paused", true).await;
     let deliveries = ingest(store, &["e1"], "a.b", T0 + 50).await;
@@ -401,24 +478,24 @@ pub async fn next_due_at_names_the_earliest_claimable_time(db: TestDb) {
     let mut only_live = subscription(&live.id, &["only.live"]);
     only_live.name = "only live".into();
     store.create_subscription(&only_live).await.unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), Some(T0 + 50));
+    assert_eq!(store.next_due_at(T0 + 50).await.unwrap(), Some(T0 + 50));
 
     let claimed = store.claim_deliveries("n", T0 + 60, T0 + 500, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
-        store.next_due_at().await.unwrap(),
+        store.next_due_at(T0 + 60).await.unwrap(),
         Some(T0 + 500),
         "the lease's expiry; the paused destination's row does not count"
     );
 
     ingest(store, &["e2"], "only.live", T0 + 900).await;
-    assert_eq!(store.next_due_at().await.unwrap(), Some(T0 + 500));
+    assert_eq!(store.next_due_at(T0 + 900).await.unwrap(), Some(T0 + 500));
     let failed = attempt(&claimed[0].id, AttemptOutcome::Retryable, T0 + 61);
     store.record_attempt("n", &failed, NextStep::RetryAt(T0 + 300), T0 + 70).await.unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), Some(T0 + 300));
+    assert_eq!(store.next_due_at(T0 + 70).await.unwrap(), Some(T0 + 300));
 
     settle_all(store, "n", T0 + 1_000, NextStep::Succeeded).await;
-    assert_eq!(store.next_due_at().await.unwrap(), None, "only the paused destination has work");
+    assert_eq!(store.next_due_at(T0 + 1_000).await.unwrap(), None, "only the paused destination has work");
 }
 
 /// Two destinations taking every event; answers the first's id and the deliveries of `o1`.

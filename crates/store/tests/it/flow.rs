@@ -59,10 +59,27 @@ async fn try_once(
 ) {
     let claimed = store.claim_deliveries(owner, now, now + LEASE, 10).await.unwrap();
     assert!(claimed.iter().any(|d| d.id == *delivery), "{delivery} was not claimable at {now}");
+    record_and_release(store, owner, delivery, outcome, now).await;
+}
+
+/// Records `outcome` for `delivery`, which `owner` holds, and hands back what else it holds.
+async fn record_and_release(
+    store: &dyn Store,
+    owner: &str,
+    delivery: &DeliveryId,
+    outcome: AttemptOutcome,
+    now: Millis,
+) {
     let next =
         if outcome == AttemptOutcome::Succeeded { NextStep::Succeeded } else { NextStep::RetryAt(now) };
     assert!(store.record_attempt(owner, &attempt(delivery, outcome, now), next, now).await.unwrap());
     store.release_leases(owner, now).await.unwrap();
+}
+
+/// The ids `owner` claims at `now`.
+async fn claim_ids(store: &dyn Store, owner: &str, now: Millis) -> Vec<DeliveryId> {
+    let claimed = store.claim_deliveries(owner, now, now + LEASE, 10).await.unwrap();
+    claimed.into_iter().map(|d| d.id).collect()
 }
 
 async fn admit(store: &dyn Store, dst: &Destination, candidates: &[DeliveryId], now: Millis) -> Admission {
@@ -113,7 +130,11 @@ pub async fn recorded_failures_open_the_circuit_and_deferral_spends_no_attempt(d
     assert_eq!(flow.circuit.consecutive_failures, 2, "a permanent failure is neither success nor failure");
     assert_eq!(flow.outcomes.totals(60_000, T0 + 2).attempts(), 3);
 
-    try_once(store, "node-a", &first.id, AttemptOutcome::Retryable, T0 + 3).await;
+    // The fourth failure opens it while another delivery of it is claimed.
+    let waiting = ingest_one(store, "f2", T0 + 3).await;
+    assert_eq!(claim_ids(store, "node-b", T0 + 3).await, [first.id.clone(), waiting.id.clone()]);
+    let failed = attempt(&first.id, AttemptOutcome::Retryable, T0 + 3);
+    assert!(store.record_attempt("node-b", &failed, NextStep::RetryAt(T0 + 3), T0 + 3).await.unwrap());
     let flow = store.destination_flow(&dst.id).await.unwrap().unwrap();
     assert_eq!(flow.circuit.state, CircuitState::Open);
     assert_eq!(flow.circuit.opened_at, Some(T0 + 3));
@@ -122,26 +143,26 @@ pub async fn recorded_failures_open_the_circuit_and_deferral_spends_no_attempt(d
     assert_eq!(flow.circuit.retry_at, Some(probe_at));
     assert_eq!(store.next_unblock_at(T0 + 3).await.unwrap(), Some(probe_at));
 
-    // A claimed delivery of the open destination goes back without an attempt.
-    let waiting = ingest_one(store, "f2", T0 + 10).await;
-    let claimed = store.claim_deliveries("node-b", T0 + 10, T0 + 10 + LEASE, 10).await.unwrap();
-    let claimed: Vec<_> = claimed.into_iter().map(|d| d.id).collect();
-    assert_eq!(claimed.len(), 2);
-    let admission = admit(store, &dst, &claimed, T0 + 10).await;
-    assert_eq!(admission, Admission { admitted: 0, probe: false, deferred: vec![probe_at; 2] });
-    let deferrals: Vec<_> =
-        claimed.iter().map(|id| Deferral { delivery_id: id.clone(), until: probe_at }).collect();
+    // The delivery claimed before it opened goes back without an attempt.
+    let admission = admit(store, &dst, std::slice::from_ref(&waiting.id), T0 + 10).await;
+    assert_eq!(admission, Admission { admitted: 0, probe: false, deferred: vec![probe_at] });
+    let deferrals = [Deferral { delivery_id: waiting.id.clone(), until: probe_at }];
     assert_eq!(store.defer_deliveries("node-a", &deferrals, T0 + 10).await.unwrap(), 0, "not node-a's lease");
-    assert_eq!(store.defer_deliveries("node-b", &deferrals, T0 + 10).await.unwrap(), 2);
-    for (id, attempts) in [(&first.id, 4), (&waiting.id, 0)] {
+    assert_eq!(store.defer_deliveries("node-b", &deferrals, T0 + 10).await.unwrap(), 1);
+    for (id, attempts, due) in [(&first.id, 4, T0 + 3), (&waiting.id, 0, probe_at)] {
         let delivery = store.get_delivery(id).await.unwrap().unwrap();
         assert_eq!(delivery.status, DeliveryStatus::Pending);
-        assert_eq!(delivery.next_attempt_at, Some(probe_at));
+        assert_eq!(delivery.next_attempt_at, Some(due));
         assert_eq!(delivery.lease_owner, None);
         assert_eq!(delivery.attempt_count, attempts);
         assert_eq!(store.attempts_of(id).await.unwrap().len(), attempts as usize);
     }
-    assert!(store.claim_deliveries("node-b", probe_at - 1, probe_at + LEASE, 10).await.unwrap().is_empty());
+
+    // While it is open, claims pass over its backlog, even what is due, and wake for nothing.
+    assert!(claim_ids(store, "node-b", T0 + 10).await.is_empty());
+    assert!(claim_ids(store, "node-b", probe_at - 1).await.is_empty());
+    assert_eq!(store.next_due_at(T0 + 10).await.unwrap(), None);
+    assert_eq!(claim_ids(store, "node-b", probe_at).await, [first.id.clone(), waiting.id.clone()]);
 }
 
 pub async fn one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides(db: TestDb) {
@@ -153,6 +174,7 @@ pub async fn one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides(db: T
     let probe_at = T0 + 10 + COOLDOWN;
 
     // Both nodes ask at the probe time: the first takes the probe, the other waits.
+    assert_eq!(claim_ids(store, "node-a", probe_at).await.len(), 2, "the cool-down is over");
     let on_a = admit(store, &dst, std::slice::from_ref(&a.id), probe_at).await;
     assert_eq!(on_a, Admission { admitted: 1, probe: true, deferred: vec![] });
     assert_eq!(state(store, &dst).await, CircuitState::HalfOpen);
@@ -162,7 +184,7 @@ pub async fn one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides(db: T
     assert_eq!(store.next_unblock_at(probe_at).await.unwrap(), Some(probe_at + 5_000), "the probe's lease");
 
     // The probe fails: open again for twice the cool-down.
-    try_once(store, "node-a", &a.id, AttemptOutcome::Retryable, probe_at + 20).await;
+    record_and_release(store, "node-a", &a.id, AttemptOutcome::Retryable, probe_at + 20).await;
     let flow = store.destination_flow(&dst.id).await.unwrap().unwrap();
     assert_eq!(flow.circuit.state, CircuitState::Open);
     assert_eq!(flow.circuit.cooldown_ms, 2 * COOLDOWN as u64);
@@ -171,9 +193,10 @@ pub async fn one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides(db: T
 
     // The next probe (from the other node) succeeds: closed, everything flows.
     let next_probe = probe_at + 20 + 2 * COOLDOWN;
-    assert_eq!(admit(store, &dst, std::slice::from_ref(&b.id), next_probe - 1).await.admitted, 0);
+    assert!(claim_ids(store, "node-b", next_probe - 1).await.is_empty(), "still open");
+    assert_eq!(claim_ids(store, "node-b", next_probe).await.len(), 2);
     assert!(admit(store, &dst, std::slice::from_ref(&b.id), next_probe).await.probe);
-    try_once(store, "node-b", &b.id, AttemptOutcome::Succeeded, next_probe + 5).await;
+    record_and_release(store, "node-b", &b.id, AttemptOutcome::Succeeded, next_probe + 5).await;
     let flow = store.destination_flow(&dst.id).await.unwrap().unwrap();
     assert_eq!(flow.circuit.state, CircuitState::Closed);
     assert_eq!((flow.circuit.opened_at, flow.circuit.reason), (None, None));
