@@ -102,6 +102,9 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized(_)) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -116,6 +119,10 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::InvalidReference { field, message } => {
                 Self::Validation(ValidationError::single(field, message))
+            }
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = %source, "the database is unavailable; answering 503");
+                Self::Unavailable("the database is busy or unreachable; try again shortly".into())
             }
             StoreError::Backend(source) => Self::Internal(source),
         }

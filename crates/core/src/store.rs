@@ -35,7 +35,12 @@ pub enum StoreError {
     /// A referenced row does not exist (e.g. a subscription's destination).
     #[error("{field}: {message}")]
     InvalidReference { field: &'static str, message: String },
-    /// The database failed or is unreachable.
+    /// The database could not serve the call for now: no connection came in time, a statement
+    /// ran past its timeout, the connection was lost, or the database stayed busy. The same
+    /// call may succeed when tried again.
+    #[error("the database is unavailable for now: {0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The database failed, or answered something this code cannot use.
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -42,8 +42,12 @@ impl From<BackendError> for StoreError {
 }
 
 /// Maps a driver error: unique violations are conflicts, foreign-key violations are invalid
-/// references, everything else is a backend failure with its source kept.
+/// references, what passes with time (`unavailable`) is unavailability, everything else is a
+/// backend failure with its source kept.
 pub fn map_err(error: sqlx::Error) -> StoreError {
+    if unavailable(&error) {
+        return StoreError::Unavailable(Box::new(error));
+    }
     if let sqlx::Error::Database(db) = &error {
         if db.is_unique_violation() {
             return StoreError::Conflict(format!(
@@ -61,6 +65,36 @@ pub fn map_err(error: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(error))
 }
 
+/// Whether `error` says the database cannot serve now rather than that the call is wrong: no
+/// pooled connection in time, a lost connection, or the database's own word for it.
+fn unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else { return false };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.parse::<i32>().is_ok_and(sqlite_busy)
+            } else {
+                postgres_unavailable(&code)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`, extended codes included: the busy timeout ran out.
+fn sqlite_busy(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
+}
+
+/// SQLSTATEs that pass with time: connection exceptions (class 08), too many connections, a
+/// statement cancelled (the statement timeout), a lock timeout, and the server shutting down
+/// or starting.
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || matches!(sqlstate, "53300" | "57014" | "55P03" | "57P01" | "57P02" | "57P03")
+}
+
 /// [`map_err`] for the statements SQLite's group writer runs on the connection's handle.
 pub fn map_direct_err(error: rusqlite::Error) -> StoreError {
     use rusqlite::ffi;
@@ -76,8 +110,10 @@ pub fn map_direct_err(error: rusqlite::Error) -> StoreError {
                     message: format!("a referenced row does not exist or is still referenced ({detail})"),
                 };
             }
-            _ => {}
+            code if sqlite_busy(code) => {}
+            _ => return StoreError::Backend(Box::new(error)),
         }
+        return StoreError::Unavailable(Box::new(error));
     }
     StoreError::Backend(Box::new(error))
 }
@@ -100,4 +136,28 @@ pub fn out_of_range(field: &'static str) -> StoreError {
 
 pub fn sealed(column: &'static str) -> impl FnOnce(SealError) -> StoreError {
     move |source| BackendError::Sealed { column, source }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_that_ran_out_are_unavailability() {
+        assert!(matches!(map_err(sqlx::Error::PoolTimedOut), StoreError::Unavailable(_)));
+        let lost = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(matches!(map_err(sqlx::Error::Io(lost)), StoreError::Unavailable(_)));
+        assert!(matches!(map_err(sqlx::Error::RowNotFound), StoreError::Backend(_)));
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(matches!(map_direct_err(busy), StoreError::Unavailable(_)));
+        // SQLITE_BUSY_SNAPSHOT (5 | 2 << 8) is busy too; SQLITE_IOERR_READ (10 | 1 << 8) is not.
+        assert!(sqlite_busy(517) && sqlite_busy(6) && !sqlite_busy(266));
+        for sqlstate in ["57014", "08006", "53300", "55P03", "57P01"] {
+            assert!(postgres_unavailable(sqlstate), "{sqlstate}");
+        }
+        for sqlstate in ["23505", "42P01", "40001"] {
+            assert!(!postgres_unavailable(sqlstate), "{sqlstate}");
+        }
+    }
 }

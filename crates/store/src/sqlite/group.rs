@@ -40,8 +40,9 @@ const MAX_WEIGHT: usize = 5_000;
 
 /// Answers a job's caller once the fate of the transaction is known.
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A job's writes, answering `None` when they failed and the caller was answered already.
-type Work = Box<dyn FnOnce(&rusqlite::Connection, &Shared) -> Option<Finish> + Send>;
+/// A job's writes, answering `None` when they failed and the caller was answered already;
+/// given the error instead of a connection when its group could not run, which it answers.
+type Work = Box<dyn FnOnce(Result<(&rusqlite::Connection, &Shared), StoreError>) -> Option<Finish> + Send>;
 
 /// What the jobs of one group read once for all of them. The transaction holds the write
 /// lock throughout and no job writes what is here, so a value read by one job holds for the
@@ -113,7 +114,10 @@ impl GroupWriter {
         F: FnOnce(&rusqlite::Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
-        let work: Work = Box::new(move |conn, shared| finish_with(work(conn, shared), answer));
+        let work: Work = Box::new(move |ready| match ready {
+            Ok((conn, shared)) => finish_with(work(conn, shared), answer),
+            Err(error) => finish_with(Err(error), answer),
+        });
         self.queue.send(Job { work, weight, routes }).await.map_err(|_| not_run())?;
         answered.await.map_err(|_| not_run())?
     }
@@ -137,7 +141,9 @@ fn finish_with<T: Send + 'static>(
 }
 
 fn not_run() -> StoreError {
-    StoreError::Backend("the write was not run: its group transaction failed to start (see the log)".into())
+    StoreError::Backend(
+        "the write was not run: the group writer stopped, or the write panicked (see the log)".into(),
+    )
 }
 
 async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
@@ -161,20 +167,17 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
 async fn commit_group(writer: &SqlitePool, group: Vec<Job>) {
     let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(error) => return fail_all(group, &error.to_string()),
+        Err(error) => return fail_all(group, &map_err(error)),
     };
     let mut shared = Shared::default();
     let routes = group.iter().any(|job| job.routes);
     if let Err(error) = shared.read_subscriptions(&mut tx, routes).await {
-        return fail_all(group, &error.to_string());
+        return fail_all(group, &error);
     }
     let mut finishes = Vec::with_capacity(group.len());
     let ran = match tx.lock_handle().await {
         Ok(mut handle) => run_jobs(&mut handle, group, &shared, &mut finishes),
-        Err(error) => {
-            fail_all(group, &error.to_string());
-            return;
-        }
+        Err(error) => return fail_all(group, &map_err(error)),
     };
     if let Err(message) = ran {
         // The transaction is in an unknown state: give it up (dropping it rolls it back) with
@@ -186,9 +189,9 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>) {
         return;
     }
     // COMMIT releases the open savepoint with the transaction.
-    let committed = tx.commit().await.map_err(|e| e.to_string());
+    let committed = tx.commit().await.map_err(map_err);
     for finish in finishes {
-        finish(committed.clone().map_err(|message| StoreError::Backend(message.into())));
+        finish(committed.as_ref().map(|_| ()).map_err(like));
     }
 }
 
@@ -211,7 +214,7 @@ fn run_jobs(
         // A job that panics is a failed job (its caller is answered as not run): the group,
         // and the writer that later groups need, go on.
         let work = job.work;
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn, shared)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(Ok((&conn, shared)))));
         let kept = match ran.unwrap_or(None) {
             Some(finish) => {
                 finishes.push(finish);
@@ -229,17 +232,21 @@ fn run_cached(conn: &rusqlite::Connection, statement: &str) -> rusqlite::Result<
     conn.prepare_cached(statement)?.raw_execute().map(drop)
 }
 
-fn fail_all(group: Vec<Job>, message: &str) {
+/// Answers every job of a group that could not run with `error`: unavailability when the
+/// database was busy or unreachable, so callers may try again.
+fn fail_all(group: Vec<Job>, error: &StoreError) {
+    tracing::error!(%error, jobs = group.len(), "a group write could not run");
     for job in group {
-        fail(job, message);
+        (job.work)(Err(like(error)));
     }
 }
 
-/// Drops a job that never ran: its caller's answer channel closes, which the caller reports
-/// as [`not_run`]; the cause goes to the log.
-fn fail(job: Job, message: &str) {
-    tracing::error!(error = message, "a group write could not run");
-    drop(job);
+/// An error of the same kind and message as `error`, for each of the callers it concerns.
+fn like(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
+        other => StoreError::Backend(other.to_string().into()),
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use switchyard_core::delivery::{Attempt, AttemptOutcome, NextStep};
 use switchyard_core::event::EventId;
-use switchyard_core::store::{Store, WorkSignal};
+use switchyard_core::store::{Store, StoreError, WorkSignal};
 use tokio::sync::mpsc;
 
 use crate::support::{T0, TestDb, destination, event, subscription};
@@ -127,4 +128,26 @@ async fn two_nodes_pruning_at_once_both_succeed_and_remove_everything() {
     // Every delivery (each with its attempt) and every event, each deleted once.
     assert_eq!(one.unwrap() + other.unwrap(), 2 * EVENTS as u64);
     assert_eq!(db.store.prune(before, 100).await.unwrap(), 0);
+}
+
+/// A statement the server cancels at `statement_timeout` (here, one waiting on a lock) is the
+/// database being unavailable for now, which the API answers with 503, not a failure of the
+/// call.
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_unavailability() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let impatient = db.reopen_with(|options| options.statement_timeout_ms = Some(200)).await;
+    let dst = destination("d");
+    db.store.create_destination(&dst).await.unwrap();
+
+    let mut side = db.postgres_side_connection().await;
+    let mut locked = side.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE destinations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locked)
+        .await
+        .expect("lock");
+    let waited = impatient.store().get_destination(&dst.id).await;
+    assert!(matches!(waited, Err(StoreError::Unavailable(_))), "{waited:?}");
+    locked.rollback().await.expect("rollback");
+    assert!(impatient.store().get_destination(&dst.id).await.unwrap().is_some(), "it passes with the lock");
 }

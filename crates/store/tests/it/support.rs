@@ -116,6 +116,23 @@ impl TestDb {
         }
     }
 
+    /// Another connection to the same database, its options adjusted by `adjust`.
+    pub async fn reopen_with(&self, adjust: impl FnOnce(&mut DatabaseOptions)) -> Database {
+        let url = match &self.backend {
+            Backend::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Backend::Postgres { url, .. } => url.clone(),
+        };
+        let mut options = options(&url, &self.keys);
+        adjust(&mut options);
+        connect(&options).await.expect("connect to the test database")
+    }
+
+    /// A side connection of PostgreSQL's, in the test's schema.
+    pub async fn postgres_side_connection(&self) -> sqlx::PgConnection {
+        let Backend::Postgres { url, .. } = &self.backend else { panic!("a PostgreSQL database") };
+        sqlx::PgConnection::connect(url).await.expect("a side connection")
+    }
+
     /// The text of the first column of every row `sql` answers, read outside the store: what
     /// the database file holds.
     pub async fn read_outside(&self, sql: &'static str) -> Vec<String> {
@@ -252,13 +269,16 @@ async fn connect_sqlite(path: &std::path::Path, keys: &MasterKeys) -> Database {
 }
 
 async fn connect_url(url: &str, keys: &MasterKeys) -> Database {
-    let options = DatabaseOptions {
+    connect(&options(url, keys)).await.expect("connect to the test database")
+}
+
+fn options(url: &str, keys: &MasterKeys) -> DatabaseOptions {
+    DatabaseOptions {
         url: url.to_owned(),
         max_connections: 4,
         master_keys: keys.clone(),
         ..DatabaseOptions::default()
-    };
-    connect(&options).await.expect("connect to the test database")
+    }
 }
 
 pub fn event(id: &str, event_type: &str) -> NewEvent {

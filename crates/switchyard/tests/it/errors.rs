@@ -210,3 +210,26 @@ async fn the_request_id_is_echoed_or_generated() {
     let generated = app.get("/v1/events").await;
     assert_eq!(generated.body["metadata"]["request_id"].as_str().map(str::len), Some(36));
 }
+
+/// A database that stays locked past its busy timeout (5 s) is unavailable for now: 503 in the
+/// envelope with `Retry-After`, and nothing stored, for a write of its own transaction and for
+/// one that goes through the group writer (a published event).
+#[tokio::test]
+async fn a_database_locked_too_long_answers_unavailable_and_stores_nothing() {
+    let app = spawn_app().await;
+    let pool = app.database().await;
+    let mut side = pool.acquire().await.expect("a side connection");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *side).await.expect("the write lock");
+    let destination = json!({"name": "sink", "kind": "http", "config": {"url": "http://127.0.0.1:9/"}});
+    let (created, published) = tokio::join!(
+        app.post("/v1/destinations", destination),
+        app.publish(json!({"event_type": "order.created", "payload": {}})),
+    );
+    for answer in [&created, &published] {
+        answer.assert_error(503, "unavailable");
+        assert_eq!(answer.header("retry-after"), Some("1"));
+    }
+    sqlx::query("ROLLBACK").execute(&mut *side).await.expect("release the lock");
+    assert_eq!(app.count("/v1/destinations").await, 0);
+    assert_eq!(app.count("/v1/events").await, 0);
+}
