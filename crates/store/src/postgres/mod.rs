@@ -9,6 +9,17 @@
 //! destination) send a `NOTIFY` in their transaction; every node `LISTEN`s on a connection of
 //! its own and wakes its engine ([`PgStore::watch_work`]).
 
+/// The name of the channel of "work may be due" notifications, in the schema of the
+/// connection: `switchyard_work.` and the MD5 of the schema's name, so deployments in
+/// different schemas of one database do not wake each other, and a schema name of any length
+/// (up to PostgreSQL's 63 bytes) gives a channel name within that limit. Declared before the
+/// modules, for `watch` to use.
+macro_rules! work_channel {
+    () => {
+        "'switchyard_work.' || md5(current_schema())"
+    };
+}
+
 mod api_keys;
 mod audit;
 mod backend;
@@ -40,10 +51,6 @@ use crate::seal::{MasterKeys, Sealer};
 use crate::{PoolOptions, migrations};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// The channel of "work may be due" notifications, followed by the schema's name: deployments
-/// in different schemas of one database do not wake each other.
-const WORK_CHANNEL: &str = "switchyard_work.";
 
 /// The PostgreSQL implementation of every store trait. Cheap to clone: clones share the pool.
 #[derive(Debug, Clone)]
@@ -128,8 +135,7 @@ impl PgStore {
 /// Tells every node's listener that work may be due, when `tx` commits (nothing when it
 /// rolls back).
 async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1 || current_schema(), '')")
-        .bind(WORK_CHANNEL)
+    sqlx::query(concat!("SELECT pg_notify(", work_channel!(), ", '')"))
         .execute(conn)
         .await
         .map_err(map_err)?;
@@ -167,12 +173,12 @@ mod tests {
             max_connections: 2,
             min_connections: 1,
             acquire_timeout_ms: 5_000,
-            statement_timeout_ms: Some(100),
+            statement_timeout_ms: Some(500),
         };
         let store = PgStore::connect(&url, &pool, &MasterKeys::generated()).await.expect("connect");
         let quick: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&store.pool).await.expect("a quick one");
         assert_eq!(quick, 1);
-        let slow = sqlx::query("SELECT pg_sleep(1)").execute(&store.pool).await.expect_err("cancelled");
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(&store.pool).await.expect_err("cancelled");
         let code = slow.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
         assert_eq!(code.as_deref(), Some("57014"), "{slow}");
         assert!(store.pool.size() >= 1, "min_connections are kept open");

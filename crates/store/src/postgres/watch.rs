@@ -1,5 +1,5 @@
 //! Wake-ups across nodes: a `LISTEN` on a connection of its own, forwarding each notification
-//! of the schema's [`super::WORK_CHANNEL`] to the engine. The engine's poll stays the safety net for a
+//! of the schema's channel (`work_channel!`) to the engine. The engine's poll stays the safety net for a
 //! notification lost while the connection was down.
 
 use std::time::Duration;
@@ -30,10 +30,10 @@ impl WorkWatch for Watch {}
 pub async fn start(options: PgConnectOptions, signal: WorkSignal) -> StoreResult<Watch> {
     // A pool of one, so the listener reconnects through it without taking from the main pool.
     let pool = PgPoolOptions::new().max_connections(1).connect_with(options).await.map_err(map_err)?;
-    let schema: String =
-        sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(map_err)?;
+    let channel: String =
+        sqlx::query_scalar(concat!("SELECT ", work_channel!())).fetch_one(&pool).await.map_err(map_err)?;
     let mut listener = PgListener::connect_with(&pool).await.map_err(map_err)?;
-    listener.listen(&format!("{}{schema}", super::WORK_CHANNEL)).await.map_err(map_err)?;
+    listener.listen(&channel).await.map_err(map_err)?;
     let task = tokio::spawn(async move {
         loop {
             match listener.try_recv().await {

@@ -51,6 +51,23 @@ async fn work_made_due_on_one_node_wakes_the_others() {
     assert!(signalled(&mut woken).await, "leases handed back wake the other node");
 }
 
+/// PostgreSQL's longest identifier (63 bytes) as the schema: the channel name stays within
+/// the limit, and notifications still arrive.
+#[tokio::test]
+async fn a_schema_with_the_longest_name_still_wakes_other_nodes() {
+    let schema = format!("sy_{:016x}_{}", rand::random::<u64>(), "s".repeat(43));
+    assert_eq!(schema.len(), 63);
+    let Some(db) = TestDb::postgres_in_schema(schema).await else { return };
+    let other_node = db.reopen(&db.keys).await;
+    let (_watch, mut woken) = watch(&other_node).await;
+    let dst = destination("d");
+    db.store.create_destination(&dst).await.unwrap();
+    db.store.create_subscription(&subscription(&dst.id, &["a.*"])).await.unwrap();
+    while woken.try_recv().is_ok() {}
+    db.store.ingest(vec![event("e1", "a.b")], T0).await.unwrap();
+    assert!(signalled(&mut woken).await, "an ingest that routes wakes the other node");
+}
+
 #[tokio::test]
 async fn a_watch_stops_when_dropped() {
     let Some(db) = TestDb::postgres().await else { return };
@@ -136,7 +153,7 @@ async fn two_nodes_pruning_at_once_both_succeed_and_remove_everything() {
 #[tokio::test]
 async fn a_statement_past_its_timeout_is_unavailability() {
     let Some(db) = TestDb::postgres().await else { return };
-    let impatient = db.reopen_with(|options| options.statement_timeout_ms = Some(200)).await;
+    let impatient = db.reopen_with(|options| options.statement_timeout_ms = Some(1_000)).await;
     let dst = destination("d");
     db.store.create_destination(&dst).await.unwrap();
 

@@ -75,6 +75,11 @@ impl TestDb {
     /// A migrated, empty schema of its own in the test database; `None` (with a loud message)
     /// when PostgreSQL is unreachable, which fails the test under `CI=true` instead.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_in_schema(format!("sy_{:016x}", rand::random::<u64>())).await
+    }
+
+    /// [`TestDb::postgres`] in a schema named `schema`, which must not exist yet.
+    pub async fn postgres_in_schema(schema: String) -> Option<Self> {
         let base_url = postgres_url();
         let mut admin = match sqlx::PgConnection::connect(&base_url).await {
             Ok(conn) => conn,
@@ -89,7 +94,6 @@ impl TestDb {
                 return None;
             }
         };
-        let schema = format!("sy_{:016x}", rand::random::<u64>());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&mut admin)
             .await
