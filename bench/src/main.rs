@@ -28,6 +28,9 @@ struct Cli {
     /// Pending deliveries of the backlog scenario.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
+    /// e2e and fanout: deliveries waiting behind a paused destination throughout the run.
+    #[arg(long, default_value_t = 0)]
+    held: u64,
     /// Worker threads of the bare server and of the sink.
     #[arg(long, default_value_t = 2)]
     server_threads: usize,
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             connections: cli.connections,
             duration: Duration::from_secs_f64(cli.seconds),
             backlog: cli.backlog,
+            held: cli.held,
             server_threads: cli.server_threads,
             delivery_timeout: Duration::from_secs(cli.delivery_timeout),
             backend: cli.postgres.map_or(node::Backend::Sqlite, node::Backend::Postgres),

@@ -143,6 +143,11 @@ impl Node {
 
     /// A destination at `url` and a subscription of it to every event; answers the destination id.
     pub async fn subscribe(&self, name: &str, url: &str) -> anyhow::Result<String> {
+        self.subscribe_to(name, url, "#").await
+    }
+
+    /// [`Node::subscribe`] to the events that `pattern` matches.
+    pub async fn subscribe_to(&self, name: &str, url: &str, pattern: &str) -> anyhow::Result<String> {
         let destination = self
             .call(
                 Method::POST,
@@ -154,7 +159,7 @@ impl Node {
         self.call(
             Method::POST,
             "/v1/subscriptions",
-            json!({"name": name, "destination_id": id, "event_types": ["#"]}),
+            json!({"name": name, "destination_id": id, "event_types": [pattern]}),
         )
         .await?;
         Ok(id)

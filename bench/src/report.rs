@@ -21,6 +21,8 @@ pub struct Report {
     pub peak_rss: u64,
     pub delivered: Option<Delivered>,
     pub drain: Option<Drain>,
+    /// Deliveries held behind a paused destination during the run.
+    pub held: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +83,7 @@ impl Report {
             peak_rss,
             delivered: None,
             drain: None,
+            held: 0,
         }
     }
 
@@ -129,7 +132,11 @@ fn latencies(f: &mut fmt::Formatter<'_>, label: &str, r: &LoadResult) -> fmt::Re
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} ({} connections)", self.scenario.name(), self.connections)?;
+        write!(f, "{} ({} connections", self.scenario.name(), self.connections)?;
+        if self.held > 0 {
+            write!(f, ", {} deliveries held behind a paused destination", self.held)?;
+        }
+        writeln!(f, ")")?;
         latencies(f, "bare server", &self.ceiling)?;
         let label = if self.scenario == Scenario::Backlog { "switchyard (seeding)" } else { "switchyard" };
         latencies(f, label, &self.measured)?;

@@ -52,6 +52,9 @@ pub struct Options {
     pub duration: Duration,
     /// Pending deliveries of the `backlog` scenario.
     pub backlog: u64,
+    /// `e2e` and `fanout`: deliveries waiting behind a paused destination throughout, which
+    /// every claim of the run has to pass over.
+    pub held: u64,
     /// Worker threads of the bare server and of the sink.
     pub server_threads: usize,
     /// How long to wait for the sink to have every delivery before giving up.
@@ -68,6 +71,7 @@ impl Options {
             connections: 4,
             duration: Duration::from_millis(700),
             backlog: 2_000,
+            held: 500,
             server_threads: 1,
             delivery_timeout: Duration::from_secs(60),
             backend: Backend::Sqlite,
@@ -81,10 +85,18 @@ pub const BATCH: u64 = 100;
 const SEED_BATCH: u64 = 1_000;
 /// Subscriptions of `fanout`.
 const FANOUT: u64 = 10;
+/// The number of the first event of a held backlog.
+const HELD_FIRST_EVENT: u64 = 1 << 40;
+/// The event type of a held backlog, which only the paused destination takes.
+const HELD_EVENT_TYPE: &str = "bench.held";
 
 fn event(n: u64) -> String {
+    event_of("bench.item", n)
+}
+
+fn event_of(event_type: &str, n: u64) -> String {
     format!(
-        r#"{{"event_id":"e-{n}","event_type":"bench.item","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"}}}}"#,
+        r#"{{"event_id":"e-{n}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"}}}}"#,
         n % 977
     )
 }
@@ -94,8 +106,18 @@ fn single(n: u64) -> Bytes {
 }
 
 fn batch(size: u64) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
+    batch_from("bench.item", 0, size)
+}
+
+/// [`batch`] of events of `event_type` numbered from `first` on.
+fn batch_from(
+    event_type: &'static str,
+    first: u64,
+    size: u64,
+) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
     move |n| {
-        let events: Vec<String> = (n * size..(n + 1) * size).map(event).collect();
+        let numbers = first + n * size..first + (n + 1) * size;
+        let events: Vec<String> = numbers.map(|n| event_of(event_type, n)).collect();
         Bytes::from(format!(r#"{{"events":[{}]}}"#, events.join(",")))
     }
 }
@@ -143,6 +165,9 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     let ceiling = bare(options, "/v1/events", single).await?;
     let sink = servers::start_sink(options.server_threads)?;
     let node = Node::start(&options.binary, &options.backend).await?;
+    if options.held > 0 {
+        hold(&node, &sink, options.held).await?;
+    }
     for i in 0..subscriptions {
         node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr)).await?;
     }
@@ -157,7 +182,27 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     let memory = node.memory()?;
     let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak);
     report.delivered = Some(Delivered::new(expected, sink.counts.unique(), finished - started));
+    report.held = options.held;
     Ok(report)
+}
+
+/// Seeds at least `held` deliveries behind a paused destination of their own, of an event type
+/// that only it takes.
+async fn hold(node: &Node, sink: &Sink, held: u64) -> anyhow::Result<()> {
+    let url = format!("http://{}/held", sink.server.addr);
+    let destination = node.subscribe_to("held", &url, HELD_EVENT_TYPE).await?;
+    node.call(Method::POST, &format!("/v1/destinations/{destination}/pause"), serde_json::Value::Null)
+        .await?;
+    let seed_batch = SEED_BATCH.min(held);
+    let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
+    // Numbered past anything the run sends, so no seeded event repeats one of the run's.
+    let seed = batch_from(HELD_EVENT_TYPE, HELD_FIRST_EVENT, seed_batch);
+    let seeded =
+        load::run(&target, 4, Until::Requests(held.div_ceil(seed_batch)), 0, "holding", seed).await?;
+    if seeded.errors > 0 {
+        bail!("{} requests seeding the held backlog failed", seeded.errors);
+    }
+    Ok(())
 }
 
 async fn wait_for_sink(sink: &Sink, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
