@@ -212,19 +212,13 @@ pub async fn claims_go_around_a_held_backlog_in_due_order(db: TestDb) {
     let (on_a, on_b) = (of(&a), of(&b));
     let taken = store.claim_deliveries("n", T0 + 10, T0 + LEASE, 10).await.unwrap();
     assert_eq!(taken.len(), 6, "the paused backlog is passed over");
-    for (i, id) in on_b.iter().enumerate() {
-        let retry = NextStep::RetryAt(T0 + 20 + 2 * i as Millis);
-        store
-            .record_attempt("n", &attempt(id, AttemptOutcome::Retryable, T0 + 11), retry, T0 + 11)
-            .await
-            .unwrap();
-    }
-    for (i, id) in on_a.iter().enumerate() {
-        let retry = NextStep::RetryAt(T0 + 21 + 2 * i as Millis);
-        store
-            .record_attempt("n", &attempt(id, AttemptOutcome::Retryable, T0 + 11), retry, T0 + 11)
-            .await
-            .unwrap();
+    // b's retries fall due at +20, +22, +24; a's at +21, +23, +25.
+    for (first_retry, ids) in [(T0 + 20, &on_b), (T0 + 21, &on_a)] {
+        for (i, id) in ids.iter().enumerate() {
+            let retry = NextStep::RetryAt(first_retry + 2 * i as Millis);
+            let failed = attempt(id, AttemptOutcome::Retryable, T0 + 11);
+            store.record_attempt("n", &failed, retry, T0 + 11).await.unwrap();
+        }
     }
     assert_eq!(store.next_due_at(T0 + 15).await.unwrap(), Some(T0 + 20), "the paused rows do not count");
 

@@ -28,20 +28,26 @@ async fn signalled(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
     tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.is_ok()
 }
 
-#[tokio::test]
-async fn work_made_due_on_one_node_wakes_the_others() {
-    let Some(db) = TestDb::postgres().await else { return };
+/// Another node watching `db`, told of an ingest that routes; answers its watch.
+async fn ingest_wakes_another_node(
+    db: &TestDb,
+) -> (Box<dyn switchyard_core::store::WorkWatch>, mpsc::UnboundedReceiver<()>) {
     let other_node = db.reopen(&db.keys).await;
-    let (_watch, mut woken) = watch(&other_node).await;
-
+    let (watch, mut woken) = watch(&other_node).await;
     let dst = destination("d");
     db.store.create_destination(&dst).await.unwrap();
     db.store.create_subscription(&subscription(&dst.id, &["a.*"])).await.unwrap();
     // Resuming (updating an enabled destination) tells; drain that one.
     while woken.try_recv().is_ok() {}
-
     db.store.ingest(vec![event("e1", "a.b")], T0).await.unwrap();
     assert!(signalled(&mut woken).await, "an ingest that routes wakes the other node");
+    (watch, woken)
+}
+
+#[tokio::test]
+async fn work_made_due_on_one_node_wakes_the_others() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let (_watch, mut woken) = ingest_wakes_another_node(&db).await;
 
     // Leases a stopping node hands back wake the others, which take them at once.
     let claimed = db.store.claim_deliveries("n1", T0, T0 + 1_000, 10).await.unwrap();
@@ -58,14 +64,7 @@ async fn a_schema_with_the_longest_name_still_wakes_other_nodes() {
     let schema = format!("sy_{:016x}_{}", rand::random::<u64>(), "s".repeat(43));
     assert_eq!(schema.len(), 63);
     let Some(db) = TestDb::postgres_in_schema(schema).await else { return };
-    let other_node = db.reopen(&db.keys).await;
-    let (_watch, mut woken) = watch(&other_node).await;
-    let dst = destination("d");
-    db.store.create_destination(&dst).await.unwrap();
-    db.store.create_subscription(&subscription(&dst.id, &["a.*"])).await.unwrap();
-    while woken.try_recv().is_ok() {}
-    db.store.ingest(vec![event("e1", "a.b")], T0).await.unwrap();
-    assert!(signalled(&mut woken).await, "an ingest that routes wakes the other node");
+    ingest_wakes_another_node(&db).await;
 }
 
 #[tokio::test]
