@@ -49,6 +49,8 @@ pub struct ApiSettings {
     pub jwt: Option<jwt::JwtSettings>,
     /// Token buckets per principal, sized by role.
     pub rate_limit: rate_limit::RateLimitSettings,
+    /// `/metrics` needs a bearer token (any role) rather than being open.
+    pub metrics_require_key: bool,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +62,7 @@ impl Default for ApiSettings {
             url_policy: UrlPolicy::default(),
             jwt: None,
             rate_limit: rate_limit::RateLimitSettings::default(),
+            metrics_require_key: false,
         }
     }
 }
@@ -135,10 +138,18 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(from_fn_with_state(audit::AuditRecorder::new(state.clone()), audit::record))
         .route_layer(from_fn_with_state(limiter, rate_limit::enforce))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    let (public, _) = openapi::public_routes().split_for_parts();
+    let (health, _) = openapi::health_routes().split_for_parts();
+    let (metrics, _) = openapi::metrics_routes().split_for_parts();
+    // Outside the API's rate limit either way, so a scraper is never throttled.
+    let metrics = if state.settings().metrics_require_key {
+        metrics.route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+    } else {
+        metrics
+    };
     Router::new()
         .merge(v1)
-        .merge(public)
+        .merge(health)
+        .merge(metrics)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

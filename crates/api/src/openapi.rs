@@ -50,8 +50,12 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(status::router())
 }
 
-pub(crate) fn public_routes() -> OpenApiRouter<ApiState> {
-    health::router().merge(metrics::router())
+pub(crate) fn health_routes() -> OpenApiRouter<ApiState> {
+    health::router()
+}
+
+pub(crate) fn metrics_routes() -> OpenApiRouter<ApiState> {
+    metrics::router()
 }
 
 /// The API's OpenAPI document.
@@ -59,7 +63,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(v1_routes().into_openapi());
-    doc.merge(public_routes().into_openapi());
+    doc.merge(health_routes().into_openapi());
+    doc.merge(metrics_routes().into_openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "api_key",

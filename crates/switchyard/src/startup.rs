@@ -250,6 +250,7 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         url_policy: UrlPolicy::from_setting(config.security.allow_private_destinations),
         jwt,
         rate_limit,
+        metrics_require_key: config.auth.metrics_require_key,
     })
 }
 

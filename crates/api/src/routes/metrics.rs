@@ -1,5 +1,5 @@
-//! `GET /metrics`: this node's Prometheus metrics, unauthenticated like the health probes and
-//! outside the API's rate limit. The gauges that describe the store (backlog, dead letters,
+//! `GET /metrics`: this node's Prometheus metrics, outside the API's rate limit and, unless
+//! `auth.metrics_require_key` asks for a bearer token, unauthenticated like the health probes. The gauges that describe the store (backlog, dead letters,
 //! circuits, connection pools) are read when scraped, so they are exact at that moment.
 
 use axum::extract::State;
@@ -27,8 +27,14 @@ pub fn router() -> OpenApiRouter<ApiState> {
 /// `switchyard_deliveries_dead`, `switchyard_circuit_state` (`destination`, `state`: 1 for the
 /// current one; a deleted destination's gauges all read 0), `switchyard_db_pool_connections` (`pool`, `state`) and
 /// `switchyard_db_pool_max_connections`.
+///
+/// Open unless `auth.metrics_require_key` is set; then any API key or JWT (any role) reads it.
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "`auth.metrics_require_key` is set and no valid bearer token was sent"),
+    ))]
 async fn metrics(State(state): State<ApiState>) -> Response {
     let metrics = state.control().metrics();
     match survey(&state).await {

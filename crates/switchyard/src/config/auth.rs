@@ -12,6 +12,9 @@ use switchyard_core::api_key::Role;
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub jwt: JwtConfig,
+    /// `GET /metrics` needs a bearer token (an API key or a JWT, any role) instead of being
+    /// open like the health probes.
+    pub metrics_require_key: bool,
 }
 
 /// `[auth.jwt]`: JWT bearer tokens, off unless one key source is set.

@@ -181,6 +181,37 @@ async fn metrics_are_served_without_credentials_and_outside_the_rate_limit() {
     }
 }
 
+/// `auth.metrics_require_key`: a scrape without a bearer token is refused in the envelope; any
+/// role's key reads the metrics, still outside the API's rate limit.
+#[tokio::test]
+async fn metrics_can_be_put_behind_a_key() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.auth.metrics_require_key = true;
+        config.rate_limit.per_second = 1;
+        config.rate_limit.burst = 1;
+    })
+    .await;
+    let scrape_as = |token: Option<&str>| {
+        let request = app.client.get(app.url("/metrics"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    for token in [None, Some("sy_not-a-key")] {
+        let refused = crate::helpers::Answer::read(scrape_as(token).send().await.unwrap()).await;
+        refused.assert_error(401, "unauthorized");
+    }
+    let viewer = app.issue_key("viewer").await;
+    for _ in 0..3 {
+        let response = scrape_as(Some(&viewer)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("switchyard_http_requests_total"));
+    }
+    let health = app.client.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "the probes stay open");
+}
+
 #[tokio::test]
 async fn a_deleted_destination_leaves_no_gauge_set() {
     let app = spawn_app().await;
