@@ -18,6 +18,9 @@ use crate::error::ApiError;
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const RETENTION_MS: i64 = 24 * 3_600_000;
+/// How long a claim without a response holds its key: far longer than any request of this API
+/// runs, so a claim this old was left by a node that died mid-request.
+const ABANDONED_AFTER_MS: i64 = 10 * 60_000;
 const MAX_KEY_LEN: usize = 255;
 
 pub async fn enforce(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -46,7 +49,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
     let now = now_millis();
     let claim = state
         .store()
-        .claim_idempotency_key(&scope, &key, &request_hash, now, now - RETENTION_MS)
+        .claim_idempotency_key(&scope, &key, &request_hash, now, now - RETENTION_MS, now - ABANDONED_AFTER_MS)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     match claim {

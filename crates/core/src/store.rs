@@ -157,8 +157,9 @@ pub enum IdempotencyClaim {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` in `scope`. Records created before `stale_before` are forgotten first, so
-    /// a key outlives neither its retention nor a crash of the request that claimed it.
+    /// Claims `key` in `scope`. Records created before `stale_before` are forgotten first, and
+    /// claims still without a response created before `abandoned_before` (their request was
+    /// cut off by a crash), so a key outlives neither its retention nor a crash for long.
     async fn claim_idempotency_key(
         &self,
         scope: &str,
@@ -166,6 +167,7 @@ pub trait IdempotencyStore: Send + Sync {
         request_hash: &str,
         now: Millis,
         stale_before: Millis,
+        abandoned_before: Millis,
     ) -> StoreResult<IdempotencyClaim>;
     async fn complete_idempotency_key(
         &self,

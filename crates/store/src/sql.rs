@@ -268,8 +268,10 @@ pub const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = $1 WHERE id =
 // ---- idempotency keys ---------------------------------------------------------------------
 
 /// Forgets a record older than the cutoff, whether an abandoned claim or an expired response.
-pub const DELETE_STALE_IDEMPOTENCY_KEY: &str =
-    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3";
+/// Forgets the record of `$2` in `$1` if it was created before `$3`, or before `$4` and still
+/// has no response (`status` is set with it).
+pub const DELETE_STALE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 \
+     AND (created_at < $3 OR (status IS NULL AND created_at < $4))";
 
 pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING";

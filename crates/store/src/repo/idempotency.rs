@@ -26,14 +26,16 @@ where
         request_hash: &str,
         now: Millis,
         stale_before: Millis,
+        abandoned_before: Millis,
     ) -> StoreResult<IdempotencyClaim> {
         let mut tx = self.0.begin_write().await?;
-        // One cutoff covers both an abandoned claim (its request crashed) and an expired
-        // response: either way the key is free again.
+        // An expired response or an abandoned claim (its request crashed): either way the key
+        // is free again.
         sqlx::query(sql::DELETE_STALE_IDEMPOTENCY_KEY)
             .bind(scope)
             .bind(key)
             .bind(stale_before)
+            .bind(abandoned_before)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

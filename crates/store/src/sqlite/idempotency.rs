@@ -16,8 +16,9 @@ impl IdempotencyStore for SqliteStore {
         request_hash: &str,
         now: Millis,
         stale_before: Millis,
+        abandoned_before: Millis,
     ) -> StoreResult<IdempotencyClaim> {
-        Repo(self).claim_idempotency_key(scope, key, request_hash, now, stale_before).await
+        Repo(self).claim_idempotency_key(scope, key, request_hash, now, stale_before, abandoned_before).await
     }
 
     async fn complete_idempotency_key(

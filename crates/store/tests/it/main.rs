@@ -64,6 +64,7 @@ macro_rules! suite {
                 idempotency::claims_progress_to_a_replayable_response,
                 idempotency::released_keys_can_be_claimed_again,
                 idempotency::stale_records_are_forgotten_at_the_cutoff,
+                idempotency::abandoned_claims_are_forgotten_before_responses_expire,
                 deliveries::claims_lease_only_due_deliveries_up_to_the_limit,
                 deliveries::claims_skip_paused_and_missing_destinations,
                 deliveries::expired_leases_are_reclaimed_and_live_ones_are_not,

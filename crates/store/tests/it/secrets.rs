@@ -23,7 +23,7 @@ async fn seed(db: &TestDb) -> switchyard_core::destination::Destination {
     db.store.create_destination(&dst).await.unwrap();
     let store = db.store.as_ref();
     assert_eq!(
-        store.claim_idempotency_key("key_a", "k1", "h", T0, 0).await.unwrap(),
+        store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
     store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
@@ -53,7 +53,7 @@ pub async fn secrets_are_sealed_at_rest_and_plain_in_memory(db: TestDb) {
     assert_sealed_under(&stored, &db.keys);
 
     assert_eq!(db.store.get_destination(&dst.id).await.unwrap(), Some(dst.clone()));
-    let claim = db.store.claim_idempotency_key("key_a", "k1", "h", T0, 0).await.unwrap();
+    let claim = db.store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap();
     assert_eq!(claim, IdempotencyClaim::Completed { request_hash: "h".into(), response: response() });
 
     let inventory = db.database.secret_inventory().await.unwrap();
@@ -92,7 +92,7 @@ pub async fn a_missing_key_is_a_clear_error_naming_it(db: TestDb) {
         }
         other => panic!("expected a backend error, got {other:?}"),
     }
-    assert!(stranger.claim_idempotency_key("key_a", "k1", "h", T0, 0).await.is_err());
+    assert!(stranger.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.is_err());
     let inventory = db.reopen(&other).await.secret_inventory().await.unwrap();
     assert_eq!(inventory.missing_keys(&other), [db.keys.current().id()]);
 }
@@ -101,7 +101,7 @@ pub async fn plaintext_from_before_sealing_is_read_then_sealed(db: TestDb) {
     let dst = destination("legacy");
     db.store.create_destination(&dst).await.unwrap();
     let store = db.store.as_ref();
-    store.claim_idempotency_key("key_a", "k1", "h", T0, 0).await.unwrap();
+    store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap();
     store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
     // What a version before sealing wrote.
     db.execute_outside("UPDATE destinations SET secrets = '{\"signing_secret\":\"whsec_c2VjcmV0\"}'").await;
@@ -117,7 +117,7 @@ pub async fn plaintext_from_before_sealing_is_read_then_sealed(db: TestDb) {
     assert_eq!(db.database.reseal(Reseal::Plaintext).await.unwrap(), 2);
     assert_sealed_under(&stored_secrets(&db).await, &db.keys);
     assert_eq!(store.get_destination(&dst.id).await.unwrap(), Some(dst));
-    let claim = store.claim_idempotency_key("key_a", "k1", "h", T0, 0).await.unwrap();
+    let claim = store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap();
     assert_eq!(claim, IdempotencyClaim::Completed { request_hash: "h".into(), response: response() });
     assert_eq!(db.database.reseal(Reseal::Plaintext).await.unwrap(), 0, "nothing left in clear");
 }
@@ -133,7 +133,7 @@ pub async fn rotation_reseals_everything_under_the_new_key(db: TestDb) {
     assert_sealed_under(&stored_secrets(&db).await, &new_only);
     let after = db.reopen(&new_only).await;
     assert_eq!(after.store().get_destination(&dst.id).await.unwrap(), Some(dst.clone()));
-    let claim = after.store().claim_idempotency_key("key_a", "k1", "h", T0, 0).await.unwrap();
+    let claim = after.store().claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap();
     assert_eq!(claim, IdempotencyClaim::Completed { request_hash: "h".into(), response: response() });
     assert!(db.store.get_destination(&dst.id).await.is_err(), "the old key alone no longer opens them");
 }
