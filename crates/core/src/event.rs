@@ -177,6 +177,16 @@ pub struct Event {
     pub seq: i64,
 }
 
+/// How a stored event sits in its flow: what a causation tree shows of it, without its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventLink {
+    pub event_id: EventId,
+    pub event_type: EventType,
+    pub causation_id: Option<String>,
+    pub timestamp: Millis,
+    pub received_at: Millis,
+}
+
 /// An event the hub has validated and is about to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {

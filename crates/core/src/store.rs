@@ -70,6 +70,13 @@ pub trait EventStore: Send + Sync {
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in ingest order.
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;
+    /// The first `limit` events of the flow `correlation_id`, in ingest order, without their
+    /// payloads.
+    async fn links_of_flow(
+        &self,
+        correlation_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::event::EventLink>>;
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>>;
 }
 

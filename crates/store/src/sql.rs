@@ -54,6 +54,11 @@ macro_rules! api_key_columns {
 
 // ---- events and deliveries ----------------------------------------------------------------
 
+/// The first `$2` events of the flow `$1` in ingest order, without payloads: a range of
+/// `events_correlation_id_seq` in its order.
+pub const LINKS_OF_FLOW: &str = "SELECT event_id, event_type, causation_id, timestamp, received_at \
+     FROM events WHERE correlation_id = $1 ORDER BY seq LIMIT $2";
+
 pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE event_id = $1");
 
 /// Deliveries start with no attempts, carrying their subscription's ordering (`$6` ordered,
@@ -403,6 +408,7 @@ mod tests {
     fn constant_queries_number_placeholders_in_order() {
         for sql in [
             SELECT_EVENT,
+            LINKS_OF_FLOW,
             INSERT_DELIVERY,
             INSERT_SUBSCRIPTION,
             UPDATE_SUBSCRIPTION,

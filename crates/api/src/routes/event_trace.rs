@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet};
 use axum::extract::State;
 use serde::Serialize;
 use switchyard_core::api_key::Role;
-use switchyard_core::event::{Event, EventFilter, EventId};
-use switchyard_core::page::ListRequest;
+use switchyard_core::event::{EventId, EventLink};
 use switchyard_core::time::{self, Millis};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +20,6 @@ use crate::extract::ApiPath;
 
 /// The most events one trace reads; a larger flow is answered truncated.
 pub const MAX_TRACE_EVENTS: usize = 1_000;
-const TRACE_PAGE: u32 = 100;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(event_trace))
@@ -80,24 +78,10 @@ async fn event_trace(
     let id = EventId::from_trusted(event_id);
     let event = state.store().get_event(&id).await?.ok_or_else(|| ApiError::not_found("event", &id))?;
     let correlation_id = event.metadata.correlation_id.clone();
-    let filter = EventFilter { correlation_id: Some(correlation_id.clone()), ..EventFilter::default() };
-    let mut events = Vec::new();
-    let mut after = None;
-    let mut truncated = false;
-    loop {
-        let request = ListRequest::After { after, per_page: TRACE_PAGE };
-        let listing = state.store().list_events(&filter, request).await?;
-        events.extend(listing.items);
-        if events.len() > MAX_TRACE_EVENTS {
-            events.truncate(MAX_TRACE_EVENTS);
-            truncated = true;
-            break;
-        }
-        match listing.next_cursor {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    // One beyond the cap says whether the flow is longer.
+    let mut events = state.store().links_of_flow(&correlation_id, MAX_TRACE_EVENTS as u32 + 1).await?;
+    let truncated = events.len() > MAX_TRACE_EVENTS;
+    events.truncate(MAX_TRACE_EVENTS);
     let event_count = events.len();
     Ok(Reply::ok(EventTrace {
         correlation_id,
@@ -110,12 +94,12 @@ async fn event_trace(
 
 /// Links `events` (in ingest order) by causation. A cycle (possible only with hand-picked
 /// ids) cannot hang it: each event is placed once, and events on a cycle become roots.
-fn build_tree(events: Vec<Event>) -> Vec<TraceNode> {
+fn build_tree(events: Vec<EventLink>) -> Vec<TraceNode> {
     let ids: HashSet<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     let mut children: HashMap<String, Vec<usize>> = HashMap::new();
     let mut roots = Vec::new();
     for (at, event) in events.iter().enumerate() {
-        match &event.metadata.causation_id {
+        match &event.causation_id {
             Some(cause) if ids.contains(cause) && *cause != event.event_id.as_str() => {
                 children.entry(cause.clone()).or_default().push(at)
             }
@@ -135,7 +119,7 @@ fn build_tree(events: Vec<Event>) -> Vec<TraceNode> {
 }
 
 fn node(
-    events: &[Event],
+    events: &[EventLink],
     at: usize,
     children: &HashMap<String, Vec<usize>>,
     placed: &mut [bool],
@@ -152,7 +136,7 @@ fn node(
     TraceNode {
         event_id: event.event_id.to_string(),
         event_type: event.event_type.to_string(),
-        causation_id: event.metadata.causation_id.clone(),
+        causation_id: event.causation_id.clone(),
         timestamp: event.timestamp,
         received_at: event.received_at,
         children: below,
@@ -161,28 +145,17 @@ fn node(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use switchyard_core::event::{EventMetadata, EventSource, EventType};
+    use switchyard_core::event::EventType;
 
     use super::*;
 
-    fn event(id: &str, cause: Option<&str>) -> Event {
-        Event {
+    fn event(id: &str, cause: Option<&str>) -> EventLink {
+        EventLink {
             event_id: EventId::from_trusted(id),
             event_type: EventType::from_trusted("t.x"),
+            causation_id: cause.map(str::to_owned),
             timestamp: 0,
-            payload: json!({}),
-            metadata: EventMetadata {
-                correlation_id: "c".into(),
-                causation_id: cause.map(str::to_owned),
-                traceparent: None,
-                request_id: None,
-            },
-            ordering_key: None,
-            source: EventSource::api(),
             received_at: 0,
-            content_hash: String::new(),
-            seq: 0,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use switchyard_core::delivery::Delivery;
-use switchyard_core::event::{Event, EventFilter, EventId, NewEvent};
+use switchyard_core::event::{Event, EventFilter, EventId, EventLink, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{EventStore, Ingested, StoreResult};
 use switchyard_core::time::Millis;
@@ -28,6 +28,10 @@ impl EventStore for PgStore {
 
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>> {
         Repo(self).list_events(filter, request).await
+    }
+
+    async fn links_of_flow(&self, correlation_id: &str, limit: u32) -> StoreResult<Vec<EventLink>> {
+        Repo(self).links_of_flow(correlation_id, limit).await
     }
 
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {

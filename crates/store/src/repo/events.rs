@@ -3,7 +3,7 @@
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use switchyard_core::delivery::Delivery;
-use switchyard_core::event::{Event, EventFilter, EventId, IngestOutcome, NewEvent};
+use switchyard_core::event::{Event, EventFilter, EventId, EventLink, EventType, IngestOutcome, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{StoreError, StoreResult};
 
@@ -27,6 +27,7 @@ where
     for<'q> String: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'q> i64: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'r> (i64,): FromRow<'r, Row<B>>,
+    for<'r> (String, String, Option<String>, i64, i64): FromRow<'r, Row<B>>,
     for<'r> EventRow: FromRow<'r, Row<B>>,
     for<'r> DeliveryRow: FromRow<'r, Row<B>>,
 {
@@ -71,6 +72,29 @@ where
             |event| event.seq,
         )
         .await
+    }
+
+    pub(crate) async fn links_of_flow(
+        &self,
+        correlation_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<EventLink>> {
+        let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64)>(sql::LINKS_OF_FLOW)
+            .bind(correlation_id)
+            .bind(i64::from(limit))
+            .fetch_all(self.0.reader())
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(event_id, event_type, causation_id, timestamp, received_at)| EventLink {
+                event_id: EventId::from_trusted(event_id),
+                event_type: EventType::from_trusted(event_type),
+                causation_id,
+                timestamp,
+                received_at,
+            })
+            .collect())
     }
 
     pub(crate) async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {

@@ -293,6 +293,10 @@ mod plans {
         assert!(held.iter().any(|l| l.contains("destinations_paused")), "{held:#?}");
         assert_searches(&held, "destination_flow", &["destination_flow_blocked_until"]);
 
+        let links = plan(store, crate::sql::LINKS_OF_FLOW, 2).await;
+        assert_searches(&links, "events", &["events_correlation_id_seq"]);
+        assert!(!links.iter().any(|l| l.contains("TEMP B-TREE")), "{links:#?}");
+
         let promote = plan(store, q::PROMOTE_NEXT, 2).await;
         assert_searches(&promote, "settled", &["sqlite_autoindex_deliveries_1"]);
         assert_searches(&promote, "waiting", &["deliveries_ordered_key_status_seq"]);

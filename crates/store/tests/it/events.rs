@@ -327,3 +327,24 @@ pub async fn a_large_call_keeps_request_order_and_finds_repeats_across_its_chunk
     let routed = store.deliveries_of_event(&EventId::parse("big-249").unwrap()).await.unwrap();
     assert_eq!(routed.len(), 1);
 }
+
+pub async fn the_links_of_a_flow_come_in_ingest_order_up_to_the_limit(db: TestDb) {
+    let store = db.store.as_ref();
+    let in_flow = |id: &str, flow: &str, cause: Option<&str>| {
+        let mut new = event(id, "order.step");
+        new.metadata.correlation_id = flow.to_owned();
+        new.metadata.causation_id = cause.map(str::to_owned);
+        new
+    };
+    store.ingest(vec![in_flow("a1", "a", None), in_flow("b1", "b", None)], T0).await.unwrap();
+    store.ingest(vec![in_flow("a2", "a", Some("a1")), in_flow("a3", "a", Some("a2"))], T0 + 5).await.unwrap();
+
+    let links = store.links_of_flow("a", 10).await.unwrap();
+    let ids: Vec<&str> = links.iter().map(|l| l.event_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a3"], "only the flow's events, in ingest order");
+    assert_eq!(links[1].causation_id.as_deref(), Some("a1"));
+    assert_eq!(links[1].event_type.as_str(), "order.step");
+    assert_eq!((links[1].timestamp, links[1].received_at), (T0 - 5, T0 + 5));
+    assert_eq!(store.links_of_flow("a", 2).await.unwrap().len(), 2, "the limit holds");
+    assert!(store.links_of_flow("nobody", 10).await.unwrap().is_empty());
+}
