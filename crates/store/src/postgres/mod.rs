@@ -10,13 +10,14 @@
 //! its own and wakes its engine ([`PgStore::watch_work`]).
 
 /// The name of the channel of "work may be due" notifications, in the schema of the
-/// connection: `switchyard_work.` and the MD5 of the schema's name, so deployments in
-/// different schemas of one database do not wake each other, and a schema name of any length
-/// (up to PostgreSQL's 63 bytes) gives a channel name within that limit. Declared before the
-/// modules, for `watch` to use.
+/// connection: `switchyard_work.` and 32 hex digits of the SHA-256 of the schema's name, so
+/// deployments in different schemas of one database do not wake each other, and a schema name
+/// of any length (up to PostgreSQL's 63 bytes) gives a channel name within that limit. SHA-256
+/// rather than MD5, which a server in FIPS mode refuses. Declared before the modules, for
+/// `watch` to use.
 macro_rules! work_channel {
     () => {
-        "'switchyard_work.' || md5(current_schema())"
+        "'switchyard_work.' || left(encode(sha256(convert_to(current_schema(), 'UTF8')), 'hex'), 32)"
     };
 }
 

@@ -75,14 +75,16 @@ macro_rules! sending {
     };
 }
 
-/// The first due time among the pending deliveries of `destinations.id` that ordering lets go,
+/// Of the first pending delivery of `destinations.id` that ordering lets go, `$column`, with
 /// `$due` bounding `next_attempt_at`: one seek on the partial index
 /// `deliveries_pending_destination_id_next_attempt_at` (`destination_id, next_attempt_at`),
 /// read in order up to the first row ordering lets go.
 macro_rules! lane_head {
-    ($due:literal) => {
+    ($column:literal, $due:literal) => {
         concat!(
-            "(SELECT next_attempt_at FROM deliveries WHERE status = 'pending' \
+            "(SELECT ",
+            $column,
+            " FROM deliveries WHERE status = 'pending' \
              AND deliveries.destination_id = destinations.id AND next_attempt_at ",
             $due,
             " AND ",
@@ -93,16 +95,19 @@ macro_rules! lane_head {
 }
 
 /// The at most `$4` sending destinations with the earliest heads due at `$3`, as `lanes`
-/// (`destination_id`). The first `$4` deliveries in due order all belong to these: any other
-/// destination's head comes after `$4` heads.
+/// (`destination_id`), earliest by due time and then by `seq`, the due queue's order. The first
+/// `$4` deliveries in due order all belong to these: any other destination's head comes after
+/// `$4` heads. Each head's time is read by its `seq` (the primary key).
 macro_rules! lanes {
     () => {
         concat!(
-            "SELECT destination_id FROM (SELECT destinations.id AS destination_id, ",
-            lane_head!("<= $3"),
-            " AS head FROM destinations WHERE ",
+            "SELECT destination_id FROM (SELECT destination_id, head_seq, (SELECT head.next_attempt_at \
+             FROM deliveries AS head WHERE head.seq = head_seq) AS head_at FROM (\
+             SELECT destinations.id AS destination_id, ",
+            lane_head!("seq", "<= $3"),
+            " AS head_seq FROM destinations WHERE ",
             sending!("$3"),
-            ") AS heads WHERE head IS NOT NULL ORDER BY head LIMIT $4"
+            ") AS heads WHERE head_seq IS NOT NULL) AS timed ORDER BY head_at, head_seq LIMIT $4"
         )
     };
 }
@@ -363,7 +368,7 @@ pub const NEXT_DUE_AT: &str = concat!(
 /// the whole backlog. What a blocked destination waits for is the engine's `next_unblock_at`.
 pub const NEXT_DUE_AROUND_HELD: &str = concat!(
     "SELECT MIN(due) FROM (SELECT MIN(head) AS due FROM (SELECT ",
-    lane_head!("<= $1"),
+    lane_head!("next_attempt_at", "<= $1"),
     " AS head FROM destinations WHERE ",
     sending!("$2"),
     ") AS heads UNION ALL ",

@@ -242,6 +242,26 @@ pub async fn claims_go_around_a_held_backlog_in_due_order(db: TestDb) {
     assert_eq!(events, (0..50).map(|i| format!("held-{i}")).collect::<Vec<_>>());
 }
 
+/// Destinations whose heads fall due at the same instant go in ingest order, whichever
+/// destination was made first.
+pub async fn claims_around_a_held_backlog_break_ties_by_ingest_order(db: TestDb) {
+    let store = db.store.as_ref();
+    held_backlog(store, 5, T0).await;
+    let mut made = Vec::new();
+    for (name, pattern) in [("first-made", "t.x"), ("second-made", "t.y")] {
+        let dst = destination(name);
+        store.create_destination(&dst).await.unwrap();
+        store.create_subscription(&subscription(&dst.id, &[pattern])).await.unwrap();
+        made.push(dst);
+    }
+    let earlier = ingest(store, &["y1"], "t.y", T0 + 10).await;
+    ingest(store, &["x1"], "t.x", T0 + 10).await;
+    let one = store.claim_deliveries("n", T0 + 10, T0 + LEASE, 1).await.unwrap();
+    assert_eq!(ids(&one), ids(&earlier), "the earlier ingest, on the destination made second");
+    let other = store.claim_deliveries("n", T0 + 10, T0 + LEASE, 1).await.unwrap();
+    assert_eq!(other[0].destination_id, made[0].id);
+}
+
 pub async fn concurrent_claimers_never_share_a_delivery(db: TestDb) {
     claimers_race(db, false).await;
 }

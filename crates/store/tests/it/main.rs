@@ -70,6 +70,7 @@ macro_rules! suite {
                 deliveries::claims_skip_paused_and_missing_destinations,
                 deliveries::expired_leases_are_reclaimed_and_live_ones_are_not,
                 deliveries::claims_go_around_a_held_backlog_in_due_order,
+                deliveries::claims_around_a_held_backlog_break_ties_by_ingest_order,
                 deliveries::concurrent_claimers_never_share_a_delivery,
                 deliveries::concurrent_claimers_around_a_held_backlog_never_share_a_delivery,
                 deliveries::attempts_move_the_delivery_and_are_numbered_across_retries,
