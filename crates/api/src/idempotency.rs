@@ -74,7 +74,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // A failure the client should retry must not be frozen under its key.
-        if let Err(error) = state.store().release_idempotency_key(&scope, &key).await {
+        if let Err(error) = state.store().release_idempotency_key(&scope, &key, now).await {
             tracing::warn!(%error, "an idempotency key could not be released");
         }
         return Ok(response);
@@ -86,9 +86,9 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
         location: parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
         body: body.to_vec(),
     };
-    if let Err(error) = state.store().complete_idempotency_key(&scope, &key, &stored).await {
+    if let Err(error) = state.store().complete_idempotency_key(&scope, &key, now, &stored).await {
         tracing::warn!(%error, "an idempotent response could not be stored");
-        let _ = state.store().release_idempotency_key(&scope, &key).await;
+        let _ = state.store().release_idempotency_key(&scope, &key, now).await;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -176,14 +176,18 @@ pub trait IdempotencyStore: Send + Sync {
         stale_before: Millis,
         abandoned_before: Millis,
     ) -> StoreResult<IdempotencyClaim>;
+    /// Stores the response of the claim made at `claimed_at`. A claim made later under the same
+    /// key (the first was taken for abandoned) is left as it is.
     async fn complete_idempotency_key(
         &self,
         scope: &str,
         key: &str,
+        claimed_at: Millis,
         response: &StoredResponse,
     ) -> StoreResult<()>;
-    /// Forgets a claim whose request failed, so the client may try again.
-    async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// Forgets the claim made at `claimed_at`, whose request failed, so the client may try
+    /// again; a later claim under the same key is left as it is.
+    async fn release_idempotency_key(&self, scope: &str, key: &str, claimed_at: Millis) -> StoreResult<()>;
 }
 
 /// The audit log: append-only, listed in append order.

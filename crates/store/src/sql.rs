@@ -284,10 +284,13 @@ pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, ke
 pub const SELECT_IDEMPOTENCY_KEY: &str =
     "SELECT request_hash, status, location, body FROM idempotency_keys WHERE scope = $1 AND key = $2";
 
-pub const COMPLETE_IDEMPOTENCY_KEY: &str =
-    "UPDATE idempotency_keys SET status = $1, location = $2, body = $3 WHERE scope = $4 AND key = $5";
+/// Stores the response of the claim of `$5` in `$4` made at `$6`, not of a later one.
+pub const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET status = $1, location = $2, \
+     body = $3 WHERE scope = $4 AND key = $5 AND created_at = $6";
 
-pub const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2";
+/// Forgets the claim of `$2` in `$1` made at `$3`, not a later one.
+pub const RELEASE_IDEMPOTENCY_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3";
 
 // ---- audit log ----------------------------------------------------------------------------
 

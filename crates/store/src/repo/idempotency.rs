@@ -66,6 +66,7 @@ where
         &self,
         scope: &str,
         key: &str,
+        claimed_at: Millis,
         response: &StoredResponse,
     ) -> StoreResult<()> {
         // The body may show a secret (a rotated signing secret, a new API key's token).
@@ -76,6 +77,7 @@ where
             .bind(body)
             .bind(scope)
             .bind(key)
+            .bind(claimed_at)
             .execute(self.0.writer())
             .await
             .map_err(map_err)?;
@@ -87,10 +89,16 @@ where
         Ok(())
     }
 
-    pub(crate) async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()> {
+    pub(crate) async fn release_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        claimed_at: Millis,
+    ) -> StoreResult<()> {
         sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
             .bind(scope)
             .bind(key)
+            .bind(claimed_at)
             .execute(self.0.writer())
             .await
             .map_err(map_err)?;

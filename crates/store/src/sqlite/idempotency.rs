@@ -25,12 +25,13 @@ impl IdempotencyStore for SqliteStore {
         &self,
         scope: &str,
         key: &str,
+        claimed_at: Millis,
         response: &StoredResponse,
     ) -> StoreResult<()> {
-        Repo(self).complete_idempotency_key(scope, key, response).await
+        Repo(self).complete_idempotency_key(scope, key, claimed_at, response).await
     }
 
-    async fn release_idempotency_key(&self, scope: &str, key: &str) -> StoreResult<()> {
-        Repo(self).release_idempotency_key(scope, key).await
+    async fn release_idempotency_key(&self, scope: &str, key: &str, claimed_at: Millis) -> StoreResult<()> {
+        Repo(self).release_idempotency_key(scope, key, claimed_at).await
     }
 }

@@ -29,13 +29,13 @@ pub async fn claims_progress_to_a_replayable_response(db: TestDb) {
     // Scopes (one per caller) do not share keys.
     assert_eq!(claim("h1", "key_b").await.unwrap(), IdempotencyClaim::Claimed);
 
-    store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
+    store.complete_idempotency_key("key_a", "k1", T0, &response()).await.unwrap();
     assert_eq!(
         claim("h1", "key_a").await.unwrap(),
         IdempotencyClaim::Completed { request_hash: "h1".into(), response: response() }
     );
     let empty = StoredResponse { status: 204, location: None, body: Vec::new() };
-    store.complete_idempotency_key("key_b", "k1", &empty).await.unwrap();
+    store.complete_idempotency_key("key_b", "k1", T0, &empty).await.unwrap();
     assert_eq!(
         claim("h1", "key_b").await.unwrap(),
         IdempotencyClaim::Completed { request_hash: "h1".into(), response: empty }
@@ -48,7 +48,7 @@ pub async fn released_keys_can_be_claimed_again(db: TestDb) {
         store.claim_idempotency_key("s", "k", "h1", T0, 0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
-    store.release_idempotency_key("s", "k").await.unwrap();
+    store.release_idempotency_key("s", "k", T0).await.unwrap();
     assert_eq!(
         store.claim_idempotency_key("s", "k", "h2", T0, 0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
@@ -58,7 +58,7 @@ pub async fn released_keys_can_be_claimed_again(db: TestDb) {
         IdempotencyClaim::InProgress { request_hash: "h2".into() }
     );
     // Releasing what is not there is not an error.
-    store.release_idempotency_key("s", "unknown").await.unwrap();
+    store.release_idempotency_key("s", "unknown", T0).await.unwrap();
 }
 
 pub async fn stale_records_are_forgotten_at_the_cutoff(db: TestDb) {
@@ -83,7 +83,7 @@ pub async fn stale_records_are_forgotten_at_the_cutoff(db: TestDb) {
         store.claim_idempotency_key("s", "done", "h1", T0, 0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
-    store.complete_idempotency_key("s", "done", &response()).await.unwrap();
+    store.complete_idempotency_key("s", "done", T0, &response()).await.unwrap();
     assert!(matches!(
         store.claim_idempotency_key("s", "done", "h1", T0 + DAY - 1, T0, T0).await.unwrap(),
         IdempotencyClaim::Completed { .. }
@@ -110,13 +110,21 @@ pub async fn abandoned_claims_are_forgotten_before_responses_expire(db: TestDb) 
             IdempotencyClaim::Claimed
         );
     }
-    store.complete_idempotency_key("s", "answered", &response()).await.unwrap();
+    store.complete_idempotency_key("s", "answered", T0, &response()).await.unwrap();
 
     let later = T0 + ABANDONED + 1;
     let retry = |key: &'static str| {
         store.claim_idempotency_key("s", key, "h1", later, later - DAY, later - ABANDONED)
     };
     assert_eq!(retry("running").await.unwrap(), IdempotencyClaim::Claimed, "the crashed claim is taken over");
+    // Should the first request still finish, it leaves the retry's claim alone.
+    store.complete_idempotency_key("s", "running", T0, &response()).await.unwrap();
+    store.release_idempotency_key("s", "running", T0).await.unwrap();
+    assert_eq!(
+        retry("running").await.unwrap(),
+        IdempotencyClaim::InProgress { request_hash: "h1".into() },
+        "the retry's claim stands, without the first one's response"
+    );
     assert!(
         matches!(retry("answered").await.unwrap(), IdempotencyClaim::Completed { .. }),
         "the response is kept"

@@ -26,7 +26,7 @@ async fn seed(db: &TestDb) -> switchyard_core::destination::Destination {
         store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap(),
         IdempotencyClaim::Claimed
     );
-    store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
+    store.complete_idempotency_key("key_a", "k1", T0, &response()).await.unwrap();
     dst
 }
 
@@ -102,7 +102,7 @@ pub async fn plaintext_from_before_sealing_is_read_then_sealed(db: TestDb) {
     db.store.create_destination(&dst).await.unwrap();
     let store = db.store.as_ref();
     store.claim_idempotency_key("key_a", "k1", "h", T0, 0, 0).await.unwrap();
-    store.complete_idempotency_key("key_a", "k1", &response()).await.unwrap();
+    store.complete_idempotency_key("key_a", "k1", T0, &response()).await.unwrap();
     // What a version before sealing wrote.
     db.execute_outside("UPDATE destinations SET secrets = '{\"signing_secret\":\"whsec_c2VjcmV0\"}'").await;
     db.execute_outside(
