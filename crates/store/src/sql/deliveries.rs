@@ -75,22 +75,32 @@ macro_rules! sending {
     };
 }
 
-/// Of the first pending delivery of `destinations.id` that ordering lets go, `$column`, with
-/// `$due` bounding `next_attempt_at`: one seek on the partial index
-/// `deliveries_pending_destination_id_next_attempt_at` (`destination_id, next_attempt_at`),
-/// read in order up to the first row ordering lets go.
-macro_rules! lane_head {
-    ($column:literal, $due:literal) => {
+/// `$columns` of the first `$limit` pending deliveries of the destination `$destination` (a
+/// column) that ordering lets go, `$due` bounding `next_attempt_at`, in due order: a range of
+/// the partial index `deliveries_pending_destination_id_next_attempt_at` (`destination_id,
+/// next_attempt_at`), read in order. `$lock` is empty, or PostgreSQL's row-locking clause.
+macro_rules! lane {
+    ($columns:literal, $destination:literal, $due:literal, $limit:literal, $lock:literal) => {
         concat!(
-            "(SELECT ",
-            $column,
-            " FROM deliveries WHERE status = 'pending' \
-             AND deliveries.destination_id = destinations.id AND next_attempt_at ",
+            "SELECT ",
+            $columns,
+            " FROM deliveries WHERE status = 'pending' AND deliveries.destination_id = ",
+            $destination,
+            " AND next_attempt_at ",
             $due,
             " AND ",
             ordering_allows!(),
-            " ORDER BY next_attempt_at, seq LIMIT 1)"
+            " ORDER BY next_attempt_at, seq LIMIT ",
+            $limit,
+            $lock
         )
+    };
+}
+
+/// `$column` of the head of the lane of `destinations.id`, `$due` bounding it: one seek.
+macro_rules! lane_head {
+    ($column:literal, $due:literal) => {
+        concat!("(", lane!($column, "destinations.id", $due, "1", ""), ")")
     };
 }
 
@@ -113,19 +123,10 @@ macro_rules! lanes {
 }
 
 /// Of the lane `lanes.destination_id`, the first `$4` pending deliveries due at `$3` that
-/// ordering lets go, in due order, as `$columns`: a range of
-/// `deliveries_pending_destination_id_next_attempt_at`. `$lock` as in `expired_leases!`.
+/// ordering lets go, in due order, as `$columns`. `$lock` as in `lane!`.
 macro_rules! lane_due {
     ($columns:literal, $lock:literal) => {
-        concat!(
-            "SELECT ",
-            $columns,
-            " FROM deliveries WHERE status = 'pending' \
-             AND deliveries.destination_id = lanes.destination_id AND next_attempt_at <= $3 AND ",
-            ordering_allows!(),
-            " ORDER BY next_attempt_at, seq LIMIT $4",
-            $lock
-        )
+        lane!($columns, "lanes.destination_id", "<= $3", "$4", $lock)
     };
 }
 
