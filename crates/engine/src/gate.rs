@@ -11,9 +11,10 @@
 //! The claim itself passes over paused destinations and those flow control blocks, so what
 //! waits here is what the node's isolation bound holds, what a rate limit admits only in part,
 //! and what a destination blocked after it was claimed. A claim cannot skip a destination that
-//! is busy on this node, so while one is busy its backlog keeps coming back with every claim. After a claim brought deliveries that found no slot, the next claims take
-//! only what the destinations seen lately have slots for; a full claim, which may reach other
-//! destinations' deliveries, is tried again [`EXPLORE_AFTER_MS`] later.
+//! is busy on this node, so while one is busy its backlog keeps coming back with every claim.
+//! After a claim brought deliveries that found no slot, the next claims take only what the
+//! destinations seen lately have slots for; a full claim, which may reach other destinations'
+//! deliveries, is tried again [`EXPLORE_AFTER_MS`] later.
 //!
 //! [`FlowStore::admit`]: switchyard_core::flow::FlowStore::admit
 //! [`FlowStore::defer_deliveries`]: switchyard_core::flow::FlowStore::defer_deliveries
