@@ -1,6 +1,7 @@
 //! `GET /metrics`: this node's Prometheus metrics, outside the API's rate limit and, unless
-//! `auth.metrics_require_key` asks for a bearer token, unauthenticated like the health probes. The gauges that describe the store (backlog, dead letters,
-//! circuits, connection pools) are read when scraped, so they are exact at that moment.
+//! `auth.metrics_require_key` asks for a bearer token, unauthenticated like the health probes.
+//! The gauges that describe the store (backlog, dead letters, circuits, connection pools) are
+//! read when scraped, so they are exact at that moment.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
