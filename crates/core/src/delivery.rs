@@ -127,6 +127,17 @@ pub enum NextStep {
 }
 
 /// Filters of delivery and dead-letter listings, and of bulk replay.
+/// What the deliveries of one destination amount to, for the status report and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryTally {
+    pub pending: u64,
+    /// When its first pending delivery, in ingest order, was created.
+    pub oldest_pending_at: Option<Millis>,
+    pub dead: u64,
+    /// Whether one of its deliveries is `succeeded` (until retention prunes it).
+    pub ever_succeeded: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,

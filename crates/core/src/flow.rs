@@ -257,6 +257,8 @@ pub trait FlowStore: Send + Sync {
     /// their leases: no attempt is recorded and `attempt_count` stays. Answers how many.
     async fn defer_deliveries(&self, owner: &str, deferrals: &[Deferral], now: Millis) -> StoreResult<u64>;
     async fn destination_flow(&self, id: &DestinationId) -> StoreResult<Option<DestinationFlow>>;
+    /// Every stored flow record, in one read.
+    async fn destination_flows(&self) -> StoreResult<Vec<DestinationFlow>>;
     /// The earliest instant after `now` at which a blocked destination unblocks.
     async fn next_unblock_at(&self, now: Millis) -> StoreResult<Option<Millis>>;
 }

@@ -309,6 +309,11 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// How many dead deliveries match `filter` (status is ignored).
     async fn count_dead(&self, filter: &crate::delivery::DeliveryFilter) -> StoreResult<u64>;
+    /// The tally of every destination that has deliveries, in a few reads whatever the number
+    /// of destinations; one without deliveries is not in the map.
+    async fn delivery_tallies(
+        &self,
+    ) -> StoreResult<std::collections::HashMap<DestinationId, crate::delivery::DeliveryTally>>;
     /// Deletes up to `limit` succeeded deliveries (with their attempts) and events whose every
     /// delivery is gone, all older than `before`; answers how many rows went.
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64>;

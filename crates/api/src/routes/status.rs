@@ -1,18 +1,20 @@
 //! `GET /v1/status`: the integration status report, computed live from the store and this
 //! node's last minute of requests (JSON in the envelope, or YAML under `integration_status:`).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use switchyard_core::api_key::Role;
 use switchyard_core::circuit::CircuitState;
-use switchyard_core::delivery::{DeliveryFilter, DeliveryStatus};
+use switchyard_core::delivery::DeliveryTally;
 use switchyard_core::destination::Destination;
-use switchyard_core::flow::DestinationHealth;
+use switchyard_core::flow::{DestinationFlow, DestinationHealth};
 use switchyard_core::id::DestinationId;
 use switchyard_core::page::ListRequest;
-use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::store::StoreResult;
 use switchyard_core::time::{Millis, now_millis};
 use switchyard_core::{ValidationError, time};
 use utoipa::{IntoParams, ToSchema};
@@ -177,17 +179,27 @@ pub struct DestinationSurvey {
     pub ever_succeeded: bool,
 }
 
-/// Surveys every destination, in creation order.
+/// Surveys every destination, in creation order: the destinations page by page, and the
+/// deliveries and flow records of all of them in a few reads, however many there are.
 pub async fn survey(state: &ApiState) -> StoreResult<Vec<DestinationSurvey>> {
     let store = state.store();
     let now = now_millis();
+    let tallies = store.delivery_tallies().await?;
+    let mut flows: HashMap<DestinationId, DestinationFlow> = store
+        .destination_flows()
+        .await?
+        .into_iter()
+        .map(|flow| (flow.destination_id.clone(), flow))
+        .collect();
     let mut surveys = Vec::new();
     for page in 1.. {
         let request = ListRequest::Page { page, per_page: DESTINATIONS_PER_PAGE };
         let listing = store.list_destinations(request).await?;
         let last_page = listing.items.len() < DESTINATIONS_PER_PAGE as usize;
         for destination in listing.items {
-            surveys.push(survey_one(state, destination, now).await?);
+            let tally = tallies.get(&destination.id).copied().unwrap_or_default();
+            let flow = flows.remove(&destination.id);
+            surveys.push(survey_one(destination, tally, flow, now));
         }
         if last_page {
             break;
@@ -196,37 +208,23 @@ pub async fn survey(state: &ApiState) -> StoreResult<Vec<DestinationSurvey>> {
     Ok(surveys)
 }
 
-async fn survey_one(
-    state: &ApiState,
+fn survey_one(
     destination: Destination,
+    tally: DeliveryTally,
+    flow: Option<DestinationFlow>,
     now: Millis,
-) -> StoreResult<DestinationSurvey> {
-    let store = state.store();
-    let of_status = |status| deliveries_of(&destination.id, status);
-    let first = ListRequest::Page { page: 1, per_page: 1 };
-    let pending = store.list_deliveries(&of_status(DeliveryStatus::Pending), first).await?;
-    let dead = store.count_dead(&deliveries_of(&destination.id, DeliveryStatus::Dead)).await?;
-    // Existence only: a keyset page counts nothing.
-    let existence = ListRequest::After { after: None, per_page: 1 };
-    let succeeded = store.list_deliveries(&of_status(DeliveryStatus::Succeeded), existence).await?;
-    let flow = store.destination_flow(&destination.id).await?;
+) -> DestinationSurvey {
     let health =
         DestinationHealth::of(destination.id.clone(), flow.as_ref(), &destination.circuit_breaker, now);
     let in_window_success = health.success_rate.is_some_and(|rate| rate > 0.0);
-    Ok(DestinationSurvey {
-        pending: pending
-            .total
-            .ok_or_else(|| StoreError::Backend("a numbered page came without its total".into()))?,
-        oldest_pending_at: pending.items.first().map(|d| d.created_at),
-        dead,
-        ever_succeeded: !succeeded.items.is_empty() || in_window_success,
+    DestinationSurvey {
+        pending: tally.pending,
+        oldest_pending_at: tally.oldest_pending_at,
+        dead: tally.dead,
+        ever_succeeded: tally.ever_succeeded || in_window_success,
         health,
         destination,
-    })
-}
-
-fn deliveries_of(id: &DestinationId, status: DeliveryStatus) -> DeliveryFilter {
-    DeliveryFilter { status: Some(status), destination_id: Some(id.clone()), ..DeliveryFilter::default() }
+    }
 }
 
 impl DestinationSurvey {

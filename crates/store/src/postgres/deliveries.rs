@@ -5,10 +5,12 @@
 //! cannot overwrite what the new owner did. Reads, retries, replays and lease hand-back are
 //! shared ([`crate::repo`]); they tell every node through `Backend::notify_work` (`NOTIFY`).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, NextStep};
-use switchyard_core::id::DeliveryId;
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryTally, NextStep};
+use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DeliveryStore, StoreResult};
 use switchyard_core::time::Millis;
@@ -162,6 +164,10 @@ impl DeliveryStore for PgStore {
 
     async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {
         Repo(self).count_dead(filter).await
+    }
+
+    async fn delivery_tallies(&self) -> StoreResult<HashMap<DestinationId, DeliveryTally>> {
+        Repo(self).delivery_tallies().await
     }
 
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {

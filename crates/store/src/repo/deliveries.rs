@@ -4,8 +4,10 @@
 //! they lock, batch and commit differently on purpose.
 
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, NextStep};
-use switchyard_core::id::DeliveryId;
+use std::collections::HashMap;
+
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, DeliveryTally, NextStep};
+use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{StoreError, StoreResult};
 use switchyard_core::time::Millis;
@@ -40,6 +42,8 @@ where
     for<'r> (i64,): FromRow<'r, Row<B>>,
     for<'r> (Option<i64>,): FromRow<'r, Row<B>>,
     for<'r> (bool,): FromRow<'r, Row<B>>,
+    for<'r> (String, i64): FromRow<'r, Row<B>>,
+    for<'r> (String, i64, i64): FromRow<'r, Row<B>>,
     for<'r> (String,): FromRow<'r, Row<B>>,
     for<'r> DeliveryRow: FromRow<'r, Row<B>>,
     for<'r> AttemptRow: FromRow<'r, Row<B>>,
@@ -77,6 +81,34 @@ where
         Ok(due
             .filter(|due| *due <= now)
             .map(|_| if held { ClaimPlan::AroundHeld } else { ClaimPlan::DueQueue }))
+    }
+
+    pub(crate) async fn delivery_tallies(&self) -> StoreResult<HashMap<DestinationId, DeliveryTally>> {
+        let reader = self.0.reader();
+        let pending = sqlx::query_as::<_, (String, i64, i64)>(q::PENDING_TALLIES)
+            .fetch_all(reader)
+            .await
+            .map_err(map_err)?;
+        let dead =
+            sqlx::query_as::<_, (String, i64)>(q::DEAD_TALLIES).fetch_all(reader).await.map_err(map_err)?;
+        let succeeded = sqlx::query_scalar::<_, String>(q::SUCCEEDED_DESTINATIONS)
+            .fetch_all(reader)
+            .await
+            .map_err(map_err)?;
+        let mut tallies: HashMap<DestinationId, DeliveryTally> = HashMap::new();
+        let to_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+        for (destination, n, first_created_at) in pending {
+            let tally = tallies.entry(DestinationId::from_trusted(destination)).or_default();
+            tally.pending = to_u64(n);
+            tally.oldest_pending_at = Some(first_created_at);
+        }
+        for (destination, n) in dead {
+            tallies.entry(DestinationId::from_trusted(destination)).or_default().dead = to_u64(n);
+        }
+        for destination in succeeded {
+            tallies.entry(DestinationId::from_trusted(destination)).or_default().ever_succeeded = true;
+        }
+        Ok(tallies)
     }
 
     pub(crate) async fn get_delivery(&self, id: &DeliveryId) -> StoreResult<Option<Delivery>> {

@@ -367,6 +367,19 @@ where
         Ok(flow)
     }
 
+    pub(crate) async fn destination_flows(&self) -> StoreResult<Vec<DestinationFlow>> {
+        let rows =
+            sqlx::query_as::<_, FlowRow>(q::ALL_FLOWS).fetch_all(self.0.reader()).await.map_err(map_err)?;
+        let now = now_millis();
+        rows.into_iter()
+            .map(|row| {
+                let mut flow = DestinationFlow::try_from(row)?;
+                self.0.unwritten().add_to(&mut flow, now);
+                Ok(flow)
+            })
+            .collect()
+    }
+
     pub(crate) async fn next_unblock_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
         sqlx::query_scalar::<_, Option<i64>>(q::NEXT_UNBLOCK_AT)
             .bind(now)

@@ -377,6 +377,24 @@ pub const NEXT_DUE_AROUND_HELD: &str = concat!(
     ") AS due_times"
 );
 
+/// Per destination with pending deliveries: how many, and when the first in ingest order was
+/// created. One ordered pass over the `status = 'pending'` range of
+/// `deliveries_status_destination_id_seq` (index only), then a primary-key seek per destination.
+pub const PENDING_TALLIES: &str = "SELECT tally.destination_id, tally.pending, first.created_at \
+     FROM (SELECT destination_id, COUNT(*) AS pending, MIN(seq) AS first_seq FROM deliveries \
+     WHERE status = 'pending' GROUP BY destination_id) AS tally \
+     JOIN deliveries AS first ON first.seq = tally.first_seq";
+
+/// Per destination with dead deliveries, how many: the `status = 'dead'` range of
+/// `deliveries_status_destination_id_seq`, index only.
+pub const DEAD_TALLIES: &str =
+    "SELECT destination_id, COUNT(*) FROM deliveries WHERE status = 'dead' GROUP BY destination_id";
+
+/// The destinations with a succeeded delivery: one seek on
+/// `deliveries_status_destination_id_seq` per destination.
+pub const SUCCEEDED_DESTINATIONS: &str = "SELECT id FROM destinations WHERE EXISTS (SELECT 1 \
+     FROM deliveries WHERE status = 'succeeded' AND deliveries.destination_id = destinations.id)";
+
 pub const SELECT_DELIVERY: &str = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = $1");
 
 pub const DELIVERY_STATUS: &str = "SELECT status FROM deliveries WHERE id = $1";
@@ -553,6 +571,9 @@ mod tests {
             &renew_leases(2),
             NEXT_DUE_AT,
             NEXT_DUE_AROUND_HELD,
+            PENDING_TALLIES,
+            DEAD_TALLIES,
+            SUCCEEDED_DESTINATIONS,
             RETRY_DELIVERY,
             PRUNE_DELIVERIES,
             crate::sql::INSERT_DELIVERY,

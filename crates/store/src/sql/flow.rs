@@ -50,6 +50,9 @@ pub const INSERT_FLOW: &str = concat!(
 pub const SELECT_FLOW: &str =
     concat!("SELECT ", flow_columns!(), " FROM destination_flow WHERE destination_id = $1");
 
+/// Every record, for the status report and the metrics: the whole table, a row a destination.
+pub const ALL_FLOWS: &str = concat!("SELECT ", flow_columns!(), " FROM destination_flow");
+
 /// [`SELECT_FLOW`] locking the row until the transaction ends (PostgreSQL), so concurrent
 /// nodes change the record one after another: a rate limit spends each token once cluster-wide.
 pub const SELECT_FLOW_FOR_UPDATE: &str =

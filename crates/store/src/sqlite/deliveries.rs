@@ -4,10 +4,12 @@
 //! claim's read and its update see no other writer in between: two claimers can never lease
 //! the same delivery, and a settle cannot interleave with a reclaim.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, NextStep};
-use switchyard_core::id::DeliveryId;
+use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryTally, NextStep};
+use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DeliveryStore, StoreResult};
 use switchyard_core::time::Millis;
@@ -125,6 +127,10 @@ impl DeliveryStore for SqliteStore {
 
     async fn count_dead(&self, filter: &DeliveryFilter) -> StoreResult<u64> {
         Repo(self).count_dead(filter).await
+    }
+
+    async fn delivery_tallies(&self) -> StoreResult<HashMap<DestinationId, DeliveryTally>> {
+        Repo(self).delivery_tallies().await
     }
 
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
@@ -292,6 +298,11 @@ mod plans {
         assert_searches(&held, "deliveries", &[lanes]);
         assert!(held.iter().any(|l| l.contains("destinations_paused")), "{held:#?}");
         assert_searches(&held, "destination_flow", &["destination_flow_blocked_until"]);
+
+        for tally in [q::PENDING_TALLIES, q::DEAD_TALLIES, q::SUCCEEDED_DESTINATIONS] {
+            let tally = plan(store, tally, 0).await;
+            assert_searches(&tally, "deliveries", &[]);
+        }
 
         let links = plan(store, crate::sql::LINKS_OF_FLOW, 2).await;
         assert_searches(&links, "events", &["events_correlation_id_seq"]);

@@ -102,6 +102,10 @@ impl FlowStore for SqliteStore {
         Repo(self).destination_flow(id).await
     }
 
+    async fn destination_flows(&self) -> StoreResult<Vec<DestinationFlow>> {
+        Repo(self).destination_flows().await
+    }
+
     async fn next_unblock_at(&self, now: Millis) -> StoreResult<Option<Millis>> {
         Repo(self).next_unblock_at(now).await
     }

@@ -832,3 +832,47 @@ pub async fn prune_removes_only_old_finished_deliveries_and_orphaned_events(db: 
     }
     assert_eq!(store.prune(before, 0).await.unwrap(), 0);
 }
+
+pub async fn tallies_count_every_destinations_deliveries_at_once(db: TestDb) {
+    let store = db.store.as_ref();
+    let (a, _) = route(store, "a", false).await;
+    let (b, _) = route(store, "b", false).await;
+    let (idle, _) = route(store, "idle", true).await;
+    let first = ingest(store, &["e1"], "a.b", T0).await;
+    let second = ingest(store, &["e2"], "a.b", T0 + 10).await;
+    let of = |deliveries: &[Delivery], dst: &Destination| {
+        deliveries.iter().find(|d| d.destination_id == dst.id).expect("a delivery").clone()
+    };
+    store.claim_deliveries("n", T0 + 10, T0 + LEASE, 10).await.unwrap();
+    for (delivery, next) in [
+        (of(&first, &a), NextStep::Succeeded),
+        (of(&second, &a), NextStep::Dead),
+        (of(&first, &b), NextStep::RetryAt(T0 + 100)),
+    ] {
+        let outcome = outcome_of(next);
+        store.record_attempt("n", &attempt(&delivery.id, outcome, T0 + 11), next, T0 + 11).await.unwrap();
+    }
+    store.release_leases("n", T0 + 12).await.unwrap();
+
+    let tallies = store.delivery_tallies().await.unwrap();
+    let on_a = tallies[&a.id];
+    assert_eq!((on_a.pending, on_a.oldest_pending_at, on_a.dead, on_a.ever_succeeded), (0, None, 1, true));
+    let on_b = tallies[&b.id];
+    assert_eq!(
+        (on_b.pending, on_b.oldest_pending_at, on_b.dead, on_b.ever_succeeded),
+        (2, Some(T0), 0, false)
+    );
+    let on_idle = tallies[&idle.id];
+    assert_eq!((on_idle.pending, on_idle.oldest_pending_at), (2, Some(T0)), "paused, its deliveries wait");
+    let quiet = destination("quiet");
+    store.create_destination(&quiet).await.unwrap();
+    assert!(!store.delivery_tallies().await.unwrap().contains_key(&quiet.id), "no deliveries, no tally");
+
+    let flows = store.destination_flows().await.unwrap();
+    for dst in [&a, &b] {
+        let flow =
+            flows.iter().find(|f| f.destination_id == dst.id).expect("a flow record per destination tried");
+        assert_eq!(Some(flow), store.destination_flow(&dst.id).await.unwrap().as_ref());
+    }
+    assert!(!flows.iter().any(|f| f.destination_id == idle.id), "never tried, no record");
+}

@@ -81,6 +81,7 @@ macro_rules! suite {
                 deliveries::delivery_listings_filter_and_page,
                 deliveries::retry_delivery_refuses_in_flight_and_succeeded,
                 deliveries::replay_dead_honours_filters_and_limits,
+                deliveries::tallies_count_every_destinations_deliveries_at_once,
                 deliveries::prune_removes_only_old_finished_deliveries_and_orphaned_events,
                 ordering::ordered_claims_take_the_head_of_each_key_in_ingest_order,
                 ordering::ordered_claims_take_the_same_heads_around_a_held_backlog,
