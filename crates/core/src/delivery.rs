@@ -52,6 +52,11 @@ pub struct Delivery {
     pub destination_id: DestinationId,
     pub status: DeliveryStatus,
     pub attempt_count: u32,
+    /// Its leases since its last recorded attempt: the one in flight, and those that ended
+    /// without an outcome (the node running it stopped first). A lease handed back unused does
+    /// not count. A claim that makes it exceed `engine.max_unfinished_attempts` records the
+    /// delivery dead instead of running it.
+    pub unfinished_attempts: u32,
     #[serde(with = "time::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Millis>,
@@ -68,6 +73,24 @@ pub struct Delivery {
     #[serde(with = "time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
+}
+
+impl Delivery {
+    /// Why this claimed delivery must not be run, if it must not: more of its leases in a row
+    /// (this one included) than `max_unfinished_attempts` ended without an outcome. The nodes
+    /// running it stopped each time, so it may be what stops them (a poison message), and
+    /// running it again could take down the next node too; it goes dead with this reason.
+    pub fn crash_loop(&self, max_unfinished_attempts: u32) -> Option<String> {
+        if self.unfinished_attempts <= max_unfinished_attempts {
+            return None;
+        }
+        let ended = self.unfinished_attempts - 1;
+        let attempts = if ended == 1 { "attempt" } else { "attempts" };
+        Some(format!(
+            "{ended} {attempts} ended without an outcome: the node running it stopped each time \
+             (it may crash whoever runs it)"
+        ))
+    }
 }
 
 /// One try at sending a delivery, or the decision not to send it (`filtered`), kept for the
@@ -149,4 +172,45 @@ pub struct DeliveryFilter {
     pub since: Option<Millis>,
     /// Created before.
     pub until: Option<Millis>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leased(unfinished_attempts: u32) -> Delivery {
+        Delivery {
+            id: DeliveryId::from_trusted("dlv_1"),
+            event_id: EventId::from_trusted("e1"),
+            subscription_id: SubscriptionId::from_trusted("sub_1"),
+            destination_id: DestinationId::from_trusted("dst_1"),
+            status: DeliveryStatus::InFlight,
+            attempt_count: 0,
+            unfinished_attempts,
+            next_attempt_at: None,
+            lease_owner: Some("node-a".to_owned()),
+            lease_expires_at: Some(1),
+            last_error: None,
+            ordering_key: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_delivery_runs_until_more_leases_than_the_maximum_ended_without_an_outcome() {
+        for unfinished in 0..=3 {
+            assert_eq!(leased(unfinished).crash_loop(3), None, "{unfinished}");
+        }
+        assert_eq!(
+            leased(4).crash_loop(3).as_deref(),
+            Some(
+                "3 attempts ended without an outcome: the node running it stopped each time (it \
+                 may crash whoever runs it)"
+            )
+        );
+        // A maximum lowered since counts what it finds.
+        assert!(leased(9).crash_loop(3).is_some_and(|reason| reason.starts_with("8 attempts ended")));
+        assert!(leased(2).crash_loop(1).is_some_and(|reason| reason.starts_with("1 attempt ended")));
+    }
 }

@@ -16,8 +16,29 @@ macro_rules! event_columns {
 macro_rules! delivery_columns {
     () => {
         "seq, id, event_id, subscription_id, destination_id, status, attempt_count, \
-         next_attempt_at, lease_owner, lease_expires_at, last_error, ordering_key, created_at, \
-         updated_at"
+         unfinished_attempts, next_attempt_at, lease_owner, lease_expires_at, last_error, \
+         ordering_key, created_at, updated_at"
+    };
+}
+
+/// What a claim writes on each delivery it leases to `$1` until `$2` at `$3`. The lease is
+/// counted as an attempt that has not finished (`unfinished_attempts`) until one is recorded
+/// (`SETTLE_DELIVERY` resets the count) or the lease is handed back unused
+/// (`lease_handed_back!`): a count that keeps growing means every node that ran the delivery
+/// stopped before it could record anything.
+macro_rules! lease_claimed {
+    () => {
+        "status = 'in_flight', lease_owner = $1, lease_expires_at = $2, updated_at = $3, \
+         unfinished_attempts = unfinished_attempts + 1"
+    };
+}
+
+/// Takes a lease handed back without an attempt (a deferral, a release on shutdown) off the
+/// delivery's `unfinished_attempts`, so waiting never counts towards giving up on it; never
+/// below 0.
+macro_rules! lease_handed_back {
+    () => {
+        "unfinished_attempts = CASE WHEN unfinished_attempts > 0 THEN unfinished_attempts - 1 ELSE 0 END"
     };
 }
 

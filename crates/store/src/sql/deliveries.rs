@@ -134,9 +134,9 @@ macro_rules! lane_due {
 macro_rules! claim_claimable {
     () => {
         concat!(
-            "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
-             updated_at = $3 FROM claimable WHERE deliveries.seq = claimable.claimed_seq \
-             RETURNING ",
+            "UPDATE deliveries SET ",
+            lease_claimed!(),
+            " FROM claimable WHERE deliveries.seq = claimable.claimed_seq RETURNING ",
             delivery_columns!()
         )
     };
@@ -182,9 +182,9 @@ macro_rules! pending_due {
 /// Only the writer runs it, inside `BEGIN IMMEDIATE`, so two claims never see the same row as
 /// claimable. PostgreSQL, with concurrent claimers, runs [`CLAIM_SKIP_LOCKED`] instead.
 pub const CLAIM: &str = concat!(
-    "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
-     updated_at = $3 \
-     WHERE seq IN (SELECT seq FROM (\
+    "UPDATE deliveries SET ",
+    lease_claimed!(),
+    " WHERE seq IN (SELECT seq FROM (\
          SELECT seq, next_attempt_at FROM (\
              SELECT seq, next_attempt_at FROM deliveries \
              WHERE status = 'pending' AND next_attempt_at <= $3 AND ",
@@ -206,9 +206,9 @@ pub const CLAIM: &str = concat!(
 /// deliveries as [`CLAIM`] would with the held ones left out. Its cost grows with the number
 /// of destinations, not with the held backlog, which it never reads. Bound like [`CLAIM`].
 pub const CLAIM_AROUND_HELD: &str = concat!(
-    "UPDATE deliveries SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
-     updated_at = $3 \
-     WHERE seq IN (SELECT seq FROM (\
+    "UPDATE deliveries SET ",
+    lease_claimed!(),
+    " WHERE seq IN (SELECT seq FROM (\
          SELECT picked.seq AS seq, picked.next_attempt_at AS next_attempt_at FROM (",
     lanes!(),
     ") AS lanes JOIN deliveries AS picked ON picked.seq IN (",
@@ -276,9 +276,10 @@ pub const HELD_BACKLOG: &str = concat!(
 
 /// Settles an attempt on the delivery `$5` if `$6` still holds its lease; no row when it does
 /// not. Served by the unique index on `id`.
+/// The lease's attempt is recorded, so it no longer counts as unfinished.
 pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attempt_at = $2, \
-     attempt_count = attempt_count + 1, last_error = $3, lease_owner = NULL, \
-     lease_expires_at = NULL, updated_at = $4 \
+     attempt_count = attempt_count + 1, unfinished_attempts = 0, last_error = $3, \
+     lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
      WHERE id = $5 AND status = 'in_flight' AND lease_owner = $6";
 
 /// After the delivery `$2` settled for good (succeeded, filtered, or dead without
@@ -305,11 +306,14 @@ pub const INSERT_ATTEMPT: &str = concat!(
      FROM attempts WHERE delivery_id = $1"
 );
 
-/// Hands the leases of `$2` back as due at `$1`. Served by
+/// Hands the leases of `$2` back as due at `$1`, unused (`lease_handed_back!`). Served by
 /// `deliveries_status_lease_expires_at` (`status = ?`): only in-flight rows are read.
-pub const RELEASE_LEASES: &str = "UPDATE deliveries SET status = 'pending', \
-     next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
-     WHERE status = 'in_flight' AND lease_owner = $2";
+pub const RELEASE_LEASES: &str = concat!(
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, lease_owner = NULL, \
+     lease_expires_at = NULL, updated_at = $1, ",
+    lease_handed_back!(),
+    " WHERE status = 'in_flight' AND lease_owner = $2"
+);
 
 /// Leases renewed by one statement, at most (within both backends' parameter limits).
 pub const RENEW_CHUNK: usize = 500;
@@ -403,10 +407,12 @@ pub const DELIVERY_STATUS: &str = "SELECT status FROM deliveries WHERE id = $1";
 pub const ATTEMPTS_OF: &str =
     concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE delivery_id = $1 ORDER BY number");
 
-/// Makes the delivery `$2` due at `$1` with a fresh budget, if it is pending or dead.
+/// Makes the delivery `$2` due at `$1` with a fresh budget, if it is pending or dead: of
+/// attempts, and of leases that may end without one.
 pub const RETRY_DELIVERY: &str = concat!(
     "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, attempt_count = 0, \
-     updated_at = $1 WHERE id = $2 AND status IN ('pending', 'dead') RETURNING ",
+     unfinished_attempts = 0, updated_at = $1 WHERE id = $2 AND status IN ('pending', 'dead') \
+     RETURNING ",
     delivery_columns!()
 );
 

@@ -72,10 +72,14 @@ pub const ATTEMPT_DESTINATION: &str = "SELECT deliveries.destination_id, destina
      WHERE deliveries.id = $1";
 
 /// Hands the delivery `$3` back as pending, due at `$1`, if `$4` holds its lease: no attempt
-/// is recorded and `attempt_count` stays. Served by the unique index on `id`.
-pub const DEFER_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', \
-     next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
-     WHERE id = $3 AND status = 'in_flight' AND lease_owner = $4";
+/// is recorded, `attempt_count` stays, and the lease does not count as unfinished
+/// (`lease_handed_back!`). Served by the unique index on `id`.
+pub const DEFER_DELIVERY: &str = concat!(
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, lease_owner = NULL, \
+     lease_expires_at = NULL, updated_at = $2, ",
+    lease_handed_back!(),
+    " WHERE id = $3 AND status = 'in_flight' AND lease_owner = $4"
+);
 
 /// The first instant after `$1` at which a blocked destination unblocks: the head of
 /// `destination_flow_blocked_until` past `$1`.

@@ -21,7 +21,7 @@ use crate::support::{T0, TestDb, destination, event, subscription};
 const LEASE: Millis = 60_000;
 
 /// A destination (enabled unless `paused`) with one subscription taking every event type.
-async fn route(store: &dyn Store, name: &str, paused: bool) -> (Destination, Subscription) {
+pub async fn route(store: &dyn Store, name: &str, paused: bool) -> (Destination, Subscription) {
     let mut dst = destination(name);
     dst.enabled = !paused;
     store.create_destination(&dst).await.unwrap();
@@ -31,7 +31,7 @@ async fn route(store: &dyn Store, name: &str, paused: bool) -> (Destination, Sub
 }
 
 /// Ingests one event per id at `now` and answers all their deliveries, in ingest order.
-async fn ingest(store: &dyn Store, ids: &[&str], event_type: &str, now: Millis) -> Vec<Delivery> {
+pub async fn ingest(store: &dyn Store, ids: &[&str], event_type: &str, now: Millis) -> Vec<Delivery> {
     let events = ids.iter().map(|id| event(id, event_type)).collect();
     store.ingest(events, now).await.unwrap();
     let mut deliveries = Vec::new();
@@ -42,7 +42,7 @@ async fn ingest(store: &dyn Store, ids: &[&str], event_type: &str, now: Millis) 
     deliveries
 }
 
-fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, started_at: Millis) -> Attempt {
+pub fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, started_at: Millis) -> Attempt {
     let code = match outcome {
         AttemptOutcome::Succeeded => Some(200),
         AttemptOutcome::Retryable => Some(503),
@@ -76,7 +76,7 @@ fn ids(deliveries: &[Delivery]) -> Vec<DeliveryId> {
     deliveries.iter().map(|d| d.id.clone()).collect()
 }
 
-async fn get(store: &dyn Store, id: &DeliveryId) -> Delivery {
+pub async fn get(store: &dyn Store, id: &DeliveryId) -> Delivery {
     store.get_delivery(id).await.unwrap().expect("the delivery")
 }
 

@@ -14,6 +14,7 @@ mod resources;
 mod secrets;
 mod sqlite;
 mod support;
+mod unfinished;
 
 /// Instantiates each listed suite function as a `#[tokio::test]` against one backend.
 /// `on_threads` runs them on two worker threads, for the tests of races that one thread,
@@ -83,6 +84,8 @@ macro_rules! suite {
                 deliveries::replay_dead_honours_filters_and_limits,
                 deliveries::tallies_count_every_destinations_deliveries_at_once,
                 deliveries::prune_removes_only_old_finished_deliveries_and_orphaned_events,
+                unfinished::claims_count_each_lease_and_a_recorded_attempt_of_any_outcome_resets_it,
+                unfinished::leases_handed_back_unused_do_not_count,
                 ordering::ordered_claims_take_the_head_of_each_key_in_ingest_order,
                 ordering::ordered_claims_take_the_same_heads_around_a_held_backlog,
                 ordering::unordered_subscriptions_and_keyless_events_are_not_held,

@@ -300,6 +300,7 @@ mod tests {
             destination_id: DestinationId::from_trusted("dst_1"),
             status: DeliveryStatus::Dead,
             attempt_count: 12,
+            unfinished_attempts: 0,
             next_attempt_at: None,
             lease_owner: None,
             lease_expires_at: None,
