@@ -35,6 +35,22 @@ pub struct Settled {
     pub event_received_at: Option<switchyard_core::time::Millis>,
 }
 
+/// The attempt that gives `delivery` up without running it: a permanent failure whose error
+/// is `reason`, after which the delivery is dead like any other that failed for good.
+pub fn given_up(delivery: &Delivery, reason: String) -> Settled {
+    let attempt = Attempt {
+        delivery_id: delivery.id.clone(),
+        number: delivery.attempt_count + 1,
+        started_at: now_millis(),
+        duration_ms: 0,
+        outcome: AttemptOutcome::Permanent,
+        status_code: None,
+        error: Some(reason),
+        response_body: None,
+    };
+    Settled { attempt, next: NextStep::Dead, event_received_at: None }
+}
+
 /// Sends `delivery` once, with the body its subscription's jq makes (`shape`). Never fails:
 /// every problem, a failing program included, becomes a recorded attempt, so a worker cannot
 /// crash on bad data; a filtered delivery gets a `filtered` attempt and is not sent.

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::attempt::{Preloaded, attempt};
+use crate::attempt::{Preloaded, attempt, given_up};
 use crate::gate::{Cleared, Gate};
 use crate::lease;
 use crate::metrics::Metrics;
@@ -182,6 +182,12 @@ impl Engine {
                 }
                 continue;
             }
+            // A delivery whose last leases all ended without an outcome may be what stopped the
+            // nodes running it: it is recorded dead instead of run again.
+            let claimed = self.give_up_crash_loops(&permits, in_flight, claimed);
+            if claimed.is_empty() {
+                continue;
+            }
             // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
             // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
             // then dated close to when the deliveries go (the claim may take a while on a busy
@@ -210,18 +216,11 @@ impl Engine {
                     tracing::warn!(delivery_id = %delivery.id, "no free slot for a claimed delivery");
                     continue;
                 };
-                let worker = Worker {
-                    store: self.store.clone(),
-                    adapters: self.adapters.clone(),
-                    shaper: self.shaper.clone(),
-                    waker: self.waker.clone(),
-                    owner: self.node_id.clone(),
-                    metrics: self.metrics.clone(),
-                };
+                let worker = self.worker();
                 let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
                 let leased = self.leased.track(delivery.id.clone());
                 in_flight.spawn(async move {
-                    run_one(worker, delivery, preloaded, permit).await;
+                    run_one(worker, delivery, Task::Attempt(preloaded), permit).await;
                     drop(leased);
                     drop(slot);
                     // A probe's verdict may have closed the circuit its destination's backlog
@@ -231,6 +230,47 @@ impl Engine {
                     }
                 });
             }
+        }
+    }
+
+    /// Starts recording dead, without running them, the claimed deliveries whose earlier
+    /// leases ended without an outcome too often (`Delivery::crash_loop`); answers the others.
+    /// They pass no gate: nothing is sent.
+    fn give_up_crash_loops(
+        &self,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+        claimed: Vec<Delivery>,
+    ) -> Vec<Delivery> {
+        let mut runnable = Vec::with_capacity(claimed.len());
+        for delivery in claimed {
+            let Some(reason) = delivery.crash_loop(self.settings.max_unfinished_attempts) else {
+                runnable.push(delivery);
+                continue;
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                // As in `dispatch`: the lease expires and the next claim gives it up.
+                tracing::warn!(delivery_id = %delivery.id, "no free slot for a claimed delivery");
+                continue;
+            };
+            let worker = self.worker();
+            let leased = self.leased.track(delivery.id.clone());
+            in_flight.spawn(async move {
+                run_one(worker, delivery, Task::GiveUp(reason), permit).await;
+                drop(leased);
+            });
+        }
+        runnable
+    }
+
+    fn worker(&self) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            adapters: self.adapters.clone(),
+            shaper: self.shaper.clone(),
+            waker: self.waker.clone(),
+            owner: self.node_id.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -312,7 +352,15 @@ struct Worker {
     metrics: Metrics,
 }
 
-async fn run_one(worker: Worker, delivery: Delivery, preloaded: Preloaded, permit: OwnedSemaphorePermit) {
+/// What a worker does with its claimed delivery.
+enum Task {
+    /// Attempt it, with what the dispatcher read for its batch.
+    Attempt(Preloaded),
+    /// Record it dead without running it, for this reason (`Delivery::crash_loop`).
+    GiveUp(String),
+}
+
+async fn run_one(worker: Worker, delivery: Delivery, task: Task, permit: OwnedSemaphorePermit) {
     // The correlation and request ids are filled in once the event is loaded (`attempt`).
     let span = tracing::info_span!(
         "delivery",
@@ -322,7 +370,7 @@ async fn run_one(worker: Worker, delivery: Delivery, preloaded: Preloaded, permi
         correlation_id = tracing::field::Empty,
         request_id = tracing::field::Empty,
     );
-    settle(&worker, &delivery, preloaded).instrument(span).await;
+    settle(&worker, &delivery, task).instrument(span).await;
     drop(permit);
     // A delivery with an ordering key may have held the next of its key back: now that it is
     // settled, that one may be due, and the dispatcher may be asleep.
@@ -331,13 +379,21 @@ async fn run_one(worker: Worker, delivery: Delivery, preloaded: Preloaded, permi
     }
 }
 
-async fn settle(worker: &Worker, delivery: &Delivery, preloaded: Preloaded) {
+async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
     let Worker { store, adapters, shaper, owner, metrics, .. } = worker;
-    let settled = match attempt(store.as_ref(), adapters, shaper, delivery, preloaded).await {
-        Ok(settled) => settled,
-        Err(error) => {
-            tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");
-            return;
+    let settled = match task {
+        Task::Attempt(preloaded) => {
+            match attempt(store.as_ref(), adapters, shaper, delivery, preloaded).await {
+                Ok(settled) => settled,
+                Err(error) => {
+                    tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");
+                    return;
+                }
+            }
+        }
+        Task::GiveUp(reason) => {
+            tracing::warn!(%reason, "recording the delivery dead without running it");
+            given_up(delivery, reason)
         }
     };
     let next = settled.next;

@@ -31,6 +31,9 @@ pub struct EngineSettings {
     pub max_in_flight_per_destination: Option<usize>,
     /// How long a claimed delivery stays leased; after that another claim may take it.
     pub lease_ms: u64,
+    /// Leases of a delivery in a row that may end without an outcome (the node running it
+    /// stopped) before the next claim records it dead instead of running it again.
+    pub max_unfinished_attempts: u32,
     /// Deliveries claimed per round trip to the store.
     pub batch_size: u32,
     /// The longest the dispatcher sleeps without a wake-up (the safety net).
@@ -50,6 +53,7 @@ impl Default for EngineSettings {
             concurrency: 512,
             max_in_flight_per_destination: None,
             lease_ms: 60_000,
+            max_unfinished_attempts: 3,
             batch_size: 128,
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,

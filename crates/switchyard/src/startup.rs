@@ -198,6 +198,7 @@ fn engine_settings(config: &Config) -> EngineSettings {
         concurrency: config.engine.concurrency,
         max_in_flight_per_destination: config.engine.max_in_flight_per_destination,
         lease_ms: config.engine.lease_ms,
+        max_unfinished_attempts: config.engine.max_unfinished_attempts,
         batch_size: config.engine.batch_size,
         poll_interval_ms: config.engine.poll_interval_ms,
         shutdown_grace_ms: config.engine.shutdown_grace_ms,

@@ -146,6 +146,10 @@ pub struct EngineConfig {
     pub max_in_flight_per_destination: Option<usize>,
     /// How long a claimed delivery stays leased; a crashed node's work is retried after it.
     pub lease_ms: u64,
+    /// Attempts of a delivery in a row that may end without an outcome (the node running it
+    /// died) before it goes dead instead of being run again: a delivery that crashes whoever
+    /// runs it cannot crash-loop the nodes.
+    pub max_unfinished_attempts: u32,
     /// Deliveries claimed per round trip to the database.
     pub batch_size: u32,
     /// The longest the engine sleeps without a wake-up (a safety net; ingest wakes it).
@@ -161,6 +165,7 @@ impl Default for EngineConfig {
             concurrency: 512,
             max_in_flight_per_destination: None,
             lease_ms: 60_000,
+            max_unfinished_attempts: 3,
             batch_size: 128,
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,
@@ -243,6 +248,7 @@ impl Config {
             positive("engine.max_in_flight_per_destination", limit as u64);
         }
         positive("engine.lease_ms", self.engine.lease_ms);
+        positive("engine.max_unfinished_attempts", u64::from(self.engine.max_unfinished_attempts));
         positive("engine.batch_size", u64::from(self.engine.batch_size));
         positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
         positive("retention.days", u64::from(self.retention.days));

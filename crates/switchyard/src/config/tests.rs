@@ -250,3 +250,18 @@ fn printed_config_without_secrets_round_trips() {
     let back: Config = toml::from_str(&printed).expect("parses back");
     assert_eq!(back, config);
 }
+
+#[test]
+fn max_unfinished_attempts_defaults_to_three_and_must_be_at_least_one() {
+    jailed(|jail| {
+        assert_eq!(must(load_plain()).engine.max_unfinished_attempts, 3);
+        let example: Config =
+            toml::from_str(include_str!("../../../../switchyard.example.toml")).expect("the example parses");
+        assert_eq!(example.engine, EngineConfig::default(), "the example shows the defaults");
+
+        jail.set_env("SWITCHYARD_ENGINE__MAX_UNFINISHED_ATTEMPTS", "5");
+        assert_eq!(must(load_plain()).engine.max_unfinished_attempts, 5);
+        jail.set_env("SWITCHYARD_ENGINE__MAX_UNFINISHED_ATTEMPTS", "0");
+        assert_eq!(problems_of(load_plain()), "engine.max_unfinished_attempts: must be greater than 0");
+    });
+}

@@ -26,7 +26,7 @@ fn fast_retry(max_attempts: u32) -> Value {
 }
 
 /// Polls the delivery of `event_id` until it has `status`.
-async fn delivery_with_status(app: &TestApp, event_id: &str, status: &str) -> Value {
+pub async fn delivery_with_status(app: &TestApp, event_id: &str, status: &str) -> Value {
     let started = std::time::Instant::now();
     loop {
         let event = app.get(&format!("/v1/events/{event_id}")).await;

@@ -23,6 +23,7 @@ mod multi_node;
 mod openapi;
 mod ordering;
 mod otlp;
+mod poison;
 mod process;
 mod rate_limit;
 mod resources;

@@ -15,6 +15,14 @@ pub struct Node {
     pub address: String,
 }
 
+impl Drop for Node {
+    /// A test that fails half-way leaves no node running behind it.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     listener.local_addr().expect("an address").port()
@@ -73,7 +81,8 @@ pub async fn serve(mut command: Command) -> Node {
     Node { child, address }
 }
 
-struct Scenario {
+/// A database file of its own, an admin token for it, and nodes of the real binary serving it.
+pub struct Scenario {
     _dir: tempfile::TempDir,
     db: PathBuf,
     token: String,
@@ -81,18 +90,39 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn new() -> Scenario {
+    pub fn new() -> Scenario {
         let dir = tempfile::tempdir().expect("a directory");
         let db = dir.path().join("switchyard.db");
         let token = admin_token(&db, dir.path());
         Scenario { _dir: dir, db, token, client: crate::helpers::http_client() }
     }
 
-    async fn start(&self) -> Node {
+    pub async fn start(&self) -> Node {
         start(&self.db, self._dir.path()).await
     }
 
-    async fn post(&self, node: &Node, path: &str, body: Value) -> Value {
+    /// Starts a node with these environment variables on top of the usual ones.
+    pub async fn start_with(&self, env: &[(&str, &str)]) -> Node {
+        let mut command = switchyard(&self.db, self._dir.path());
+        command.envs(env.iter().copied());
+        serve(command).await
+    }
+
+    /// The `data` of a successful GET.
+    pub async fn get(&self, node: &Node, path: &str) -> Value {
+        let answer = self
+            .client
+            .get(format!("{}{path}", node.address))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("sent");
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        let body: Value = answer.json().await.expect("JSON");
+        body["data"].clone()
+    }
+
+    pub async fn post(&self, node: &Node, path: &str, body: Value) -> Value {
         let answer = self
             .client
             .post(format!("{}{path}", node.address))
