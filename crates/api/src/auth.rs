@@ -103,11 +103,10 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
     let raw = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthorized("send an API key or a JWT as Authorization: Bearer <token>".into())
     })?;
-    let token = raw
-        .to_str()
-        .ok()
-        .and_then(bearer_token)
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
+    let token =
+        raw.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
+        })?;
     if !token.starts_with(API_KEY_PREFIX)
         && let Some(jwt) = &state.settings().jwt
     {

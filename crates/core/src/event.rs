@@ -27,7 +27,10 @@ impl EventId {
             return Err(ValidationError::single("event_id", "may contain only letters, digits and . _ : -"));
         }
         if raw == "." || raw == ".." {
-            return Err(ValidationError::single("event_id", "cannot be . or .., which are path segments in URLs"));
+            return Err(ValidationError::single(
+                "event_id",
+                "cannot be . or .., which are path segments in URLs",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }

@@ -134,9 +134,21 @@ mod tests {
             (json!({"retry": {"jitter": "x"}}), "retry.jitter", "must be a number; got a string"),
             (json!({"retry": {"retry_on_4xx": 1}}), "retry.retry_on_4xx", "must be a boolean; got a number"),
             (json!({"ordering": 1}), "ordering", "must be a string; got a number"),
-            (json!({"ordering": "sideways"}), "ordering", "must be one of \"none\", \"key\"; got \"sideways\""),
-            (json!({"colour": 1}), "colour", "is not a known field; the fields are \"name\", \"tags\", \"retry\", \"ordering\", \"config\", \"count\""),
-            (json!({"retry": {"tries": 1}}), "retry.tries", "is not a known field; the fields are \"max_attempts\", \"initial_delay_ms\", \"max_delay_ms\", \"multiplier\", \"jitter\", \"retry_on_4xx\""),
+            (
+                json!({"ordering": "sideways"}),
+                "ordering",
+                "must be one of \"none\", \"key\"; got \"sideways\"",
+            ),
+            (
+                json!({"colour": 1}),
+                "colour",
+                "is not a known field; the fields are \"name\", \"tags\", \"retry\", \"ordering\", \"config\", \"count\"",
+            ),
+            (
+                json!({"retry": {"tries": 1}}),
+                "retry.tries",
+                "is not a known field; the fields are \"max_attempts\", \"initial_delay_ms\", \"max_delay_ms\", \"multiplier\", \"jitter\", \"retry_on_4xx\"",
+            ),
         ];
         for (value, field, message) in cases {
             let (got_field, got_message) = refusal::<Input>(value.clone());

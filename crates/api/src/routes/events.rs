@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
-use switchyard_core::error::excerpt;
-use switchyard_core::id::is_link_id;
 use switchyard_core::delivery::Delivery;
+use switchyard_core::error::excerpt;
 use switchyard_core::event::{
     Event, EventFilter, EventId, EventInput, EventSource, EventType, IngestContext, IngestOutcome,
 };
+use switchyard_core::id::is_link_id;
 use switchyard_core::time::now_millis;
 use switchyard_core::trace::TraceParent;
 use switchyard_engine::BatchItem;
@@ -43,9 +43,14 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
     // must not silently leave the flow its publisher put it in.
     let correlation_id = match headers.get(CORRELATION_HEADER) {
         None => None,
-        Some(raw) => Some(raw.to_str().ok().filter(|v| is_link_id(v)).map(str::to_owned).ok_or_else(|| {
-            ValidationError::single("X-Correlation-ID", "must be 1 to 128 visible ASCII characters (no spaces)")
-        })?),
+        Some(raw) => {
+            Some(raw.to_str().ok().filter(|v| is_link_id(v)).map(str::to_owned).ok_or_else(|| {
+                ValidationError::single(
+                    "X-Correlation-ID",
+                    "must be 1 to 128 visible ASCII characters (no spaces)",
+                )
+            })?)
+        }
     };
     // W3C Trace Context: a receiver that cannot parse `traceparent` ignores it (the trace
     // starts here) rather than refusing the request, so a broken tracer upstream loses no event.

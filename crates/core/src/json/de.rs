@@ -356,7 +356,8 @@ impl<'de> VariantAccess<'de> for Variant {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Mismatch> {
-        de::Deserializer::deserialize_seq(self.value, visitor).map_err(|error| error.under(Step::Key(self.name)))
+        de::Deserializer::deserialize_seq(self.value, visitor)
+            .map_err(|error| error.under(Step::Key(self.name)))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -364,7 +365,8 @@ impl<'de> VariantAccess<'de> for Variant {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Mismatch> {
-        de::Deserializer::deserialize_map(self.value, visitor).map_err(|error| error.under(Step::Key(self.name)))
+        de::Deserializer::deserialize_map(self.value, visitor)
+            .map_err(|error| error.under(Step::Key(self.name)))
     }
 }
 
