@@ -12,12 +12,15 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use switchyard_core::error::excerpt;
+use switchyard_core::error::{excerpt, excerpt_of};
 use switchyard_core::id::is_link_id;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// Longest path a log line shows whole: far past any route of the API, short of what a client
+/// can send.
+const MAX_LOGGED_PATH_CHARS: usize = 256;
 
 tokio::task_local! {
     static CURRENT: String;
@@ -50,7 +53,7 @@ pub async fn assign(request: Request, next: Next) -> Response {
         correlation_id = tracing::field::Empty,
         // Both are the client's to choose (extension methods included): logged as excerpts.
         method = %excerpt(request.method().as_str()),
-        path = %excerpt(request.uri().path()),
+        path = %excerpt_of(request.uri().path(), MAX_LOGGED_PATH_CHARS),
     );
     if let Some(correlation_id) = &correlation_id {
         span.record("correlation_id", correlation_id.as_str());

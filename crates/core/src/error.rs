@@ -6,7 +6,12 @@ pub const EXCERPT_CHARS: usize = 64;
 /// `value` cut to its first [`EXCERPT_CHARS`] characters (marked with `…` when cut), for
 /// messages and logs that repeat what a client sent without growing with it.
 pub fn excerpt(value: &str) -> String {
-    match value.char_indices().nth(EXCERPT_CHARS) {
+    excerpt_of(value, EXCERPT_CHARS)
+}
+
+/// `value` cut to its first `chars` characters, marked with `…` when cut.
+pub fn excerpt_of(value: &str, chars: usize) -> String {
+    match value.char_indices().nth(chars) {
         Some((cut, _)) => format!("{}…", &value[..cut]),
         None => value.to_owned(),
     }
@@ -98,5 +103,7 @@ mod tests {
         let cut = excerpt(&long);
         assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
         assert!(cut.ends_with('…'));
+        assert_eq!(excerpt_of("abcdef", 3), "abc…");
+        assert_eq!(excerpt_of("abc", 3), "abc");
     }
 }

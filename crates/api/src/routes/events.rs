@@ -83,7 +83,7 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
     post, path = "/v1/events", tag = "events",
     request_body = EventInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the event"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the event: 1 to 128 visible ASCII characters, else 400"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
     ),
     responses(
@@ -174,7 +174,7 @@ pub struct BatchItemError {
     post, path = "/v1/events/batch", tag = "events",
     request_body = BatchInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the events"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the events: 1 to 128 visible ASCII characters, else 400"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
     ),
     responses(
