@@ -1,6 +1,6 @@
 //! Authentication (API keys and, when configured, JWTs as bearer tokens) and role checks.
 //!
-//! `Authorization: Bearer <token>`: a token starting with `sy_` is an API key, looked up by its
+//! `Authorization: Bearer <token>` (the scheme in any case): a token starting with `sy_` is an API key, looked up by its
 //! hash; any other token is verified as a JWT when `auth.jwt` is configured (see [`crate::jwt`])
 //! and refused otherwise. Every refusal is a 401; a token without a valid role is refused too
 //! (401, not 403: it establishes no principal at all).
@@ -103,13 +103,10 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
     let raw = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthorized("send an API key or a JWT as Authorization: Bearer <token>".into())
     })?;
-    let token = raw
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
+    let token =
+        raw.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
+        })?;
     if !token.starts_with(API_KEY_PREFIX)
         && let Some(jwt) = &state.settings().jwt
     {
@@ -130,9 +127,27 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
     Ok(Principal { credential: Credential::ApiKey(key.id), name: key.name, role: key.role })
 }
 
+/// The token of a `Bearer` credential. The scheme name is case-insensitive (RFC 9110 §11.1),
+/// and spaces or tabs may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer sy_a", "bearer sy_a", "BEARER sy_a", "bEaReR  sy_a ", "Bearer\tsy_a"] {
+            assert_eq!(bearer_token(value), Some("sy_a"), "{value:?}");
+        }
+        for value in ["Bearer", "Bearer ", "Basic sy_a", "Bearersy_a", "Token sy_a", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn subjects_cannot_collide_across_credentials() {

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::FieldError;
 use switchyard_core::ValidationError;
+use switchyard_core::error::excerpt;
 use switchyard_core::store::StoreError;
 use switchyard_engine::IngestError;
 
@@ -42,8 +43,9 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// `id` came from the client's path, so only an excerpt of it is repeated.
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
-        Self::NotFound(format!("no {what} with id {id}"))
+        Self::NotFound(format!("no {what} with id {}", excerpt(&id.to_string())))
     }
 
     pub fn code(&self) -> &'static str {

@@ -1,5 +1,11 @@
 //! Extractors whose every rejection is an `ApiError`, so no framework-default error text ever
 //! reaches a client.
+//!
+//! Every JSON body is read strictly, here and nowhere else (see `switchyard_core::json`): an
+//! object that names a key twice is refused with the key's path, and a body is read only as
+//! the JSON type it is, so an array never stands in for an object. Query parameters are held
+//! to the same reading, and every message names fields and JSON types, repeating at most an
+//! excerpt of what the client sent.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -8,6 +14,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchyard_core::ValidationError;
+use switchyard_core::error::excerpt;
+use switchyard_core::json::{self, ParseError};
 
 use crate::error::ApiError;
 use crate::limits;
@@ -37,18 +45,18 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
         require_content_type(request.headers(), &["application/json", "application/merge-patch+json"])?;
         match read_json(request, state).await? {
             Value::Object(map) => Ok(MergePatch(map)),
-            _ => Err(ValidationError::single("body", "a merge patch must be a JSON object").into()),
+            other => Err(ValidationError::single(
+                "body",
+                format!("a merge patch must be a JSON object; got {}", json::type_name(&other)),
+            )
+            .into()),
         }
     }
 }
 
-/// Deserialises `value` into `T`, naming the field of the first mismatch.
+/// Reads `value` into `T` strictly, naming the field of the first mismatch.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::Validation(ValidationError::single(field, e.into_inner().to_string()))
-    })
+    json::from_value(value).map_err(ApiError::Validation)
 }
 
 fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
@@ -57,7 +65,7 @@ fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Ap
     if accepted.contains(&essence.as_str()) {
         Ok(())
     } else {
-        let shown = if given.is_empty() { "none".to_owned() } else { format!("{given:?}") };
+        let shown = if given.is_empty() { "none".to_owned() } else { format!("{:?}", excerpt(given)) };
         Err(ApiError::UnsupportedMediaType(format!(
             "the body must be sent as {}; Content-Type was {shown}",
             accepted.join(" or ")
@@ -79,23 +87,35 @@ async fn read_json<S: Send + Sync>(request: Request, state: &S) -> Result<Value,
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
     limits::check_depth(&bytes)?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let value = json::parse(&bytes).map_err(|error| match error {
+        ParseError::Syntax(message) => ApiError::MalformedJson(message),
+        ParseError::DuplicateKey(path) => {
+            ApiError::Validation(ValidationError::single(path, "appears more than once in the same object"))
+        }
+    })?;
     limits::check_strings(&value)?;
     Ok(value)
 }
 
-/// Query parameters deserialised into `T`; unknown or mistyped parameters are a 400.
+/// Query parameters read into `T`; unknown, repeated or mistyped parameters are a 400 naming
+/// the parameter.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::<T>::try_from_uri(&parts.uri).map(|Query(q)| ApiQuery(q)).map_err(|rejection| {
-            let text = rejection.body_text();
-            let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
-            ApiError::Validation(ValidationError::single("query", message.to_owned()))
-        })
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(|_| {
+            ApiError::Validation(ValidationError::single("query", "the query string could not be read"))
+        })?;
+        let mut parameters = Map::new();
+        for (name, value) in pairs {
+            if parameters.contains_key(&name) {
+                return Err(ValidationError::single(excerpt(&name), "is given more than once").into());
+            }
+            parameters.insert(name, Value::String(value));
+        }
+        json::from_text_fields(Value::Object(parameters)).map(ApiQuery).map_err(ApiError::Validation)
     }
 }
 
@@ -184,7 +204,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection| ApiError::Validation(ValidationError::single("path", rejection.body_text())))
+            // The only parameters are strings, so the one way to fail is a segment that does not
+            // decode; axum's own text would name Rust types.
+            .map_err(|_| {
+                ApiError::Validation(ValidationError::single(
+                    "path",
+                    "a path segment is not valid UTF-8 once percent-decoded",
+                ))
+            })
     }
 }
 

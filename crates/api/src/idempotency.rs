@@ -1,5 +1,8 @@
 //! `Idempotency-Key` on every POST: the first answer is kept 24 h and replayed for a retry with
-//! the same key and body; the same key with another body is a conflict.
+//! the same key and body; the same key with another body is a conflict. "The same body" means
+//! the same JSON, compared in canonical form (keys sorted, no insignificant whitespace), so a
+//! client that re-serialises its retry is still recognised; a body that is not JSON is
+//! compared byte for byte.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -108,12 +111,14 @@ fn idempotency_key(request: &Request) -> Result<String, ApiError> {
 }
 
 fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let canonical = switchyard_core::json::canonical(body);
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
     hasher.update(b" ");
     hasher.update(path.as_bytes());
     hasher.update(b"\n");
-    hasher.update(body);
+    // Canonical JSON is always valid JSON and the fallback never is, so the two cannot collide.
+    hasher.update(canonical.as_deref().unwrap_or(body));
     switchyard_core::digest::hex(&hasher.finalize())
 }
 
@@ -127,4 +132,20 @@ fn replay(stored: StoredResponse) -> Response {
         headers.insert(header::LOCATION, location);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_compare_json_not_bytes() {
+        let compact = fingerprint(&Method::POST, "/v1/events", br#"{"a":1,"b":[true,null]}"#);
+        let spaced = fingerprint(&Method::POST, "/v1/events", b"{ \"b\": [true, null],\n  \"a\": 1 }");
+        assert_eq!(compact, spaced);
+        assert_ne!(compact, fingerprint(&Method::POST, "/v1/events", br#"{"a":2,"b":[true,null]}"#));
+        assert_ne!(compact, fingerprint(&Method::POST, "/v1/other", br#"{"a":1,"b":[true,null]}"#));
+        let broken = fingerprint(&Method::POST, "/v1/events", b"{\"a\":");
+        assert_ne!(broken, fingerprint(&Method::POST, "/v1/events", b"{\"a\": "));
+    }
 }

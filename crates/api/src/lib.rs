@@ -15,6 +15,7 @@ pub mod paging;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
+pub mod security_headers;
 
 use std::sync::Arc;
 
@@ -158,11 +159,12 @@ pub fn router(state: ApiState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.clone(), observe::track))
         .layer(from_fn(request_id::assign))
+        .layer(from_fn(security_headers::apply))
         .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+    ApiError::NotFound(format!("no route for {}", switchyard_core::error::excerpt(uri.path())))
 }
 
 async fn method_not_allowed() -> ApiError {

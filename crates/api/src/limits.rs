@@ -113,7 +113,7 @@ fn render(path: &[Step<'_>]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(key);
+                out.push_str(&switchyard_core::error::excerpt(key));
             }
             Step::Index(index) => out.push_str(&format!("[{index}]")),
         }

@@ -1,15 +1,26 @@
-//! Request ids: every request gets one (the client's `X-Request-ID` when it is sane, else a
-//! fresh UUIDv7), echoed in the response header, the envelope's metadata and every log line.
+//! Request ids: every request gets one (the client's `X-Request-ID` when it is a valid link id,
+//! else a fresh UUIDv7), echoed in the response header, the envelope's metadata, the audit log
+//! and every log line.
+//!
+//! `X-Request-ID` and `X-Correlation-ID` are held to the rule of the body's correlation ids
+//! (`switchyard_core::id::is_link_id`: 1 to 128 visible ASCII characters) before they are
+//! adopted. A request id that breaks it is replaced, since the client only uses it to find its
+//! request again; a correlation id that breaks it is left out of the logs here, and refused
+//! with a 400 where it would become data (publishing events).
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use switchyard_core::error::{excerpt, excerpt_of};
+use switchyard_core::id::is_link_id;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
-const CORRELATION_HEADER: &str = "x-correlation-id";
-const MAX_LEN: usize = 128;
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// Longest path a log line shows whole: far past any route of the API, short of what a client
+/// can send.
+const MAX_LOGGED_PATH_CHARS: usize = 256;
 
 tokio::task_local! {
     static CURRENT: String;
@@ -25,14 +36,14 @@ pub async fn assign(request: Request, next: Next) -> Response {
         .headers()
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| is_acceptable(v))
+        .filter(|v| is_link_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let correlation_id = request
         .headers()
         .get(CORRELATION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| is_acceptable(v))
+        .filter(|v| is_link_id(v))
         .map(str::to_owned);
     // Events published without the header take their own id as correlation id; their
     // deliveries' spans carry it.
@@ -40,8 +51,9 @@ pub async fn assign(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         correlation_id = tracing::field::Empty,
-        method = %request.method(),
-        path = %request.uri().path(),
+        // Both are the client's to choose (extension methods included): logged as excerpts.
+        method = %excerpt(request.method().as_str()),
+        path = %excerpt_of(request.uri().path(), MAX_LOGGED_PATH_CHARS),
     );
     if let Some(correlation_id) = &correlation_id {
         span.record("correlation_id", correlation_id.as_str());
@@ -59,8 +71,4 @@ pub async fn assign(request: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER, value);
     }
     response
-}
-
-fn is_acceptable(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_LEN && id.bytes().all(|b| b.is_ascii_graphic())
 }

@@ -1,5 +1,22 @@
 use serde::Serialize;
 
+/// How many characters of a client-supplied value an error message or a log line repeats.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// `value` cut to its first [`EXCERPT_CHARS`] characters (marked with `…` when cut), for
+/// messages and logs that repeat what a client sent without growing with it.
+pub fn excerpt(value: &str) -> String {
+    excerpt_of(value, EXCERPT_CHARS)
+}
+
+/// `value` cut to its first `chars` characters, marked with `…` when cut.
+pub fn excerpt_of(value: &str, chars: usize) -> String {
+    match value.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
 /// One violated rule, named by the field (a dotted path or a JSON pointer) it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -70,5 +87,23 @@ impl Violations {
 
     pub fn into_result(self) -> Result<(), ValidationError> {
         if self.0.is_empty() { Ok(()) } else { Err(ValidationError(self.0)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_keep_short_values_and_cut_long_ones_on_a_character() {
+        assert_eq!(excerpt("short"), "short");
+        let exact = "x".repeat(EXCERPT_CHARS);
+        assert_eq!(excerpt(&exact), exact);
+        let long = "é".repeat(5000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt_of("abcdef", 3), "abc…");
+        assert_eq!(excerpt_of("abc", 3), "abc");
     }
 }

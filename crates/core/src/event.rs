@@ -7,9 +7,11 @@ use serde_json::{Map, Value};
 
 use crate::digest::Sha256Writer;
 use crate::error::{ValidationError, Violations};
+use crate::id::is_link_id;
 use crate::time::{self, Millis};
 
-/// A client-chosen or generated event id: 1–128 characters of `[A-Za-z0-9._:-]`.
+/// A client-chosen or generated event id: 1–128 characters of `[A-Za-z0-9._:-]`, other than
+/// `.` and `..`, which name no event in a URL path (`/v1/events/..` is the collection's parent).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "ord-1001-created")]
@@ -23,6 +25,12 @@ impl EventId {
         }
         if !raw.chars().all(ok_char) {
             return Err(ValidationError::single("event_id", "may contain only letters, digits and . _ : -"));
+        }
+        if raw == "." || raw == ".." {
+            return Err(ValidationError::single(
+                "event_id",
+                "cannot be . or .., which are path segments in URLs",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -239,12 +247,6 @@ pub struct IngestContext {
 }
 
 const MAX_ORDERING_KEY: usize = 256;
-const MAX_LINK_ID: usize = 128;
-
-/// A correlation or causation id: 1 to 128 visible ASCII characters (no spaces).
-fn is_link_id(value: &str) -> bool {
-    (1..=MAX_LINK_ID).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
-}
 
 impl EventInput {
     /// Checks every rule of the event contract and builds the event to store.
@@ -417,6 +419,10 @@ mod tests {
         assert!(EventId::parse("has space").is_err());
         assert!(EventId::parse(&"x".repeat(129)).is_err());
         assert!(EventId::parse(&"x".repeat(128)).is_ok());
+        assert!(EventId::parse(".").is_err());
+        assert!(EventId::parse("..").is_err());
+        assert!(EventId::parse("...").is_ok());
+        assert!(EventId::parse(".hidden").is_ok());
     }
 
     #[test]

@@ -5,6 +5,17 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Longest correlation, causation or request id.
+pub const MAX_LINK_ID: usize = 128;
+
+/// Whether `value` may serve as a correlation, causation or request id: 1 to [`MAX_LINK_ID`]
+/// visible ASCII characters, no spaces. They travel as HTTP headers (`X-Correlation-ID`,
+/// `X-Causation-ID`, `X-Request-ID`) and land in logs and audit entries, so nothing else is
+/// taken.
+pub fn is_link_id(value: &str) -> bool {
+    (1..=MAX_LINK_ID).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -54,3 +65,18 @@ prefixed_id!(
     /// Identifies an API key (not its secret token).
     ApiKeyId, "key"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_ids_are_short_visible_ascii() {
+        for ok in ["a", "checkout/42:a_b", "\"quoted\"", &"x".repeat(MAX_LINK_ID)] {
+            assert!(is_link_id(ok), "{ok:?}");
+        }
+        for bad in ["", "with space", "tab\there", "caf\u{e9}", "line\nbreak", &"x".repeat(MAX_LINK_ID + 1)] {
+            assert!(!is_link_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -7,9 +7,11 @@ use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::delivery::Delivery;
+use switchyard_core::error::excerpt;
 use switchyard_core::event::{
     Event, EventFilter, EventId, EventInput, EventSource, EventType, IngestContext, IngestOutcome,
 };
+use switchyard_core::id::is_link_id;
 use switchyard_core::time::now_millis;
 use switchyard_core::trace::TraceParent;
 use switchyard_engine::BatchItem;
@@ -24,6 +26,7 @@ use crate::envelope::{Failure, Paged, Reply, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::paging::{Collection, instant, list_request};
+use crate::request_id::CORRELATION_HEADER;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -32,18 +35,22 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_event))
 }
 
-const CORRELATION_HEADER: &str = "x-correlation-id";
 /// W3C Trace Context: kept with the events of the request and continued by their deliveries.
 const TRACEPARENT_HEADER: &str = "traceparent";
 
 fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext, ApiError> {
+    // It becomes the events' correlation id, so it is refused rather than dropped: an event
+    // must not silently leave the flow its publisher put it in.
     let correlation_id = match headers.get(CORRELATION_HEADER) {
         None => None,
-        Some(raw) => Some(
-            raw.to_str().ok().filter(|v| !v.is_empty() && v.len() <= 128).map(str::to_owned).ok_or_else(
-                || ValidationError::single("X-Correlation-ID", "must be 1 to 128 visible characters"),
-            )?,
-        ),
+        Some(raw) => {
+            Some(raw.to_str().ok().filter(|v| is_link_id(v)).map(str::to_owned).ok_or_else(|| {
+                ValidationError::single(
+                    "X-Correlation-ID",
+                    "must be 1 to 128 visible ASCII characters (no spaces)",
+                )
+            })?)
+        }
     };
     // W3C Trace Context: a receiver that cannot parse `traceparent` ignores it (the trace
     // starts here) rather than refusing the request, so a broken tracer upstream loses no event.
@@ -51,7 +58,8 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
         match raw.to_str().ok().map(|raw| TraceParent::parse(raw.trim())) {
             Some(Ok(parent)) => Some(parent.to_string()),
             _ => {
-                tracing::warn!(traceparent = ?raw, "ignoring a malformed traceparent header");
+                let shown = excerpt(&String::from_utf8_lossy(raw.as_bytes()));
+                tracing::warn!(traceparent = ?shown, "ignoring a malformed traceparent header");
                 None
             }
         }
@@ -75,7 +83,7 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
     post, path = "/v1/events", tag = "events",
     request_body = EventInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the event"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the event: 1 to 128 visible ASCII characters, else 400"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
     ),
     responses(
@@ -112,7 +120,8 @@ async fn publish_event(
 
 fn conflict(id: &EventId) -> ApiError {
     ApiError::Conflict(format!(
-        "an event with event_id {id} exists with different content; events are immutable"
+        "an event with event_id {} exists with different content; events are immutable",
+        excerpt(id.as_str())
     ))
 }
 
@@ -165,7 +174,7 @@ pub struct BatchItemError {
     post, path = "/v1/events/batch", tag = "events",
     request_body = BatchInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the events"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the events: 1 to 128 visible ASCII characters, else 400"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
     ),
     responses(

@@ -138,3 +138,60 @@ async fn the_trace_is_the_causation_tree_of_the_correlation_id() {
 
     app.get("/v1/events/no-such-event/trace").await.assert_error(404, "not_found");
 }
+
+/// Request ids that break the rule of the body's ids (1 to 128 visible ASCII characters).
+fn bad_link_ids() -> Vec<reqwest::header::HeaderValue> {
+    use reqwest::header::HeaderValue;
+    vec![
+        HeaderValue::from_static("has space"),
+        HeaderValue::from_static("tab\there"),
+        HeaderValue::from_bytes("caf\u{e9}".as_bytes()).expect("a header value"),
+        HeaderValue::from_str(&"r".repeat(129)).expect("a header value"),
+    ]
+}
+
+#[tokio::test]
+async fn a_request_id_breaking_the_id_rules_is_replaced_and_never_audited() {
+    let app = spawn_app().await;
+    let sent = bad_link_ids();
+    for (n, value) in sent.iter().enumerate() {
+        let answer = app
+            .send(
+                app.request(Method::POST, "/v1/event-types")
+                    .header("x-request-id", value.clone())
+                    .json(&json!({"name": format!("audited.t{n}")})),
+            )
+            .await;
+        answer.assert_status(201);
+        let echoed = answer.header("x-request-id").unwrap_or_default();
+        assert_ne!(echoed.as_bytes(), value.as_bytes());
+        assert_eq!(echoed.len(), 36, "a generated UUID: {echoed}");
+    }
+    let audit = app.get("/v1/audit-log?action=event_type.create").await;
+    let entries = audit.data().as_array().expect("entries").clone();
+    assert_eq!(entries.len(), sent.len());
+    for entry in entries {
+        let recorded = entry["request_id"].as_str().unwrap_or_default();
+        assert_eq!(recorded.len(), 36, "{entry}");
+        assert!(sent.iter().all(|value| value.as_bytes() != recorded.as_bytes()), "{entry}");
+    }
+}
+
+#[tokio::test]
+async fn a_correlation_id_breaking_the_id_rules_is_refused_on_publish_and_ignored_elsewhere() {
+    let app = spawn_app().await;
+    for value in bad_link_ids() {
+        let publish = app
+            .send(
+                app.request(Method::POST, "/v1/events")
+                    .header("x-correlation-id", value.clone())
+                    .json(&json!({"event_type": "a", "payload": {}})),
+            )
+            .await;
+        publish.assert_error(400, "validation_error");
+        assert_eq!(publish.detail_fields(), ["X-Correlation-ID"], "{value:?}");
+        let read = app.send(app.request(Method::GET, "/v1/events").header("x-correlation-id", value)).await;
+        read.assert_status(200);
+    }
+    assert_eq!(app.count("/v1/events").await, 0);
+}

@@ -233,3 +233,18 @@ async fn a_database_locked_too_long_answers_unavailable_and_stores_nothing() {
     assert_eq!(app.count("/v1/destinations").await, 0);
     assert_eq!(app.count("/v1/events").await, 0);
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_accepted_in_any_case() {
+    let app = spawn_app().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let request = app
+            .client
+            .get(app.url("/v1/events"))
+            .header("authorization", format!("{scheme} {}", app.admin_token));
+        app.send(request).await.assert_status(200);
+    }
+    let other =
+        app.client.get(app.url("/v1/events")).header("authorization", format!("Token {}", app.admin_token));
+    app.send(other).await.assert_error(401, "unauthorized");
+}

@@ -91,3 +91,25 @@ async fn a_malformed_key_is_refused() {
     assert_eq!(answer.detail_fields(), ["Idempotency-Key"]);
     assert_eq!(app.count("/v1/events").await, 0);
 }
+
+#[tokio::test]
+async fn the_same_json_sent_with_other_whitespace_and_key_order_is_a_replay() {
+    let app = spawn_app().await;
+    let send = |body: &'static str| {
+        app.request(Method::POST, "/v1/events")
+            .header("idempotency-key", "canonical-1")
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let first = app.send(send(r#"{"event_type":"a","payload":{"n":1,"tags":["x","y"]}}"#)).await;
+    first.assert_status(201);
+    let again = app
+        .send(send("{\n  \"payload\": { \"tags\": [ \"x\", \"y\" ], \"n\": 1 },\n  \"event_type\": \"a\"\n}"))
+        .await;
+    again.assert_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.data()["event_id"], first.data()["event_id"]);
+    let reordered_items = app.send(send(r#"{"event_type":"a","payload":{"n":1,"tags":["y","x"]}}"#)).await;
+    reordered_items.assert_error(409, "conflict");
+    assert_eq!(app.count("/v1/events").await, 1);
+}

@@ -42,6 +42,19 @@ impl Captured {
     }
 }
 
+/// Captures what this thread logs at `filter` as JSON lines, until the guard drops.
+fn capture(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_env_filter(filter)
+        .with_writer(captured.clone())
+        .finish();
+    (captured.clone(), tracing::subscriber::set_default(subscriber))
+}
+
 /// The spans of a JSON log line, innermost last.
 fn spans(line: &Value) -> Vec<&Value> {
     line["spans"].as_array().map(|s| s.iter().collect()).unwrap_or_default()
@@ -51,15 +64,7 @@ fn spans(line: &Value) -> Vec<&Value> {
 // this thread's default sees every line of the request and of the delivery.
 #[tokio::test]
 async fn request_and_delivery_lines_carry_the_correlation_id() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_env_filter("info,switchyard_engine=debug")
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture("info,switchyard_engine=debug");
 
     let app = spawn_app().await;
     let sink = Sink::start(Behaviour::Status(204)).await;
@@ -115,4 +120,40 @@ async fn request_and_delivery_lines_carry_the_correlation_id() {
         .find(|l| l["fields"]["message"] == "answered" && l["span"]["request_id"] == "req-32")
         .expect("the request's closing line");
     assert_eq!(answered["span"]["correlation_id"], "o-32", "{answered}");
+}
+
+/// Values the client chooses (a malformed `traceparent`, the path, the method) reach the log
+/// lines as excerpts only, however long they were sent.
+#[tokio::test]
+async fn client_values_are_logged_as_excerpts() {
+    let (captured, _guard) = capture("info");
+    let app = spawn_app().await;
+    let traceparent = format!("00-{}", "a".repeat(5000));
+    let request = app
+        .request(Method::POST, "/v1/events")
+        .header("traceparent", traceparent.as_str())
+        .json(&json!({"event_id": "long-trace", "event_type": "order.created", "payload": {}}));
+    app.send(request).await.assert_status(201);
+    let long_path = format!("/v1/{}", "p".repeat(3000));
+    app.send(app.request(Method::GET, &long_path)).await.assert_error(404, "not_found");
+
+    let lines = captured.lines();
+    let warning = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "ignoring a malformed traceparent header")
+        .expect("the malformed traceparent is logged");
+    let logged = warning["fields"]["traceparent"].as_str().expect("the logged value");
+    assert!(logged.contains("00-aaaa"), "{logged}");
+    assert!(logged.len() < 100, "logged whole: {} bytes", logged.len());
+    let answered = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "answered"
+                && l["span"]["path"].as_str().is_some_and(|p| p.starts_with("/v1/ppp"))
+        })
+        .expect("the long path's request line");
+    assert!(answered["span"]["path"].as_str().map_or(0, str::len) < 300, "{answered}");
+    let text: String = lines.iter().map(Value::to_string).collect();
+    assert!(!text.contains(&"a".repeat(100)), "a long traceparent reached the log");
+    assert!(!text.contains(&"p".repeat(300)), "a long path reached the log");
 }

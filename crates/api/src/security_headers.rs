@@ -1,0 +1,47 @@
+//! Response headers that tell browsers how to treat every answer: never sniff a content type
+//! (`X-Content-Type-Options: nosniff`, on all of them, errors included), never store a `/v1`
+//! answer (`Cache-Control: no-store`: they carry API key tokens, signing secrets and event
+//! payloads), and never frame the `/docs` page (`Content-Security-Policy: frame-ancestors
+//! 'none'`, and `X-Frame-Options: DENY` for browsers that predate it).
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Middleware: adds the headers to every answer, whichever layer made it.
+pub async fn apply(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let api = is_under(path, "/v1");
+    let docs = is_under(path, "/docs");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if docs {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    response
+}
+
+/// `path` is `prefix` or lies below it (`/v1`, `/v1/events`, but not `/v1events`).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_under;
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(is_under("/v1", "/v1"));
+        assert!(is_under("/v1/api-keys", "/v1"));
+        assert!(is_under("/docs/", "/docs"));
+        assert!(!is_under("/v1events", "/v1"));
+        assert!(!is_under("/metrics", "/v1"));
+    }
+}
