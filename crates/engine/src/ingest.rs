@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use switchyard_core::ValidationError;
-use switchyard_core::error::FieldError;
 use switchyard_core::event::{EventInput, EventType, IngestContext, IngestOutcome, NewEvent};
 use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::store::{Ingested, Store, StoreError};
@@ -176,11 +175,7 @@ fn parse_item(item: Value) -> Result<EventInput, ValidationError> {
     if !item.is_object() {
         return Err(ValidationError::single("", "each event must be a JSON object"));
     }
-    serde_path_to_error::deserialize(item).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        ValidationError(vec![FieldError::new(field, e.into_inner().to_string())])
-    })
+    switchyard_core::json::from_value(item)
 }
 
 /// Event type definitions looked up once per request, however many events share a type.

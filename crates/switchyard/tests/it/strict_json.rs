@@ -216,3 +216,25 @@ async fn the_event_ids_dot_and_dot_dot_are_refused() {
     app.publish(json!({"event_id": "...", "event_type": "a", "payload": {}})).await.assert_status(201);
     assert_eq!(app.count("/v1/events").await, 1);
 }
+
+#[tokio::test]
+async fn a_mistyped_batch_item_is_named_with_json_types_only() {
+    let app = spawn_app().await;
+    let batch = app
+        .post(
+            "/v1/events/batch",
+            json!({"events": [{"event_type": "a", "payload": {}, "metadata": ["m"]},
+                              {"event_type": "a", "payload": {}}]}),
+        )
+        .await;
+    batch.assert_status(200);
+    let results = batch.data()["results"].as_array().expect("results").clone();
+    assert_eq!(results[0]["status"], "error", "{results:?}");
+    assert_eq!(results[0]["error"]["details"][0]["field"], "metadata", "{results:?}");
+    assert_eq!(
+        results[0]["error"]["details"][0]["message"],
+        "must be a JSON object; got an array",
+        "{results:?}"
+    );
+    assert_eq!(results[1]["status"], "created", "{results:?}");
+}
