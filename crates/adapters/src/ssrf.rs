@@ -1,5 +1,6 @@
 //! The SSRF guard: destinations may not reach loopback, private, link-local, carrier-grade
-//! NAT, cloud metadata and other non-public addresses unless
+//! NAT, cloud metadata, documentation, benchmarking and other non-public addresses, nor IPv6
+//! forms that carry such an IPv4 address (mapped, NAT64, 6to4, Teredo), unless
 //! `security.allow_private_destinations` is on ([`UrlPolicy::AllowPrivate`]).
 //!
 //! It acts twice, because DNS can answer differently later:
@@ -150,7 +151,7 @@ pub fn forbidden_range(ip: IpAddr) -> Option<String> {
 }
 
 /// Checked in order, so the narrower entries come before the ranges that contain them.
-const V4_RANGES: [([u8; 4], u32, &str); 13] = [
+const V4_RANGES: [([u8; 4], u32, &str); 16] = [
     ([0, 0, 0, 0], 8, "a \"this network\" address (0.0.0.0/8)"),
     ([10, 0, 0, 0], 8, "a private address (10.0.0.0/8)"),
     ([100, 64, 0, 0], 10, "a carrier-grade NAT address (100.64.0.0/10)"),
@@ -159,8 +160,11 @@ const V4_RANGES: [([u8; 4], u32, &str); 13] = [
     ([169, 254, 0, 0], 16, "a link-local address (169.254.0.0/16)"),
     ([172, 16, 0, 0], 12, "a private address (172.16.0.0/12)"),
     ([192, 0, 0, 0], 24, "an IETF protocol assignment (192.0.0.0/24)"),
+    ([192, 0, 2, 0], 24, "a documentation address (192.0.2.0/24)"),
     ([192, 168, 0, 0], 16, "a private address (192.168.0.0/16)"),
     ([198, 18, 0, 0], 15, "a benchmarking address (198.18.0.0/15)"),
+    ([198, 51, 100, 0], 24, "a documentation address (198.51.100.0/24)"),
+    ([203, 0, 113, 0], 24, "a documentation address (203.0.113.0/24)"),
     ([224, 0, 0, 0], 4, "a multicast address (224.0.0.0/4)"),
     ([255, 255, 255, 255], 32, "the broadcast address"),
     ([240, 0, 0, 0], 4, "a reserved address (240.0.0.0/4)"),
@@ -180,14 +184,17 @@ fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
 /// AWS's instance metadata service over IPv6.
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
+/// The IPv4 address in 32 bits of an IPv6 one, from the segment at `first` on.
+fn v4_at(segments: [u16; 8], first: usize) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(segments[first]) << 16) | u32::from(segments[first + 1]))
+}
+
+/// What makes an IPv6 address unfit. Forms that carry an IPv4 address (mapped, translated,
+/// NAT64, 6to4, Teredo) are judged by that address: a relay or translator would deliver there.
 fn v6_range(ip: Ipv6Addr) -> Option<String> {
     let segments = ip.segments();
     let fixed = |description: &str| Some(description.to_owned());
-    let embedded = |form: &str| {
-        let [.., a, b] = segments;
-        let v4 = Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
-        v4_range(v4).map(|range| format!("{form} of {v4}, {range}"))
-    };
+    let embedded = |form: &str, v4: Ipv4Addr| v4_range(v4).map(|range| format!("{form} of {v4}, {range}"));
     if ip.is_unspecified() {
         return fixed("the unspecified address");
     }
@@ -198,9 +205,18 @@ fn v6_range(ip: Ipv6Addr) -> Option<String> {
         return fixed("the cloud metadata address");
     }
     match segments {
-        [0, 0, 0, 0, 0, 0xffff, ..] => embedded("the IPv4-mapped form"),
-        [0x64, 0xff9b, 0, 0, 0, 0, ..] => embedded("the NAT64 form"),
+        [0, 0, 0, 0, 0, 0xffff, ..] => embedded("the IPv4-mapped form", v4_at(segments, 6)),
+        [0, 0, 0, 0, 0xffff, 0, ..] => embedded("the IPv4-translated form", v4_at(segments, 6)),
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => embedded("the NAT64 form", v4_at(segments, 6)),
+        [0x64, 0xff9b, 1, ..] => fixed("a local-use NAT64 address (64:ff9b:1::/48)"),
         [0, 0, 0, 0, 0, 0, ..] => fixed("a deprecated IPv4-compatible address (::/96)"),
+        [0x100, 0, 0, 0, ..] => fixed("a discard-only address (100::/64)"),
+        [0x2002, ..] => embedded("the 6to4 form", v4_at(segments, 1)),
+        // Teredo carries the client's address with every bit flipped.
+        [0x2001, 0, ..] => embedded("the Teredo form", !v4_at(segments, 6)),
+        [0x2001, 2, 0, ..] => fixed("a benchmarking address (2001:2::/48)"),
+        [0x2001, 0xdb8, ..] => fixed("a documentation address (2001:db8::/32)"),
+        [first, ..] if first & 0xfff0 == 0x3ff0 => fixed("a documentation address (3fff::/20)"),
         [first, ..] if first & 0xfe00 == 0xfc00 => fixed("a unique local address (fc00::/7)"),
         [first, ..] if first & 0xffc0 == 0xfe80 => fixed("a link-local address (fe80::/10)"),
         [first, ..] if first & 0xffc0 == 0xfec0 => fixed("a site-local address (fec0::/10)"),
@@ -287,6 +303,9 @@ mod tests {
             "172.31.255.255",
             "192.0.0.8",
             "192.168.1.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.255",
             "198.18.0.1",
             "198.19.255.255",
             "224.0.0.1",
@@ -303,7 +322,10 @@ mod tests {
             "100.128.0.0",
             "172.15.255.255",
             "172.32.0.0",
-            "192.0.2.1",
+            "192.0.3.0",
+            "198.51.101.1",
+            "203.0.112.255",
+            "198.17.255.255",
             "198.20.0.0",
             "93.184.216.34",
             "223.255.255.255",
@@ -335,6 +357,67 @@ mod tests {
         }
         for public in ["2606:4700:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8"] {
             assert_eq!(forbidden_range(ip(public)), None, "{public}");
+        }
+    }
+
+    /// Each IPv6 form that carries an IPv4 address: refused when that address is, allowed when
+    /// it is public.
+    #[test]
+    fn embedded_v4_addresses_are_judged_by_the_v4_address() {
+        let cases = [
+            // 6to4: 2002:VVVV:VVVV::/48.
+            ("2002:7f00:1::1", "2002:808:808::1", "the 6to4 form of 127.0.0.1, a loopback"),
+            (
+                "2002:a9fe:a9fe::",
+                "2002:5db8:d822:1::1",
+                "the 6to4 form of 169.254.169.254, the cloud metadata",
+            ),
+            // Teredo: 2001:0::/32, the client's address inverted in the last 32 bits.
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+                "the Teredo form of 10.0.0.1",
+            ),
+            ("2001::80ff:fffe", "2001::a2bb:2725", "the Teredo form of 127.0.0.1"),
+            // NAT64 and the IPv4-mapped and -translated forms.
+            ("64:ff9b::c0a8:101", "64:ff9b::5db8:d822", "the NAT64 form of 192.168.1.1"),
+            ("64:ff9b::198.51.100.1", "64:ff9b::1.1.1.1", "the NAT64 form of 198.51.100.1, a documentation"),
+            ("::ffff:203.0.113.9", "::ffff:1.1.1.1", "the IPv4-mapped form of 203.0.113.9, a documentation"),
+            ("::ffff:0:a00:1", "::ffff:0:808:808", "the IPv4-translated form of 10.0.0.1"),
+        ];
+        for (refused, allowed, message) in cases {
+            let range = forbidden_range(ip(refused)).unwrap_or_default();
+            assert!(range.starts_with(message), "{refused}: {range:?}");
+            assert_eq!(forbidden_range(ip(allowed)), None, "{allowed}");
+        }
+    }
+
+    #[test]
+    fn v6_documentation_benchmarking_and_special_prefixes_are_refused() {
+        for (refused, range) in [
+            ("2001:db8::1", "a documentation address (2001:db8::/32)"),
+            ("2001:db8:ffff:ffff::1", "a documentation address (2001:db8::/32)"),
+            ("3fff:fff::1", "a documentation address (3fff::/20)"),
+            ("2001:2::1", "a benchmarking address (2001:2::/48)"),
+            ("64:ff9b:1::8.8.8.8", "a local-use NAT64 address (64:ff9b:1::/48)"),
+            ("100::1", "a discard-only address (100::/64)"),
+            ("::8.8.8.8", "a deprecated IPv4-compatible address (::/96)"),
+        ] {
+            assert_eq!(forbidden_range(ip(refused)).as_deref(), Some(range), "{refused}");
+        }
+        for allowed in ["2001:db9::1", "2001:2:1::1", "4000::1", "2001:4860:4860::8888", "100:0:0:1::1"] {
+            assert_eq!(forbidden_range(ip(allowed)), None, "{allowed}");
+        }
+    }
+
+    #[test]
+    fn embedded_forms_in_urls_are_refused_before_any_lookup() {
+        for refused in
+            ["http://[2002:a00:1::1]/", "http://[2001::80ff:fffe]:8080/", "https://192.0.2.10/hook"]
+        {
+            let url = Url::parse(refused).unwrap();
+            assert!(UrlPolicy::PublicOnly.check_url(&url).is_err(), "{refused}");
+            assert_eq!(UrlPolicy::AllowPrivate.check_url(&url), Ok(()), "{refused}");
         }
     }
 
@@ -418,6 +501,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn names_resolving_to_an_embedded_or_documentation_address_are_refused_at_write_time() {
+        let url = Url::parse("https://hooks.internal.test/x").unwrap();
+        let timeout = Duration::from_secs(2);
+        const ANSWERS: [&[&str]; 4] =
+            [&["2002:a9fe:a9fe::1"], &["2001::80ff:fffe"], &["2001:db8::5"], &["198.51.100.20"]];
+        for answer in ANSWERS {
+            let err = UrlPolicy::PublicOnly
+                .check_resolved_with(&url, timeout, &lookup_answering(answer))
+                .await
+                .unwrap_err();
+            assert_eq!(err.address, Some(ip(answer[0])), "{answer:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn the_system_resolver_sees_localhost_as_loopback() {
         let url = Url::parse("http://localhost:9000/").unwrap();
         // Through the lookup itself, not the name rule.
@@ -455,6 +553,10 @@ mod tests {
         let forbidden = refusal(&err).expect("the guard's refusal is in the chain");
         assert_eq!(forbidden.host, "receiver.test");
         assert_eq!(forbidden.address, Some(ip("127.0.0.1")));
+        // An IPv6 answer that carries a loopback IPv4 address is refused the same way.
+        let to_6to4 = GuardedResolver { lookup: lookup_answering(&["2002:7f00:1::1"]) };
+        let err = client_with(to_6to4).post(&url).send().await.unwrap_err();
+        assert_eq!(refusal(&err).and_then(|f| f.address), Some(ip("2002:7f00:1::1")));
         let named =
             client_with(GuardedResolver::default()).post(format!("http://localhost:{}/", server.port()));
         let err = named.send().await.unwrap_err();

@@ -170,6 +170,13 @@ impl CircuitBreakerPolicy {
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 
+/// The signing secret a rotation replaced (kept among the secrets) and when it stops signing
+/// (milliseconds since the Unix epoch, kept in the configuration). Only
+/// `POST /v1/destinations/{id}/signing-secret/rotate` sets them: a write may not name them, and
+/// keeps the stored ones ([`Destination::keep_rotation_of`]).
+pub const PREVIOUS_SIGNING_SECRET: &str = "previous_signing_secret";
+pub const PREVIOUS_SIGNING_SECRET_EXPIRES_AT: &str = "previous_signing_secret_expires_at";
+
 /// A stored destination. `config` is the kind's configuration without its secrets, which live
 /// apart in `secrets` (write-only: never rendered by the API, and `Debug` shows only their names).
 #[derive(Clone, PartialEq)]
@@ -205,7 +212,9 @@ impl fmt::Debug for Destination {
     }
 }
 
-/// How the API shows a destination: secrets are replaced by `<name>_set: true`.
+/// How the API shows a destination: secrets are replaced by `<name>_set: true` (a secret map,
+/// such as `secret_headers`, by its names each set to `true`), and the rotation's expiry is an
+/// RFC 3339 time.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
     pub id: DestinationId,
@@ -231,9 +240,10 @@ pub struct DestinationView {
 impl Destination {
     pub fn view(&self) -> DestinationView {
         let mut config = self.config.clone();
-        for path in self.secrets.keys() {
-            mark_secret_set(&mut config, path);
+        for (path, secret) in &self.secrets {
+            mark_secret_set(&mut config, path, secret);
         }
+        show_rotation_expiry(&mut config);
         DestinationView {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -260,13 +270,56 @@ impl Destination {
         }
         config
     }
+
+    /// [`Destination::full_config`] without the rotation state, which writes cannot set: the
+    /// base a merge patch is applied to.
+    pub fn writable_config(&self) -> Value {
+        let mut config = self.full_config();
+        if let Some(map) = config.as_object_mut() {
+            map.remove(PREVIOUS_SIGNING_SECRET);
+            map.remove(PREVIOUS_SIGNING_SECRET_EXPIRES_AT);
+        }
+        config
+    }
+
+    /// Takes over the rotation state of `stored`, the destination this one replaces: a write
+    /// never sets it, and a rotation's grace period outlives edits of the destination.
+    pub fn keep_rotation_of(&mut self, stored: &Destination) {
+        if self.kind != stored.kind {
+            return;
+        }
+        if let Some(secret) = stored.secrets.get(PREVIOUS_SIGNING_SECRET) {
+            self.secrets.insert(PREVIOUS_SIGNING_SECRET.to_owned(), secret.clone());
+        }
+        let expires_at = stored.config.get(PREVIOUS_SIGNING_SECRET_EXPIRES_AT);
+        if let (Some(expires_at), Some(config)) = (expires_at, self.config.as_object_mut()) {
+            config.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.to_owned(), expires_at.clone());
+        }
+    }
+}
+
+/// Drops from a written configuration what the API showed of `stored`'s rotation state
+/// (`previous_signing_secret_set`, the expiry), so a destination read, changed and written back
+/// passes; any other value naming the rotation stays, for validation to refuse.
+pub fn forget_shown_rotation(config: &mut Value, stored: &Destination) {
+    let shown = stored.view().config;
+    let Some(map) = config.as_object_mut() else {
+        return;
+    };
+    for key in [format!("{PREVIOUS_SIGNING_SECRET}_set"), PREVIOUS_SIGNING_SECRET_EXPIRES_AT.to_owned()] {
+        if map.get(&key).is_some_and(|written| shown.get(&key) == Some(written)) {
+            map.remove(&key);
+        }
+    }
 }
 
 /// Prepares a configuration written by a client for validation against a stored destination:
-/// drops the `<name>_set` markers the API showed, and puts back each stored secret the client
-/// left out (so read-modify-write keeps secrets), unless the object holding it changed `type`
-/// (a new auth scheme starts without the old one's secrets).
+/// drops the `<name>_set` markers and the rotation state the API showed, and puts back each
+/// stored secret the client left out (so read-modify-write keeps secrets), unless the object
+/// holding it changed `type` (a new auth scheme starts without the old one's secrets). The
+/// rotation's secret is not put back: [`Destination::keep_rotation_of`] carries it over.
 pub fn restore_absent_secrets(config: &mut Value, stored: &Destination) {
+    forget_shown_rotation(config, stored);
     for (path, secret) in &stored.secrets {
         let old_type = parent(&stored.config, path).and_then(|o| o.get("type")).cloned();
         let leaf = leaf(path);
@@ -274,6 +327,9 @@ pub fn restore_absent_secrets(config: &mut Value, stored: &Destination) {
             continue;
         };
         map.remove(&format!("{leaf}_set"));
+        if path == PREVIOUS_SIGNING_SECRET {
+            continue;
+        }
         if map.get("type").cloned() == old_type && !map.contains_key(leaf) {
             map.insert(leaf.to_owned(), secret.clone());
         }
@@ -299,9 +355,27 @@ fn set_path(config: &mut Value, path: &str, secret: Value) {
     }
 }
 
-fn mark_secret_set(config: &mut Value, path: &str) {
+/// `<leaf>_set: true`; for a map of secrets, `<leaf>_set: {"<name>": true, …}`, so a client
+/// sees which names it holds and none of their values.
+fn mark_secret_set(config: &mut Value, path: &str, secret: &Value) {
+    let marker = match secret {
+        Value::Object(named) => {
+            Value::Object(named.keys().map(|name| (name.clone(), Value::Bool(true))).collect())
+        }
+        _ => Value::Bool(true),
+    };
     if let Some(map) = parent_mut(config, path) {
-        map.insert(format!("{}_set", leaf(path)), Value::Bool(true));
+        map.insert(format!("{}_set", leaf(path)), marker);
+    }
+}
+
+/// The rotation's expiry is stored in milliseconds and shown as an RFC 3339 time.
+fn show_rotation_expiry(config: &mut Value) {
+    let Some(map) = config.as_object_mut() else {
+        return;
+    };
+    if let Some(at) = map.get(PREVIOUS_SIGNING_SECRET_EXPIRES_AT).and_then(Value::as_i64) {
+        map.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.to_owned(), Value::from(time::format_rfc3339(at)));
     }
 }
 
@@ -331,13 +405,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn secrets_are_split_out_and_shown_as_set_flags() {
-        let mut config = json!({"url": "https://x", "signing_secret": "whsec_a",
-                                "auth": {"type": "bearer", "token": "t0k"}});
-        let secrets = split_secrets(&mut config, &["signing_secret", "auth.token", "auth.password"]);
-        assert_eq!(secrets.len(), 2);
-        let destination = Destination {
+    /// A destination as the store holds it: the secrets at `paths` split out of `config`.
+    fn stored(mut config: Value, paths: &[&str]) -> Destination {
+        let secrets = split_secrets(&mut config, paths);
+        Destination {
             id: DestinationId::generate(),
             name: "d".into(),
             kind: DestinationKind::Http,
@@ -352,7 +423,80 @@ mod tests {
             version: 1,
             created_at: 0,
             updated_at: 0,
-        };
+        }
+    }
+
+    /// Mid-rotation: the replaced secret signs until 2030-01-01T00:00:00Z.
+    fn rotating() -> Destination {
+        stored(
+            json!({"url": "https://x", "signing_secret": "whsec_new", "previous_signing_secret": "whsec_old",
+                   "previous_signing_secret_expires_at": 1_893_456_000_000i64}),
+            &["signing_secret", "previous_signing_secret"],
+        )
+    }
+
+    #[test]
+    fn a_secret_map_shows_its_names_and_no_value() {
+        let destination = stored(
+            json!({"url": "https://x", "secret_headers": {"X-API-Key": "k3y", "X-Tenant-Token": "t0k"}}),
+            &["secret_headers"],
+        );
+        let shown = serde_json::to_value(destination.view()).unwrap();
+        assert_eq!(shown["config"]["secret_headers_set"], json!({"X-API-Key": true, "X-Tenant-Token": true}));
+        assert!(shown["config"].get("secret_headers").is_none());
+        assert!(!shown.to_string().contains("k3y") && !shown.to_string().contains("t0k"), "{shown}");
+    }
+
+    #[test]
+    fn the_rotation_expiry_is_shown_as_rfc3339() {
+        let shown = serde_json::to_value(rotating().view()).unwrap();
+        assert_eq!(shown["config"]["previous_signing_secret_expires_at"], "2030-01-01T00:00:00.000Z");
+        assert_eq!(shown["config"]["previous_signing_secret_set"], true);
+        assert!(!shown.to_string().contains("whsec_old"));
+    }
+
+    #[test]
+    fn a_write_carries_back_the_shown_rotation_but_never_restores_it() {
+        let stored = rotating();
+        let mut echoed = serde_json::to_value(stored.view()).unwrap()["config"].clone();
+        restore_absent_secrets(&mut echoed, &stored);
+        assert_eq!(echoed, json!({"url": "https://x", "signing_secret": "whsec_new"}));
+
+        let mut planted = json!({"url": "https://x", "previous_signing_secret": "whsec_planted",
+                                 "previous_signing_secret_expires_at": 1});
+        restore_absent_secrets(&mut planted, &stored);
+        assert_eq!(planted["previous_signing_secret"], "whsec_planted", "left for validation to refuse");
+        assert_eq!(planted["previous_signing_secret_expires_at"], 1);
+
+        assert!(stored.writable_config().get("previous_signing_secret").is_none());
+        assert!(stored.writable_config().get("previous_signing_secret_expires_at").is_none());
+        assert_eq!(stored.full_config()["previous_signing_secret"], "whsec_old");
+    }
+
+    #[test]
+    fn an_edit_keeps_the_stored_rotation() {
+        let stored = rotating();
+        let mut next =
+            self::stored(json!({"url": "https://y", "signing_secret": "whsec_new"}), &["signing_secret"]);
+        next.keep_rotation_of(&stored);
+        assert_eq!(next.secrets["previous_signing_secret"], "whsec_old");
+        assert_eq!(next.config["previous_signing_secret_expires_at"], 1_893_456_000_000i64);
+        assert_eq!(next.config["url"], "https://y");
+
+        let mut unrotated = self::stored(json!({"url": "https://y"}), &[]);
+        unrotated.keep_rotation_of(&self::stored(json!({"url": "https://x"}), &[]));
+        assert!(unrotated.secrets.is_empty());
+        assert_eq!(unrotated.config, json!({"url": "https://y"}));
+    }
+
+    #[test]
+    fn secrets_are_split_out_and_shown_as_set_flags() {
+        let destination = stored(
+            json!({"url": "https://x", "signing_secret": "whsec_a",
+                   "auth": {"type": "bearer", "token": "t0k"}}),
+            &["signing_secret", "auth.token", "auth.password"],
+        );
+        assert_eq!(destination.secrets.len(), 2);
         let shown = serde_json::to_value(destination.view()).unwrap();
         assert_eq!(shown["config"]["signing_secret_set"], true);
         assert_eq!(shown["config"]["auth"]["token_set"], true);
@@ -365,25 +509,11 @@ mod tests {
 
     #[test]
     fn absent_secrets_are_restored_unless_their_scheme_changed() {
-        let mut config = json!({"url": "https://x", "signing_secret": "whsec_a",
-                                "auth": {"type": "bearer", "token": "t0k"}});
-        let secrets = split_secrets(&mut config, &["signing_secret", "auth.token"]);
-        let stored = Destination {
-            id: DestinationId::generate(),
-            name: "d".into(),
-            kind: DestinationKind::Http,
-            config,
-            secrets,
-            timeout_ms: 1,
-            connect_timeout_ms: 1,
-            retry: RetryPolicy::default(),
-            rate_limit: None,
-            circuit_breaker: CircuitBreakerPolicy::default(),
-            enabled: true,
-            version: 1,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let stored = stored(
+            json!({"url": "https://x", "signing_secret": "whsec_a",
+                   "auth": {"type": "bearer", "token": "t0k"}}),
+            &["signing_secret", "auth.token"],
+        );
         let mut same_scheme = serde_json::to_value(stored.view()).unwrap()["config"].clone();
         restore_absent_secrets(&mut same_scheme, &stored);
         assert_eq!(same_scheme, stored.full_config());

@@ -194,8 +194,8 @@ const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id")
 const X_CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// The destination's static headers, then the hub's own (which validation keeps out of the
-/// static ones, so nothing is overwritten).
+/// The destination's static headers and secret headers, then the hub's own (which validation
+/// keeps out of the configured ones, so nothing is overwritten).
 fn request_headers(
     config: &HttpConfig,
     message: &OutboundMessage<'_>,
@@ -203,16 +203,22 @@ fn request_headers(
     keys: &SigningKeys,
     body: &[u8],
 ) -> Result<HeaderMap, DeliveryError> {
+    let secret_headers = config.secret_headers.iter().flatten();
     let mut headers = HeaderMap::with_capacity(config.headers.len() + 8);
-    for (name, value) in &config.headers {
+    for (name, value, secret) in
+        config.headers.iter().map(|(n, v)| (n, v, false)).chain(secret_headers.map(|(n, v)| (n, v, true)))
+    {
         let parsed = HeaderName::from_bytes(name.as_bytes())
             .ok()
             .zip(value.as_str().and_then(|v| HeaderValue::from_str(v).ok()));
-        let Some((name, value)) = parsed else {
+        let Some((name, mut value)) = parsed else {
+            let kind = if secret { "secret header" } else { "header" };
             return Err(DeliveryError::permanent(format!(
-                "the destination's header {name} is not a valid header"
+                "the destination's {kind} {name} is not a valid header"
             )));
         };
+        // Kept out of debug output, and of HTTP/2 header compression tables.
+        value.set_sensitive(secret);
         headers.append(name, value);
     }
     let id = message.delivery_id.as_str();

@@ -6,22 +6,30 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchyard_core::ValidationError;
-use switchyard_core::destination::split_secrets;
-use switchyard_core::error::Violations;
+use switchyard_core::destination::{
+    PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT, split_secrets,
+};
+use switchyard_core::error::{FieldError, Violations};
 
 use crate::ValidatedConfig;
 use crate::ssrf::UrlPolicy;
 
 /// Paths of the secret values in an `http` configuration.
-pub const SECRET_PATHS: [&str; 5] =
-    ["signing_secret", "previous_signing_secret", "auth.token", "auth.password", "auth.client_secret"];
+pub const SECRET_PATHS: [&str; 6] = [
+    "signing_secret",
+    PREVIOUS_SIGNING_SECRET,
+    "auth.token",
+    "auth.password",
+    "auth.client_secret",
+    "secret_headers",
+];
+
+const ROTATION_ONLY: &str = "is set only by POST /v1/destinations/{id}/signing-secret/rotate";
 
 pub(crate) const SIGNING_SECRET_PREFIX: &str = "whsec_";
 /// Headers the hub sets itself; a destination may not override them.
-const RESERVED_HEADERS: [&str; 12] = [
+const RESERVED_HEADERS: [&str; 10] = [
     "content-type",
-    "content-length",
-    "host",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -32,6 +40,23 @@ const RESERVED_HEADERS: [&str; 12] = [
     "traceparent",
     "authorization",
 ];
+/// Headers about the connection or the message's framing, which the HTTP client writes: set by
+/// hand they would corrupt the request or be refused by it at every attempt.
+const CONNECTION_HEADERS: [&str; 13] = [
+    "connection",
+    "content-length",
+    "expect",
+    "host",
+    "http2-settings",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,14 +66,18 @@ pub struct HttpConfig {
     pub method: String,
     #[serde(default)]
     pub headers: Map<String, Value>,
+    /// Headers sent like `headers` whose values are secrets: sealed at rest, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_headers: Option<Map<String, Value>>,
     #[serde(default)]
     pub auth: Auth,
     pub signing_secret: Option<String>,
     /// The secret a rotation replaced: deliveries are signed with it too until
-    /// `previous_signing_secret_expires_at`, so receivers can switch over without a gap.
+    /// `previous_signing_secret_expires_at`, so receivers can switch over without a gap. Only
+    /// the rotation sets the two; [`validate`] refuses them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_signing_secret: Option<String>,
-    /// Milliseconds since the Unix epoch; public, so the API can show when the old secret stops.
+    /// Milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_signing_secret_expires_at: Option<i64>,
 }
@@ -96,66 +125,102 @@ pub(crate) fn urls(config: &Value) -> Vec<(&'static str, &str)> {
     urls
 }
 
-/// Checks `raw` and fills in defaults. URL hosts are checked against `policy` as written
-/// (literal addresses, `localhost` names); what names resolve to is checked by
-/// [`crate::validate_config`].
-pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
-    if !raw.is_object() {
+/// Checks `raw`, a configuration as a client wrote it, and fills in defaults. URL hosts are
+/// checked against `policy` as written (literal addresses, `localhost` names); what names
+/// resolve to is checked by [`crate::validate_config`]. The rotation state is refused: only
+/// `POST …/signing-secret/rotate` sets it.
+pub fn validate(mut raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
+    let Some(fields) = raw.as_object_mut() else {
         return Err(ValidationError::single("config", "must be an object"));
-    }
+    };
+    let rotation: Vec<FieldError> = [PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT]
+        .into_iter()
+        .filter(|key| fields.remove(*key).is_some())
+        .map(|key| FieldError::new(format!("config.{key}"), ROTATION_ONLY))
+        .collect();
     let mut config: HttpConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
-        ValidationError::single(field, e.into_inner().to_string())
+        // serde's message may quote the value, which at a secret's path is the secret.
+        let message = if is_secret_path(&path) {
+            "has the wrong type (a secret's value is not quoted back)".to_owned()
+        } else {
+            e.into_inner().to_string()
+        };
+        let mut errors = rotation.clone();
+        errors.push(FieldError::new(field, message));
+        ValidationError(errors)
     })?;
     let mut v = Violations::default();
+    v.absorb(ValidationError(rotation));
     check_url(&mut v, "config.url", &config.url, policy);
     config.method = config.method.to_ascii_uppercase();
     if !matches!(config.method.as_str(), "POST" | "PUT" | "PATCH") {
         v.push("config.method", "must be POST, PUT or PATCH");
     }
-    for (name, value) in &config.headers {
-        let field = format!("config.headers.{name}");
-        if !is_header_name(name) {
-            v.push(field, "is not a valid header name");
-        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            v.push(field, "is set by Switchyard and cannot be configured");
-        } else if !value.as_str().is_some_and(is_header_value) {
-            v.push(field, "must be a string of visible characters");
+    check_headers(&mut v, "config.headers", &config.headers);
+    if let Some(secret_headers) = &config.secret_headers {
+        check_headers(&mut v, "config.secret_headers", secret_headers);
+        for name in secret_headers.keys() {
+            if config.headers.keys().any(|plain| plain.eq_ignore_ascii_case(name)) {
+                v.push(format!("config.secret_headers.{name}"), "is in config.headers too; name it once");
+            }
         }
     }
+    config.secret_headers = config.secret_headers.filter(|headers| !headers.is_empty());
     match &config.auth {
         Auth::None => {}
-        Auth::Bearer { token } => require_text(&mut v, "config.auth.token", token),
+        Auth::Bearer { token } => check_credential(&mut v, "config.auth.token", token),
         Auth::Basic { username, password } => {
-            require_text(&mut v, "config.auth.username", username);
-            require_text(&mut v, "config.auth.password", password);
+            check_credential(&mut v, "config.auth.username", username);
+            if username.contains(':') {
+                v.push("config.auth.username", "must not contain ':' (basic auth joins username:password)");
+            }
+            check_credential(&mut v, "config.auth.password", password);
         }
-        Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, .. } => {
+        Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, scope } => {
             check_url(&mut v, "config.auth.token_url", token_url, policy);
-            require_text(&mut v, "config.auth.client_id", client_id);
-            require_text(&mut v, "config.auth.client_secret", client_secret);
+            check_credential(&mut v, "config.auth.client_id", client_id);
+            check_credential(&mut v, "config.auth.client_secret", client_secret);
+            if let Some(scope) = scope {
+                check_credential(&mut v, "config.auth.scope", scope);
+            }
         }
     }
     match &config.signing_secret {
         Some(secret) => check_signing_secret(&mut v, "config.signing_secret", secret),
         None => config.signing_secret = Some(generate_signing_secret()),
     }
-    match (&config.previous_signing_secret, config.previous_signing_secret_expires_at) {
-        (Some(previous), _) => check_signing_secret(&mut v, "config.previous_signing_secret", previous),
-        (None, Some(_)) => {
-            v.push("config.previous_signing_secret_expires_at", "requires previous_signing_secret")
-        }
-        (None, None) => {}
-    }
-    if config.previous_signing_secret_expires_at.is_some_and(|at| at < 0) {
-        v.push("config.previous_signing_secret_expires_at", "must be milliseconds since the Unix epoch");
-    }
     v.into_result()?;
     let mut value =
         serde_json::to_value(&config).map_err(|e| ValidationError::single("config", e.to_string()))?;
     let secrets = split_secrets(&mut value, &SECRET_PATHS);
     Ok(ValidatedConfig { config: value, secrets })
+}
+
+/// Whether the dotted `path` is a secret or lies inside one.
+fn is_secret_path(path: &str) -> bool {
+    SECRET_PATHS
+        .iter()
+        .any(|secret| path.strip_prefix(secret).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+}
+
+/// Each header of `headers` (at `field`) must be one the hub can send as written, and not one
+/// it sets itself or the HTTP client owns. Messages never quote a value: it may be a secret.
+fn check_headers(v: &mut Violations, field: &str, headers: &Map<String, Value>) {
+    for (name, value) in headers {
+        let field = format!("{field}.{name}");
+        let lowercase = name.to_ascii_lowercase();
+        if !is_header_name(name) {
+            v.push(field, "is not a valid header name");
+        } else if RESERVED_HEADERS.contains(&lowercase.as_str()) {
+            v.push(field, "is set by Switchyard and cannot be configured");
+        } else if CONNECTION_HEADERS.contains(&lowercase.as_str()) {
+            v.push(field, "is a connection or framing header, which the HTTP client sets");
+        } else if !value.as_str().is_some_and(is_header_value) {
+            v.push(field, "must be a string of visible characters");
+        }
+    }
 }
 
 fn check_url(v: &mut Violations, field: &str, raw: &str, policy: UrlPolicy) {
@@ -174,9 +239,13 @@ fn check_url(v: &mut Violations, field: &str, raw: &str, policy: UrlPolicy) {
     }
 }
 
-fn require_text(v: &mut Violations, field: &str, value: &str) {
+/// A token, name or password: not blank, and without control characters (a CR or LF would end
+/// a header it is sent in, or the form it is posted in).
+fn check_credential(v: &mut Violations, field: &str, value: &str) {
     if value.trim().is_empty() {
         v.push(field, "must not be empty");
+    } else if value.chars().any(char::is_control) {
+        v.push(field, "must not contain control characters such as CR or LF");
     }
 }
 
@@ -211,7 +280,7 @@ mod tests {
         super::validate(raw, UrlPolicy::PublicOnly)
     }
 
-    fn fields(result: Result<ValidatedConfig, ValidationError>) -> Vec<String> {
+    fn fields_of(result: Result<ValidatedConfig, ValidationError>) -> Vec<String> {
         result.unwrap_err().0.into_iter().map(|e| e.field).collect()
     }
 
@@ -246,7 +315,7 @@ mod tests {
             "signing_secret": "nope"
         }));
         assert_eq!(
-            fields(result),
+            fields_of(result),
             [
                 "config.url",
                 "config.method",
@@ -259,57 +328,140 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_fields_are_refused() {
-        assert_eq!(fields(validate(json!({"url": "https://x", "colour": 1}))), ["config.colour"]);
-        assert_eq!(fields(validate(json!({"method": "POST"}))), ["config"]);
+        assert_eq!(fields_of(validate(json!({"url": "https://x", "colour": 1}))), ["config.colour"]);
+        assert_eq!(fields_of(validate(json!({"method": "POST"}))), ["config"]);
         assert_eq!(
-            fields(validate(json!({"url": "https://x", "auth": {"type": "bearer"}}))),
+            fields_of(validate(json!({"url": "https://x", "auth": {"type": "bearer"}}))),
             ["config.auth"]
         );
     }
 
     #[test]
-    fn a_previous_secret_and_its_expiry_survive_a_round_trip() {
-        let old = generate_signing_secret();
-        let validated = validate(json!({
-            "url": "https://example.com",
-            "previous_signing_secret": old,
-            "previous_signing_secret_expires_at": 1_900_000_000_000i64
-        }))
-        .unwrap();
-        assert_eq!(validated.secrets["previous_signing_secret"], old.as_str());
-        assert_eq!(validated.config["previous_signing_secret_expires_at"], 1_900_000_000_000i64);
-        assert!(!validated.config.to_string().contains(&old));
-        // What the store holds, secrets put back, validates to the same thing again.
-        let mut full = validated.config.clone();
-        for (path, secret) in &validated.secrets {
-            full[path.as_str()] = secret.clone();
-        }
-        let again = validate(full).unwrap();
-        assert_eq!(again, validated);
+    fn the_rotation_state_is_refused_naming_each_field() {
+        let planted = json!({
+            "url": "https://x",
+            "previous_signing_secret": generate_signing_secret(),
+            "previous_signing_secret_expires_at": 1
+        });
+        let err = validate(planted).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["config.previous_signing_secret", "config.previous_signing_secret_expires_at"]);
+        assert!(err.0.iter().all(|e| e.message.contains("signing-secret/rotate")), "{err:?}");
+        // Beside another mistake, both are still named.
+        assert_eq!(
+            fields_of(validate(json!({"url": "https://x", "colour": 1, "previous_signing_secret": null}))),
+            ["config.previous_signing_secret", "config.colour"]
+        );
     }
 
     #[test]
-    fn an_expiry_without_a_previous_secret_is_refused() {
+    fn secret_headers_are_split_out_whole() {
+        let validated = validate(json!({
+            "url": "https://example.com",
+            "headers": {"X-Team": "billing"},
+            "secret_headers": {"X-API-Key": "k3y-value"}
+        }))
+        .unwrap();
+        assert_eq!(validated.secrets["secret_headers"], json!({"X-API-Key": "k3y-value"}));
+        assert!(validated.config.get("secret_headers").is_none());
+        assert!(!validated.config.to_string().contains("k3y-value"));
+        assert_eq!(validated.config["headers"], json!({"X-Team": "billing"}));
+        let none = validate(json!({"url": "https://example.com", "secret_headers": {}})).unwrap();
+        assert!(!none.secrets.contains_key("secret_headers"), "an empty map is no secret");
+        let err =
+            validate(json!({"url": "https://x", "secret_headers": "X-API-Key: k3y-value"})).unwrap_err();
+        assert_eq!(err.0[0].field, "config.secret_headers");
+        assert!(!format!("{err:?}").contains("k3y-value"), "{err:?}");
+    }
+
+    #[test]
+    fn connection_and_framing_headers_are_refused_in_either_map() {
+        let connection = [
+            "Transfer-Encoding",
+            "Connection",
+            "Host",
+            "Content-Length",
+            "Keep-Alive",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Proxy-Connection",
+            "Expect",
+        ];
+        let headers: Map<String, Value> =
+            connection.iter().map(|name| ((*name).to_owned(), json!("x"))).collect();
+        let err = validate(json!({"url": "https://x", "headers": headers.clone()})).unwrap_err();
+        assert_eq!(err.0.len(), connection.len(), "{err:?}");
+        assert!(err.0.iter().all(|e| e.message.contains("connection or framing")), "{err:?}");
         assert_eq!(
-            fields(validate(json!({
-                "url": "https://x",
-                "previous_signing_secret_expires_at": 1
-            }))),
-            ["config.previous_signing_secret_expires_at"]
+            fields_of(validate(json!({"url": "https://x",
+                                      "secret_headers": {"transfer-encoding": "chunked", "Webhook-Signature": "v1,x"}}))),
+            ["config.secret_headers.Webhook-Signature", "config.secret_headers.transfer-encoding"]
         );
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_are_refused_without_quoting_them() {
+        let err = validate(json!({
+            "url": "https://x",
+            "headers": {"X-Plain": "a\r\nX-Injected: 1"},
+            "secret_headers": {"X-API-Key": "k3y\nX-Injected: 1", "X-Blank": 7}
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
-            fields(validate(json!({
-                "url": "https://x",
-                "previous_signing_secret": "whsec_short"
-            }))),
-            ["config.previous_signing_secret"]
+            fields,
+            ["config.headers.X-Plain", "config.secret_headers.X-API-Key", "config.secret_headers.X-Blank"]
         );
+        assert!(!format!("{err:?}").contains("k3y"), "{err:?}");
+    }
+
+    #[test]
+    fn a_header_is_either_plain_or_secret() {
+        assert_eq!(
+            fields_of(validate(json!({"url": "https://x", "headers": {"X-API-Key": "a"},
+                                      "secret_headers": {"x-api-key": "b"}}))),
+            ["config.secret_headers.x-api-key"]
+        );
+    }
+
+    #[test]
+    fn credentials_with_control_characters_are_refused() {
+        let cases = [
+            (json!({"type": "bearer", "token": "t0k\r\nX-Injected: 1"}), vec!["config.auth.token"]),
+            (
+                json!({"type": "basic", "username": "svc\n", "password": "p\u{7f}w"}),
+                vec!["config.auth.username", "config.auth.password"],
+            ),
+            (
+                json!({"type": "oauth2_client_credentials", "token_url": "https://idp.example.com/token",
+                       "client_id": "hub\r", "client_secret": "s\u{0}", "scope": "read\nwrite"}),
+                vec!["config.auth.client_id", "config.auth.client_secret", "config.auth.scope"],
+            ),
+        ];
+        for (auth, expected) in cases {
+            assert_eq!(fields_of(validate(json!({"url": "https://x", "auth": auth}))), expected, "{auth}");
+        }
+        assert_eq!(
+            fields_of(validate(json!({"url": "https://x", "signing_secret": "whsec_AAAA\r\nAAAA"}))),
+            ["config.signing_secret"]
+        );
+    }
+
+    #[test]
+    fn a_basic_username_cannot_hold_a_colon() {
+        let err = validate(json!({"url": "https://x",
+                                  "auth": {"type": "basic", "username": "svc:admin", "password": "p"}}))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].field, "config.auth.username");
+        assert!(err.0[0].message.contains("':'"), "{err:?}");
     }
 
     #[test]
     fn hub_headers_cannot_be_configured() {
         assert_eq!(
-            fields(validate(json!({
+            fields_of(validate(json!({
                 "url": "https://x",
                 "headers": {"X-Correlation-ID": "c", "x-team": "ok"}
             }))),
@@ -358,6 +510,6 @@ mod tests {
 
     #[test]
     fn credentials_in_the_url_are_refused() {
-        assert_eq!(fields(validate(json!({"url": "https://u:p@example.com"}))), ["config.url"]);
+        assert_eq!(fields_of(validate(json!({"url": "https://u:p@example.com"}))), ["config.url"]);
     }
 }

@@ -6,11 +6,11 @@ use base64::engine::general_purpose::STANDARD;
 use ring::hmac;
 use serde_json::{Map, Value};
 use switchyard_core::adapter::DeliveryError;
+use switchyard_core::destination::PREVIOUS_SIGNING_SECRET;
 
 use super::config::signing_key_bytes;
 
 const SECRET: &str = "signing_secret";
-const PREVIOUS_SECRET: &str = "previous_signing_secret";
 
 /// The HMAC keys a delivery is signed with: the current secret, plus the previous one while a
 /// rotation's grace period lasts, so a receiver still holding the old secret keeps verifying.
@@ -26,7 +26,7 @@ impl SigningKeys {
     ) -> Result<Self, DeliveryError> {
         let previous_active = previous_expires_at.is_some_and(|at| at > now_ms);
         let mut keys = Vec::with_capacity(2);
-        for (path, active) in [(SECRET, true), (PREVIOUS_SECRET, previous_active)] {
+        for (path, active) in [(SECRET, true), (PREVIOUS_SIGNING_SECRET, previous_active)] {
             let Some(secret) = secrets.get(path).filter(|_| active) else {
                 continue;
             };

@@ -5,7 +5,9 @@ use axum::extract::State;
 use serde::Serialize;
 use serde_json::Value;
 use switchyard_core::api_key::Role;
-use switchyard_core::destination::{Destination, DestinationView};
+use switchyard_core::destination::{
+    Destination, DestinationView, PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT,
+};
 use switchyard_core::time::{self, Millis, now_millis};
 use switchyard_engine::TestResult;
 use utoipa::ToSchema;
@@ -29,8 +31,6 @@ pub fn router() -> OpenApiRouter<ApiState> {
 }
 
 const SIGNING_SECRET: &str = "signing_secret";
-const PREVIOUS_SECRET: &str = "previous_signing_secret";
-const PREVIOUS_EXPIRES: &str = "previous_signing_secret_expires_at";
 /// How long the replaced secret keeps signing after a rotation, so receivers can switch over.
 const ROTATION_OVERLAP_MS: Millis = 24 * 3_600_000;
 
@@ -118,8 +118,11 @@ fn signing_secret_of(destination: &Destination) -> Result<SigningSecret, ApiErro
         destination.secrets.get(SIGNING_SECRET).and_then(Value::as_str).ok_or_else(|| {
             ApiError::NotFound(format!("destination {} has no signing secret", destination.id))
         })?;
-    let expires =
-        destination.config.get(PREVIOUS_EXPIRES).and_then(Value::as_i64).filter(|at| *at > now_millis());
+    let expires = destination
+        .config
+        .get(PREVIOUS_SIGNING_SECRET_EXPIRES_AT)
+        .and_then(Value::as_i64)
+        .filter(|at| *at > now_millis());
     Ok(SigningSecret {
         signing_secret: secret.to_owned(),
         previous_secret_expires_at: expires.map(time::format_rfc3339),
@@ -170,9 +173,9 @@ async fn rotate_signing_secret(
         SIGNING_SECRET.into(),
         Value::from(switchyard_adapters::http::config::generate_signing_secret()),
     );
-    next.secrets.insert(PREVIOUS_SECRET.into(), Value::from(old));
+    next.secrets.insert(PREVIOUS_SIGNING_SECRET.into(), Value::from(old));
     if let Some(config) = next.config.as_object_mut() {
-        config.insert(PREVIOUS_EXPIRES.into(), Value::from(now + ROTATION_OVERLAP_MS));
+        config.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.into(), Value::from(now + ROTATION_OVERLAP_MS));
     }
     let stored = state.store().update_destination(&next, current.version).await?;
     Ok(Reply::ok(signing_secret_of(&stored)?).etag(stored.version))

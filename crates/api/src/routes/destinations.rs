@@ -10,7 +10,7 @@ use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::destination::{
     CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
-    DestinationView, RateLimit, RetryPolicy, restore_absent_secrets,
+    DestinationView, RateLimit, RetryPolicy, forget_shown_rotation, restore_absent_secrets,
 };
 use switchyard_core::error::Violations;
 use switchyard_core::id::DestinationId;
@@ -41,7 +41,8 @@ const MAX_TIMEOUT_MS: u64 = 300_000;
 const MAX_CONNECT_TIMEOUT_MS: u64 = 60_000;
 
 /// A destination as written by clients. Secrets inside `config` are write-only: answers show
-/// `"<name>_set": true` instead, and a PUT that leaves a secret out keeps the stored one.
+/// `"<name>_set": true` instead, and a PUT that leaves a secret out keeps the stored one. The
+/// signing secret's rotation state is set only by `POST …/signing-secret/rotate`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationInput {
@@ -49,7 +50,10 @@ pub struct DestinationInput {
     name: Option<String>,
     #[schema(value_type = String, example = "http")]
     kind: Option<String>,
-    /// Kind-specific; for `http`: `url`, `method`, `headers`, `auth`, `signing_secret`.
+    /// Kind-specific; for `http`: `url`, `method`, `headers`, `secret_headers` (sent like
+    /// `headers`, but write-only: shown as `secret_headers_set` with each name `true`), `auth`,
+    /// `signing_secret`. `previous_signing_secret` and `previous_signing_secret_expires_at` are
+    /// refused: only `POST …/signing-secret/rotate` sets them.
     #[schema(value_type = Object, example = json!({"url": "https://billing.example.com/hooks"}))]
     config: Option<Value>,
     /// Whole-request timeout (default 30000).
@@ -158,7 +162,7 @@ fn writable(destination: &Destination) -> Value {
     serde_json::json!({
         "name": destination.name,
         "kind": destination.kind,
-        "config": destination.full_config(),
+        "config": destination.writable_config(),
         "timeout_ms": destination.timeout_ms,
         "connect_timeout_ms": destination.connect_timeout_ms,
         "retry": destination.retry,
@@ -273,7 +277,8 @@ async fn replace_destination(
     let current = load(&state, &id).await?;
     if_match.check(current.version)?;
     let policy = state.settings().url_policy;
-    let next = input.into_destination(current.id.clone(), Some(&current), now_millis(), policy).await?;
+    let mut next = input.into_destination(current.id.clone(), Some(&current), now_millis(), policy).await?;
+    next.keep_rotation_of(&current);
     save(&state, &current, next, &if_match).await
 }
 
@@ -304,10 +309,14 @@ async fn patch_destination(
     if_match.check(current.version)?;
     let mut merged = writable(&current);
     merge_patch(&mut merged, &Value::Object(patch));
+    if let Some(config) = merged.get_mut("config") {
+        forget_shown_rotation(config, &current);
+    }
     let input: DestinationInput = from_value(merged)?;
     let policy = state.settings().url_policy;
     let mut next = input.into_destination(current.id.clone(), None, now_millis(), policy).await?;
     next.created_at = current.created_at;
+    next.keep_rotation_of(&current);
     save(&state, &current, next, &if_match).await
 }
 

@@ -24,6 +24,8 @@ const BEARER: &str = "bearer-token-7Qe2-never-in-clear";
 const USERNAME: &str = "svc-user";
 const PASSWORD: &str = "basic-password-Vx9-never-in-clear";
 const CLIENT_SECRET: &str = "oauth-client-secret-Lm4-never-in-clear";
+const API_KEY: &str = "api-key-header-Rw8-never-in-clear";
+const TENANT_TOKEN: &str = "tenant-token-header-Jc3-never-in-clear";
 
 /// A valid Standard Webhooks secret: `whsec_` and 32 bytes in base64.
 fn signing_secret() -> String {
@@ -46,7 +48,7 @@ fn forms_of(secret: &str) -> Vec<String> {
 fn all_secrets(extra: &[&str]) -> Vec<String> {
     let basic = format!("{USERNAME}:{PASSWORD}");
     let signing = signing_secret();
-    let mut secrets = vec![BEARER, PASSWORD, CLIENT_SECRET, signing.as_str(), basic.as_str()];
+    let mut secrets = vec![BEARER, PASSWORD, CLIENT_SECRET, API_KEY, signing.as_str(), basic.as_str()];
     secrets.extend_from_slice(extra);
     secrets.iter().flat_map(|s| forms_of(s)).collect()
 }
@@ -95,7 +97,7 @@ fn signed_with(request: &Received, secret: &str) -> bool {
 fn secret_bearing_configs(sink_url: &str) -> [Value; 3] {
     [
         json!({"url": sink_url, "signing_secret": signing_secret(),
-               "auth": {"type": "bearer", "token": BEARER}}),
+               "auth": {"type": "bearer", "token": BEARER}, "secret_headers": {"X-API-Key": API_KEY}}),
         json!({"url": sink_url, "auth": {"type": "basic", "username": USERNAME, "password": PASSWORD}}),
         json!({"url": sink_url, "auth": {"type": "oauth2_client_credentials", "token_url": format!("{sink_url}/token"),
                "client_id": "switchyard", "client_secret": CLIENT_SECRET}}),
@@ -166,6 +168,56 @@ async fn the_database_file_holds_no_destination_secret_in_clear() {
     assert!(dump.contains("CREATE TABLE destinations"), "a real dump");
     assert!(dump.contains("'v1:"), "sealed values are in the dump");
     assert_holds_none("the database dump", &dump, &all_secrets(&[&new_secret, &token]));
+}
+
+#[tokio::test]
+async fn a_secret_header_reaches_the_receiver_and_is_never_shown_or_stored_in_clear() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Behaviour::Status(204)).await;
+    let config = json!({"url": sink.url, "headers": {"X-Team": "billing"},
+                        "secret_headers": {"X-API-Key": API_KEY}});
+    let created =
+        app.post("/v1/destinations", json!({"name": "keyed", "kind": "http", "config": config})).await;
+    created.assert_status(201);
+    let id = created.data()["id"].as_str().expect("an id").to_owned();
+    let path = format!("/v1/destinations/{id}");
+    assert_eq!(created.data()["config"]["secret_headers_set"], json!({"X-API-Key": true}));
+    assert!(created.data()["config"].get("secret_headers").is_none());
+
+    app.create_subscription(&id, &["#"]).await;
+    app.publish(json!({"event_id": "keyed-1", "event_type": "a.b", "payload": {}})).await.assert_status(201);
+    let received = sink.wait_for(DEADLINE, |r| !r.is_empty()).await;
+    assert_eq!(received[0].header("x-api-key"), API_KEY);
+    assert_eq!(received[0].header("x-team"), "billing");
+
+    // PUT keeps the secret headers it leaves out; a merge patch adds one beside them.
+    let shown = app.get(&path).await;
+    let replaced = app
+        .put(&path, json!({"name": "renamed", "kind": "http", "config": shown.data()["config"].clone()}))
+        .await;
+    replaced.assert_status(200);
+    assert_eq!(replaced.data()["config"]["secret_headers_set"], json!({"X-API-Key": true}));
+    let patched =
+        app.patch(&path, json!({"config": {"secret_headers": {"X-Tenant-Token": TENANT_TOKEN}}})).await;
+    patched.assert_status(200);
+    assert_eq!(
+        patched.data()["config"]["secret_headers_set"],
+        json!({"X-API-Key": true, "X-Tenant-Token": true})
+    );
+    app.publish(json!({"event_id": "keyed-2", "event_type": "a.b", "payload": {}})).await.assert_status(201);
+    let received = sink.wait_for(DEADLINE, |r| deliveries_of(r, "keyed-2").len() == 1).await;
+    let second = deliveries_of(&received, "keyed-2")[0];
+    assert_eq!((second.header("x-api-key"), second.header("x-tenant-token")), (API_KEY, TENANT_TOKEN));
+
+    let answers = [created.body, shown.body, replaced.body, patched.body, app.get(&path).await.body];
+    assert_holds_none(
+        "the answers",
+        &Value::Array(answers.to_vec()).to_string(),
+        &all_secrets(&[TENANT_TOKEN]),
+    );
+    let Some(dump) = sqlite3_dump(&app.db_path) else { return };
+    assert!(dump.contains("'v1:"), "sealed values are in the dump");
+    assert_holds_none("the database dump", &dump, &all_secrets(&[TENANT_TOKEN]));
 }
 
 /// Reads each destination as the API shows it.

@@ -7,6 +7,7 @@ mod bench_smoke;
 mod cli;
 mod correlation;
 mod delivery;
+mod destination_config;
 mod dlq;
 mod encryption;
 mod errors;

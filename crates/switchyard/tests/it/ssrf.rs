@@ -75,6 +75,34 @@ async fn a_destination_cannot_be_moved_to_a_private_address() {
 }
 
 #[tokio::test]
+async fn ipv6_forms_of_refused_v4_addresses_and_documentation_ranges_are_refused() {
+    let app = guarded().await;
+    for url in [
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        "http://[2001::80ff:fffe]:9000/hook",
+        "http://[::ffff:0:a00:1]/hook",
+        "https://192.0.2.10/hook",
+        "https://198.51.100.7/hook",
+        "https://203.0.113.9/hook",
+        "https://[2001:db8::1]/hook",
+    ] {
+        let answer = app.post("/v1/destinations", destination(url)).await;
+        answer.assert_error(400, "validation_error");
+        assert_eq!(answer.detail_fields(), ["config.url"], "{url}");
+        let message = answer.body["error"]["details"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(SETTING), "{url}: {message}");
+    }
+    let id = app.create_destination("https://hooks.switchyard.invalid/in").await;
+    let moved = app
+        .patch(&format!("/v1/destinations/{id}"), json!({"config": {"url": "http://[2002:7f00:1::1]/"}}))
+        .await;
+    moved.assert_error(400, "validation_error");
+    assert!(moved.body.to_string().contains("6to4 form of 127.0.0.1"), "{}", moved.body);
+    assert_eq!(app.count("/v1/destinations").await, 1);
+    assert_eq!(app.get(&format!("/v1/destinations/{id}")).await.data()["version"], 1);
+}
+
+#[tokio::test]
 async fn private_destinations_are_accepted_when_the_setting_allows_them() {
     let app = spawn_app().await;
     for url in PRIVATE_URLS {

@@ -155,6 +155,22 @@ async fn the_request_carries_the_body_and_the_hub_headers() {
 }
 
 #[tokio::test]
+async fn secret_headers_are_sent_beside_the_static_ones() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({
+        "url": sink.url("/ok"),
+        "headers": {"X-Team": "payments"},
+        "secret_headers": {"X-API-Key": "k3y-from-the-vault", "X-Tenant-Token": "t0k"}
+    }));
+    assert!(dest.config.get("secret_headers").is_none(), "stored apart, with the secrets");
+    deliver_once(&adapter(), &dest).await.expect("delivered");
+    let request = sink.single_request();
+    assert_eq!(request.header("x-api-key"), Some("k3y-from-the-vault"));
+    assert_eq!(request.header("x-tenant-token"), Some("t0k"));
+    assert_eq!(request.header("x-team"), Some("payments"));
+}
+
+#[tokio::test]
 async fn webhook_id_is_the_delivery_id_on_every_attempt() {
     let sink = Sink::start().await;
     let adapter = adapter();

@@ -13,7 +13,7 @@ use switchyard_adapters::http::{HttpAdapter, HttpSettings};
 use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
 use switchyard_core::destination::{
     CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
-    RetryPolicy,
+    PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT, RetryPolicy,
 };
 use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
 use switchyard_core::id::{DeliveryId, DestinationId};
@@ -45,6 +45,15 @@ pub fn destination(config: Value) -> Destination {
         created_at: 0,
         updated_at: 0,
     }
+}
+
+/// [`destination`] mid-rotation, as `POST …/signing-secret/rotate` leaves it: `previous` signs
+/// beside the current secret until `expires_at` (milliseconds since the Unix epoch).
+pub fn rotating(config: Value, previous: &str, expires_at: i64) -> Destination {
+    let mut destination = destination(config);
+    destination.secrets.insert(PREVIOUS_SIGNING_SECRET.to_owned(), json!(previous));
+    destination.config[PREVIOUS_SIGNING_SECRET_EXPIRES_AT] = json!(expires_at);
+    destination
 }
 
 pub fn event() -> Event {

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use switchyard_adapters::http::config::generate_signing_secret;
 
 use super::sink::Recorded;
-use super::{Sink, adapter, deliver_once, destination};
+use super::{Sink, adapter, deliver_once, destination, rotating};
 
 /// `v1,<base64>` for `secret` over what the sink received, computed independently.
 fn expected_signature(secret: &str, request: &Recorded) -> String {
@@ -48,19 +48,10 @@ async fn both_secrets_sign_during_a_rotation_and_only_the_new_one_after() {
     let sink = Sink::start().await;
     let adapter = adapter();
     let (new, old) = (generate_signing_secret(), generate_signing_secret());
-    let rotating = destination(json!({
-        "url": sink.url("/ok"),
-        "signing_secret": new,
-        "previous_signing_secret": old,
-        "previous_signing_secret_expires_at": now_ms() + 3_600_000
-    }));
-    deliver_once(&adapter, &rotating).await.expect("delivered");
-    let expired = destination(json!({
-        "url": sink.url("/ok"),
-        "signing_secret": new,
-        "previous_signing_secret": old,
-        "previous_signing_secret_expires_at": now_ms() - 1
-    }));
+    let config = json!({"url": sink.url("/ok"), "signing_secret": new});
+    let during = rotating(config.clone(), &old, now_ms() + 3_600_000);
+    deliver_once(&adapter, &during).await.expect("delivered");
+    let expired = rotating(config, &old, now_ms() - 1);
     deliver_once(&adapter, &expired).await.expect("delivered");
     let requests = sink.requests();
     assert_eq!(
@@ -138,16 +129,9 @@ async fn the_reference_library_verifies_every_active_secret() {
     let sink = Sink::start().await;
     let adapter = adapter();
     let (new, old) = (generate_signing_secret(), generate_signing_secret());
-    let config = |expires_at: i64| {
-        json!({
-            "url": sink.url("/ok"),
-            "signing_secret": new,
-            "previous_signing_secret": old,
-            "previous_signing_secret_expires_at": expires_at
-        })
-    };
-    deliver_once(&adapter, &destination(config(now_ms() + 60_000))).await.expect("delivered");
-    deliver_once(&adapter, &destination(config(now_ms() - 1))).await.expect("delivered");
+    let config = json!({"url": sink.url("/ok"), "signing_secret": new});
+    deliver_once(&adapter, &rotating(config.clone(), &old, now_ms() + 60_000)).await.expect("delivered");
+    deliver_once(&adapter, &rotating(config, &old, now_ms() - 1)).await.expect("delivered");
     let requests = sink.requests();
     for secret in [&new, &old] {
         python_verifies(&requests[0], secret).expect("verified during the rotation");
