@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::FieldError;
 use switchyard_core::ValidationError;
-use switchyard_core::store::StoreError;
+use switchyard_core::store::{StorageFailure, StoreError};
 use switchyard_engine::IngestError;
 
 use crate::envelope::failure_body;
@@ -122,7 +122,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = %source, "the database is unavailable; answering 503");
-                Self::Unavailable("the database is busy or unreachable; try again shortly".into())
+                match source.downcast_ref::<StorageFailure>() {
+                    Some(failure) => Self::Unavailable(format!("{}; try again later", failure.kind)),
+                    None => {
+                        Self::Unavailable("the database is busy or unreachable; try again shortly".into())
+                    }
+                }
             }
             StoreError::Backend(source) => Self::Internal(source),
         }
