@@ -7,6 +7,7 @@
 //! reads before it writes cannot be invalidated by another process's commit in between.
 //! Readers never block the writer in WAL mode, so they get a pool of their own.
 
+mod abandoned;
 mod api_keys;
 mod audit;
 mod backend;
@@ -91,6 +92,7 @@ impl SqliteStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .after_release(abandoned::end_abandoned)
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
@@ -107,6 +109,7 @@ impl SqliteStore {
         // The writer connects first so the file exists and is in WAL mode before any reader.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(abandoned::end_abandoned)
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
