@@ -254,7 +254,8 @@ pub trait Store:
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
-    /// Whether the database answers and its schema is current.
+    /// Whether the database answers, its schema is current, and (SQLite) its writer, if a
+    /// write failed for lack of storage, has found room again.
     async fn ping(&self) -> StoreResult<()>;
     /// Calls `signal` whenever work may have become due through another node or process (an
     /// ingest, a retry, a replay, a resumed destination), until the answer is dropped. A
