@@ -23,6 +23,7 @@ mod multi_node;
 mod openapi;
 mod ordering;
 mod otlp;
+mod out_of_space;
 mod process;
 mod rate_limit;
 mod resources;
