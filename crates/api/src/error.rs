@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use switchyard_core::FieldError;
 use switchyard_core::ValidationError;
 use switchyard_core::error::excerpt;
-use switchyard_core::store::StoreError;
+use switchyard_core::store::{StorageFailure, StoreError};
 use switchyard_engine::IngestError;
 
 use crate::envelope::failure_body;
@@ -124,7 +124,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = %source, "the database is unavailable; answering 503");
-                Self::Unavailable("the database is busy or unreachable; try again shortly".into())
+                match source.downcast_ref::<StorageFailure>() {
+                    Some(failure) => Self::Unavailable(format!("{}; try again later", failure.kind)),
+                    None => {
+                        Self::Unavailable("the database is busy or unreachable; try again shortly".into())
+                    }
+                }
             }
             StoreError::Backend(source) => Self::Internal(source),
         }

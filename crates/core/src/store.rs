@@ -36,8 +36,9 @@ pub enum StoreError {
     #[error("{field}: {message}")]
     InvalidReference { field: &'static str, message: String },
     /// The database could not serve the call for now: no connection came in time, a statement
-    /// ran past its timeout, the connection was lost, or the database stayed busy. The same
-    /// call may succeed when tried again.
+    /// ran past its timeout, the connection was lost, the database stayed busy, or it is out
+    /// of space or failing to write its files ([`StorageFailure`]). The same call may succeed
+    /// when tried again.
     #[error("the database is unavailable for now: {0}")]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// The database failed, or answered something this code cannot use.
@@ -46,6 +47,41 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The database could not write for lack of storage: the source of a
+/// [`StoreError::Unavailable`] that says so, so that callers can tell it from a busy database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} ({detail})")]
+pub struct StorageFailure {
+    pub kind: StorageFailureKind,
+    /// The database's own words.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StorageFailureKind {
+    /// The disk, or the database's size limit, is full.
+    #[error("the database is out of space")]
+    OutOfSpace,
+    /// Reading or writing the database's files failed.
+    #[error("the database could not read or write its files")]
+    Io,
+}
+
+impl StoreError {
+    /// Unavailability for lack of storage.
+    pub fn storage(kind: StorageFailureKind, detail: impl Into<String>) -> Self {
+        StoreError::Unavailable(Box::new(StorageFailure { kind, detail: detail.into() }))
+    }
+
+    /// The storage failure this error reports, if it reports one.
+    pub fn storage_failure(&self) -> Option<&StorageFailure> {
+        match self {
+            StoreError::Unavailable(source) => source.downcast_ref::<StorageFailure>(),
+            _ => None,
+        }
+    }
+}
 
 /// What one ingest call stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +254,8 @@ pub trait Store:
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
-    /// Whether the database answers and its schema is current.
+    /// Whether the database answers, its schema is current, and (SQLite) its writer, if a
+    /// write failed for lack of storage, has found room again.
     async fn ping(&self) -> StoreResult<()>;
     /// Calls `signal` whenever work may have become due through another node or process (an
     /// ingest, a retry, a replay, a resumed destination), until the answer is dropped. A

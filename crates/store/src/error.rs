@@ -1,7 +1,7 @@
 //! The one place where driver errors become `StoreError`s, so every repository reports a
 //! constraint violation the same way.
 
-use switchyard_core::store::StoreError;
+use switchyard_core::store::{StorageFailureKind, StoreError};
 
 use crate::seal::SealError;
 
@@ -45,6 +45,9 @@ impl From<BackendError> for StoreError {
 /// references, what passes with time (`unavailable`) is unavailability, everything else is a
 /// backend failure with its source kept.
 pub fn map_err(error: sqlx::Error) -> StoreError {
+    if let Some(kind) = storage_failure(&error) {
+        return StoreError::storage(kind, error.to_string());
+    }
     if unavailable(&error) {
         return StoreError::Unavailable(Box::new(error));
     }
@@ -82,23 +85,57 @@ fn unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the database cannot store anything more, or cannot write its files:
+/// unavailability, since it passes once space is freed or the disk is back.
+fn storage_failure(error: &sqlx::Error) -> Option<StorageFailureKind> {
+    let sqlx::Error::Database(db) = error else { return None };
+    let code = db.code()?;
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<i32>().ok().and_then(sqlite_storage_failure)
+    } else {
+        postgres_storage_failure(&code)
+    }
+}
+
+/// `SQLITE_FULL` (the disk, or `max_page_count`) and `SQLITE_IOERR`, extended codes included.
+fn sqlite_storage_failure(code: i32) -> Option<StorageFailureKind> {
+    match code & 0xff {
+        13 => Some(StorageFailureKind::OutOfSpace),
+        10 => Some(StorageFailureKind::Io),
+        _ => None,
+    }
+}
+
+/// `disk_full` (53100) and `io_error` (58030).
+fn postgres_storage_failure(sqlstate: &str) -> Option<StorageFailureKind> {
+    match sqlstate {
+        "53100" => Some(StorageFailureKind::OutOfSpace),
+        "58030" => Some(StorageFailureKind::Io),
+        _ => None,
+    }
+}
+
 /// `SQLITE_BUSY` or `SQLITE_LOCKED`, extended codes included: the busy timeout ran out.
 fn sqlite_busy(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6)
 }
 
-/// SQLSTATEs that pass with time: connection exceptions (class 08), too many connections, a
-/// statement cancelled (the statement timeout), a lock timeout, and the server shutting down
-/// or starting.
+/// SQLSTATEs that pass with time: connection exceptions (class 08), insufficient resources
+/// (class 53: disk full, out of memory, too many connections), a statement cancelled (the
+/// statement timeout), a lock timeout, and the server shutting down or starting.
 fn postgres_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
-        || matches!(sqlstate, "53300" | "57014" | "55P03" | "57P01" | "57P02" | "57P03")
+        || sqlstate.starts_with("53")
+        || matches!(sqlstate, "57014" | "55P03" | "57P01" | "57P02" | "57P03")
 }
 
 /// [`map_err`] for the statements SQLite's group writer runs on the connection's handle.
 pub fn map_direct_err(error: rusqlite::Error) -> StoreError {
     use rusqlite::ffi;
     if let rusqlite::Error::SqliteFailure(failure, message) = &error {
+        if let Some(kind) = sqlite_storage_failure(failure.extended_code) {
+            return StoreError::storage(kind, error.to_string());
+        }
         let detail = message.as_deref().unwrap_or("constraint failed");
         match failure.extended_code {
             ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
@@ -158,6 +195,36 @@ mod tests {
         }
         for sqlstate in ["23505", "42P01", "40001"] {
             assert!(!postgres_unavailable(sqlstate), "{sqlstate}");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_unavailability_that_says_so() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let error = map_direct_err(full);
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        assert_eq!(error.storage_failure().map(|f| f.kind), Some(StorageFailureKind::OutOfSpace));
+        assert!(error.to_string().contains("the database is out of space"), "{error}");
+        let write_failed = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        assert_eq!(
+            map_direct_err(write_failed).storage_failure().map(|f| f.kind),
+            Some(StorageFailureKind::Io)
+        );
+        // SQLITE_CONSTRAINT (19) and SQLITE_CORRUPT (11) are not.
+        assert_eq!(sqlite_storage_failure(19), None);
+        assert_eq!(sqlite_storage_failure(11), None);
+
+        assert_eq!(postgres_storage_failure("53100"), Some(StorageFailureKind::OutOfSpace));
+        assert_eq!(postgres_storage_failure("58030"), Some(StorageFailureKind::Io));
+        assert_eq!(postgres_storage_failure("53300"), None);
+        for sqlstate in ["53000", "53100", "53200", "53400"] {
+            assert!(postgres_unavailable(sqlstate), "{sqlstate}");
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Application {
     router: Router,
     engine: Engine,
     store: Arc<dyn Store>,
+    /// The connected database behind `store`, for tests that reach past the store's traits.
+    database: Database,
     backend: &'static str,
     first_admin_token: Option<String>,
 }
@@ -82,6 +84,7 @@ impl Application {
             engine,
             store,
             backend: database.backend(),
+            database,
             first_admin_token,
         })
     }
@@ -99,6 +102,13 @@ impl Application {
     /// The store the API serves from.
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)
+    }
+
+    /// The database the store is on. For tests that act on it past the store's traits (e.g.
+    /// capping the SQLite writer's pages to play a full disk); nothing else calls it.
+    #[doc(hidden)]
+    pub fn database(&self) -> Database {
+        self.database.clone()
     }
 
     /// `sqlite` or `postgres`.

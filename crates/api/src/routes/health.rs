@@ -31,8 +31,9 @@ async fn live() -> Reply {
     Reply::ok(Health { status: "ok", database: None })
 }
 
-/// Whether the node can serve: the database answers, its schema is current and the delivery
-/// engine is running.
+/// Whether the node can serve: the database answers, its schema is current, it can write (a
+/// SQLite database out of space is not ready until it has room again) and the delivery engine
+/// is running.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Success<Health>),

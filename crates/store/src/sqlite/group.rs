@@ -6,7 +6,9 @@
 //! bound), and runs them in one `BEGIN IMMEDIATE … COMMIT`, each inside a savepoint of its
 //! own: a job that fails is rolled back to its savepoint and answered with its error at once,
 //! the others go on. Each caller is answered only after the commit that holds its writes, with
-//! its own result; a failed commit fails every job of the group.
+//! its own result; a failed commit fails every job of the group. So does a job that failed for
+//! lack of space or on an I/O error when SQLite rolled the whole transaction back for it, as
+//! it may: the jobs before it lost their writes with it.
 //!
 //! The queue is bounded: when it is full, callers wait to enqueue, which is back-pressure on
 //! the requests that make them.
@@ -21,11 +23,12 @@
 use std::sync::Arc;
 
 use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection, SqlitePool};
-use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::store::{StorageFailure, StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::map_err;
+use super::writer_health::WriterHealth;
+use crate::error::{map_direct_err, map_err};
 use crate::rows::{SubscriptionRow, decode_all};
 use crate::sql;
 
@@ -40,9 +43,17 @@ const MAX_WEIGHT: usize = 5_000;
 
 /// Answers a job's caller once the fate of the transaction is known.
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A job's writes, answering `None` when they failed and the caller was answered already;
-/// given the error instead of a connection when its group could not run, which it answers.
-type Work = Box<dyn FnOnce(Result<(&rusqlite::Connection, &Shared), StoreError>) -> Option<Finish> + Send>;
+/// A job's writes; given the error instead of a connection when its group could not run,
+/// which it answers.
+type Work = Box<dyn FnOnce(Result<(&rusqlite::Connection, &Shared), StoreError>) -> Ran + Send>;
+
+/// What became of a job's writes.
+enum Ran {
+    /// They succeeded: the caller is answered once the group's fate is known.
+    Wrote(Finish),
+    /// They failed and the caller was answered; with the storage failure, if that was why.
+    Failed(Option<StorageFailure>),
+}
 
 /// What the jobs of one group read once for all of them. The transaction holds the write
 /// lock throughout and no job writes what is here, so a value read by one job holds for the
@@ -88,6 +99,7 @@ struct Job {
 #[derive(Debug, Clone)]
 pub(super) struct GroupWriter {
     queue: mpsc::Sender<Job>,
+    health: WriterHealth,
 }
 
 impl std::fmt::Debug for Job {
@@ -101,8 +113,25 @@ impl GroupWriter {
     /// the last clone of the returned queue is dropped.
     pub(super) fn start(writer: SqlitePool) -> GroupWriter {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, jobs));
-        GroupWriter { queue }
+        let health = WriterHealth::default();
+        tokio::spawn(run(writer, jobs, health.clone()));
+        GroupWriter { queue, health }
+    }
+
+    /// Whether the writer can write: yes, unless a write failed for lack of storage since the
+    /// last time this found room. Then this tries a write of its own ([`probe`]), and answers
+    /// the remembered failure while that fails.
+    pub(super) async fn ready(&self) -> StoreResult<()> {
+        if !self.health.is_failing() {
+            return Ok(());
+        }
+        match self.write(1, false, probe).await {
+            Ok(()) => {
+                self.health.recovered();
+                Ok(())
+            }
+            Err(error) => Err(self.health.error().unwrap_or(error)),
+        }
     }
 
     /// Runs `work` in the next group transaction; answers its result once that committed.
@@ -125,19 +154,33 @@ impl GroupWriter {
 
 /// Answers a failed job at once; a job that wrote is answered by the returned `Finish` once
 /// its group's fate is known.
-fn finish_with<T: Send + 'static>(
-    result: StoreResult<T>,
-    answer: oneshot::Sender<StoreResult<T>>,
-) -> Option<Finish> {
+fn finish_with<T: Send + 'static>(result: StoreResult<T>, answer: oneshot::Sender<StoreResult<T>>) -> Ran {
     match result {
-        Ok(value) => Some(Box::new(move |committed: StoreResult<()>| {
+        Ok(value) => Ran::Wrote(Box::new(move |committed: StoreResult<()>| {
             let _ = answer.send(committed.map(|()| value));
         })),
         Err(error) => {
+            let storage = error.storage_failure().cloned();
             let _ = answer.send(Err(error));
-            None
+            Ran::Failed(storage)
         }
     }
+}
+
+/// The room readiness wants before it reports the writer ready again: a write that fits in the
+/// room pages have left proves nothing, and this is more than most requests write.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// Readiness's write: a table holding [`PROBE_BYTES`] of zeroes, created and dropped in one
+/// commit. It needs that much room in the database (free pages, or the file's growth, up to the
+/// disk or `max_page_count`) and a commit, and leaves only free pages behind.
+fn probe(conn: &rusqlite::Connection, _: &Shared) -> StoreResult<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE switchyard_write_probe (filler BLOB); \
+         INSERT INTO switchyard_write_probe VALUES (zeroblob({PROBE_BYTES})); \
+         DROP TABLE switchyard_write_probe"
+    ))
+    .map_err(map_direct_err)
 }
 
 fn not_run() -> StoreError {
@@ -146,7 +189,7 @@ fn not_run() -> StoreError {
     )
 }
 
-async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>, health: WriterHealth) {
     let mut group = Vec::with_capacity(MAX_JOBS);
     while let Some(first) = jobs.recv().await {
         let mut weight = first.weight;
@@ -160,36 +203,45 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&writer, std::mem::take(&mut group)).await;
+        commit_group(&writer, std::mem::take(&mut group), &health).await;
     }
 }
 
-async fn commit_group(writer: &SqlitePool, group: Vec<Job>) {
+/// Runs `group` in one transaction. Whatever fails, the transaction is given up (dropping it
+/// rolls it back; see `abandoned.rs` for when SQLite already did) and every job is answered.
+async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealth) {
     let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(error) => return fail_all(group, &map_err(error)),
+        Err(error) => return fail_all(group, &map_err(error), health),
     };
     let mut shared = Shared::default();
     let routes = group.iter().any(|job| job.routes);
     if let Err(error) = shared.read_subscriptions(&mut tx, routes).await {
-        return fail_all(group, &error);
+        return fail_all(group, &error, health);
     }
     let mut finishes = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
     let ran = match tx.lock_handle().await {
-        Ok(mut handle) => run_jobs(&mut handle, group, &shared, &mut finishes),
-        Err(error) => return fail_all(group, &map_err(error)),
+        Ok(mut handle) => run_jobs(&mut handle, &mut jobs, &shared, &mut finishes, health),
+        Err(error) => Err(map_err(error)),
     };
-    if let Err(message) = ran {
-        // The transaction is in an unknown state: give it up (dropping it rolls it back) with
-        // every job of the group; the rest are answered as not run.
-        tracing::error!(error = message, "a savepoint of a group transaction failed");
+    if let Err(error) = ran {
+        tracing::error!(%error, "a group transaction was given up");
+        health.note(&error);
         for finish in finishes {
-            finish(Err(StoreError::Backend(message.clone().into())));
+            finish(Err(like(&error)));
+        }
+        for job in jobs {
+            let _ = (job.work)(Err(like(&error)));
         }
         return;
     }
     // COMMIT releases the open savepoint with the transaction.
     let committed = tx.commit().await.map_err(map_err);
+    if let Err(error) = &committed {
+        tracing::error!(%error, jobs = finishes.len(), "a group commit failed");
+        health.note(error);
+    }
     for finish in finishes {
         finish(committed.as_ref().map(|_| ()).map_err(like));
     }
@@ -197,32 +249,46 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>) {
 
 /// Runs the group's jobs on the write connection's handle, each inside the savepoint `job`:
 /// a failed job's own writes are undone, those of the jobs before it stay. One savepoint is
-/// open at a time; `COMMIT` releases the last.
+/// open at a time; `COMMIT` releases the last. Answers why the transaction cannot go on, if
+/// it cannot; the jobs not run yet are left in `jobs`.
 fn run_jobs(
     handle: &mut LockedSqliteHandle<'_>,
-    group: Vec<Job>,
+    jobs: &mut std::vec::IntoIter<Job>,
     shared: &Shared,
     finishes: &mut Vec<Finish>,
-) -> Result<(), String> {
+    health: &WriterHealth,
+) -> StoreResult<()> {
     // SAFETY: the handle is open, and sqlx's thread leaves it alone while `handle` is held,
     // which outlives `conn`; a connection made by `from_handle` never closes the handle, and
     // dropping it finalizes the statements it prepared.
     let conn = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
-        .map_err(|e| e.to_string())?;
-    run_cached(&conn, "SAVEPOINT job").map_err(|e| e.to_string())?;
-    for job in group {
+        .map_err(map_direct_err)?;
+    run_cached(&conn, "SAVEPOINT job").map_err(map_direct_err)?;
+    for job in jobs.by_ref() {
         // A job that panics is a failed job (its caller is answered as not run): the group,
         // and the writer that later groups need, go on.
         let work = job.work;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(Ok((&conn, shared)))));
-        let kept = match ran.unwrap_or(None) {
-            Some(finish) => {
+        let kept = match ran.unwrap_or(Ran::Failed(None)) {
+            Ran::Wrote(finish) => {
                 finishes.push(finish);
                 run_cached(&conn, "RELEASE job").and_then(|()| run_cached(&conn, "SAVEPOINT job"))
             }
-            None => run_cached(&conn, "ROLLBACK TO job"),
+            Ran::Failed(storage) => {
+                if let Some(failure) = &storage {
+                    health.failed(failure);
+                }
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back with the failed statement.
+                    return Err(match storage {
+                        Some(failure) => StoreError::Unavailable(Box::new(failure)),
+                        None => StoreError::Backend("SQLite rolled back the group's transaction".into()),
+                    });
+                }
+                run_cached(&conn, "ROLLBACK TO job")
+            }
         };
-        kept.map_err(|e| e.to_string())?;
+        kept.map_err(map_direct_err)?;
     }
     Ok(())
 }
@@ -233,16 +299,20 @@ fn run_cached(conn: &rusqlite::Connection, statement: &str) -> rusqlite::Result<
 }
 
 /// Answers every job of a group that could not run with `error`: unavailability when the
-/// database was busy or unreachable, so callers may try again.
-fn fail_all(group: Vec<Job>, error: &StoreError) {
+/// database was busy, unreachable or out of space, so callers may try again.
+fn fail_all(group: Vec<Job>, error: &StoreError, health: &WriterHealth) {
     tracing::error!(%error, jobs = group.len(), "a group write could not run");
+    health.note(error);
     for job in group {
-        (job.work)(Err(like(error)));
+        let _ = (job.work)(Err(like(error)));
     }
 }
 
 /// An error of the same kind and message as `error`, for each of the callers it concerns.
 fn like(error: &StoreError) -> StoreError {
+    if let Some(failure) = error.storage_failure() {
+        return StoreError::Unavailable(Box::new(failure.clone()));
+    }
     match error {
         StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
         other => StoreError::Backend(other.to_string().into()),
@@ -254,7 +324,6 @@ mod tests {
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
-    use crate::error::map_direct_err;
 
     async fn writer() -> GroupWriter {
         let pool =

@@ -7,6 +7,7 @@
 //! reads before it writes cannot be invalidated by another process's commit in between.
 //! Readers never block the writer in WAL mode, so they get a pool of their own.
 
+mod abandoned;
 mod api_keys;
 mod audit;
 mod backend;
@@ -20,6 +21,7 @@ mod group;
 mod idempotency;
 mod secrets;
 mod subscriptions;
+mod writer_health;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -91,6 +93,7 @@ impl SqliteStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .after_release(abandoned::end_abandoned)
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
@@ -107,6 +110,7 @@ impl SqliteStore {
         // The writer connects first so the file exists and is in WAL mode before any reader.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(abandoned::end_abandoned)
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
@@ -143,6 +147,16 @@ impl SqliteStore {
         Ok(crate::migrations::pending(&MIGRATOR, &applied))
     }
 
+    /// Caps the database at `pages` pages on the write connection (`PRAGMA max_page_count`,
+    /// which holds per connection), so that a write needing more fails with `SQLITE_FULL` as on
+    /// a full disk; answers the cap in force, which SQLite keeps at least at the pages in use.
+    /// For tests of running out of space; nothing else calls it.
+    #[doc(hidden)]
+    pub async fn cap_writer_pages(&self, pages: u32) -> StoreResult<u32> {
+        let pragma = format!("PRAGMA max_page_count = {pages}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(pragma)).fetch_one(&self.writer).await.map_err(map_err)
+    }
+
     /// Starts a write transaction holding the database's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
@@ -162,6 +176,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
-        crate::migrations::require_current(self.pending_migrations().await)
+        crate::migrations::require_current(self.pending_migrations().await)?;
+        self.group.ready().await
     }
 }

@@ -6,7 +6,7 @@ use switchyard_core::page::{Cursor, ListRequest};
 
 use crate::support::{T0, TestDb};
 
-fn entry(n: i64, actor: &str, action: &str, status: u16) -> AuditEntry {
+pub fn entry(n: i64, actor: &str, action: &str, status: u16) -> AuditEntry {
     AuditEntry {
         id: AuditEntryId::generate(),
         at: T0 + n,

@@ -9,6 +9,7 @@ mod flow;
 mod group_commit;
 mod idempotency;
 mod ordering;
+mod out_of_space;
 mod postgres;
 mod resources;
 mod secrets;

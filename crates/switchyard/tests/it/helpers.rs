@@ -7,6 +7,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use switchyard::Application;
 use switchyard::config::Config;
+use switchyard_store::Database;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,6 +17,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub db_path: PathBuf,
+    /// The application's own database handle (the same write connection).
+    store_database: Database,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -43,6 +46,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(config).await.expect("the application builds");
     let address = format!("http://{}", app.local_addr());
     let admin_token = app.first_admin_token().expect("a first admin key on a new database").to_owned();
+    let store_database = app.database();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async {
@@ -57,6 +61,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         client: http_client(),
         admin_token,
         db_path,
+        store_database,
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,
@@ -250,6 +255,14 @@ impl TestApp {
         let answer = self.get(path).await;
         answer.assert_status(200);
         answer.body["pagination"]["total_items"].as_u64().expect("total_items")
+    }
+
+    /// Caps the database at `pages` pages on the application's own write connection, so that
+    /// writes needing more fail as on a full disk; answers the cap in force (at least the pages
+    /// in use, so `1` caps it where it stands).
+    pub async fn cap_database_pages(&self, pages: u32) -> u32 {
+        let Database::Sqlite(sqlite) = &self.store_database else { panic!("a SQLite database") };
+        sqlite.cap_writer_pages(pages).await.expect("the cap is set")
     }
 
     /// A direct connection to the database file, for checks and fault injection the API cannot do.

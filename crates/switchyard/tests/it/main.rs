@@ -24,6 +24,7 @@ mod multi_node;
 mod openapi;
 mod ordering;
 mod otlp;
+mod out_of_space;
 mod poison;
 mod process;
 mod rate_limit;
