@@ -176,11 +176,11 @@ impl Request {
 
 /// The stored configuration with its secrets put back, as the type validation produced.
 fn parse_config(destination: &Destination) -> Result<HttpConfig, DeliveryError> {
-    serde_path_to_error::deserialize(destination.full_config()).map_err(|e| {
-        // Only the path: serde's message can quote the value, which may be a secret.
+    switchyard_core::json::from_value(destination.full_config()).map_err(|error| {
+        // Only the path: the message can quote the value, which may be a secret.
+        let at = error.0.first().map_or_else(String::new, |e| e.field.clone());
         DeliveryError::permanent(format!(
-            "the destination's configuration is not a valid http configuration (at {})",
-            e.path()
+            "the destination's configuration is not a valid http configuration (at {at})"
         ))
     })
 }

@@ -138,17 +138,18 @@ pub fn validate(mut raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Va
         .filter(|key| fields.remove(*key).is_some())
         .map(|key| FieldError::new(format!("config.{key}"), ROTATION_ONLY))
         .collect();
-    let mut config: HttpConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
-        // serde's message may quote the value, which at a secret's path is the secret.
-        let message = if is_secret_path(&path) {
-            "has the wrong type (a secret's value is not quoted back)".to_owned()
-        } else {
-            e.into_inner().to_string()
-        };
+    let mut config: HttpConfig = switchyard_core::json::from_value(raw).map_err(|error| {
         let mut errors = rotation.clone();
-        errors.push(FieldError::new(field, message));
+        errors.extend(error.0.into_iter().map(|e| {
+            let field = if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
+            // A message may quote an excerpt of the value, which at a secret's path is the secret.
+            let message = if is_secret_path(&e.field) {
+                "has the wrong type (a secret's value is not quoted back)".to_owned()
+            } else {
+                e.message
+            };
+            FieldError::new(field, message)
+        }));
         ValidationError(errors)
     })?;
     let mut v = Violations::default();
@@ -329,10 +330,10 @@ mod tests {
     #[test]
     fn unknown_and_missing_fields_are_refused() {
         assert_eq!(fields_of(validate(json!({"url": "https://x", "colour": 1}))), ["config.colour"]);
-        assert_eq!(fields_of(validate(json!({"method": "POST"}))), ["config"]);
+        assert_eq!(fields_of(validate(json!({"method": "POST"}))), ["config.url"]);
         assert_eq!(
             fields_of(validate(json!({"url": "https://x", "auth": {"type": "bearer"}}))),
-            ["config.auth"]
+            ["config.auth.token"]
         );
     }
 
