@@ -86,9 +86,19 @@ pub(super) fn parse(text: &[u8]) -> Result<Vec<Result<Bounded, String>>, String>
     budget::charge(text.len().saturating_add(scan.tokens.saturating_mul(ELEMENT + STRING)));
     budget::work(u64::try_from(text.len()).unwrap_or(u64::MAX));
     let depth = u32::try_from(scan.deepest).unwrap_or(u32::MAX);
-    let values = jaq_json::read::parse_many(text)
-        .map(|parsed| parsed.map(|val| Bounded::nested(val, depth)).map_err(|e| e.to_string()));
-    Ok(values.collect())
+    let mut values = Vec::new();
+    for parsed in jaq_json::read::parse_many(text) {
+        budget::work(1);
+        match parsed {
+            Ok(val) => values.push(Ok(Bounded::nested(val, depth))),
+            // The parser stays where it failed: what follows is the same error again.
+            Err(e) => {
+                values.push(Err(e.to_string()));
+                break;
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// A writer that fails once more than `max` bytes are written.

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
+mod fuzz;
 mod hostile;
 
 /// Runs on a thread with the stack programs are given in production.

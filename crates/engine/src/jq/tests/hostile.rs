@@ -36,6 +36,8 @@ fn deep_json_text_is_refused_before_it_is_parsed() {
     // Deep, but within the bound: parsed, and still too deep to be an output.
     assert_eq!(stopped(r#"("[" * 500 + "]" * 500) | fromjson"#), JqRunError::OutputTooDeep);
     assert_eq!(run(r#""[[1, {\"a\": [2]}]] 3" | [fromjson]"#).unwrap(), Some(json!([[[1, {"a": [2]}]], 3])));
+    // The parser stops at the first error, rather than repeating it for ever.
+    assert_eq!(run(r#"[try ("1 ab" | fromjson) catch "failed"]"#).unwrap(), Some(json!([1, "failed"])));
 }
 
 fn messages_limit() -> usize {
