@@ -58,15 +58,14 @@ pub(super) fn native() -> Filter<RunPtr<Metered>> {
 fn charge_regex(mut cv: Cv<'_, Metered>) -> ValXs<'_, super::Bounded> {
     let flags = cv.0.pop_var();
     let re = cv.0.pop_var();
-    if let (Val::TStr(text), Val::TStr(re), Val::TStr(flags)) = (cv.1.val(), re.val(), flags.val()) {
-        if let (Ok(re), Ok(flags)) = (std::str::from_utf8(re), std::str::from_utf8(flags)) {
-            if let Some((regex, global)) = compiled(re, flags) {
-                let per_match = PART_BYTES + GROUP_BYTES * regex.captures_len();
-                budget::charge(PART_BYTES);
-                for _ in regex.find_iter(text).take(if global { usize::MAX } else { 1 }) {
-                    budget::charge(per_match);
-                }
-            }
+    if let (Val::TStr(text), Val::TStr(re), Val::TStr(flags)) = (cv.1.val(), re.val(), flags.val())
+        && let (Ok(re), Ok(flags)) = (std::str::from_utf8(re), std::str::from_utf8(flags))
+        && let Some((regex, global)) = compiled(re, flags)
+    {
+        let per_match = PART_BYTES + GROUP_BYTES * regex.captures_len();
+        budget::charge(PART_BYTES);
+        for _ in regex.find_iter(text).take(if global { usize::MAX } else { 1 }) {
+            budget::charge(per_match);
         }
     }
     Box::new(std::iter::once(Ok(cv.1)))
