@@ -213,11 +213,9 @@ fn engine_settings(config: &Config) -> EngineSettings {
         poll_interval_ms: config.engine.poll_interval_ms,
         shutdown_grace_ms: config.engine.shutdown_grace_ms,
         retention_days: config.retention.days,
-        // A transform's output is a body like a payload, under the same limit.
-        jq: switchyard_engine::jq::JqLimits {
-            max_output_bytes: config.limits.max_payload_bytes,
-            ..switchyard_engine::jq::JqLimits::default()
-        },
+        // A transform's output is a body like a payload, under the same limit; what a run
+        // may allocate on the way scales with it.
+        jq: switchyard_engine::jq::JqLimits::for_payloads(config.limits.max_payload_bytes),
         ..EngineSettings::default()
     }
 }

@@ -243,3 +243,51 @@ async fn a_failing_program_sends_the_delivery_dead_with_the_error_and_others_kee
     let received = sink.wait_for(DEADLINE, |r| r.iter().any(|r| r.json() == json!({"fixed": 1}))).await;
     assert_eq!(received.len(), 5);
 }
+
+/// A figure of this process's memory from `/proc/self/status` (`VmRSS`, `VmHWM`), in KiB.
+fn memory_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+#[tokio::test]
+async fn hostile_transforms_go_dead_with_the_reason_and_the_server_stays_up_and_small() {
+    let app = spawn_app().await;
+    let resident_before = memory_kib("VmRSS:");
+    let sink = Sink::start(Behaviour::Status(200)).await;
+    let destination = destination(&app, &sink.url).await;
+    let hostile = [
+        (
+            "deepjson",
+            r#"("[" * 500000 + "]" * 500000) | fromjson | tojson | length"#,
+            "nested deeper than 512",
+        ),
+        ("deepvalue", "reduce range(300000) as $i ([]; [.]) | tojson", "nested deeper than 512"),
+        ("bomb", r#""a" * 2000000000 | length"#, "memory budget of 16777216 bytes"),
+    ];
+    for (kind, transform, _) in hostile {
+        let extra = json!({"transform": transform, "event_types": [format!("{kind}.happened")]});
+        subscribe(&app, &destination, extra).await;
+    }
+    subscribe(&app, &destination, json!({"event_types": ["plain.happened"]})).await;
+    for (kind, _, _) in hostile {
+        app.publish(json!({"event_id": kind, "event_type": format!("{kind}.happened"), "payload": {}}))
+            .await
+            .assert_status(201);
+    }
+
+    for (kind, _, reason) in hostile {
+        let dead = delivery_with_status(&app, kind, "dead").await;
+        let error = dead["last_error"].as_str().unwrap_or("");
+        assert!(error.starts_with("the transform failed: ") && error.contains(reason), "{kind}: {error}");
+    }
+    // Still up, and still delivering.
+    app.publish(json!({"event_id": "after", "event_type": "plain.happened", "payload": {"n": 1}}))
+        .await
+        .assert_status(201);
+    let received = sink.wait_for(DEADLINE, |r| !r.is_empty()).await;
+    assert_eq!(received[0].json(), json!({"n": 1}));
+    let grown_mib = memory_kib("VmHWM:").saturating_sub(resident_before) / 1024;
+    assert!(grown_mib < 300, "the process grew by {grown_mib} MiB at its peak");
+}
