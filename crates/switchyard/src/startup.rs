@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -251,6 +252,8 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         jwt,
         rate_limit,
         metrics_require_key: config.auth.metrics_require_key,
+        request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
     })
 }
 
