@@ -2,6 +2,7 @@
 //! timed, requests too, connections are capped, and what the server refuses before any handler
 //! runs still gets the envelope. Raw TCP connections play the misbehaving clients.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -278,19 +279,66 @@ async fn thousands_of_idle_connections_are_cut_off_while_the_node_stays_ready() 
         let mut stream = connect(&app).await;
         idle.push(tokio::spawn(async move { time_until_closed(&mut stream).await }));
     }
-    let client = crate::helpers::http_client();
-    let started = Instant::now();
-    loop {
-        let ready =
-            tokio::time::timeout(Duration::from_secs(2), client.get(app.url("/health/ready")).send()).await;
-        if let Ok(Ok(response)) = ready {
-            assert_eq!(response.status(), 200);
-            break;
-        }
-        assert!(started.elapsed() < PATIENCE, "/health/ready did not answer amid the idle connections");
-    }
+    ready_within_patience(&app.address).await;
     for connection in idle {
         let closed = connection.await.expect("the idle client");
         assert!(closed.is_some(), "an idle connection was never closed");
+    }
+}
+
+/// Running out of file descriptors, as with more idle clients than `ulimit -n`, fails `accept`
+/// with EMFILE for a while: the node backs off instead of spinning or dying, cuts the idle
+/// clients off at the head timeout, and answers again.
+#[tokio::test]
+async fn running_out_of_file_descriptors_delays_new_connections_but_never_stops_the_node() {
+    switchyard::raise_open_files_limit();
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            "ulimit -S -n 256 && ulimit -H -n 256 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_switchyard"),
+        ])
+        .current_dir(dir.path())
+        .env("SWITCHYARD_DATABASE__URL", format!("sqlite://{}", dir.path().join("switchyard.db").display()))
+        .env("SWITCHYARD_SERVER__HEADER_READ_TIMEOUT_MS", "500")
+        .env("SWITCHYARD_LOG__LEVEL", "error")
+        .env("NO_COLOR", "1");
+    let mut node = crate::process::serve(command).await;
+    let address = node.address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        let mut stream = tokio::time::timeout(PATIENCE, TcpStream::connect(&address))
+            .await
+            .expect("connects in time")
+            .expect("connects");
+        idle.push(tokio::spawn(async move { time_until_closed(&mut stream).await }));
+    }
+    ready_within_patience(&node.address).await;
+    for connection in idle {
+        assert!(connection.await.expect("the idle client").is_some(), "an idle connection was never closed");
+    }
+    node.child.kill().expect("stopped");
+    let _ = node.child.wait();
+}
+
+/// Asserts `/health/ready` at `address` answers 200 within `PATIENCE`, on fresh connections.
+async fn ready_within_patience(address: &str) {
+    let client = crate::helpers::http_client();
+    let started = Instant::now();
+    loop {
+        let ready = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get(format!("{address}/health/ready")).send(),
+        )
+        .await;
+        if let Ok(Ok(response)) = ready
+            && response.status() == 200
+        {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "/health/ready did not answer amid the idle connections");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
