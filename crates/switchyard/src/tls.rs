@@ -31,7 +31,7 @@ pub(crate) fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<rustls::Serve
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("server.tls: the certificate and the key do not make a usable pair")?;
-    // The API speaks HTTP/1.1 (axum's `http1`); ALPN says so.
+    // The API speaks HTTP/1.1 only (hyper's HTTP/1 server in `crate::server`); ALPN says so.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
