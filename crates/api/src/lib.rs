@@ -1,8 +1,10 @@
 //! The v1 REST API of Switchyard: axum handlers, the envelope, authentication, idempotency and
 //! the OpenAPI document generated from the same route definitions.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -18,6 +20,7 @@ pub mod routes;
 pub mod security_headers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +55,10 @@ pub struct ApiSettings {
     pub rate_limit: rate_limit::RateLimitSettings,
     /// `/metrics` needs a bearer token (any role) rather than being open.
     pub metrics_require_key: bool,
+    /// A request not answered this long after its head arrived answers 503 ([`deadline`]).
+    pub request_timeout: Duration,
+    /// A request body that sends nothing this long is abandoned ([`deadline`]).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -64,6 +71,8 @@ impl Default for ApiSettings {
             jwt: None,
             rate_limit: rate_limit::RateLimitSettings::default(),
             metrics_require_key: false,
+            request_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -157,6 +166,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
         .layer(from_fn(limits::check_headers))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn_with_state(state.clone(), deadline::enforce))
+        .layer(from_fn_with_state(state.clone(), admission::admit))
         .layer(from_fn_with_state(state.clone(), observe::track))
         .layer(from_fn(request_id::assign))
         .layer(from_fn(security_headers::apply))

@@ -5,8 +5,8 @@
 //! - Headers: at most [`MAX_HEADER_BYTES`] in all (names, values and their separators). SPEC §4
 //!   has no code for 431, and 413 is about the body, so an oversized header block is a
 //!   `validation_error` on the field `headers`. (A block past hyper's own parser limits, far
-//!   larger or with more than 100 headers, is refused by hyper with a bodiless 431 before any
-//!   handler runs.)
+//!   larger or with more than twice [`crate::admission::MAX_HEADER_COUNT`] headers, is refused
+//!   by hyper with a bodiless 431 before any handler runs.)
 //! - JSON depth: at most [`MAX_JSON_DEPTH`] nested arrays and objects, counted on the raw
 //!   bytes before parsing, so nothing deep is ever built.
 //! - Strings: at most [`MAX_STRING_BYTES`] bytes of UTF-8 for every string and object key of a

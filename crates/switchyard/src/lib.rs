@@ -19,9 +19,11 @@
 pub mod cli;
 pub mod config;
 pub mod secrets;
+mod server;
 mod startup;
 pub mod telemetry;
 mod tls;
 
 pub use config::Config;
+pub use server::raise_open_files_limit;
 pub use startup::{Application, FIRST_ADMIN_KEY_NAME, open_database, shutdown_signal};

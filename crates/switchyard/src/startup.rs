@@ -3,12 +3,11 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use switchyard_adapters::{AdapterSettings, Adapters, UrlPolicy};
 use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
@@ -21,7 +20,8 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::config::{Config, redact_url};
-use crate::tls::{self, TlsListener};
+use crate::server::{self, ConnectionLimits, ServerSettings};
+use crate::tls;
 
 /// The name given to the admin key created on first run.
 pub const FIRST_ADMIN_KEY_NAME: &str = "first-run admin";
@@ -35,6 +35,7 @@ pub struct Application {
     local_addr: SocketAddr,
     /// `[server.tls]`: HTTPS with this configuration; plain HTTP when `None`.
     tls: Option<Arc<rustls::ServerConfig>>,
+    server: ServerSettings,
     router: Router,
     engine: Engine,
     store: Arc<dyn Store>,
@@ -53,6 +54,7 @@ impl Application {
     /// without creating a key whose token nobody would see.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        check_open_files(&config);
         let api_settings = api_settings(&config)?;
         let listen = config.server.listen;
         let listener =
@@ -80,6 +82,7 @@ impl Application {
             listener,
             local_addr,
             tls,
+            server: server_settings(&config),
             router,
             engine,
             store,
@@ -133,36 +136,18 @@ impl Application {
         info!(address = %self.local_addr, backend = self.backend, node = self.engine.node_id(), "listening on {scheme}://{}", self.local_addr);
         let (trigger, stopping) = switchyard_engine::shutdown::channel();
         let engine = tokio::spawn(self.engine.run(stopping.clone()));
-        let mut http_stopping = stopping;
-        let stop_serving = async move {
-            http_stopping.requested().await;
+        let router = match self.tls {
+            Some(_) => self.router.layer(axum::middleware::map_response(tls::add_hsts)),
+            None => self.router,
         };
-        let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.tls {
-            None => {
-                let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-                Box::pin(
-                    axum::serve(self.listener, service).with_graceful_shutdown(stop_serving).into_future(),
-                )
-            }
-            Some(config) => {
-                let router = self.router.layer(axum::middleware::map_response(tls::add_hsts));
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                // `tap_io` (a no-op here) is what gives a custom listener axum's
-                // `ConnectInfo<SocketAddr>`.
-                let listener = TlsListener::new(self.listener, config)
-                    .context("starting the TLS listener")?
-                    .tap_io(|_| {});
-                Box::pin(axum::serve(listener, service).with_graceful_shutdown(stop_serving).into_future())
-            }
-        };
+        let server = server::serve(self.listener, self.tls, router, self.server, stopping);
         let signal = async move {
             shutdown.await;
             info!("stopping: no new requests or claims; finishing work in flight");
             trigger.trigger();
             trigger
         };
-        let (served, _trigger) = tokio::join!(server, signal);
-        served.context("serving HTTP")?;
+        let ((), _trigger) = tokio::join!(server, signal);
         engine.await.context("the delivery engine failed")?;
         info!("stopped");
         Ok(())
@@ -200,6 +185,36 @@ async fn ensure_admin_key(store: &dyn Store) -> anyhow::Result<Option<String>> {
     store.create_api_key(&issued.key).await.context("creating the first admin API key")?;
     info!(key_id = %issued.key.id, "no active API key: created an admin key");
     Ok(Some(issued.token))
+}
+
+/// Raises the soft limit of open files, and warns when the connection cap and everything else
+/// the node holds open would not fit under it.
+fn check_open_files(config: &Config) {
+    let Some(limit) = server::raise_open_files_limit() else { return };
+    let others =
+        server::descriptors_beside_connections(config.database.max_connections, config.engine.concurrency);
+    let needed = u64::from(config.server.max_connections) + others;
+    if needed > limit {
+        tracing::warn!(
+            max_connections = config.server.max_connections,
+            needed,
+            limit,
+            "server.max_connections plus about {others} descriptors for the database and deliveries \
+             need {needed} open files, over this process's limit of {limit}: raise `ulimit -n` (or \
+             LimitNOFILE) or lower server.max_connections, or connections will fail to open"
+        );
+    }
+}
+
+fn server_settings(config: &Config) -> ServerSettings {
+    let server = &config.server;
+    ServerSettings {
+        limits: ConnectionLimits {
+            header_read: Duration::from_millis(server.header_read_timeout_ms),
+            idle: Duration::from_millis(server.idle_timeout_ms),
+        },
+        max_connections: server.max_connections,
+    }
 }
 
 fn engine_settings(config: &Config) -> EngineSettings {
@@ -260,6 +275,8 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         jwt,
         rate_limit,
         metrics_require_key: config.auth.metrics_require_key,
+        request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
     })
 }
 

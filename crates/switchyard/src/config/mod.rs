@@ -20,14 +20,13 @@ mod server;
 mod tests;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, JwtConfig, RateLimitConfig, RoleRateLimit};
 pub use load::{ConfigError, DEFAULT_FILE, ENV_PREFIX, Overrides, RESERVED_ENV_VARS};
 pub use mask::{MASK, redact_url};
-pub use server::TlsConfig;
+pub use server::{ServerConfig, TlsConfig};
 
 /// The effective configuration of a node.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -43,23 +42,6 @@ pub struct Config {
     pub engine: EngineConfig,
     pub retention: RetentionConfig,
     pub log: LogConfig,
-}
-
-/// `[server]`: where the HTTP API listens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Socket address to bind; port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// HTTPS: `[server.tls]`, absent for plain HTTP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsConfig>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)), tls: None }
-    }
 }
 
 /// `[database]`: the store every node of a deployment shares.
@@ -252,6 +234,7 @@ impl Config {
         positive("engine.batch_size", u64::from(self.engine.batch_size));
         positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
         positive("retention.days", u64::from(self.retention.days));
+        server::validate(&self.server, &mut positive);
         if self.database.url.trim().is_empty() {
             problems.push("database.url: must not be empty".to_owned());
         }

@@ -1,8 +1,59 @@
-//! `[server.tls]`: HTTPS for the API.
+//! `[server]`: where the HTTP API listens, how long it waits for slow or idle clients, how
+//! many connections it holds, and `[server.tls]` for HTTPS.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// `[server]`: the listener and the limits that keep slow and idle clients from exhausting it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// A client that has not sent a complete request head this long after connecting (or, on
+    /// a kept-alive connection, after the first byte of its next request) is cut off. Covers
+    /// the TLS handshake too.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed; so is one whose client
+    /// reads nothing of its answer for this long.
+    pub idle_timeout_ms: u64,
+    /// A request body that sends nothing for this long (between two chunks) is abandoned: the
+    /// answer is a 400 `validation_error` on `body` and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A request whose answer is not ready this long after its head arrived answers 503
+    /// `unavailable`.
+    pub request_timeout_ms: u64,
+    /// Connections held at once; past it, new ones wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// HTTPS: `[server.tls]`, absent for plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 10_000,
+            tls: None,
+        }
+    }
+}
+
+/// Reports every `[server]` key that must be positive and is not.
+pub(super) fn validate(server: &ServerConfig, positive: &mut impl FnMut(&str, u64)) {
+    positive("server.header_read_timeout_ms", server.header_read_timeout_ms);
+    positive("server.idle_timeout_ms", server.idle_timeout_ms);
+    positive("server.body_read_timeout_ms", server.body_read_timeout_ms);
+    positive("server.request_timeout_ms", server.request_timeout_ms);
+    positive("server.max_connections", u64::from(server.max_connections));
+}
 
 /// `[server.tls]`: serve HTTPS (rustls) with this certificate chain and private key, both PEM
 /// files, and send HSTS on every answer. Both keys are required; without the section the API
@@ -63,5 +114,66 @@ mod tests {
             let problems = load().expect_err("no key").problems().join("\n");
             assert!(problems.contains("key"), "{problems}");
         });
+    }
+
+    #[test]
+    fn connection_limits_default_and_load_from_the_file_or_the_environment() {
+        jailed(|jail| {
+            let server = load().expect("loads").server;
+            assert_eq!(server.header_read_timeout_ms, 10_000);
+            assert_eq!(server.idle_timeout_ms, 60_000);
+            assert_eq!(server.body_read_timeout_ms, 10_000);
+            assert_eq!(server.request_timeout_ms, 30_000);
+            assert_eq!(server.max_connections, 10_000);
+            write(jail, "[server]\nheader_read_timeout_ms = 2000\nmax_connections = 50\n");
+            jail.set_env("SWITCHYARD_SERVER__IDLE_TIMEOUT_MS", "5000");
+            let server = load().expect("loads").server;
+            assert_eq!(
+                (server.header_read_timeout_ms, server.max_connections, server.idle_timeout_ms),
+                (2_000, 50, 5_000)
+            );
+        });
+    }
+
+    #[test]
+    fn zero_timeouts_and_a_zero_connection_cap_are_refused_by_name() {
+        jailed(|jail| {
+            write(
+                jail,
+                "[server]\nheader_read_timeout_ms = 0\nidle_timeout_ms = 0\nbody_read_timeout_ms = 0\n\
+                 request_timeout_ms = 0\nmax_connections = 0\n",
+            );
+            let problems = load().expect_err("zeros").problems().join("\n");
+            for key in [
+                "server.header_read_timeout_ms",
+                "server.idle_timeout_ms",
+                "server.body_read_timeout_ms",
+                "server.request_timeout_ms",
+                "server.max_connections",
+            ] {
+                assert!(problems.contains(&format!("{key}: must be greater than 0")), "{key}: {problems}");
+            }
+        });
+    }
+
+    #[test]
+    fn the_example_file_shows_these_defaults() {
+        let example: Config =
+            toml::from_str(include_str!("../../../../switchyard.example.toml")).expect("the example parses");
+        assert_eq!(example.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn print_config_shows_the_connection_limits() {
+        let printed = Config::default().to_masked_toml().expect("TOML");
+        for line in [
+            "header_read_timeout_ms = 10000",
+            "idle_timeout_ms = 60000",
+            "body_read_timeout_ms = 10000",
+            "request_timeout_ms = 30000",
+            "max_connections = 10000",
+        ] {
+            assert!(printed.contains(line), "{line} in\n{printed}");
+        }
     }
 }

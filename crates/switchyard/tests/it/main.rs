@@ -5,6 +5,7 @@ mod api_keys;
 mod audit_log;
 mod bench_smoke;
 mod cli;
+mod connections;
 mod correlation;
 mod delivery;
 mod destination_config;

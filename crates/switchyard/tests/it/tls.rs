@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use switchyard::Application;
 use switchyard::config::{Config, TlsConfig};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 const HSTS: &str = "max-age=31536000";
@@ -69,10 +70,16 @@ fn config(dir: &Path, tls: TlsConfig) -> Config {
 }
 
 async fn spawn_tls_app() -> TlsApp {
+    spawn_tls_app_with(|_| {}).await
+}
+
+async fn spawn_tls_app_with(adjust: impl FnOnce(&mut Config)) -> TlsApp {
     switchyard_adapters::install_crypto_provider();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (tls, cert_pem) = write_certificate(dir.path());
-    let app = Application::build(config(dir.path(), tls)).await.expect("the application builds");
+    let mut config = config(dir.path(), tls);
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the application builds");
     let address = app.local_addr();
     let admin_token = app.first_admin_token().expect("a first admin key").to_owned();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -110,6 +117,24 @@ async fn plain_http_and_untrusting_clients_get_nothing() {
     let refused = untrusting.get(app.url("/health/live")).send().await;
     assert!(refused.is_err(), "a client that does not trust the certificate got an answer");
     // The listener survives both: a trusting client is still served.
+    let live = app.client().get(app.url("/health/live")).send().await.expect("an answer");
+    assert_eq!(live.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_completes_is_cut_off_after_the_head_timeout() {
+    let app = spawn_tls_app_with(|config| config.server.header_read_timeout_ms = 300).await;
+    let mut silent = tokio::net::TcpStream::connect(app.address).await.expect("connects");
+    // The header of a handshake record whose 512 bytes never come.
+    silent.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.expect("sent");
+    let started = Instant::now();
+    let mut scratch = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while silent.read(&mut scratch).await.is_ok_and(|read| read > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {:?}", started.elapsed());
     let live = app.client().get(app.url("/health/live")).send().await.expect("an answer");
     assert_eq!(live.status(), StatusCode::OK);
     app.stop().await;
