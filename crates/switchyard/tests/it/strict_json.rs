@@ -232,8 +232,7 @@ async fn a_mistyped_batch_item_is_named_with_json_types_only() {
     assert_eq!(results[0]["status"], "error", "{results:?}");
     assert_eq!(results[0]["error"]["details"][0]["field"], "metadata", "{results:?}");
     assert_eq!(
-        results[0]["error"]["details"][0]["message"],
-        "must be a JSON object; got an array",
+        results[0]["error"]["details"][0]["message"], "must be a JSON object; got an array",
         "{results:?}"
     );
     assert_eq!(results[1]["status"], "created", "{results:?}");
