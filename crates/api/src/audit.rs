@@ -1,7 +1,8 @@
-//! The audit middleware: every `/v1` request that may write (any method but `GET`, `HEAD` and
-//! `OPTIONS`) and got past authentication and the rate limit leaves one entry in the audit
-//! log once it is answered, whatever the outcome: who (the principal's subject and role), what
-//! (the action and resource, derived from the route template; see
+//! The audit middleware: every `/v1` request of the control plane that may write (any method
+//! but `GET`, `HEAD` and `OPTIONS`; publishing events is the data plane and is not audited,
+//! see [`audit::is_audited`]) and got past authentication and the rate limit leaves one entry
+//! in the audit log once it is answered, whatever the outcome: who (the principal's subject and
+//! role), what (the action and resource, derived from the route template; see
 //! [`switchyard_core::audit`]), the request id and the status. Bodies are never recorded.
 //!
 //! Entries are committed by one recorder task in groups: all requests that finish while a
@@ -96,18 +97,22 @@ async fn run(state: ApiState, mut queue: mpsc::Receiver<Pending>) {
 
 /// The middleware; see the module docs.
 pub async fn record(State(recorder): State<AuditRecorder>, request: Request, next: Next) -> Response {
-    if audit::is_read_only(request.method().as_str()) {
+    let method = request.method().as_str();
+    if audit::is_read_only(method) {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
+    if !audit::is_audited(method, &route) {
         return next.run(request).await;
     }
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         // Only authenticated requests reach this layer; without a principal there is no actor.
         return next.run(request).await;
     };
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
+    let method = method.to_owned();
     let (mut parts, body) = request.into_parts();
     // The first path parameter names the resource (`{id}`, `{name}`, `{event_id}`).
     let path_id = RawPathParams::from_request_parts(&mut parts, &())

@@ -28,7 +28,7 @@ use crate::routes::{
         (name = "deliveries", description = "Each event's deliveries and their attempts"),
         (name = "dead letters", description = "Deliveries that failed for good, and their replay"),
         (name = "api keys", description = "Credentials and their roles"),
-        (name = "audit log", description = "Every write request: who, what, and how it went"),
+        (name = "audit log", description = "Every control-plane write: who, what, and how it went"),
         (name = "health", description = "Liveness and readiness probes, and the Prometheus metrics"),
         (name = "status", description = "The live integration status report"),
     ),

@@ -1,6 +1,12 @@
-//! The audit log: one entry for every request that may write (every method but `GET`, `HEAD`
-//! and `OPTIONS`), successful or not, saying who did what to which resource and how it ended.
-//! Entries hold no request or response bodies, so no secret can reach the log.
+//! The audit log: one entry for every control-plane request that may write (every method but
+//! `GET`, `HEAD` and `OPTIONS`, on any route but the publishing ones), successful or not,
+//! saying who did what to which resource and how it ended. Entries hold no request or response
+//! bodies, so no secret can reach the log.
+//!
+//! Publishing events is the data plane: a row per request there would double the writes of
+//! the hot path and bury the control plane's history. Each stored event records its publisher
+//! instead ([`crate::event::PublishedBy`]: the same principal an entry names as its actor, and
+//! the request id).
 //!
 //! Actions are derived from the route, not listed by hand, so a new route is audited with a
 //! sensible name without touching this file: the resource type is the collection in the
@@ -116,6 +122,20 @@ pub fn is_read_only(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
+/// The route templates that publish events when `POST`ed to: the data plane.
+pub const PUBLISH_ROUTES: [&str; 2] = ["/v1/events", "/v1/events/batch"];
+
+/// Whether a request with `method` to `route` (a template) publishes events.
+pub fn is_publish(method: &str, route: &str) -> bool {
+    method == "POST" && PUBLISH_ROUTES.contains(&route)
+}
+
+/// Whether a request with `method` to `route` (a template) leaves an audit entry: every write
+/// of the control plane, none of the data plane (see the module docs).
+pub fn is_audited(method: &str, route: &str) -> bool {
+    !is_read_only(method) && !is_publish(method, route)
+}
+
 /// The action and resource type of a request to `route` (a template such as
 /// `/v1/destinations/{id}/pause`) with `method`; see the module docs.
 pub fn describe(method: &str, route: &str) -> (String, String) {
@@ -195,6 +215,31 @@ mod tests {
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
             assert!(!is_read_only(method));
         }
+    }
+
+    #[test]
+    fn publishing_is_data_plane_and_not_audited() {
+        for route in PUBLISH_ROUTES {
+            assert!(is_publish("POST", route), "{route}");
+            assert!(!is_audited("POST", route), "{route}");
+        }
+        let control_plane = [
+            ("POST", "/v1/destinations"),
+            ("POST", "/v1/destinations/{id}/test"),
+            ("POST", "/v1/destinations/{id}/pause"),
+            ("POST", "/v1/deliveries/{id}/retry"),
+            ("POST", "/v1/dead-letters/replay"),
+            ("POST", "/v1/api-keys"),
+            ("DELETE", "/v1/api-keys/{id}"),
+            ("PUT", "/v1/event-types/{name}"),
+            // Only a POST publishes.
+            ("DELETE", "/v1/events"),
+        ];
+        for (method, route) in control_plane {
+            assert!(is_audited(method, route), "{method} {route}");
+        }
+        assert!(!is_audited("GET", "/v1/destinations"));
+        assert!(!is_audited("GET", "/v1/events"));
     }
 
     #[test]

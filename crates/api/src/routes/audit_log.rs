@@ -1,4 +1,4 @@
-//! `/v1/audit-log`: who wrote what, and how it went (admin only).
+//! `/v1/audit-log`: who wrote what on the control plane, and how it went (admin only).
 
 use axum::extract::State;
 use serde::Deserialize;
@@ -42,9 +42,11 @@ pub struct AuditLogQuery {
 
 /// List the audit log in the order requests were answered.
 ///
-/// One entry per request that may write (every method but GET), successful or not: the actor
-/// and role, the action and resource, the request id and the outcome. Page by number (`page`,
-/// with totals) or by cursor (`after`).
+/// One entry per control-plane request that may write (every method but GET), successful or
+/// not: the actor and role, the action and resource, the request id and the outcome.
+/// Publishing events (`POST /v1/events`, `POST /v1/events/batch`) is not audited; each event
+/// records its publisher in `published_by` instead. Page by number (`page`, with totals) or
+/// by cursor (`after`).
 #[utoipa::path(
     get, path = "/v1/audit-log", tag = "audit log",
     params(AuditLogQuery),

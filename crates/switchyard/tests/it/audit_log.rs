@@ -1,5 +1,6 @@
-//! The audit log: every request that may write leaves one entry, whatever its outcome; reads
-//! leave none; only admins read it, by page or by cursor.
+//! The audit log: every control-plane request that may write leaves one entry, whatever its
+//! outcome; reads and publishing leave none (see `publisher`); only admins read it, by page or
+//! by cursor.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -138,12 +139,12 @@ async fn the_log_pages_by_cursor_in_order() {
         let created = app.post("/v1/event-types", json!({"name": format!("paged.t{i}")})).await;
         created.assert_status(201);
     }
-    app.post("/v1/events", json!({"event_type": "paged.t0", "payload": {}})).await.assert_status(201);
+    app.create_destination("https://example.com/hook").await;
 
     let whole = entries(&audit_log(&app, "?per_page=100").await);
     assert_eq!(whole.len(), 8);
     assert_eq!(whole[0]["resource"], json!({"type": "event_type", "id": "paged.t0"}));
-    assert_eq!(whole[7]["action"], "event.create");
+    assert_eq!(whole[7]["action"], "destination.create");
 
     let mut seen = Vec::new();
     let mut query = "?per_page=3".to_owned();
