@@ -159,6 +159,27 @@ pub struct EventMetadata {
     pub request_id: Option<String>,
 }
 
+/// Who published an event through the API. Publishing writes no audit entry (see
+/// [`crate::audit::is_audited`]); the event carries this instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PublishedBy {
+    /// The authenticated caller, named as the audit log names its actors: `key:<API key id>`
+    /// or `jwt:<issuer>|<subject>`.
+    #[schema(example = "key:key_0193d5a1e7f87c3a9a3b1c2d3e4f5a6b")]
+    pub principal: String,
+    /// The `X-Request-ID` of the request that published the event.
+    #[schema(example = "0193d5a1-e7f8-7c3a-9a3b-1c2d3e4f5a6b")]
+    pub request_id: Option<String>,
+}
+
+impl PublishedBy {
+    /// The publisher of an event stored with `principal` (absent for events no authenticated
+    /// caller published) and `request_id`.
+    pub fn of(principal: Option<String>, request_id: Option<&str>) -> Option<Self> {
+        principal.map(|principal| Self { principal, request_id: request_id.map(str::to_owned) })
+    }
+}
+
 /// A stored event, immutable once written.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Event {
@@ -177,6 +198,9 @@ pub struct Event {
     #[serde(with = "time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub received_at: Millis,
+    /// Who published the event and with which request; null for events that entered the hub
+    /// without an authenticated caller.
+    pub published_by: Option<PublishedBy>,
     /// Hash of what the publisher sent, compared when the same `event_id` arrives again.
     #[serde(skip)]
     pub content_hash: String,
@@ -205,6 +229,9 @@ pub struct NewEvent {
     pub metadata: EventMetadata,
     pub ordering_key: Option<String>,
     pub source: EventSource,
+    /// The principal publishing the event (see [`PublishedBy::principal`]), if any; its
+    /// request id is `metadata.request_id`.
+    pub publisher: Option<String>,
     pub content_hash: String,
 }
 
@@ -242,6 +269,8 @@ pub struct IngestContext {
     pub traceparent: Option<String>,
     /// The id of the request publishing the events.
     pub request_id: Option<String>,
+    /// The authenticated caller publishing the events, named as the audit log names actors.
+    pub principal: Option<String>,
     pub received_at: Millis,
     pub max_payload_bytes: usize,
 }
@@ -322,6 +351,7 @@ impl EventInput {
             },
             ordering_key: self.ordering_key,
             source: ctx.source.clone(),
+            publisher: ctx.principal.clone(),
             content_hash,
         })
     }
@@ -369,6 +399,7 @@ impl IngestOutcome {
 impl NewEvent {
     /// The event as stored at sequence number `seq`, received at `received_at`.
     pub fn stored(self, seq: i64, received_at: Millis) -> Event {
+        let published_by = PublishedBy::of(self.publisher, self.metadata.request_id.as_deref());
         Event {
             event_id: self.event_id,
             event_type: self.event_type,
@@ -378,6 +409,7 @@ impl NewEvent {
             ordering_key: self.ordering_key,
             source: self.source,
             received_at,
+            published_by,
             content_hash: self.content_hash,
             seq,
         }
@@ -403,6 +435,7 @@ mod tests {
             correlation_id: None,
             traceparent: None,
             request_id: None,
+            principal: None,
             received_at: 1_700_000_000_000,
             max_payload_bytes: 64,
         }
@@ -507,5 +540,25 @@ mod tests {
             let stored_before = crate::digest::sha256_hex(canonical.to_string().as_bytes());
             assert_eq!(sent.content_hash(), stored_before, "{sent:?}");
         }
+    }
+
+    #[test]
+    fn the_publisher_is_the_principal_with_the_request_id() {
+        let publishing =
+            IngestContext { principal: Some("key:key_1".into()), request_id: Some("req-1".into()), ..ctx() };
+        let new =
+            input(serde_json::json!({"event_type": "a", "payload": {}})).into_new_event(&publishing).unwrap();
+        assert_eq!(new.publisher.as_deref(), Some("key:key_1"));
+        let stored = serde_json::to_value(new.stored(1, 0)).unwrap();
+        assert_eq!(
+            stored["published_by"],
+            serde_json::json!({"principal": "key:key_1", "request_id": "req-1"})
+        );
+
+        let anonymous = IngestContext { request_id: Some("req-2".into()), ..ctx() };
+        let new =
+            input(serde_json::json!({"event_type": "a", "payload": {}})).into_new_event(&anonymous).unwrap();
+        let stored = serde_json::to_value(new.stored(2, 0)).unwrap();
+        assert_eq!(stored["published_by"], Value::Null, "shown as null rather than left out");
     }
 }

@@ -131,6 +131,7 @@ impl Control {
             ordering_key: None,
             source: EventSource::api(),
             received_at: now,
+            published_by: None,
             content_hash: String::new(),
             seq: 0,
         };

@@ -216,6 +216,7 @@ mod tests {
             ordering_key: Some("k".into()),
             source: EventSource::api(),
             received_at: 1_700_000_000_000,
+            published_by: None,
             content_hash: String::new(),
             seq: 1,
         }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus};
 use switchyard_core::destination::{Destination, DestinationKind};
-use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
+use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType, PublishedBy};
 use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::id::{ApiKeyId, DeliveryId, DestinationId, SubscriptionId};
 use switchyard_core::pattern::EventTypePattern;
@@ -105,6 +105,7 @@ pub struct EventRow {
     ordering_key: Option<String>,
     source: String,
     received_at: i64,
+    published_by: Option<String>,
     content_hash: String,
 }
 
@@ -112,6 +113,7 @@ impl TryFrom<EventRow> for Event {
     type Error = StoreError;
 
     fn try_from(row: EventRow) -> StoreResult<Self> {
+        let published_by = PublishedBy::of(row.published_by, row.request_id.as_deref());
         Ok(Event {
             event_id: EventId::from_trusted(row.event_id),
             event_type: EventType::from_trusted(row.event_type),
@@ -126,6 +128,7 @@ impl TryFrom<EventRow> for Event {
             ordering_key: row.ordering_key,
             source: EventSource::from_trusted(row.source),
             received_at: row.received_at,
+            published_by,
             content_hash: row.content_hash,
             seq: row.seq,
         })

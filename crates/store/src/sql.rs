@@ -9,7 +9,7 @@ use switchyard_core::event::EventFilter;
 macro_rules! event_columns {
     () => {
         "seq, event_id, event_type, timestamp, payload, correlation_id, causation_id, traceparent, request_id, \
-         ordering_key, source, received_at, content_hash"
+         ordering_key, source, received_at, published_by, content_hash"
     };
 }
 

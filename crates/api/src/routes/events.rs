@@ -38,7 +38,11 @@ pub fn router() -> OpenApiRouter<ApiState> {
 /// W3C Trace Context: kept with the events of the request and continued by their deliveries.
 const TRACEPARENT_HEADER: &str = "traceparent";
 
-fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext, ApiError> {
+fn ingest_context(
+    state: &ApiState,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<IngestContext, ApiError> {
     // It becomes the events' correlation id, so it is refused rather than dropped: an event
     // must not silently leave the flow its publisher put it in.
     let correlation_id = match headers.get(CORRELATION_HEADER) {
@@ -69,6 +73,8 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
         correlation_id,
         traceparent,
         request_id: crate::request_id::current(),
+        // Publishing is not audited; each event records who published it instead.
+        principal: Some(principal.subject()),
         received_at: now_millis(),
         max_payload_bytes: state.settings().max_payload_bytes,
     })
@@ -78,7 +84,8 @@ fn ingest_context(state: &ApiState, headers: &HeaderMap) -> Result<IngestContext
 ///
 /// Stores the event and one pending delivery per matching subscription in one transaction.
 /// Publishing the same `event_id` with the same content again answers 200 with the stored
-/// event and `metadata.duplicate: true`; with different content, 409.
+/// event and `metadata.duplicate: true`; with different content, 409. Publishing writes no
+/// audit entry: the event records its publisher (`published_by`: the caller and the request id).
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
     request_body = EventInput,
@@ -101,7 +108,7 @@ async fn publish_event(
     ApiJson(input): ApiJson<EventInput>,
 ) -> ApiResult<Reply> {
     principal.require(Role::Publisher)?;
-    let ctx = ingest_context(&state, &headers)?;
+    let ctx = ingest_context(&state, &principal, &headers)?;
     let outcome = state.ingestor().ingest_one(input, &ctx).await?;
     if let IngestOutcome::Created(event) | IngestOutcome::Duplicate(event) = &outcome {
         // The request span's remaining lines carry the event's correlation id, which may come
@@ -169,7 +176,8 @@ pub struct BatchItemError {
 /// Publish up to 1000 events.
 ///
 /// Every valid event is stored, in one transaction, even when others are invalid; `results`
-/// has one item per event, in order.
+/// has one item per event, in order. Like a single publish, a batch writes no audit entry: each
+/// event records its publisher (`published_by`).
 #[utoipa::path(
     post, path = "/v1/events/batch", tag = "events",
     request_body = BatchInput,
@@ -193,7 +201,7 @@ async fn publish_batch(
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ValidationError::single("events", format!("must hold 1 to {MAX_BATCH} events")).into());
     }
-    let ctx = ingest_context(&state, &headers)?;
+    let ctx = ingest_context(&state, &principal, &headers)?;
     let items = state.ingestor().ingest_batch(batch.events, &ctx).await?;
     let results = items.into_iter().map(batch_result).collect();
     Ok(Reply::ok(BatchResults { results }))

@@ -42,13 +42,14 @@ const MAX_EVENTS: usize = 5_000;
 /// answers the id and sequence number of each one whose id was free.
 const INSERT_EVENTS: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
-     request_id) \
+     request_id, published_by) \
      SELECT event_id, event_type, timestamp, payload, correlation_id, causation_id, ordering_key, \
-     source, received_at, content_hash, traceparent, request_id \
+     source, received_at, content_hash, traceparent, request_id, published_by \
      FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY \
+     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[], $13::text[]) \
+     WITH ORDINALITY \
      AS e(event_id, event_type, timestamp, payload, correlation_id, causation_id, ordering_key, \
-     source, received_at, content_hash, traceparent, request_id, position) \
+     source, received_at, content_hash, traceparent, request_id, published_by, position) \
      ORDER BY position \
      ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
@@ -231,6 +232,7 @@ async fn insert_events(conn: &mut PgConnection, calls: &[Call]) -> StoreResult<H
         .bind(columns.content_hash)
         .bind(columns.traceparent)
         .bind(columns.request_id)
+        .bind(columns.published_by)
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
@@ -252,6 +254,7 @@ struct EventColumns {
     content_hash: Vec<String>,
     traceparent: Vec<Option<String>>,
     request_id: Vec<Option<String>>,
+    published_by: Vec<Option<String>>,
 }
 
 impl EventColumns {
@@ -269,6 +272,7 @@ impl EventColumns {
             content_hash: Vec::with_capacity(n),
             traceparent: Vec::with_capacity(n),
             request_id: Vec::with_capacity(n),
+            published_by: Vec::with_capacity(n),
         }
     }
 
@@ -285,6 +289,7 @@ impl EventColumns {
         self.content_hash.push(new.content_hash.clone());
         self.traceparent.push(new.metadata.traceparent.clone());
         self.request_id.push(new.metadata.request_id.clone());
+        self.published_by.push(new.publisher.clone());
         Ok(())
     }
 }

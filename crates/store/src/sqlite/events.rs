@@ -51,14 +51,14 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// Events in one `INSERT` statement, at most (twelve parameters each).
+/// Events in one `INSERT` statement, at most (thirteen parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
-/// The insert of many events: the head, then one group of twelve parameters (the same columns)
+/// The insert of many events: the head, then one group of thirteen parameters (the same columns)
 /// per event, then the tail; answers the id and sequence number of each row inserted.
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
-     request_id) VALUES";
+     request_id, published_by) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
 /// Stores `events` and their deliveries on `conn`, inside the group's transaction.
@@ -99,9 +99,9 @@ fn insert_events(
     let mut text = String::from(INSERT_EVENTS_HEAD);
     for i in 0..events.len() {
         text.push_str(if i == 0 {
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
-            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
     }
     text.push_str(INSERT_EVENTS_TAIL);
@@ -120,6 +120,7 @@ fn insert_events(
         binder.bind(new.content_hash.as_str())?;
         binder.bind(new.metadata.traceparent.as_deref())?;
         binder.bind(new.metadata.request_id.as_deref())?;
+        binder.bind(new.publisher.as_deref())?;
     }
     let mut inserted = HashMap::with_capacity(events.len());
     let mut rows = statement.raw_query();

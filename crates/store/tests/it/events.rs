@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use switchyard_core::delivery::DeliveryStatus;
-use switchyard_core::event::{Event, EventFilter, EventId, EventType, IngestOutcome, NewEvent};
+use switchyard_core::event::{Event, EventFilter, EventId, EventType, IngestOutcome, NewEvent, PublishedBy};
 use switchyard_core::page::{Cursor, ListRequest};
 use switchyard_core::store::Store;
 
@@ -326,6 +326,55 @@ pub async fn a_large_call_keeps_request_order_and_finds_repeats_across_its_chunk
     assert_eq!(listing.total, Some(248));
     let routed = store.deliveries_of_event(&EventId::parse("big-249").unwrap()).await.unwrap();
     assert_eq!(routed.len(), 1);
+}
+
+pub async fn the_publisher_round_trips_with_its_request_id(db: TestDb) {
+    let store = db.store.as_ref();
+    // Enough events for a backend inserting in chunks to write them in several statements.
+    let events: Vec<NewEvent> = (0..250)
+        .map(|i| {
+            let mut new = event(&format!("pub-{i:03}"), "a.b");
+            new.publisher = match i % 3 {
+                0 => Some(format!("key:key_{i}")),
+                1 => Some(format!("jwt:https://idp.example|user-{i}")),
+                _ => None,
+            };
+            if i % 5 == 0 {
+                new.metadata.request_id = None;
+            }
+            new
+        })
+        .collect();
+    let expected: Vec<Option<PublishedBy>> = events
+        .iter()
+        .map(|new| PublishedBy::of(new.publisher.clone(), new.metadata.request_id.as_deref()))
+        .collect();
+    let stored = ingest_new(store, events, T0).await;
+    for (i, (event, expected)) in stored.iter().zip(&expected).enumerate() {
+        assert_eq!(&event.published_by, expected, "{i}: as ingested");
+        let read = store.get_event(&event.event_id).await.unwrap().expect("stored");
+        assert_eq!(&read.published_by, expected, "{i}: as read");
+        assert_eq!(read.metadata.request_id, event.metadata.request_id, "{i}");
+    }
+    assert_eq!(
+        expected[3],
+        Some(PublishedBy { principal: "key:key_3".into(), request_id: Some("req-pub-003".into()) })
+    );
+    assert_eq!(expected[0].as_ref().map(|p| p.request_id.clone()), Some(None), "no request id");
+    assert_eq!(expected[2], None, "no principal: no publisher, whatever the request id");
+
+    let listing = store.list_events(&EventFilter::default(), ListRequest::default()).await.unwrap();
+    let listed: Vec<Option<PublishedBy>> = listing.items.into_iter().map(|e| e.published_by).collect();
+    assert_eq!(listed, expected[..listed.len()]);
+
+    // The same event again from someone else is a duplicate: the event keeps its publisher.
+    let mut again = event("pub-001", "a.b");
+    again.publisher = Some("key:key_other".into());
+    let outcomes = store.ingest(vec![again], T0 + 1).await.unwrap();
+    match &outcomes[..] {
+        [IngestOutcome::Duplicate(stored)] => assert_eq!(stored.published_by, expected[1]),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
 }
 
 pub async fn the_links_of_a_flow_come_in_ingest_order_up_to_the_limit(db: TestDb) {

@@ -56,6 +56,7 @@ macro_rules! suite {
                 events::numbered_pages_carry_totals_and_cursors,
                 events::event_filters_bound_time_and_match_exactly,
                 events::the_links_of_a_flow_come_in_ingest_order_up_to_the_limit,
+                events::the_publisher_round_trips_with_its_request_id,
                 resources::destinations_round_trip_and_update_optimistically,
                 resources::destination_delete_is_refused_while_subscribed,
                 resources::destinations_list_in_creation_order_with_totals,

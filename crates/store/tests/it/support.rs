@@ -299,6 +299,7 @@ pub fn event(id: &str, event_type: &str) -> NewEvent {
         },
         ordering_key: None,
         source: EventSource::api(),
+        publisher: Some(format!("key:key_{id}")),
         content_hash: format!("hash-{id}"),
     }
 }

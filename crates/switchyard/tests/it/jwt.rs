@@ -211,6 +211,24 @@ async fn idempotency_keys_are_scoped_by_jwt_subject() {
 }
 
 #[tokio::test]
+async fn an_event_published_with_a_jwt_names_its_issuer_and_subject() {
+    let app = jwks_app().await;
+    let published = app
+        .send(
+            app.request_as(&rs256(&claims("publisher")), Method::POST, "/v1/events")
+                .header("x-request-id", "jwt-publish-1")
+                .json(&json!({"event_id": "by-jwt", "event_type": "order.created", "payload": {}})),
+        )
+        .await;
+    published.assert_status(201);
+    let read = app.get("/v1/events/by-jwt").await;
+    assert_eq!(
+        read.data()["published_by"],
+        json!({"principal": format!("jwt:{ISSUER}|alice@example.com"), "request_id": "jwt-publish-1"})
+    );
+}
+
+#[tokio::test]
 async fn an_hs256_secret_accepts_hs256_only() {
     let app = spawn_app_with(|config| {
         config.auth.jwt.hs256_secret = Some(HS256_SECRET.to_owned());

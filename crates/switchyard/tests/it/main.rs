@@ -28,6 +28,7 @@ mod otlp;
 mod out_of_space;
 mod poison;
 mod process;
+mod publisher;
 mod rate_limit;
 mod resources;
 mod security_headers;

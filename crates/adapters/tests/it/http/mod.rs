@@ -71,6 +71,7 @@ pub fn event() -> Event {
         ordering_key: None,
         source: EventSource::api(),
         received_at: 1_700_000_000_000,
+        published_by: None,
         content_hash: String::new(),
         seq: 1,
     }
