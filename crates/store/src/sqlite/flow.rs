@@ -47,8 +47,13 @@ pub(super) fn observe_attempt(
         .map_err(map_direct_err)?
         .map(DestinationFlow::try_from)
         .transpose()?;
-    match observe(unwritten, stored, &destination, &policy, attempt, now) {
-        Observed::Held => Ok(Taken::nothing()),
+    match observe(unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
+        Observed::Held(kept) => {
+            // As before the group writer: a job rolled back to its savepoint keeps its outcome
+            // held, so the next job of the group decides with it.
+            kept.written();
+            Ok(Taken::nothing())
+        }
         Observed::Write(flow, taken) if write_flow(conn, &flow, now)? => Ok(taken),
         Observed::Write(..) => Err(lost_race(&destination)),
     }
