@@ -187,7 +187,11 @@ async fn settle_deliveries(conn: &mut PgConnection, calls: &[Call]) -> StoreResu
     let (mut ids, mut owners, mut statuses) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut due, mut errors, mut at) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for call in calls {
+    // In the order of their ids, the order the rows are locked in, so that groups of two
+    // nodes that share a delivery (a lease expired and taken over) do not wait on each other.
+    let mut sorted: Vec<&Call> = calls.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.attempt.delivery_id.as_str().cmp(b.attempt.delivery_id.as_str()));
+    for call in sorted {
         let (status, next_attempt_at) = settle_to(call.next);
         ids.push(call.attempt.delivery_id.as_str());
         owners.push(call.owner.as_str());
@@ -317,7 +321,6 @@ async fn observe_outcomes(
     if destinations.is_empty() {
         return Ok(observations);
     }
-    let now = recorded.iter().map(|call| call.now).max().unwrap_or_default();
     let ids: Vec<&str> = destinations.keys().copied().collect();
     let rows = sqlx::query_as::<_, FlowRow>(q::SELECT_FLOWS)
         .bind(ids)
@@ -332,6 +335,7 @@ async fn observe_outcomes(
     for (id, of) in destinations {
         let destination = DestinationId::from_trusted(id.to_owned());
         let read = stored.remove(&destination);
+        let now = of.attempts.iter().map(|(_, at)| *at).max().unwrap_or_default();
         match observe(unwritten, read, &destination, &of.policy, &of.attempts, now) {
             Observed::Held(kept) => observations.kept.push(kept),
             // Decided again under the lock; `taken` puts back what was held meanwhile.

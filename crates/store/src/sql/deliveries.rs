@@ -15,23 +15,12 @@ macro_rules! attempt_columns {
     };
 }
 
-/// The `seq` of the pending delivery that waits for the delivery `$settled` (an expression
-/// naming its id) to settle for good: the first of its key, if it is ordered and succeeded,
-/// was filtered, or died without `block_on_dead`. The settled row is found by the unique
-/// index on `id`, the waiting one by a seek on `deliveries_ordered_key_status_seq`.
-macro_rules! next_of_key {
-    ($settled:literal) => {
-        concat!(
-            "SELECT waiting.seq FROM deliveries AS settled \
-             JOIN deliveries AS waiting ON waiting.ordered \
-                 AND waiting.subscription_id = settled.subscription_id \
-                 AND waiting.ordering_key = settled.ordering_key AND waiting.status = 'pending' \
-             WHERE settled.id = ",
-            $settled,
-            " AND settled.ordered AND (settled.status IN ('succeeded', 'filtered') \
-                 OR (settled.status = 'dead' AND NOT settled.block_on_dead)) \
-             ORDER BY waiting.seq LIMIT 1"
-        )
+/// Whether the delivery `settled` settled for good and so lets the next of its key go: it is
+/// ordered, and succeeded, was filtered, or died without `block_on_dead`.
+macro_rules! releases_its_key {
+    () => {
+        "settled.ordered AND (settled.status IN ('succeeded', 'filtered') \
+         OR (settled.status = 'dead' AND NOT settled.block_on_dead))"
     };
 }
 
@@ -310,9 +299,13 @@ pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attem
 /// a seek on `deliveries_ordered_key_status_seq`.
 pub const PROMOTE_NEXT: &str = concat!(
     "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
-     WHERE next_attempt_at IS NULL AND seq = (",
-    next_of_key!("$2"),
-    ")"
+     WHERE next_attempt_at IS NULL AND seq = (SELECT waiting.seq FROM deliveries AS settled \
+     JOIN deliveries AS waiting ON waiting.ordered \
+         AND waiting.subscription_id = settled.subscription_id \
+         AND waiting.ordering_key = settled.ordering_key AND waiting.status = 'pending' \
+     WHERE settled.id = $2 AND ",
+    releases_its_key!(),
+    " ORDER BY waiting.seq LIMIT 1)"
 );
 
 /// Appends an attempt numbered after the delivery's last one (the primary key serves the

@@ -35,13 +35,21 @@ pub const INSERT_ATTEMPTS: &str = concat!(
      response_body)"
 );
 
-/// `PROMOTE_NEXT` for each ordered delivery `$1[i]` settled at `$2[i]` in this transaction:
-/// the first pending delivery of its key, if it waited for its turn, becomes due then.
+/// `PROMOTE_NEXT` for each delivery `$1[i]` settled at `$2[i]` in this transaction: if it
+/// released its key, the first pending delivery of the key, if it waited for its turn, becomes
+/// due then. Each settled row is found by the unique index on `id`; the head of its key is read
+/// with the key as parameters, so it is a seek on `deliveries_ordered_key_status_seq` (joined
+/// at the same level, the planner would rather walk `deliveries` in `seq` order).
 pub const PROMOTE_NEXT_OF_EACH: &str = concat!(
     "UPDATE deliveries SET next_attempt_at = promoted.settled_at, updated_at = promoted.settled_at \
-     FROM (SELECT settle.settled_at, (",
-    next_of_key!("settle.id"),
-    ") AS seq FROM UNNEST($1::text[], $2::int8[]) AS settle(id, settled_at)) AS promoted \
+     FROM (SELECT settle.settled_at, (SELECT waiting.seq FROM deliveries AS waiting \
+         WHERE waiting.ordered AND waiting.subscription_id = settled.subscription_id \
+         AND waiting.ordering_key = settled.ordering_key AND waiting.status = 'pending' \
+         ORDER BY waiting.seq LIMIT 1) AS seq \
+     FROM UNNEST($1::text[], $2::int8[]) AS settle(id, settled_at) \
+     JOIN deliveries AS settled ON settled.id = settle.id WHERE ",
+    releases_its_key!(),
+    ") AS promoted \
      WHERE deliveries.seq = promoted.seq AND deliveries.next_attempt_at IS NULL"
 );
 

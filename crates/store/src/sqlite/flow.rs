@@ -49,8 +49,8 @@ pub(super) fn observe_attempt(
         .transpose()?;
     match observe(unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
         Observed::Held(kept) => {
-            // As before the group writer: a job rolled back to its savepoint keeps its outcome
-            // held, so the next job of the group decides with it.
+            // Held at once: the jobs after this one in the group read what is held to decide
+            // on theirs (a job rolled back to its savepoint leaves its outcome counted).
             kept.written();
             Ok(Taken::nothing())
         }
