@@ -45,7 +45,9 @@ macro_rules! lease_handed_back {
 // Declared after the column macros it uses; `flow` first, for its claim fragment.
 #[macro_use]
 pub mod flow;
+#[macro_use]
 pub mod deliveries;
+pub mod settle;
 
 macro_rules! event_type_columns {
     () => {
@@ -467,6 +469,10 @@ mod tests {
             flow::INSERT_FLOW,
             flow::UPDATE_FLOW,
             flow::DEFER_DELIVERY,
+            settle::SETTLE_DELIVERIES,
+            settle::INSERT_ATTEMPTS,
+            settle::PROMOTE_NEXT_OF_EACH,
+            settle::SELECT_FLOWS,
         ] {
             assert!(placeholders_in_order(sql), "{sql}");
         }

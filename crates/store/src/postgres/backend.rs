@@ -13,7 +13,6 @@ use crate::sql::flow as q;
 impl Backend for PgStore {
     type Db = Postgres;
 
-    const WRITER_HOLDS_DATABASE: bool = false;
     const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW_FOR_UPDATE;
 
     fn reader(&self) -> &Pool<Postgres> {

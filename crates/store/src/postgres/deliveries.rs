@@ -2,8 +2,9 @@
 //!
 //! Claims lock their rows (`FOR UPDATE SKIP LOCKED`), so claimers on any number of nodes never
 //! lease the same delivery; settling is guarded by the lease, so a node that lost its lease
-//! cannot overwrite what the new owner did. Reads, retries, replays and lease hand-back are
-//! shared ([`crate::repo`]); they tell every node through `Backend::notify_work` (`NOTIFY`).
+//! cannot overwrite what the new owner did. Attempts are settled in groups
+//! ([`super::settle`]). Reads, retries, replays and lease hand-back are shared
+//! ([`crate::repo`]); they tell every node through `Backend::notify_work` (`NOTIFY`).
 
 use std::collections::HashMap;
 
@@ -17,8 +18,8 @@ use switchyard_core::time::Millis;
 
 use super::PgStore;
 use crate::error::map_err;
-use crate::repo::{ClaimPlan, Repo, decode_sequenced, settle_to};
-use crate::rows::{DeliveryRow, u64_to_i64};
+use crate::repo::{ClaimPlan, Repo, decode_sequenced};
+use crate::rows::DeliveryRow;
 use crate::sql::deliveries as q;
 
 /// Taken by a prune for the rest of its transaction; `false` while another node's prune holds
@@ -69,52 +70,9 @@ impl DeliveryStore for PgStore {
         next: NextStep,
         now: Millis,
     ) -> StoreResult<bool> {
-        let (status, next_attempt_at) = settle_to(next);
-        let last_error = match next {
-            NextStep::Succeeded | NextStep::Filtered => None,
-            NextStep::RetryAt(_) | NextStep::Dead => attempt.error.as_deref(),
-        };
-        let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
-        let mut tx = self.begin_write().await?;
-        // The guarded update goes first: when the lease is lost it matches nothing and the
-        // transaction ends without a write.
-        let settled = sqlx::query(q::SETTLE_DELIVERY)
-            .bind(status.as_str())
-            .bind(next_attempt_at)
-            .bind(last_error)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if settled.rows_affected() == 0 {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(false);
-        }
-        // The next of an ordered key, if it was waiting for this one.
-        sqlx::query(q::PROMOTE_NEXT)
-            .bind(now)
-            .bind(attempt.delivery_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query(q::INSERT_ATTEMPT)
-            .bind(attempt.delivery_id.as_str())
-            .bind(attempt.started_at)
-            .bind(duration_ms)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.status_code.map(i64::from))
-            .bind(attempt.error.as_deref())
-            .bind(attempt.response_body.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        // The destination's circuit breaker learns the outcome in the same transaction.
-        let taken = self.observe_attempt(&mut tx, attempt, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        taken.written();
-        Ok(true)
+        // Attempts that finish together are recorded in one group transaction; each caller
+        // is answered after that commit.
+        self.settle_group.record(owner, attempt, next, now).await
     }
 
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64> {

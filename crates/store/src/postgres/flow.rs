@@ -1,29 +1,14 @@
 //! Flow control: the shared repository ([`crate::repo`]) on this backend.
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
-use switchyard_core::delivery::Attempt;
 use switchyard_core::flow::{Admission, AdmitRequest, Deferral, DestinationFlow, FlowStore};
 use switchyard_core::id::DestinationId;
 use switchyard_core::store::StoreResult;
 use switchyard_core::time::Millis;
 
 use super::PgStore;
+use crate::repo::Repo;
 pub(super) use crate::repo::Unwritten;
-use crate::repo::{Repo, Taken};
-
-impl PgStore {
-    /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
-    /// attempt whose delivery or destination is gone changes nothing.
-    pub(super) async fn observe_attempt(
-        &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt,
-        now: Millis,
-    ) -> StoreResult<Taken> {
-        Repo(self).observe_attempt(conn, attempt, now).await
-    }
-}
 
 #[async_trait]
 impl FlowStore for PgStore {

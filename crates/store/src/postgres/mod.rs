@@ -32,6 +32,7 @@ mod flow;
 mod group;
 mod idempotency;
 mod secrets;
+mod settle;
 mod subscriptions;
 mod watch;
 
@@ -66,6 +67,8 @@ pub struct PgStore {
     unwritten: flow::Unwritten,
     /// The queue of the ingest writers (group commit).
     ingest_group: group::IngestGroup,
+    /// The queue of the settle task (group commit of attempts).
+    settle_group: settle::SettleGroup,
 }
 
 impl PgStore {
@@ -97,12 +100,14 @@ impl PgStore {
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
+        let unwritten = flow::Unwritten::default();
         Ok(Self {
             ingest_group: group::IngestGroup::start(pg_pool.clone()),
+            settle_group: settle::SettleGroup::start(pg_pool.clone(), unwritten.clone()),
             pool: pg_pool,
             connect_options: Box::new(options),
             sealer: Sealer::new(keys),
-            unwritten: Default::default(),
+            unwritten,
         })
     }
 

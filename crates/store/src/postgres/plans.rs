@@ -10,7 +10,7 @@ use switchyard_core::delivery::DeliveryFilter;
 use switchyard_core::event::{EventFilter, EventType};
 use switchyard_core::id::DestinationId;
 
-use crate::sql::{self, Assembled, Bind, deliveries as q};
+use crate::sql::{self, Assembled, Bind, deliveries as q, settle};
 
 const ROWS: i64 = 50_000;
 
@@ -83,6 +83,9 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
          CASE WHEN seq % 3 = 0 THEN 'k' || (seq % 10) END, seq % 3 = 0, seq % 6 = 0, seq, seq \
          FROM events"
             .to_owned(),
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome) \
+         SELECT id, 1, seq, 1, 'succeeded' FROM deliveries WHERE status <> 'pending'"
+            .to_owned(),
         "ANALYZE".to_owned(),
     ] {
         sqlx::query(AssertSqlSafe(seed)).execute(&mut conn).await.expect("seed");
@@ -138,6 +141,7 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
         )
         .await,
     ];
+    let settle = settle_plans(&mut conn).await;
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&mut conn)
         .await
@@ -151,6 +155,9 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
         );
         for page in &pages {
             eprintln!("PAGE:\n{page}\n");
+        }
+        for plan in &settle {
+            eprintln!("SETTLE:\n{plan}\n");
         }
     }
     // `destinations` (a few rows) may be read whole; `deliveries` never is. With a backlog the
@@ -171,6 +178,12 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
     assert_eq!(around_held.matches("LockRows").count(), 2, "each branch locks its rows:\n{around_held}");
     assert_uses(&held_backlog, &[lanes]);
     assert_uses(&due_around_held, &[lanes]);
+    // A group settle finds each of its deliveries, and each one's last attempt, by a key.
+    let [settle, attempts, promote] = settle;
+    assert_uses(&settle, &["deliveries_id_key"]);
+    assert!(attempts.contains("using attempts_pkey on"), "attempts_pkey is not used:\n{attempts}");
+    assert!(!attempts.contains("Seq Scan on attempts"), "a sequential scan:\n{attempts}");
+    assert_uses(&promote, &["deliveries_id_key", "deliveries_ordered_key_status_seq"]);
     // A deep page seeks its cursor: the primary key, or the filter's index when that is cheaper.
     assert_uses(&pages[0], &["events_pkey"]);
     assert_uses(&pages[2], &["deliveries_pkey"]);
@@ -178,4 +191,45 @@ async fn the_claim_and_deep_keyset_pages_use_indexes() {
         assert!(page.contains("Index Cond: (seq > ") || page.contains("(seq > "), "no seek:\n{page}");
         assert!(page.contains("Index Scan using"), "no index:\n{page}");
     }
+}
+
+/// The plans of the group settle's statements (`sql::settle`) for a group of three.
+async fn settle_plans(conn: &mut PgConnection) -> [String; 3] {
+    let ids = vec!["d5", "d10", "d15"];
+    let at = vec![1_i64; 3];
+    let text = |n: usize| vec![None::<String>; n];
+    let settle =
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", settle::SETTLE_DELIVERIES)))
+            .bind(ids.clone())
+            .bind(vec!["node"; 3])
+            .bind(vec!["succeeded"; 3])
+            .bind(vec![None::<i64>; 3])
+            .bind(text(3))
+            .bind(at.clone())
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain the settle")
+            .join("\n");
+    let attempts =
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", settle::INSERT_ATTEMPTS)))
+            .bind(ids.clone())
+            .bind(at.clone())
+            .bind(at.clone())
+            .bind(vec!["succeeded"; 3])
+            .bind(vec![Some(200_i64); 3])
+            .bind(text(3))
+            .bind(text(3))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain the attempts")
+            .join("\n");
+    let promote =
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", settle::PROMOTE_NEXT_OF_EACH)))
+            .bind(ids)
+            .bind(at)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain the promotion")
+            .join("\n");
+    [settle, attempts, promote]
 }

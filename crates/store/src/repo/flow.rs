@@ -5,9 +5,11 @@
 //! so two admissions never both take the probe or the same token, and a rate limit of N/s is
 //! N/s for all nodes. SQLite's writer holds the whole database from `BEGIN IMMEDIATE`;
 //! PostgreSQL locks the destination's row (`SELECT ... FOR UPDATE`, [`Backend::SELECT_FLOW_LOCKED`]),
-//! so nodes change it one after another. Attempts reach the circuit through
-//! [`Repo::observe_attempt`], which `record_attempt` runs in its own transaction; outcomes that
-//! change nothing but a closed circuit's counts are held in memory a moment ([`Unwritten`]).
+//! so nodes change it one after another. Attempts reach the circuit through [`observe`], which
+//! each backend's `record_attempt` runs in the transaction that records them (SQLite's group
+//! job, PostgreSQL's settle group, which folds a group's attempts of one destination into one
+//! decision); outcomes that change nothing but a closed circuit's counts are held in memory a
+//! moment ([`Unwritten`]).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -29,7 +31,7 @@ use crate::sql::flow as q;
 
 /// Locked reads of a record that another writer changed before the version check: only a
 /// record created concurrently (no row to lock yet) ever needs a second.
-const TRIES: usize = 3;
+pub(crate) const TRIES: usize = 3;
 
 pub(crate) fn lost_race(id: &DestinationId) -> StoreError {
     StoreError::Conflict(format!("the flow record of destination {id} kept changing; try again"))
@@ -121,26 +123,60 @@ pub(crate) fn attempt_destination(
     Ok((DestinationId::from_trusted(destination), policy))
 }
 
-/// What an attempt's outcome does to its destination's record.
+/// Held outcomes of a destination and the ones a transaction adds to them, kept out of
+/// [`Unwritten`] until it ends: [`Kept::written`] (it committed) puts both back, dropping it
+/// (it failed) only the ones held before, so a rollback neither loses nor repeats one.
+#[must_use = "call written() once the transaction has committed"]
+pub(crate) struct Kept {
+    unwritten: Unwritten,
+    destination: DestinationId,
+    before: Option<Held>,
+    added: Option<Held>,
+    window_ms: u64,
+    now: Millis,
+}
+
+impl Kept {
+    /// The transaction that recorded the attempts committed: their outcomes are held.
+    pub(crate) fn written(mut self) {
+        if let Some(added) = self.added.take() {
+            self.unwritten.put(self.destination.clone(), added, self.window_ms, self.now);
+        }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(before) = self.before.take() {
+            self.unwritten.put(self.destination.clone(), before, self.window_ms, self.now);
+        }
+    }
+}
+
+/// What the outcomes of attempts do to their destination's record.
 // Lives only from the decision to the write that follows it; boxing would cost an allocation
 // per attempt for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Observed {
-    /// It changed nothing but counts, now held in [`Unwritten`]: nothing to write.
-    Held,
+    /// They changed nothing but counts, to hold in [`Unwritten`] once recorded: nothing to
+    /// write.
+    Held(Kept),
     /// The record to write over the version it was read at, with what it took of the held
     /// outcomes.
     Write(DestinationFlow, Taken),
 }
 
-/// Feeds `attempt` to the record `stored` (a new one when there is none) with the outcomes
-/// this node holds for it, and decides whether the result must be written.
+/// Feeds `attempts` (each with the instant it was recorded at, in the order they were) to the
+/// record `stored` (a new one when there is none) with the outcomes this node holds for it, and
+/// decides whether the result must be written: it must when any of them changed the circuit,
+/// as it would have written each alone, so a group of attempts means to other nodes what the
+/// same attempts one by one mean. `now` is the latest of their instants.
 pub(crate) fn observe(
     unwritten: &Unwritten,
     stored: Option<DestinationFlow>,
     destination: &DestinationId,
     policy: &CircuitBreakerPolicy,
-    attempt: &Attempt,
+    attempts: &[(&Attempt, Millis)],
     now: Millis,
 ) -> Observed {
     let mut flow = stored.unwrap_or_else(|| DestinationFlow::new(destination.clone(), now));
@@ -148,16 +184,34 @@ pub(crate) fn observe(
     if let Some(held) = &held {
         flow.outcomes.merge(&held.outcomes, policy.window_ms, now);
     }
-    let circuit = flow.circuit.clone();
-    flow.observe(policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, now);
+    let mut changed = false;
+    for (attempt, at) in attempts {
+        let circuit = flow.circuit.clone();
+        flow.observe(policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, *at);
+        changed |= flow.circuit != circuit;
+    }
     let since = held.as_ref().map_or(now, |h| h.since);
-    if flow.circuit == circuit && flow.version != 0 && now - since < FLUSH_AFTER_MS {
-        let mut held = held.unwrap_or(Held { outcomes: OutcomeWindow::default(), since: now });
-        if attempt.outcome != AttemptOutcome::Filtered {
-            held.outcomes.record(policy.window_ms, Signal::of(attempt.outcome), attempt.duration_ms, now);
+    if !changed && flow.version != 0 && now - since < FLUSH_AFTER_MS {
+        let mut added = Held { outcomes: OutcomeWindow::default(), since: now };
+        for (attempt, at) in attempts {
+            added.since = added.since.min(*at);
+            if attempt.outcome != AttemptOutcome::Filtered {
+                added.outcomes.record(
+                    policy.window_ms,
+                    Signal::of(attempt.outcome),
+                    attempt.duration_ms,
+                    *at,
+                );
+            }
         }
-        unwritten.put(destination.clone(), held, policy.window_ms, now);
-        return Observed::Held;
+        return Observed::Held(Kept {
+            unwritten: unwritten.clone(),
+            destination: destination.clone(),
+            before: held,
+            added: Some(added),
+            window_ms: policy.window_ms,
+            now,
+        });
     }
     // Put back unless the write commits, whatever happens from here.
     let taken = Taken(held.map(|held| (unwritten.clone(), destination.clone(), held, policy.window_ms, now)));
@@ -175,11 +229,10 @@ where
     for<'q> Option<i64>: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'q> Option<f64>: Encode<'q, Db<B>> + Type<Db<B>>,
     for<'r> (Option<i64>,): FromRow<'r, Row<B>>,
-    for<'r> (String, String): FromRow<'r, Row<B>>,
     for<'r> FlowRow: FromRow<'r, Row<B>>,
 {
     /// The record of `id` read with `query` (plain or locked); `None` when there is none.
-    async fn select_flow(
+    pub(crate) async fn select_flow(
         conn: &mut Conn<B>,
         query: &'static str,
         id: &DestinationId,
@@ -206,7 +259,11 @@ where
 
     /// Writes `flow` over the version it was read at, or stores it when it is new (version 0);
     /// answers whether it did.
-    async fn write_flow(conn: &mut Conn<B>, flow: &DestinationFlow, now: Millis) -> StoreResult<bool> {
+    pub(crate) async fn write_flow(
+        conn: &mut Conn<B>,
+        flow: &DestinationFlow,
+        now: Millis,
+    ) -> StoreResult<bool> {
         let row = FlowUpdate::of(flow, now)?;
         if flow.version == 0 {
             let inserted = sqlx::query(q::INSERT_FLOW)
@@ -251,49 +308,6 @@ where
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&written) == 1)
-    }
-
-    /// Feeds a recorded attempt to its destination's circuit, in the caller's transaction. An
-    /// attempt whose delivery or destination is gone changes nothing. The caller calls
-    /// [`Taken::written`] on the answer once its transaction has committed.
-    pub(crate) async fn observe_attempt(
-        &self,
-        conn: &mut Conn<B>,
-        attempt: &Attempt,
-        now: Millis,
-    ) -> StoreResult<Taken> {
-        let found: Option<(String, String)> = sqlx::query_as(q::ATTEMPT_DESTINATION)
-            .bind(attempt.delivery_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        let Some((destination, policy)) = found else {
-            return Ok(Taken::nothing());
-        };
-        let (destination, policy) = attempt_destination(destination, &policy)?;
-        // Most outcomes change nothing but counts held here: decide on a plain read, so the
-        // attempts of a busy destination do not queue on its row. A change is decided again
-        // on the record read under its lock, so no other node's change is overwritten. Where
-        // the transaction holds the whole database, every read is locked already.
-        let mut locked = B::WRITER_HOLDS_DATABASE;
-        // One more when the first read is a plain one.
-        let tries = if locked { TRIES } else { TRIES + 1 };
-        for _ in 0..tries {
-            let query = if locked { B::SELECT_FLOW_LOCKED } else { q::SELECT_FLOW };
-            let stored = Self::select_flow(conn, query, &destination).await?;
-            let Observed::Write(flow, taken) =
-                observe(self.0.unwritten(), stored, &destination, &policy, attempt, now)
-            else {
-                return Ok(Taken::nothing());
-            };
-            if locked && Self::write_flow(conn, &flow, now).await? {
-                return Ok(taken);
-            }
-            // Read again (under the lock); `taken` puts back what was held.
-            locked = true;
-            drop(taken);
-        }
-        Err(lost_race(&destination))
     }
 
     pub(crate) async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {

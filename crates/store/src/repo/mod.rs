@@ -26,18 +26,15 @@ use switchyard_core::store::StoreResult;
 
 pub(crate) use self::deliveries::{ClaimPlan, decode_sequenced, settle_to};
 pub(crate) use self::events::Written;
-pub(crate) use self::flow::{Observed, Taken, Unwritten, attempt_destination, lost_race, observe};
+pub(crate) use self::flow::{
+    Kept, Observed, TRIES, Taken, Unwritten, attempt_destination, lost_race, observe,
+};
 use crate::seal::Sealer;
 use crate::sql::Bind;
 
 /// What the shared repositories need of a backend.
 pub(crate) trait Backend: Sync {
     type Db: Database;
-
-    /// Whether a write transaction holds the whole database (SQLite's single writer, from
-    /// `BEGIN IMMEDIATE`), so everything it reads is locked already; otherwise a change locks
-    /// the rows it reads ([`Self::SELECT_FLOW_LOCKED`]).
-    const WRITER_HOLDS_DATABASE: bool;
 
     /// Reads a destination's flow record, locked until the transaction ends.
     const SELECT_FLOW_LOCKED: &'static str;

@@ -15,6 +15,15 @@ macro_rules! attempt_columns {
     };
 }
 
+/// Whether the delivery `settled` settled for good and so lets the next of its key go: it is
+/// ordered, and succeeded, was filtered, or died without `block_on_dead`.
+macro_rules! releases_its_key {
+    () => {
+        "settled.ordered AND (settled.status IN ('succeeded', 'filtered') \
+         OR (settled.status = 'dead' AND NOT settled.block_on_dead))"
+    };
+}
+
 /// Whether the delivery's destination exists and is not paused, for a query on `deliveries`.
 macro_rules! destination_enabled {
     () => {
@@ -288,14 +297,16 @@ pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attem
 /// delivery, a retry, or a head that is due already. Run in the transaction of
 /// `SETTLE_DELIVERY`; the settled row is found by the unique index on `id`, the next one by
 /// a seek on `deliveries_ordered_key_status_seq`.
-pub const PROMOTE_NEXT: &str = "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
+pub const PROMOTE_NEXT: &str = concat!(
+    "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
      WHERE next_attempt_at IS NULL AND seq = (SELECT waiting.seq FROM deliveries AS settled \
      JOIN deliveries AS waiting ON waiting.ordered \
          AND waiting.subscription_id = settled.subscription_id \
          AND waiting.ordering_key = settled.ordering_key AND waiting.status = 'pending' \
-     WHERE settled.id = $2 AND settled.ordered AND (settled.status IN ('succeeded', 'filtered') \
-         OR (settled.status = 'dead' AND NOT settled.block_on_dead)) \
-     ORDER BY waiting.seq LIMIT 1)";
+     WHERE settled.id = $2 AND ",
+    releases_its_key!(),
+    " ORDER BY waiting.seq LIMIT 1)"
+);
 
 /// Appends an attempt numbered after the delivery's last one (the primary key serves the
 /// `MAX`). Run in the same transaction as `SETTLE_DELIVERY`, under the write lock.

@@ -13,7 +13,6 @@ use crate::sql::flow as q;
 impl Backend for SqliteStore {
     type Db = Sqlite;
 
-    const WRITER_HOLDS_DATABASE: bool = true;
     /// The writer's `BEGIN IMMEDIATE` holds the database: a plain read is locked already.
     const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW;
 

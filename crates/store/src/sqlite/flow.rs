@@ -47,8 +47,13 @@ pub(super) fn observe_attempt(
         .map_err(map_direct_err)?
         .map(DestinationFlow::try_from)
         .transpose()?;
-    match observe(unwritten, stored, &destination, &policy, attempt, now) {
-        Observed::Held => Ok(Taken::nothing()),
+    match observe(unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
+        Observed::Held(kept) => {
+            // Held at once: the jobs after this one in the group read what is held to decide
+            // on theirs (a job rolled back to its savepoint leaves its outcome counted).
+            kept.written();
+            Ok(Taken::nothing())
+        }
         Observed::Write(flow, taken) if write_flow(conn, &flow, now)? => Ok(taken),
         Observed::Write(..) => Err(lost_race(&destination)),
     }

@@ -13,6 +13,7 @@ mod out_of_space;
 mod postgres;
 mod resources;
 mod secrets;
+mod settle;
 mod sqlite;
 mod support;
 mod unfinished;
@@ -110,6 +111,10 @@ macro_rules! suite {
             );
             instantiate!(on_threads $connect;
                 flow::concurrent_attempts_all_reach_the_circuit_counts,
+                settle::concurrent_records_each_settle_their_delivery_or_nothing,
+                settle::concurrent_records_promote_the_next_of_each_key,
+                settle::a_failing_record_among_many_fails_alone,
+                settle::the_circuit_opens_when_its_failures_arrive_together,
             );
         }
     };

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection as _;
+use switchyard_core::circuit::CircuitState;
 use switchyard_core::delivery::{Attempt, AttemptOutcome, NextStep};
+use switchyard_core::destination::CircuitBreakerPolicy;
 use switchyard_core::event::EventId;
+use switchyard_core::flow::DestinationFlow;
 use switchyard_core::store::{Store, StoreError, WorkSignal};
 use tokio::sync::mpsc;
 
@@ -166,4 +169,61 @@ async fn a_statement_past_its_timeout_is_unavailability() {
     assert!(matches!(waited, Err(StoreError::Unavailable(_))), "{waited:?}");
     locked.rollback().await.expect("rollback");
     assert!(impatient.store().get_destination(&dst.id).await.unwrap().is_some(), "it passes with the lock");
+}
+
+/// Two nodes recording failures of one destination at once, each in groups of its own: the
+/// circuit opens once at its count, and every outcome of both reaches its window, whichever
+/// node's group changed the record first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_settling_at_once_share_the_circuit() {
+    const EACH: usize = 30;
+    let Some(db) = TestDb::postgres().await else { return };
+    let other_node = db.reopen(&db.keys).await.store();
+    let mut dst = destination("shared");
+    dst.circuit_breaker =
+        CircuitBreakerPolicy { consecutive_failures: 3, min_requests: 1_000, ..Default::default() };
+    db.store.create_destination(&dst).await.unwrap();
+    db.store.create_subscription(&subscription(&dst.id, &["a.*"])).await.unwrap();
+    let ids: Vec<_> = (0..2 * EACH).map(|n| format!("f-{n}")).collect();
+    db.store.ingest(ids.iter().map(|id| event(id, "a.b")).collect(), T0).await.unwrap();
+    let on_one = db.store.claim_deliveries("n1", T0, T0 + 60_000, EACH as u32).await.unwrap();
+    let on_other = other_node.claim_deliveries("n2", T0, T0 + 60_000, EACH as u32).await.unwrap();
+    assert_eq!((on_one.len(), on_other.len()), (EACH, EACH));
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * EACH));
+    let mut tasks = Vec::new();
+    for (store, owner, claimed) in [(db.store.clone(), "n1", on_one), (other_node.clone(), "n2", on_other)] {
+        for delivery in claimed {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let failed = Attempt {
+                    delivery_id: delivery.id.clone(),
+                    number: 0,
+                    started_at: T0,
+                    duration_ms: 5,
+                    outcome: AttemptOutcome::Retryable,
+                    status_code: Some(503),
+                    error: Some("HTTP 503".into()),
+                    response_body: None,
+                };
+                barrier.wait().await;
+                store.record_attempt(owner, &failed, NextStep::RetryAt(T0 + 1_000), T0 + 1).await
+            }));
+        }
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap(), "every record held its lease");
+    }
+    let flow = db.store.destination_flow(&dst.id).await.unwrap().expect("a flow record");
+    assert_eq!(flow.circuit.state, CircuitState::Open);
+    assert_eq!(flow.circuit.reason.as_deref(), Some("3 consecutive failures"));
+    // Outcomes observed while open change nothing but counts: each node holds its own for up
+    // to a second. What is stored, plus what each node holds, is every one of them, once.
+    let failed = |flow: Option<DestinationFlow>| {
+        flow.expect("a flow record").outcomes.totals(dst.circuit_breaker.window_ms, T0 + 1).failed
+    };
+    let stored = failed(db.reopen(&db.keys).await.store().destination_flow(&dst.id).await.unwrap());
+    let here = failed(Some(flow));
+    let there = failed(other_node.destination_flow(&dst.id).await.unwrap());
+    assert_eq!(here + there - stored, 2 * EACH as u64, "{here} + {there} - {stored}");
 }

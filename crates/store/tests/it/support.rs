@@ -207,6 +207,32 @@ impl TestDb {
         }
     }
 
+    /// Makes every insert of an attempt whose error is `poison` fail, with `injected`.
+    pub async fn poison_attempts(&self) {
+        match &self.backend {
+            Backend::Sqlite { .. } => {
+                self.execute_outside(
+                    "CREATE TRIGGER poison_attempts BEFORE INSERT ON attempts \
+                     WHEN NEW.error = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                )
+                .await
+            }
+            Backend::Postgres { .. } => {
+                self.execute_outside(
+                    "CREATE FUNCTION poison_attempts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                     IF NEW.error = 'poison' THEN RAISE EXCEPTION 'injected'; END IF; \
+                     RETURN NEW; END $$",
+                )
+                .await;
+                self.execute_outside(
+                    "CREATE TRIGGER poison_attempts BEFORE INSERT ON attempts FOR EACH ROW \
+                     EXECUTE FUNCTION poison_attempts()",
+                )
+                .await
+            }
+        }
+    }
+
     /// Makes every insert of an event whose id starts with `poison` fail, with `injected`.
     pub async fn poison_events(&self) {
         match &self.backend {
