@@ -1,6 +1,8 @@
 //! The load harness of Switchyard: drives the real binary over loopback and reports
-//! throughput, latency and memory next to a bare server measured in the same run.
+//! throughput, latency, CPU time and memory next to a bare server measured in the same run.
 
+pub mod cpu;
+pub mod latency;
 pub mod load;
 pub mod node;
 pub mod report;

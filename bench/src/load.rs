@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpStream;
 
+use crate::latency::Latencies;
+
 /// Where the load goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -38,8 +40,8 @@ pub struct LoadResult {
     pub requests: u64,
     pub errors: u64,
     pub elapsed: Duration,
-    /// Microseconds per request, sorted.
-    latencies: Vec<u32>,
+    /// From each request's start until its whole answer was read.
+    pub latencies: Latencies,
 }
 
 impl LoadResult {
@@ -47,17 +49,9 @@ impl LoadResult {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// The latency at `quantile` (0–1) in milliseconds.
-    pub fn latency_ms(&self, quantile: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = ((self.latencies.len() as f64 - 1.0) * quantile).round() as usize;
-        f64::from(self.latencies[rank.min(self.latencies.len() - 1)]) / 1000.0
-    }
-
-    pub fn max_ms(&self) -> f64 {
-        self.latency_ms(1.0)
+    /// The requests that got a 2xx.
+    pub fn accepted(&self) -> u64 {
+        self.requests - self.errors
     }
 }
 
@@ -168,12 +162,11 @@ where
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    latencies.sort_unstable();
     let requests = latencies.len() as u64;
     if requests == 0 {
         bail!("{label}: no request completed");
     }
-    Ok(LoadResult { requests, errors, elapsed, latencies })
+    Ok(LoadResult { requests, errors, elapsed, latencies: Latencies::from_micros(latencies) })
 }
 
 fn progress_bar(label: &str, until: Until) -> ProgressBar {

@@ -170,6 +170,11 @@ impl Node {
         Memory::of(self.pid())
     }
 
+    /// The process's user plus system CPU time so far.
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        crate::cpu::of_process(self.pid())
+    }
+
     /// Samples the resident set every `every` until the returned sampler is stopped.
     pub fn sample_memory(&self, every: Duration) -> Sampler {
         let pid = self.pid();

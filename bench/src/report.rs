@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::latency::Latencies;
 use crate::load::LoadResult;
 use crate::scenarios::{Options, Scenario};
 
@@ -19,10 +20,25 @@ pub struct Report {
     pub events_per_request: u64,
     /// The server's peak resident set (VmHWM), bytes.
     pub peak_rss: u64,
+    pub cpu: Cpu,
     pub delivered: Option<Delivered>,
+    /// `e2e` and `fanout`: from each event's send to the first arrival of each of its
+    /// deliveries at the sink.
+    pub delivery_latency: Option<Latencies>,
     pub drain: Option<Drain>,
     /// Deliveries held behind a paused destination during the run.
     pub held: u64,
+}
+
+/// User plus system CPU time (`utime + stime` of `/proc/.../stat`) over the measured phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    /// The server process, from just before the load until it ended (`ingest`,
+    /// `ingest-batch`, `backlog`'s seeding) or until the sink had every delivery (`e2e`,
+    /// `fanout`).
+    pub server: Duration,
+    /// The bare server's threads under the same load.
+    pub bare_server: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,16 +67,19 @@ pub struct Drain {
     pub max: u64,
     pub last: u64,
     pub samples: usize,
+    /// The server's CPU time from the resume until the sink had the whole backlog.
+    pub server_cpu: Duration,
 }
 
 impl Drain {
-    pub fn new(before: u64, samples: &[u64]) -> Drain {
+    pub fn new(before: u64, samples: &[u64], server_cpu: Duration) -> Drain {
         Drain {
             before,
             min: samples.iter().copied().min().unwrap_or(before),
             max: samples.iter().copied().max().unwrap_or(before),
             last: samples.last().copied().unwrap_or(before),
             samples: samples.len(),
+            server_cpu,
         }
     }
 }
@@ -73,6 +92,7 @@ impl Report {
         measured: LoadResult,
         events_per_request: u64,
         peak_rss: u64,
+        cpu: Cpu,
     ) -> Report {
         Report {
             scenario,
@@ -81,7 +101,9 @@ impl Report {
             measured,
             events_per_request,
             peak_rss,
+            cpu,
             delivered: None,
+            delivery_latency: None,
             drain: None,
             held: 0,
         }
@@ -90,6 +112,22 @@ impl Report {
     /// Switchyard's request rate as a share of the bare server's.
     pub fn ratio(&self) -> f64 {
         self.measured.per_second() / self.ceiling.per_second().max(1e-9)
+    }
+
+    /// The events the server accepted in the measured load.
+    pub fn events(&self) -> u64 {
+        self.measured.accepted() * self.events_per_request
+    }
+
+    /// The server's CPU time per accepted event, µs: in `e2e` and `fanout` that includes the
+    /// event's deliveries; in `backlog`, the seeding only.
+    pub fn cpu_us_per_event(&self) -> f64 {
+        micros_per(self.cpu.server, self.events())
+    }
+
+    /// The bare server's CPU time per request, µs.
+    pub fn bare_cpu_us_per_request(&self) -> f64 {
+        micros_per(self.cpu.bare_server, self.ceiling.requests)
     }
 
     /// Whether the run is complete: no failed request, and every delivery counted.
@@ -116,18 +154,66 @@ impl Report {
     }
 }
 
+fn micros_per(cpu: Duration, count: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / count.max(1) as f64
+}
+
 fn latencies(f: &mut fmt::Formatter<'_>, label: &str, r: &LoadResult) -> fmt::Result {
-    writeln!(
+    write!(f, "  {label:<22} {:>9.0} req/s  ", r.per_second())?;
+    quantiles(f, &r.latencies)?;
+    writeln!(f, "  ({} requests in {:.1} s)", r.requests, r.elapsed.as_secs_f64())
+}
+
+fn quantiles(f: &mut fmt::Formatter<'_>, l: &Latencies) -> fmt::Result {
+    write!(
         f,
-        "  {label:<22} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests in {:.1} s)",
-        r.per_second(),
-        r.latency_ms(0.5),
-        r.latency_ms(0.9),
-        r.latency_ms(0.99),
-        r.max_ms(),
-        r.requests,
-        r.elapsed.as_secs_f64()
+        "p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms",
+        l.ms(0.5),
+        l.ms(0.9),
+        l.ms(0.99),
+        l.max_ms()
     )
+}
+
+impl Report {
+    fn fmt_cpu(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (server, events) = (self.cpu.server.as_secs_f64(), self.events());
+        write!(f, "  {:<22} {:>9.0} µs/event", "server CPU", self.cpu_us_per_event())?;
+        match (self.delivered, self.drain) {
+            (Some(delivered), Some(drain)) => writeln!(
+                f,
+                " seeding ({server:.2} s for {events} events), {:.0} µs/delivery draining ({:.2} s)",
+                micros_per(drain.server_cpu, delivered.counted),
+                drain.server_cpu.as_secs_f64()
+            )?,
+            (Some(delivered), None) => {
+                let per_event = delivered.expected / events.max(1);
+                if per_event == 1 {
+                    write!(f, " end to end, its delivery included")?;
+                } else {
+                    let per_delivery = micros_per(self.cpu.server, delivered.counted);
+                    write!(
+                        f,
+                        " end to end, its {per_event} deliveries included = {per_delivery:.0} µs/delivery"
+                    )?;
+                }
+                writeln!(
+                    f,
+                    " ({server:.2} s for {events} events, until the sink had all {})",
+                    delivered.counted
+                )?
+            }
+            _ => writeln!(f, " ({server:.2} s for {events} events)")?,
+        }
+        writeln!(
+            f,
+            "  {:<22} {:>9.1} µs/request ({:.2} s for {} requests, its threads in this process)",
+            "bare server CPU",
+            self.bare_cpu_us_per_request(),
+            self.cpu.bare_server.as_secs_f64(),
+            self.ceiling.requests
+        )
+    }
 }
 
 impl fmt::Display for Report {
@@ -159,6 +245,12 @@ impl fmt::Display for Report {
                 d.elapsed.as_secs_f64()
             )?;
         }
+        if let Some(l) = &self.delivery_latency {
+            // Blank where the other latency lines have their rate, so the quantiles line up.
+            write!(f, "  {:<22} {:>17}", "publish → delivered", "")?;
+            quantiles(f, l)?;
+            writeln!(f, "  ({} deliveries, from the event's send)", l.len())?;
+        }
         if let Some(d) = self.drain {
             writeln!(
                 f,
@@ -171,6 +263,7 @@ impl fmt::Display for Report {
                 d.samples
             )?;
         }
+        self.fmt_cpu(f)?;
         writeln!(f, "  {:<22} {:.1} MiB", "server peak RSS", self.peak_rss as f64 / MIB)
     }
 }

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cpu;
+use crate::latency::{self, SENT_AT_KEY};
 use crate::load::{self, LoadResult, Target, Until};
 use crate::node::{Backend, Node};
-use crate::report::{Delivered, Drain, Report};
+use crate::report::{Cpu, Delivered, Drain, Report};
 use crate::servers::{self, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,14 +97,26 @@ fn event(n: u64) -> String {
 }
 
 fn event_of(event_type: &str, n: u64) -> String {
+    event_with(event_type, n, "")
+}
+
+/// An event whose payload ends with `more_fields` (each with a leading comma).
+fn event_with(event_type: &str, n: u64, more_fields: &str) -> String {
     format!(
-        r#"{{"event_id":"e-{n}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"}}}}"#,
+        r#"{{"event_id":"e-{n}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"{more_fields}}}}}"#,
         n % 977
     )
 }
 
 fn single(n: u64) -> Bytes {
     Bytes::from(event(n))
+}
+
+/// [`single`] with the time of its making in the payload, from which the sink times each
+/// delivery: the body is made just before the request is sent.
+fn stamped(n: u64) -> Bytes {
+    let stamp = format!(r#","{SENT_AT_KEY}":{}"#, latency::now_us());
+    Bytes::from(event_with("bench.item", n, &stamp))
 }
 
 fn batch(size: u64) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
@@ -132,15 +146,21 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
     }
 }
 
-/// The ceiling: the same load against the bare server.
+/// The ceiling: the same load against the bare server; answers it with the CPU time the bare
+/// server's threads took meanwhile.
 async fn bare(
     options: &Options,
     path: &str,
     body: impl Fn(u64) -> Bytes + Send + Sync + 'static,
-) -> anyhow::Result<LoadResult> {
+) -> anyhow::Result<(LoadResult, Duration)> {
     let server = servers::start_bare(options.server_threads)?;
     let target = Target { addr: server.addr, path: path.to_owned(), token: None };
-    load::run(&target, options.connections, Until::Elapsed(options.duration), 0, "bare server", body).await
+    let cpu_before = cpu::of_threads_named(servers::BARE_SERVER)?;
+    let result =
+        load::run(&target, options.connections, Until::Elapsed(options.duration), 0, "bare server", body)
+            .await?;
+    let cpu = cpu::of_threads_named(servers::BARE_SERVER)?.saturating_sub(cpu_before);
+    Ok((result, cpu))
 }
 
 async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
@@ -150,19 +170,21 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
         (Scenario::Ingest, "/v1/events", 1)
     };
     let body = move |n| if batched { batch(BATCH)(n) } else { single(n) };
-    let ceiling = bare(options, path, body).await?;
+    let (ceiling, bare_cpu) = bare(options, path, body).await?;
     let node = Node::start(&options.binary, &options.backend).await?;
     let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
+    let cpu_before = node.cpu()?;
     let measured =
         load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), body)
             .await?;
+    let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
     let memory = node.memory()?;
-    Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak))
+    Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu))
 }
 
 /// Ingest with `subscriptions` HTTP subscriptions to the sink, until the sink has every delivery.
 async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
-    let ceiling = bare(options, "/v1/events", single).await?;
+    let (ceiling, bare_cpu) = bare(options, "/v1/events", stamped).await?;
     let sink = servers::start_sink(options.server_threads)?;
     let node = Node::start(&options.binary, &options.backend).await?;
     if options.held > 0 {
@@ -172,16 +194,24 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
         node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr)).await?;
     }
     let target = Target { addr: node.addr, path: "/v1/events".into(), token: Some(node.token.clone()) };
+    let cpu_before = node.cpu()?;
     let started = Instant::now();
-    let measured =
-        load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), single)
-            .await?;
-    let accepted = measured.requests - measured.errors;
-    let expected = accepted * subscriptions;
+    let measured = load::run(
+        &target,
+        options.connections,
+        Until::Elapsed(options.duration),
+        0,
+        scenario.name(),
+        stamped,
+    )
+    .await?;
+    let expected = measured.accepted() * subscriptions;
     let finished = wait_for_sink(&sink, expected, options.delivery_timeout).await?;
+    let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
     let memory = node.memory()?;
-    let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak);
+    let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak, cpu);
     report.delivered = Some(Delivered::new(expected, sink.counts.unique(), finished - started));
+    report.delivery_latency = Some(sink.counts.latencies());
     report.held = options.held;
     Ok(report)
 }
@@ -225,7 +255,7 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let seed_batch = SEED_BATCH.min(options.backlog).max(1);
     let requests = options.backlog.div_ceil(seed_batch);
     let total = requests * seed_batch;
-    let ceiling = bare(options, "/v1/events", single).await?;
+    let (ceiling, bare_cpu) = bare(options, "/v1/events", single).await?;
     let sink = servers::start_sink(options.server_threads)?;
     let node = Node::start(&options.binary, &options.backend).await?;
     let destination = node.subscribe("sink", &format!("http://{}/hooks", sink.server.addr)).await?;
@@ -233,20 +263,25 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
         .await?;
 
     let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
+    let cpu_before_seeding = node.cpu()?;
     let seeded = load::run(&target, 4, Until::Requests(requests), 0, "seeding", batch(seed_batch)).await?;
     if seeded.errors > 0 {
         bail!("{} seeding requests failed", seeded.errors);
     }
+    let cpu_before_drain = node.cpu()?;
+    let seeding_cpu = cpu_before_drain.saturating_sub(cpu_before_seeding);
     let before = node.memory()?;
     let sampler = node.sample_memory(Duration::from_millis(250));
     let started = Instant::now();
     node.call(Method::POST, &format!("/v1/destinations/{destination}/resume"), serde_json::Value::Null)
         .await?;
     let finished = wait_for_sink(&sink, total, options.delivery_timeout).await?;
+    let drain_cpu = node.cpu()?.saturating_sub(cpu_before_drain);
     let samples = sampler.stop().await;
     let memory = node.memory()?;
-    let mut report = Report::new(Scenario::Backlog, options, ceiling, seeded, seed_batch, memory.peak);
+    let cpu = Cpu { server: seeding_cpu, bare_server: bare_cpu };
+    let mut report = Report::new(Scenario::Backlog, options, ceiling, seeded, seed_batch, memory.peak, cpu);
     report.delivered = Some(Delivered::new(total, sink.counts.unique(), finished - started));
-    report.drain = Some(Drain::new(before.rss, &samples));
+    report.drain = Some(Drain::new(before.rss, &samples, drain_cpu));
     Ok(report)
 }
