@@ -241,3 +241,144 @@ impl Drop for Reservation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use switchyard_core::event::{EventInput, EventSource, IngestContext, NewEvent};
+    use switchyard_core::id::{DeliveryId, DestinationId};
+    use switchyard_core::pattern::EventTypePattern;
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn lane(capacity: usize) -> (FastLane, Running) {
+        let running = Running::default();
+        (FastLane::new(capacity, "node-a".into(), 60_000, running.clone()), running)
+    }
+
+    fn new_event(id: &str) -> NewEvent {
+        let input: EventInput =
+            switchyard_core::json::from_value(json!({"event_id": id, "event_type": "a.b", "payload": {}}))
+                .expect("an event");
+        let ctx = IngestContext {
+            source: EventSource::api(),
+            correlation_id: None,
+            traceparent: None,
+            request_id: None,
+            received_at: NOW,
+            max_payload_bytes: 1_024,
+        };
+        input.into_new_event(&ctx).expect("a valid event")
+    }
+
+    fn subscription() -> Subscription {
+        Subscription {
+            id: SubscriptionId::generate(),
+            name: "s".into(),
+            destination_id: DestinationId::generate(),
+            event_types: vec![EventTypePattern::parse("#").expect("a pattern")],
+            filter: None,
+            transform: None,
+            ordering: Default::default(),
+            ordering_on_dead: Default::default(),
+            enabled: true,
+            version: 1,
+            created_at: NOW,
+            updated_at: NOW,
+        }
+    }
+
+    /// What an ingest of `ids` leased under `reservation`, with its outcomes.
+    fn ingested(
+        reservation: &Reservation,
+        ids: &[&str],
+        per_event: usize,
+    ) -> (Vec<Delivery>, Vec<Subscription>, Vec<IngestOutcome>) {
+        let lease = reservation.lease();
+        let subscriptions: Vec<Subscription> = (0..per_event).map(|_| subscription()).collect();
+        let mut leased = Vec::new();
+        let mut outcomes = Vec::new();
+        for (seq, id) in ids.iter().enumerate() {
+            let event = new_event(id);
+            for s in &subscriptions {
+                if leased.len() < lease.max {
+                    leased.push(Delivery::leased_at_creation(DeliveryId::generate(), &event, s, &lease, NOW));
+                }
+            }
+            outcomes.push(IngestOutcome::Created(event.stored(seq as i64 + 1, NOW)));
+        }
+        (leased, subscriptions, outcomes)
+    }
+
+    #[test]
+    fn reservations_take_places_and_give_back_what_they_do_not_fill() {
+        let (lane, running) = lane(10);
+        let first = lane.reserve(4).expect("room");
+        assert_eq!(first.places, 4, "one delivery per event until told otherwise");
+        assert_eq!(first.lease().max, 4);
+        assert_eq!(first.lease().owner, "node-a");
+        let second = lane.reserve(100).expect("what is left");
+        assert_eq!(second.places, 6);
+        assert!(lane.reserve(1).is_none(), "the queue is full");
+        drop(second);
+        assert_eq!(lane.reserve(100).map(|r| r.places), Some(6), "unused places came back");
+
+        // Three of the four places filled: the fourth comes back, the three wait in the queue.
+        let (leased, subscriptions, outcomes) = ingested(&first, &["e1", "e2", "e3"], 1);
+        first.hand_over(3, leased.clone(), subscriptions, &outcomes, false);
+        assert_eq!(lane.0.room.available_permits(), 7);
+        assert_eq!(running.snapshot().len(), 3, "queued deliveries have their leases renewed");
+        let taken = lane.take(2);
+        assert_eq!(taken.iter().map(|h| h.delivery.clone()).collect::<Vec<_>>(), leased[..2]);
+        assert_eq!(taken[0].event.event_id.as_str(), "e1", "each with its event as stored");
+        assert_eq!(taken[0].event.seq, 1);
+        assert!(taken.iter().all(|h| h.subscription.is_some()));
+        assert_eq!(lane.0.room.available_permits(), 9, "taking frees the places");
+        drop(taken);
+        assert_eq!(running.snapshot().len(), 1, "the one still queued");
+    }
+
+    #[test]
+    fn a_filled_reservation_that_left_deliveries_pending_doubles_the_guess() {
+        let (lane, _) = lane(1_000);
+        let reservation = lane.reserve(2).expect("room");
+        let (leased, subscriptions, outcomes) = ingested(&reservation, &["e1", "e2"], 3);
+        assert_eq!(leased.len(), 2);
+        reservation.hand_over(2, leased, subscriptions, &outcomes, true);
+        assert_eq!(lane.reserve(2).map(|r| r.places), Some(4));
+        // A reservation used in part sets the guess to what was used per event.
+        let reservation = lane.reserve(2).expect("room");
+        reservation.hand_over(2, Vec::new(), Vec::new(), &[], false);
+        assert_eq!(lane.reserve(2).map(|r| r.places), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_closed_lane_reserves_nothing_and_drops_what_it_held() {
+        let (lane, running) = lane(10);
+        let reservation = lane.reserve(2).expect("room");
+        let (leased, subscriptions, outcomes) = ingested(&reservation, &["e1", "e2"], 1);
+        reservation.hand_over(2, leased, subscriptions, &outcomes, false);
+        let late = lane.reserve(1).expect("room");
+        let closing = {
+            let lane = lane.clone();
+            tokio::spawn(async move { lane.close(Duration::from_secs(5)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(lane.reserve(1).is_none(), "closed");
+        // An ingest that reserved before the close hands over after it: nothing is queued.
+        let (leased, subscriptions, outcomes) = ingested(&late, &["e3"], 1);
+        late.hand_over(1, leased, subscriptions, &outcomes, false);
+        closing.await.expect("close returns once every place is back");
+        assert!(lane.is_empty());
+        assert!(running.snapshot().is_empty(), "the leases are left to the node's hand-back");
+        assert_eq!(lane.0.room.available_permits(), 10);
+    }
+
+    #[test]
+    fn a_lane_of_no_places_is_off() {
+        let (lane, _) = lane(0);
+        assert!(lane.reserve(1).is_none());
+    }
+}

@@ -25,17 +25,18 @@ impl Leasing {
     }
 
     /// The delivery of `event` to `subscription`, if it is to be written leased; `None` when
-    /// it is to be written pending. An ordered delivery is never leased here: whether it may
-    /// go depends on the others of its key, which the claim checks.
+    /// it is to be written pending. A delivery `for_claims` is never leased here: an ordered
+    /// one (whether it may go depends on the others of its key, which the claim checks), or
+    /// one of a paused destination (which claims pass over until it is resumed).
     pub(crate) fn lease(
         &mut self,
         event: &NewEvent,
         subscription: &Subscription,
-        ordered: bool,
+        for_claims: bool,
         now: Millis,
     ) -> Option<&Delivery> {
         let lease = match &self.lease {
-            Some(lease) if !ordered && self.leased.len() < lease.max => lease,
+            Some(lease) if !for_claims && self.leased.len() < lease.max => lease,
             _ => {
                 self.pending = true;
                 return None;

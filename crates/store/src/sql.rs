@@ -202,6 +202,10 @@ pub fn count_events(filter: &EventFilter) -> Assembled {
 pub const ENABLED_SUBSCRIPTIONS: &str =
     concat!("SELECT ", subscription_columns!(), " FROM subscriptions WHERE enabled ORDER BY created_at, id");
 
+/// The paused destinations, whose deliveries an ingest never leases (claims pass over them):
+/// `destinations_paused`, usually empty.
+pub const PAUSED_DESTINATIONS: &str = "SELECT id FROM destinations WHERE NOT enabled";
+
 pub const INSERT_SUBSCRIPTION: &str = concat!(
     "INSERT INTO subscriptions (",
     subscription_columns!(),
@@ -457,6 +461,7 @@ mod tests {
             INSERT_DELIVERY,
             INSERT_LEASED_DELIVERY,
             INSERT_LEASED_DELIVERIES,
+            PAUSED_DESTINATIONS,
             INSERT_SUBSCRIPTION,
             UPDATE_SUBSCRIPTION,
             LIST_SUBSCRIPTIONS_OF_DESTINATION,

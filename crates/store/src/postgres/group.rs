@@ -13,7 +13,7 @@
 //! nothing is stored twice; a commit whose answer was lost leaves ids that the calls run again
 //! then find taken, and answer as duplicates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -172,6 +172,9 @@ async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<(Vec<Fate>, Lea
         .await
         .map_err(map_err)?;
     let subscriptions: Vec<Subscription> = decode_all(rows)?;
+    let paused: Vec<String> =
+        sqlx::query_scalar(sql::PAUSED_DESTINATIONS).fetch_all(&mut *tx).await.map_err(map_err)?;
+    let paused: HashSet<String> = paused.into_iter().collect();
     let mut inserted = insert_events(&mut tx, calls).await?;
 
     let mut unordered = Deliveries::default();
@@ -188,7 +191,8 @@ async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<(Vec<Fate>, Lea
             };
             for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
                 let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
-                if let Some(delivery) = leasing.lease(new, subscription, ordered, call.now) {
+                let for_claims = ordered || paused.contains(subscription.destination_id.as_str());
+                if let Some(delivery) = leasing.lease(new, subscription, for_claims, call.now) {
                     leased.push(delivery);
                 } else if ordered {
                     insert_ordered(&mut tx, subscription, new, block_on_dead, call.now).await?;

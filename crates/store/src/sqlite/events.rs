@@ -1,6 +1,6 @@
 //! Events and the deliveries ingest creates with them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
@@ -36,7 +36,8 @@ impl EventStore for SqliteStore {
         let (written, leasing) = self
             .group
             .write(weight, true, move |conn, shared| {
-                ingest_into(conn, shared.subscriptions()?, events, now, Leasing::new(lease))
+                let routing = Routing { subscriptions: shared.subscriptions()?, paused: shared.paused()? };
+                ingest_into(conn, routing, events, now, Leasing::new(lease))
             })
             .await?;
         Ok(leasing.answer(Repo(self).outcomes_of(written).await?))
@@ -59,6 +60,13 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// What a group routes events by, read once for all its calls.
+struct Routing<'g> {
+    subscriptions: &'g [Subscription],
+    /// The paused destinations, by id.
+    paused: &'g HashSet<String>,
+}
+
 /// Events in one `INSERT` statement, at most (twelve parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
@@ -73,7 +81,7 @@ const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING e
 /// says which deliveries are written leased.
 fn ingest_into(
     conn: &rusqlite::Connection,
-    subscriptions: &[Subscription],
+    routing: Routing<'_>,
     events: Vec<NewEvent>,
     now: Millis,
     mut leasing: Leasing,
@@ -89,7 +97,7 @@ fn ingest_into(
                 written.push(Written::Taken(new));
                 continue;
             };
-            insert_deliveries(conn, subscriptions, &new, now, &mut leasing)?;
+            insert_deliveries(conn, &routing, &new, now, &mut leasing)?;
             written.push(Written::Created(new.stored(seq, now)));
         }
     }
@@ -142,15 +150,16 @@ fn insert_events(
 /// decides.
 fn insert_deliveries(
     conn: &rusqlite::Connection,
-    subscriptions: &[Subscription],
+    routing: &Routing<'_>,
     new: &NewEvent,
     now: Millis,
     leasing: &mut Leasing,
 ) -> StoreResult<()> {
     let pending = DeliveryStatus::Pending.as_str();
-    for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
+    for subscription in routing.subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
         let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
-        if let Some(leased) = leasing.lease(new, subscription, ordered, now) {
+        let for_claims = ordered || routing.paused.contains(subscription.destination_id.as_str());
+        if let Some(leased) = leasing.lease(new, subscription, for_claims, now) {
             insert_leased(conn, leased)?;
             continue;
         }

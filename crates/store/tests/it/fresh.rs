@@ -74,6 +74,23 @@ pub async fn a_fresh_lease_leases_at_most_its_max_and_never_an_ordered_delivery(
     assert!(none.leased.is_empty() && none.routed);
     let without = store.ingest_routed(vec![event("e4", "a.c")], T0, None).await.unwrap();
     assert!(without.leased.is_empty() && without.routed);
+
+    // A paused destination's deliveries are left to the claims, which pass over them.
+    let mut paused = destination("paused");
+    paused.enabled = false;
+    store.create_destination(&paused).await.unwrap();
+    store.create_subscription(&subscription(&paused.id, &["held.#"])).await.unwrap();
+    let held = store.ingest_routed(vec![event("h1", "held.x")], T0, lease(10)).await.unwrap();
+    assert!(held.routed);
+    assert!(held.leased.iter().all(|d| d.destination_id == dst.id), "{:?}", held.leased);
+    let to_paused: Vec<_> = store
+        .deliveries_of_event(&EventId::parse("h1").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.destination_id == paused.id)
+        .collect();
+    assert!(to_paused.len() == 1 && to_paused[0].status == DeliveryStatus::Pending, "{to_paused:?}");
 }
 
 pub async fn a_fresh_lease_is_a_claims_lease_from_then_on(db: TestDb) {
