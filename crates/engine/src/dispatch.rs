@@ -220,7 +220,12 @@ impl Engine {
                 continue;
             }
             let launched = self.launch(&mut gate, &permits, in_flight, claimed, fast, lease_until).await;
-            if !launched {
+            if launched.handed_back {
+                // What waits is due again soon (see `gate`), and only claims take it: the next
+                // round claims (and, if that is early, learns when it is due).
+                claim_after = 0;
+            }
+            if !launched.started {
                 // Everything taken waits: let a delivery finish (or a moment pass) first.
                 tokio::select! {
                     _ = shutdown.requested() => break,
@@ -233,7 +238,7 @@ impl Engine {
     }
 
     /// Runs what was claimed and what the fast queue gave, past the crash-loop check and the
-    /// gate; answers whether anything was started.
+    /// gate.
     async fn launch(
         &self,
         gate: &mut Gate,
@@ -242,7 +247,7 @@ impl Engine {
         claimed: Vec<Delivery>,
         fast: Vec<Handoff>,
         lease_until: Millis,
-    ) -> bool {
+    ) -> Launched {
         let mut taken = claimed;
         let mut known: HashMap<DeliveryId, Known> = HashMap::with_capacity(fast.len());
         for handoff in fast {
@@ -254,15 +259,17 @@ impl Engine {
         // nodes running it: it is recorded dead instead of run again.
         let taken = self.give_up_crash_loops(permits, in_flight, taken);
         if taken.is_empty() {
-            return true;
+            return Launched { started: true, handed_back: false };
         }
+        let count = taken.len();
         // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
         // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
         // then dated close to when the deliveries go (the claim may take a while on a busy
         // database, and other nodes admit meanwhile).
         let cleared = gate.clear(&self.node_id, taken, now_millis(), lease_until).await;
+        let handed_back = cleared.len() < count;
         if cleared.is_empty() {
-            return false;
+            return Launched { started: false, handed_back };
         }
         let subscriptions = subscriptions_of(self.store.as_ref(), &cleared, &known).await;
         for cleared in cleared {
@@ -296,7 +303,7 @@ impl Engine {
                 }
             });
         }
-        true
+        Launched { started: true, handed_back }
     }
 
     /// Starts recording dead, without running them, the claimed deliveries whose earlier
@@ -387,6 +394,14 @@ impl Engine {
             Err(error) => tracing::error!(%error, "handing leases back failed; they expire on their own"),
         }
     }
+}
+
+/// What became of one round's deliveries.
+struct Launched {
+    /// Whether any was started (or given up).
+    started: bool,
+    /// Whether the gate handed any back to the store to wait.
+    handed_back: bool,
 }
 
 /// What this node's ingest knew of a delivery it leased (the fast path).
