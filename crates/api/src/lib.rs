@@ -95,7 +95,8 @@ impl ApiState {
     /// `control` reaches the node's delivery engine (wake-ups, retries, replays, tests).
     pub fn new(store: Arc<dyn Store>, control: Control, settings: ApiSettings) -> Self {
         let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker())
-            .with_metrics(control.metrics().clone());
+            .with_metrics(control.metrics().clone())
+            .with_fast_lane(control.fast_lane().clone());
         let recent_requests = observe::RecentRequests::default();
         let api_keys = Recent::new(RECENT_FOR);
         Self(Arc::new(Inner { store, ingestor, control, settings, recent_requests, api_keys }))

@@ -76,6 +76,34 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The delivery of `event` to `subscription` as an ingest writes it under `lease`
+    /// ([`FreshLease`](crate::store::FreshLease)): in flight from its creation at `now`, its
+    /// lease counted as a claim's is (one unfinished attempt).
+    pub fn leased_at_creation(
+        id: DeliveryId,
+        event: &crate::event::NewEvent,
+        subscription: &crate::subscription::Subscription,
+        lease: &crate::store::FreshLease,
+        now: Millis,
+    ) -> Self {
+        Delivery {
+            id,
+            event_id: event.event_id.clone(),
+            subscription_id: subscription.id.clone(),
+            destination_id: subscription.destination_id.clone(),
+            status: DeliveryStatus::InFlight,
+            attempt_count: 0,
+            unfinished_attempts: 1,
+            next_attempt_at: Some(now),
+            lease_owner: Some(lease.owner.clone()),
+            lease_expires_at: Some(lease.lease_until),
+            last_error: None,
+            ordering_key: event.ordering_key.clone(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Why this claimed delivery must not be run, if it must not: more of its leases in a row
     /// (this one included) than `max_unfinished_attempts` ended without an outcome. The nodes
     /// running it stopped each time, so it may be what stops them (a poison message), and

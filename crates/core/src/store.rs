@@ -3,7 +3,9 @@
 //!
 //! Rules every implementation keeps:
 //! - `ingest` writes each new event and one `pending` delivery per subscription that routes it,
-//!   in one transaction: either all of a call's writes commit or none do.
+//!   in one transaction: either all of a call's writes commit or none do. With a
+//!   [`FreshLease`], some of those deliveries are written leased instead, in the same
+//!   transaction, as a claim would have leased them.
 //! - Updates are optimistic: they name the version they were computed from and fail with
 //!   `VersionMismatch` when the stored row has moved on.
 //! - Listing by cursor never scans what lies before the cursor.
@@ -84,12 +86,31 @@ impl StoreError {
 }
 
 /// What one ingest call stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Ingested {
     /// One per event, in the order given.
     pub outcomes: Vec<IngestOutcome>,
-    /// Whether a subscription routed any of the events, creating deliveries.
+    /// Whether the call created deliveries left `pending`: whether the engine has anything
+    /// new to claim. Deliveries leased in the call ([`Self::leased`]) do not count.
     pub routed: bool,
+    /// The deliveries the call created already leased ([`FreshLease`]), as stored, in
+    /// creation order; empty without a lease.
+    pub leased: Vec<Delivery>,
+    /// The subscription of each delivery in [`Self::leased`], each once, as the call routed by
+    /// it.
+    pub leased_subscriptions: Vec<Subscription>,
+}
+
+/// A lease an ingest call gives the deliveries it creates, so the node that ingests runs them
+/// without claiming them back: `in_flight`, leased to `owner` until `lease_until` and counted
+/// in `unfinished_attempts` exactly as a claim would. At most `max` deliveries are leased;
+/// those beyond it, and every delivery of an ordered subscription (whose turn the claim
+/// decides), are written `pending` as without a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshLease {
+    pub owner: String,
+    pub lease_until: Millis,
+    pub max: usize,
 }
 
 #[async_trait]
@@ -98,11 +119,17 @@ pub trait EventStore: Send + Sync {
     /// (in the store or earlier in the same call) yields `Duplicate` when the content hash
     /// matches and `Conflict` otherwise; neither writes anything.
     async fn ingest(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
-        Ok(self.ingest_routed(events, now).await?.outcomes)
+        Ok(self.ingest_routed(events, now, None).await?.outcomes)
     }
-    /// [`Self::ingest`], also saying whether any delivery was created: whether the engine has
-    /// anything new to claim.
-    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested>;
+    /// [`Self::ingest`], also saying whether any delivery was left to claim; with `lease`,
+    /// up to `lease.max` of the deliveries of unordered subscriptions are written leased
+    /// ([`FreshLease`]) in the same transaction and answered in [`Ingested::leased`].
+    async fn ingest_routed(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+        lease: Option<FreshLease>,
+    ) -> StoreResult<Ingested>;
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in ingest order.
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>>;

@@ -8,6 +8,7 @@ use switchyard_adapters::Adapters;
 use switchyard_core::adapter::{DeliveryError, OutboundMessage};
 use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, NextStep};
 use switchyard_core::destination::Destination;
+use switchyard_core::event::Event;
 use switchyard_core::retry::{OutcomeClass, RetryDecision};
 use switchyard_core::store::{Store, StoreError};
 use switchyard_core::subscription::Subscription;
@@ -25,6 +26,8 @@ const ADAPTER_GRACE: Duration = Duration::from_secs(5);
 pub struct Preloaded {
     pub destination: Option<Arc<Destination>>,
     pub subscription: Option<Arc<Subscription>>,
+    /// The event as its ingest on this node stored it (the fast path).
+    pub event: Option<Arc<Event>>,
 }
 
 /// The attempt made and where the delivery goes next.
@@ -64,7 +67,10 @@ pub async fn attempt(
     let started_at = now_millis();
     let clock = Instant::now();
     let made = delivery.attempt_count + 1;
-    let event = store.get_event(&delivery.event_id).await?;
+    let event = match preloaded.event {
+        Some(event) => Some(event),
+        None => store.get_event(&delivery.event_id).await?.map(Arc::new),
+    };
     let destination = match preloaded.destination {
         Some(destination) => Some(destination),
         None => store.get_destination(&delivery.destination_id).await?.map(Arc::new),

@@ -16,6 +16,7 @@ use switchyard_core::store::{Store, StoreError};
 use switchyard_core::time::now_millis;
 
 use crate::dispatch::Waker;
+use crate::fast::FastLane;
 use crate::metrics::Metrics;
 
 const REPLAY_BATCH: u32 = 500;
@@ -28,6 +29,7 @@ pub struct Control {
     waker: Waker,
     running: Arc<AtomicBool>,
     metrics: Metrics,
+    fast: FastLane,
 }
 
 /// How a test send to a destination went.
@@ -47,8 +49,14 @@ impl Control {
         waker: Waker,
         running: Arc<AtomicBool>,
         metrics: Metrics,
+        fast: FastLane,
     ) -> Self {
-        Self { store, adapters, waker, running, metrics }
+        Self { store, adapters, waker, running, metrics, fast }
+    }
+
+    /// The queue by which this node's ingest hands the deliveries it leases to its engine.
+    pub fn fast_lane(&self) -> &FastLane {
+        &self.fast
     }
 
     /// The node's metrics, shared by the engine and the API.

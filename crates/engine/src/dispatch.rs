@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use switchyard_adapters::Adapters;
 use switchyard_core::delivery::Delivery;
-use switchyard_core::id::SubscriptionId;
+use switchyard_core::event::Event;
+use switchyard_core::id::{DeliveryId, SubscriptionId};
 use switchyard_core::store::Store;
 use switchyard_core::subscription::Subscription;
-use switchyard_core::time::now_millis;
+use switchyard_core::time::{Millis, now_millis};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::attempt::{Preloaded, attempt, given_up};
+use crate::fast::{FastLane, Handoff};
 use crate::gate::{Cleared, Gate};
-use crate::lease;
+use crate::lease::{self, RunningGuard};
 use crate::metrics::Metrics;
 use crate::retention;
 use crate::shape::Shaper;
@@ -30,6 +32,9 @@ const BLOCKED_HEAD_WAIT_MS: i64 = 50;
 /// How long the dispatcher pauses at most when nothing it claimed could go, or when the
 /// destinations it knows have no free slot.
 const GATED_PAUSE: Duration = Duration::from_millis(50);
+/// How long shutdown waits for ingests that reserved places in the fast queue to finish, so
+/// that what they lease is handed back with the node's other leases.
+const FAST_CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Wakes the dispatcher when work may have become due (an ingest, a retry, a replay).
 #[derive(Clone, Default)]
@@ -39,6 +44,14 @@ impl Waker {
     pub fn wake(&self) {
         // A stored permit means a wake-up between two waits is never lost.
         self.0.notify_one();
+    }
+
+    /// Whether a wake-up came since the last wait, consuming it.
+    fn take(&self) -> bool {
+        let notified = self.0.notified();
+        tokio::pin!(notified);
+        // A stored permit completes a fresh `Notified` at once (`enable` takes it).
+        notified.as_mut().enable()
     }
 }
 
@@ -50,8 +63,11 @@ pub struct Engine {
     waker: Waker,
     node_id: String,
     running: Arc<AtomicBool>,
-    /// The deliveries whose leases this node renews: those its workers are running.
+    /// The deliveries whose leases this node renews: those its workers are running, and those
+    /// waiting in the fast queue.
     leased: lease::Running,
+    /// Deliveries this node's ingest leased to it, waiting to run.
+    fast: FastLane,
     shaper: Arc<Shaper>,
     metrics: Metrics,
 }
@@ -61,6 +77,8 @@ impl Engine {
         let node_id =
             settings.node_id.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7().simple()));
         let shaper = Arc::new(Shaper::new(settings.jq));
+        let leased = lease::Running::default();
+        let fast = FastLane::new(settings.fast_queue, node_id.clone(), settings.lease_ms, leased.clone());
         Self {
             store,
             adapters,
@@ -68,7 +86,8 @@ impl Engine {
             waker: Waker::default(),
             node_id,
             running: Arc::default(),
-            leased: lease::Running::default(),
+            leased,
+            fast,
             shaper,
             metrics: Metrics::new(),
         }
@@ -94,6 +113,7 @@ impl Engine {
             self.waker.clone(),
             self.running.clone(),
             self.metrics.clone(),
+            self.fast.clone(),
         )
     }
 
@@ -114,6 +134,8 @@ impl Engine {
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
         self.running.store(false, Ordering::Release);
+        // Nothing more goes into the fast queue; what is in it is handed back with the rest.
+        self.fast.close(FAST_CLOSE_PATIENCE).await;
         self.drain(in_flight).await;
         drop(stop_renewing);
         let _ = renewer.await;
@@ -138,6 +160,11 @@ impl Engine {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut gate = Gate::new(self.store.clone(), self.settings.per_destination_limit());
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(1));
+        // No claim before then unless woken: the last one found nothing due before it.
+        let mut claim_after: Millis = 0;
+        // Whether the fast queue goes before the claim this round; they take turns, so neither
+        // starves the other (retries, replays and expired leases come only through claims).
+        let mut fast_first = true;
         while !shutdown.is_requested() {
             while in_flight.try_join_next().is_some() {}
             let free = permits.available_permits().min(self.settings.batch_size as usize);
@@ -148,89 +175,135 @@ impl Engine {
                 }
             }
             let now = now_millis();
+            if self.waker.take() {
+                claim_after = 0;
+            }
+            let claim_due = now >= claim_after;
+            let mut fast = if fast_first || !claim_due { self.fast.take(free) } else { Vec::new() };
+            fast_first = !fast_first;
             // Right after a busy destination's backlog came back, claim only for free slots.
-            let free = gate.claim_size(free, now);
-            if free == 0 {
-                let until = gate.cautious_until(now).unwrap_or(now);
-                let pause = Duration::from_millis((until - now).max(1) as u64).min(GATED_PAUSE);
+            let room = if claim_due { gate.claim_size(free - fast.len(), now) } else { 0 };
+            let lease_until = now + self.settings.lease_ms as i64;
+            let mut claimed = Vec::new();
+            if room > 0 {
+                match self.store.claim_deliveries(&self.node_id, now, lease_until, room as u32).await {
+                    Ok(found) if found.is_empty() => {
+                        claim_after = now_millis() + self.idle_wait(poll).await.as_millis() as Millis;
+                    }
+                    Ok(found) => claimed = found,
+                    Err(error) => {
+                        tracing::error!(%error, "claiming deliveries failed; retrying shortly");
+                        claim_after = now_millis() + poll.as_millis() as Millis;
+                    }
+                }
+            }
+            if fast.len() + claimed.len() < free {
+                fast.extend(self.fast.take(free - fast.len() - claimed.len()));
+            }
+            self.metrics.deliveries_taken("fast", fast.len());
+            self.metrics.deliveries_taken("claim", claimed.len());
+            if fast.is_empty() && claimed.is_empty() {
+                let gated = claim_due && room == 0;
+                let pause = if gated {
+                    let until = gate.cautious_until(now).unwrap_or(now);
+                    Duration::from_millis((until - now).max(1) as u64).min(GATED_PAUSE)
+                } else {
+                    Duration::from_millis((claim_after - now).max(1) as u64).min(poll)
+                };
                 tokio::select! {
                     _ = shutdown.requested() => break,
-                    _ = in_flight.join_next(), if !in_flight.is_empty() => {}
-                    _ = self.waker.0.notified() => {}
+                    _ = in_flight.join_next(), if gated && !in_flight.is_empty() => {}
+                    _ = self.waker.0.notified() => claim_after = 0,
+                    _ = self.fast.queued(), if self.fast.is_empty() => {}
                     _ = tokio::time::sleep(pause) => {}
                 }
                 continue;
             }
-            let lease_until = now + self.settings.lease_ms as i64;
-            let claimed =
-                match self.store.claim_deliveries(&self.node_id, now, lease_until, free as u32).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming deliveries failed; retrying shortly");
-                        tokio::select! {
-                            _ = shutdown.requested() => break,
-                            _ = tokio::time::sleep(poll) => continue,
-                        }
-                    }
-                };
-            if claimed.is_empty() {
-                let wait = self.idle_wait(poll).await;
-                tokio::select! {
-                    _ = shutdown.requested() => break,
-                    _ = self.waker.0.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                continue;
+            let launched = self.launch(&mut gate, &permits, in_flight, claimed, fast, lease_until).await;
+            if launched.handed_back {
+                // What waits is due again soon (see `gate`), and only claims take it: the next
+                // round claims (and, if that is early, learns when it is due).
+                claim_after = 0;
             }
-            // A delivery whose last leases all ended without an outcome may be what stopped the
-            // nodes running it: it is recorded dead instead of run again.
-            let claimed = self.give_up_crash_loops(&permits, in_flight, claimed);
-            if claimed.is_empty() {
-                continue;
-            }
-            // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
-            // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
-            // then dated close to when the deliveries go (the claim may take a while on a busy
-            // database, and other nodes admit meanwhile).
-            let cleared = gate.clear(&self.node_id, claimed, now_millis(), lease_until).await;
-            if cleared.is_empty() {
-                // Everything claimed waits: let a delivery finish (or a moment pass) first.
+            if !launched.started {
+                // Everything taken waits: let a delivery finish (or a moment pass) first.
                 tokio::select! {
                     _ = shutdown.requested() => break,
                     _ = in_flight.join_next(), if !in_flight.is_empty() => {}
-                    _ = self.waker.0.notified() => {}
+                    _ = self.waker.0.notified() => claim_after = 0,
                     _ = tokio::time::sleep(GATED_PAUSE) => {}
                 }
-                continue;
-            }
-            let subscriptions = subscriptions_of(self.store.as_ref(), &cleared).await;
-            for cleared in cleared {
-                let delivery = cleared.delivery;
-                let preloaded = Preloaded {
-                    destination: cleared.destination,
-                    subscription: subscriptions.get(&delivery.subscription_id).cloned(),
-                };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    // Unreachable while only this loop takes permits; the lease expires and
-                    // the delivery is claimed again if it ever happens.
-                    tracing::warn!(delivery_id = %delivery.id, "no free slot for a claimed delivery");
-                    continue;
-                };
-                let worker = self.worker();
-                let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
-                let leased = self.leased.track(delivery.id.clone());
-                in_flight.spawn(async move {
-                    run_one(worker, delivery, Task::Attempt(preloaded), permit).await;
-                    drop(leased);
-                    drop(slot);
-                    // A probe's verdict may have closed the circuit its destination's backlog
-                    // waits on.
-                    if probe {
-                        waker.wake();
-                    }
-                });
             }
         }
+    }
+
+    /// Runs what was claimed and what the fast queue gave, past the crash-loop check and the
+    /// gate.
+    async fn launch(
+        &self,
+        gate: &mut Gate,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+        claimed: Vec<Delivery>,
+        fast: Vec<Handoff>,
+        lease_until: Millis,
+    ) -> Launched {
+        let mut taken = claimed;
+        let mut known: HashMap<DeliveryId, Known> = HashMap::with_capacity(fast.len());
+        for handoff in fast {
+            let Handoff { delivery, event, subscription, running } = handoff;
+            known.insert(delivery.id.clone(), Known { event, subscription, running });
+            taken.push(delivery);
+        }
+        // A delivery whose last leases all ended without an outcome may be what stopped the
+        // nodes running it: it is recorded dead instead of run again.
+        let taken = self.give_up_crash_loops(permits, in_flight, taken);
+        if taken.is_empty() {
+            return Launched { started: true, handed_back: false };
+        }
+        let count = taken.len();
+        // Isolation, circuit breakers and rate limits: what may not go now waits in the store.
+        // Admitted by the clock of now, not of before the claim: a rate limit's tokens are
+        // then dated close to when the deliveries go (the claim may take a while on a busy
+        // database, and other nodes admit meanwhile).
+        let cleared = gate.clear(&self.node_id, taken, now_millis(), lease_until).await;
+        let handed_back = cleared.len() < count;
+        if cleared.is_empty() {
+            return Launched { started: false, handed_back };
+        }
+        let subscriptions = subscriptions_of(self.store.as_ref(), &cleared, &known).await;
+        for cleared in cleared {
+            let delivery = cleared.delivery;
+            let known = known.remove(&delivery.id);
+            let (event, subscription, leased) = match known {
+                Some(Known { event, subscription, running }) => (Some(event), subscription, running),
+                None => (None, None, self.leased.track(delivery.id.clone())),
+            };
+            let preloaded = Preloaded {
+                destination: cleared.destination,
+                subscription: subscription.or_else(|| subscriptions.get(&delivery.subscription_id).cloned()),
+                event,
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                // Unreachable while only this loop takes permits; the lease expires and
+                // the delivery is claimed again if it ever happens.
+                tracing::warn!(delivery_id = %delivery.id, "no free slot for a claimed delivery");
+                continue;
+            };
+            let worker = self.worker();
+            let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
+            in_flight.spawn(async move {
+                run_one(worker, delivery, Task::Attempt(preloaded), permit).await;
+                drop(leased);
+                drop(slot);
+                // A probe's verdict may have closed the circuit its destination's backlog
+                // waits on.
+                if probe {
+                    waker.wake();
+                }
+            });
+        }
+        Launched { started: true, handed_back }
     }
 
     /// Starts recording dead, without running them, the claimed deliveries whose earlier
@@ -323,16 +396,35 @@ impl Engine {
     }
 }
 
-/// The subscriptions of a cleared batch, each read once. One that cannot be read is left out:
-/// its deliveries' attempts read it themselves, and record why it failed.
+/// What became of one round's deliveries.
+struct Launched {
+    /// Whether any was started (or given up).
+    started: bool,
+    /// Whether the gate handed any back to the store to wait.
+    handed_back: bool,
+}
+
+/// What this node's ingest knew of a delivery it leased (the fast path).
+struct Known {
+    event: Arc<Event>,
+    subscription: Option<Arc<Subscription>>,
+    /// Its lease renewal, since it was queued.
+    running: RunningGuard,
+}
+
+/// The subscriptions of a cleared batch that the ingest did not hand over (`known`), each
+/// read once. One that cannot be read is left out: its deliveries' attempts read it
+/// themselves, and record why it failed.
 async fn subscriptions_of(
     store: &dyn Store,
     cleared: &[Cleared],
+    known: &HashMap<DeliveryId, Known>,
 ) -> HashMap<SubscriptionId, Arc<Subscription>> {
     let mut subscriptions = HashMap::new();
     for cleared in cleared {
         let id = &cleared.delivery.subscription_id;
-        if subscriptions.contains_key(id) {
+        let handed_over = known.get(&cleared.delivery.id).is_some_and(|k| k.subscription.is_some());
+        if handed_over || subscriptions.contains_key(id) {
             continue;
         }
         if let Ok(Some(subscription)) = store.get_subscription(id).await {

@@ -10,7 +10,8 @@
 //!
 //! The claim itself passes over paused destinations and those flow control blocks, so what
 //! waits here is what the node's isolation bound holds, what a rate limit admits only in part,
-//! and what a destination blocked after it was claimed. A claim cannot skip a destination that
+//! and what a destination paused or blocked after it was claimed. Deliveries leased at their
+//! ingest (the fast path) were never claimed: for them this is the only check. A claim cannot skip a destination that
 //! is busy on this node, so while one is busy its backlog keeps coming back with every claim.
 //! After a claim brought deliveries that found no slot, the next claims take only what the
 //! destinations seen lately have slots for; a full claim, which may reach other destinations'
@@ -175,6 +176,12 @@ impl Gate {
                 return busy;
             }
         };
+        if !destination.enabled {
+            // Paused since it was leased (or leased at ingest, which does not look): it waits
+            // in the store, where claims pass over it until it is resumed.
+            waiting.extend(seated.into_iter().map(|(d, _)| Deferral { delivery_id: d.id, until: now }));
+            return busy;
+        }
         let destination = Arc::new(destination);
         let candidates: Vec<DeliveryId> = seated.iter().map(|(d, _)| d.id.clone()).collect();
         let timeout = i64::try_from(destination.timeout_ms).unwrap_or(i64::MAX);

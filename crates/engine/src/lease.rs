@@ -29,7 +29,7 @@ impl Running {
         RunningGuard { running: self.clone(), id }
     }
 
-    fn snapshot(&self) -> Vec<DeliveryId> {
+    pub(crate) fn snapshot(&self) -> Vec<DeliveryId> {
         self.ids().iter().cloned().collect()
     }
 

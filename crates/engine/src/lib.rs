@@ -3,6 +3,7 @@
 pub mod attempt;
 pub mod control;
 pub mod dispatch;
+mod fast;
 mod gate;
 pub mod ingest;
 pub mod jq;
@@ -16,6 +17,7 @@ pub mod shutdown;
 
 pub use control::{Control, TestResult};
 pub use dispatch::{Engine, Waker};
+pub use fast::{FastLane, Reservation};
 pub use ingest::{BatchItem, IngestError, Ingestor};
 pub use metrics::Metrics;
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -36,6 +38,9 @@ pub struct EngineSettings {
     pub max_unfinished_attempts: u32,
     /// Deliveries claimed per round trip to the store.
     pub batch_size: u32,
+    /// Places in the fast queue: deliveries this node's ingest leases to it and hands over in
+    /// memory, run without a claim; 0 turns the fast path off.
+    pub fast_queue: usize,
     /// The longest the dispatcher sleeps without a wake-up (the safety net).
     pub poll_interval_ms: u64,
     /// How long in-flight deliveries may finish after shutdown is requested.
@@ -55,6 +60,7 @@ impl Default for EngineSettings {
             lease_ms: 60_000,
             max_unfinished_attempts: 3,
             batch_size: 128,
+            fast_queue: 4_096,
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,
             retention_days: 30,

@@ -150,6 +150,10 @@ impl Metrics {
                 "Deliveries settled, by destination and outcome"
             );
             describe_counter!(
+                "switchyard_deliveries_taken_total",
+                "Deliveries the dispatcher took to run, by path: fast (leased at ingest) or claim"
+            );
+            describe_counter!(
                 "switchyard_delivery_attempts_total",
                 "Delivery attempts, by destination and outcome"
             );
@@ -200,6 +204,16 @@ impl Metrics {
             return event_type.to_owned();
         }
         OTHER_EVENT_TYPE.to_owned()
+    }
+
+    /// `count` deliveries taken by the dispatcher to run: `path` is `fast` (leased at their
+    /// ingest by this node) or `claim`.
+    pub fn deliveries_taken(&self, path: &'static str, count: usize) {
+        if count > 0 {
+            self.with(|| {
+                counter!("switchyard_deliveries_taken_total", "path" => path).increment(count as u64)
+            });
+        }
     }
 
     /// One recorded attempt and, when it settled the delivery, the settlement. `ingest_latency`

@@ -10,6 +10,7 @@
 //! holds them in clear (see [`seal`] for the format).
 
 mod error;
+mod fresh;
 mod migrations;
 mod postgres;
 mod repo;

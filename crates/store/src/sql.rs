@@ -102,6 +102,27 @@ pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscri
      THEN NULL ELSE $9 END, \
      $7, $6, $8, $9, $9)";
 
+/// A delivery written leased to the node that ingests its event (`$6` until `$7`), so that
+/// node runs it without a claim: what `deliveries::CLAIM` would have written on it, in flight
+/// with one unfinished attempt (see `lease_claimed!`), created at `$5`. Only for unordered
+/// subscriptions: an ordered delivery's turn is the claim's to decide.
+pub const INSERT_LEASED_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
+     destination_id, status, attempt_count, unfinished_attempts, next_attempt_at, lease_owner, \
+     lease_expires_at, ordering_key, ordered, block_on_dead, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'in_flight', 0, 1, $5, $6, $7, $8, FALSE, FALSE, $5, $5)";
+
+/// PostgreSQL only: [`INSERT_LEASED_DELIVERY`] for many deliveries at once, one array per
+/// column (the group ingest's `UNNEST` form).
+pub const INSERT_LEASED_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
+     destination_id, status, attempt_count, unfinished_attempts, next_attempt_at, lease_owner, \
+     lease_expires_at, ordering_key, ordered, block_on_dead, created_at, updated_at) \
+     SELECT id, event_id, subscription_id, destination_id, 'in_flight', 0, 1, created_at, \
+     lease_owner, lease_expires_at, ordering_key, FALSE, FALSE, created_at, created_at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::int8[], $8::int8[]) \
+     AS d(id, event_id, subscription_id, destination_id, ordering_key, lease_owner, \
+     lease_expires_at, created_at)";
+
 pub const DELIVERIES_OF_EVENT: &str =
     concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE event_id = $1 ORDER BY seq");
 
@@ -182,6 +203,10 @@ pub fn count_events(filter: &EventFilter) -> Assembled {
 /// What ingest routes by, read once per call.
 pub const ENABLED_SUBSCRIPTIONS: &str =
     concat!("SELECT ", subscription_columns!(), " FROM subscriptions WHERE enabled ORDER BY created_at, id");
+
+/// The paused destinations, whose deliveries an ingest never leases (claims pass over them):
+/// `destinations_paused`, usually empty.
+pub const PAUSED_DESTINATIONS: &str = "SELECT id FROM destinations WHERE NOT enabled";
 
 pub const INSERT_SUBSCRIPTION: &str = concat!(
     "INSERT INTO subscriptions (",
@@ -436,6 +461,9 @@ mod tests {
             SELECT_EVENT,
             LINKS_OF_FLOW,
             INSERT_DELIVERY,
+            INSERT_LEASED_DELIVERY,
+            INSERT_LEASED_DELIVERIES,
+            PAUSED_DESTINATIONS,
             INSERT_SUBSCRIPTION,
             UPDATE_SUBSCRIPTION,
             LIST_SUBSCRIPTIONS_OF_DESTINATION,

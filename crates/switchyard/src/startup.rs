@@ -225,6 +225,7 @@ fn engine_settings(config: &Config) -> EngineSettings {
         lease_ms: config.engine.lease_ms,
         max_unfinished_attempts: config.engine.max_unfinished_attempts,
         batch_size: config.engine.batch_size,
+        fast_queue: config.engine.fast_queue,
         poll_interval_ms: config.engine.poll_interval_ms,
         shutdown_grace_ms: config.engine.shutdown_grace_ms,
         retention_days: config.retention.days,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use switchyard_core::delivery::Delivery;
 use switchyard_core::event::{Event, EventFilter, EventId, EventLink, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventStore, Ingested, StoreResult};
+use switchyard_core::store::{EventStore, FreshLease, Ingested, StoreResult};
 use switchyard_core::time::Millis;
 
 use super::PgStore;
@@ -12,14 +12,19 @@ use crate::repo::Repo;
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested> {
+    async fn ingest_routed(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+        lease: Option<FreshLease>,
+    ) -> StoreResult<Ingested> {
         if events.is_empty() {
-            return Ok(Ingested { outcomes: Vec::new(), routed: false });
+            return Ok(Ingested::default());
         }
         // Concurrent calls share a transaction (see `group`); each is answered after the
         // commit, with its own outcomes.
-        let (written, routed) = self.ingest_group.ingest(events, now).await?;
-        Ok(Ingested { outcomes: Repo(self).outcomes_of(written).await?, routed })
+        let (written, leasing) = self.ingest_group.ingest(events, now, lease).await?;
+        Ok(leasing.answer(Repo(self).outcomes_of(written).await?))
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {

@@ -13,20 +13,21 @@
 //! nothing is stored twice; a commit whose answer was lost leaves ids that the calls run again
 //! then find taken, and answer as duplicates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Transaction};
-use switchyard_core::delivery::DeliveryStatus;
+use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::NewEvent;
 use switchyard_core::id::DeliveryId;
-use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::store::{FreshLease, StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 use tokio::sync::{mpsc, oneshot};
 
 use super::notify_work;
 use crate::error::map_err;
+use crate::fresh::Leasing;
 use crate::repo::Written;
 use crate::rows::{SubscriptionRow, decode_all, to_json};
 use crate::sql;
@@ -66,13 +67,14 @@ const INSERT_UNORDERED_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id,
 struct Call {
     events: Vec<NewEvent>,
     now: Millis,
-    answer: oneshot::Sender<StoreResult<(Vec<Written>, bool)>>,
+    lease: Option<FreshLease>,
+    answer: oneshot::Sender<StoreResult<(Vec<Written>, Leasing)>>,
 }
 
 /// What became of one event in the group's transaction.
 enum Fate {
-    /// Stored with this `seq`, and routed to at least one subscription or not.
-    Created(i64, bool),
+    /// Stored with this `seq`.
+    Created(i64),
     Taken,
 }
 
@@ -92,15 +94,16 @@ impl IngestGroup {
     }
 
     /// Stores `events`, received at `now`, with their deliveries in the next group
-    /// transaction; answers once it committed.
-    /// Answers what was written of each event, and whether any delivery was created.
+    /// transaction, leasing what `lease` allows; answers once it committed.
+    /// Answers what was written of each event, and which deliveries were leased.
     pub(super) async fn ingest(
         &self,
         events: Vec<NewEvent>,
         now: Millis,
-    ) -> StoreResult<(Vec<Written>, bool)> {
+        lease: Option<FreshLease>,
+    ) -> StoreResult<(Vec<Written>, Leasing)> {
         let (answer, answered) = oneshot::channel();
-        self.queue.send(Call { events, now, answer }).await.map_err(|_| not_run())?;
+        self.queue.send(Call { events, now, lease, answer }).await.map_err(|_| not_run())?;
         answered.await.map_err(|_| not_run())?
     }
 }
@@ -124,8 +127,8 @@ async fn run(pool: PgPool, mut calls: mpsc::Receiver<Call>) {
         }
         match write(&pool, &group).await {
             Ok(fates) => {
-                for (call, fates) in group.into_iter().zip(fates) {
-                    let _ = call.answer.send(Ok(written(call.events, fates, call.now)));
+                for (call, (fates, leasing)) in group.into_iter().zip(fates) {
+                    let _ = call.answer.send(Ok((written(call.events, fates, call.now), leasing)));
                 }
             }
             Err(error) if group.len() == 1 => {
@@ -139,32 +142,29 @@ async fn run(pool: PgPool, mut calls: mpsc::Receiver<Call>) {
                     let alone = write(&pool, std::slice::from_ref(&call)).await.and_then(|mut fates| {
                         fates.pop().ok_or_else(|| StoreError::Backend("an ingest answered no outcome".into()))
                     });
-                    let _ = call.answer.send(alone.map(|fates| written(call.events, fates, call.now)));
+                    let _ = call
+                        .answer
+                        .send(alone.map(|(fates, leasing)| (written(call.events, fates, call.now), leasing)));
                 }
             }
         }
     }
 }
 
-fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> (Vec<Written>, bool) {
-    let mut routed = false;
-    let written = events
+fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> Vec<Written> {
+    events
         .into_iter()
         .zip(fates)
         .map(|(new, fate)| match fate {
-            Fate::Created(seq, with_deliveries) => {
-                routed |= with_deliveries;
-                Written::Created(new.stored(seq, now))
-            }
+            Fate::Created(seq) => Written::Created(new.stored(seq, now)),
             Fate::Taken => Written::Taken(new),
         })
-        .collect();
-    (written, routed)
+        .collect()
 }
 
 /// Stores the events of `calls` with their deliveries in one transaction; answers the fate of
-/// each event, call by call.
-async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<Vec<Fate>>> {
+/// each event, and what was leased, call by call.
+async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<(Vec<Fate>, Leasing)>> {
     let mut tx: Transaction<'static, Postgres> = pool.begin().await.map_err(map_err)?;
     // Read inside the transaction, so a subscription created concurrently either routes the
     // whole group or none of it.
@@ -173,36 +173,42 @@ async fn write(pool: &PgPool, calls: &[Call]) -> StoreResult<Vec<Vec<Fate>>> {
         .await
         .map_err(map_err)?;
     let subscriptions: Vec<Subscription> = decode_all(rows)?;
+    let paused: Vec<String> =
+        sqlx::query_scalar(sql::PAUSED_DESTINATIONS).fetch_all(&mut *tx).await.map_err(map_err)?;
+    let paused: HashSet<String> = paused.into_iter().collect();
     let mut inserted = insert_events(&mut tx, calls).await?;
 
     let mut unordered = Deliveries::default();
-    let mut routed = false;
+    let mut leased = LeasedDeliveries::default();
     let mut fates = Vec::with_capacity(calls.len());
     for call in calls {
         let mut of_call = Vec::with_capacity(call.events.len());
+        let mut leasing = Leasing::new(call.lease.clone());
         for new in &call.events {
             // A second event with the same id in the group finds the id taken by the first.
             let Some(seq) = inserted.remove(new.event_id.as_str()) else {
                 of_call.push(Fate::Taken);
                 continue;
             };
-            let mut with_deliveries = false;
             for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
-                with_deliveries = true;
                 let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
-                if ordered {
+                let for_claims = ordered || paused.contains(subscription.destination_id.as_str());
+                if let Some(delivery) = leasing.lease(new, subscription, for_claims, call.now) {
+                    leased.push(delivery);
+                } else if ordered {
                     insert_ordered(&mut tx, subscription, new, block_on_dead, call.now).await?;
                 } else {
                     unordered.push(subscription, new, call.now);
                 }
             }
-            routed |= with_deliveries;
-            of_call.push(Fate::Created(seq, with_deliveries));
+            of_call.push(Fate::Created(seq));
         }
-        fates.push(of_call);
+        fates.push((of_call, leasing));
     }
     unordered.insert(&mut tx).await?;
-    if routed {
+    leased.insert(&mut tx).await?;
+    // Leased deliveries are the ingesting node's to run: only pending ones concern the others.
+    if fates.iter().any(|(_, leasing)| leasing.left_pending()) {
         notify_work(&mut tx).await?;
     }
     tx.commit().await.map_err(map_err)?;
@@ -327,6 +333,52 @@ impl Deliveries {
             .bind(self.destination_id)
             .bind(self.ordering_key)
             .bind(DeliveryStatus::Pending.as_str())
+            .bind(self.created_at)
+            .execute(conn)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+/// Deliveries leased at their creation (`Leasing::lease`), one array per column of
+/// `sql::INSERT_LEASED_DELIVERIES`.
+#[derive(Default)]
+struct LeasedDeliveries {
+    id: Vec<String>,
+    event_id: Vec<String>,
+    subscription_id: Vec<String>,
+    destination_id: Vec<String>,
+    ordering_key: Vec<Option<String>>,
+    lease_owner: Vec<Option<String>>,
+    lease_expires_at: Vec<Option<i64>>,
+    created_at: Vec<i64>,
+}
+
+impl LeasedDeliveries {
+    fn push(&mut self, delivery: &Delivery) {
+        self.id.push(delivery.id.as_str().to_owned());
+        self.event_id.push(delivery.event_id.as_str().to_owned());
+        self.subscription_id.push(delivery.subscription_id.as_str().to_owned());
+        self.destination_id.push(delivery.destination_id.as_str().to_owned());
+        self.ordering_key.push(delivery.ordering_key.clone());
+        self.lease_owner.push(delivery.lease_owner.clone());
+        self.lease_expires_at.push(delivery.lease_expires_at);
+        self.created_at.push(delivery.created_at);
+    }
+
+    async fn insert(self, conn: &mut PgConnection) -> StoreResult<()> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql::INSERT_LEASED_DELIVERIES)
+            .bind(self.id)
+            .bind(self.event_id)
+            .bind(self.subscription_id)
+            .bind(self.destination_id)
+            .bind(self.ordering_key)
+            .bind(self.lease_owner)
+            .bind(self.lease_expires_at)
             .bind(self.created_at)
             .execute(conn)
             .await

@@ -1,37 +1,46 @@
 //! Events and the deliveries ingest creates with them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, EventLink, NewEvent};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{EventStore, Ingested, StoreResult};
+use switchyard_core::store::{EventStore, FreshLease, Ingested, StoreResult};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
 use crate::error::map_direct_err;
+use crate::fresh::Leasing;
 use crate::repo::{Repo, Written};
 use crate::rows::to_json;
 use crate::sql;
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest_routed(&self, events: Vec<NewEvent>, now: Millis) -> StoreResult<Ingested> {
+    async fn ingest_routed(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+        lease: Option<FreshLease>,
+    ) -> StoreResult<Ingested> {
         if events.is_empty() {
-            return Ok(Ingested { outcomes: Vec::new(), routed: false });
+            return Ok(Ingested::default());
         }
         // Concurrent calls share a transaction and its fsync; each is answered after the
         // commit, with its own outcomes or its own error.
         let weight = events.len();
-        let (written, routed) = self
+        let (written, leasing) = self
             .group
-            .write(weight, true, move |conn, shared| ingest_into(conn, shared.subscriptions()?, events, now))
+            .write(weight, true, move |conn, shared| {
+                let routing = Routing { subscriptions: shared.subscriptions()?, paused: shared.paused()? };
+                ingest_into(conn, routing, events, now, Leasing::new(lease))
+            })
             .await?;
-        Ok(Ingested { outcomes: Repo(self).outcomes_of(written).await?, routed })
+        Ok(leasing.answer(Repo(self).outcomes_of(written).await?))
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
@@ -51,6 +60,13 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// What a group routes events by, read once for all its calls.
+struct Routing<'g> {
+    subscriptions: &'g [Subscription],
+    /// The paused destinations, by id.
+    paused: &'g HashSet<String>,
+}
+
 /// Events in one `INSERT` statement, at most (thirteen parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
@@ -61,15 +77,16 @@ const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, time
      request_id, published_by) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
-/// Stores `events` and their deliveries on `conn`, inside the group's transaction.
+/// Stores `events` and their deliveries on `conn`, inside the group's transaction; `leasing`
+/// says which deliveries are written leased.
 fn ingest_into(
     conn: &rusqlite::Connection,
-    subscriptions: &[Subscription],
+    routing: Routing<'_>,
     events: Vec<NewEvent>,
     now: Millis,
-) -> StoreResult<(Vec<Written>, bool)> {
+    mut leasing: Leasing,
+) -> StoreResult<(Vec<Written>, Leasing)> {
     let mut written = Vec::with_capacity(events.len());
-    let mut routed = false;
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
         let chunk: Vec<NewEvent> = events.by_ref().take(ROWS_PER_INSERT).collect();
@@ -80,11 +97,11 @@ fn ingest_into(
                 written.push(Written::Taken(new));
                 continue;
             };
-            routed |= insert_deliveries(conn, subscriptions, &new, now)?;
+            insert_deliveries(conn, &routing, &new, now, &mut leasing)?;
             written.push(Written::Created(new.stored(seq, now)));
         }
     }
-    Ok((written, routed))
+    Ok((written, leasing))
 }
 
 /// Inserts `events` with one statement, skipping ids that are taken; answers the sequence
@@ -130,17 +147,23 @@ fn insert_events(
     Ok(inserted)
 }
 
-/// One delivery of `new` per subscription that routes it; answers whether there was any.
+/// One delivery of `new` per subscription that routes it, leased or pending as `leasing`
+/// decides.
 fn insert_deliveries(
     conn: &rusqlite::Connection,
-    subscriptions: &[Subscription],
+    routing: &Routing<'_>,
     new: &NewEvent,
     now: Millis,
-) -> StoreResult<bool> {
-    let mut routed = false;
+    leasing: &mut Leasing,
+) -> StoreResult<()> {
     let pending = DeliveryStatus::Pending.as_str();
-    for subscription in subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
+    for subscription in routing.subscriptions.iter().filter(|s| s.routes(&new.event_type)) {
         let (ordered, block_on_dead) = subscription.delivery_ordering(new.ordering_key.as_deref());
+        let for_claims = ordered || routing.paused.contains(subscription.destination_id.as_str());
+        if let Some(leased) = leasing.lease(new, subscription, for_claims, now) {
+            insert_leased(conn, leased)?;
+            continue;
+        }
         let mut statement = conn.prepare_cached(sql::INSERT_DELIVERY).map_err(map_direct_err)?;
         let mut binder = Binder::new(&mut statement);
         binder.bind(DeliveryId::generate().as_str())?;
@@ -153,7 +176,22 @@ fn insert_deliveries(
         binder.bind(block_on_dead)?;
         binder.bind(now)?;
         statement.raw_execute().map_err(map_direct_err)?;
-        routed = true;
     }
-    Ok(routed)
+    Ok(())
+}
+
+/// Writes `delivery`, leased at its creation (`Leasing::lease`).
+fn insert_leased(conn: &rusqlite::Connection, delivery: &Delivery) -> StoreResult<()> {
+    let mut statement = conn.prepare_cached(sql::INSERT_LEASED_DELIVERY).map_err(map_direct_err)?;
+    let mut binder = Binder::new(&mut statement);
+    binder.bind(delivery.id.as_str())?;
+    binder.bind(delivery.event_id.as_str())?;
+    binder.bind(delivery.subscription_id.as_str())?;
+    binder.bind(delivery.destination_id.as_str())?;
+    binder.bind(delivery.created_at)?;
+    binder.bind(delivery.lease_owner.as_deref())?;
+    binder.bind(delivery.lease_expires_at)?;
+    binder.bind(delivery.ordering_key.as_deref())?;
+    statement.raw_execute().map_err(map_direct_err)?;
+    Ok(())
 }

@@ -20,6 +20,7 @@
 //! `BEGIN`, the read of what the group shares, and `COMMIT` (the fsync, which must not hold
 //! up this thread) go through sqlx.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection, SqlitePool};
@@ -63,6 +64,8 @@ pub(super) struct Shared {
     /// The enabled subscriptions, which route every ingested event; read before the first
     /// job that routes.
     subscriptions: Option<Arc<Vec<Subscription>>>,
+    /// The paused destinations' ids, read with the subscriptions.
+    paused: Option<HashSet<String>>,
 }
 
 impl Shared {
@@ -74,14 +77,25 @@ impl Shared {
             .ok_or_else(|| StoreError::Backend("the group did not read the subscriptions".into()))
     }
 
-    /// Reads the subscriptions inside the group's transaction, once, if `needed`.
+    /// The paused destinations' ids, as read for this group (with the subscriptions).
+    pub(super) fn paused(&self) -> StoreResult<&HashSet<String>> {
+        self.paused
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("the group did not read the subscriptions".into()))
+    }
+
+    /// Reads the subscriptions and the paused destinations inside the group's transaction,
+    /// once, if `needed`.
     async fn read_subscriptions(&mut self, conn: &mut SqliteConnection, needed: bool) -> StoreResult<()> {
         if needed && self.subscriptions.is_none() {
             let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(map_err)?;
+            let paused: Vec<String> =
+                sqlx::query_scalar(sql::PAUSED_DESTINATIONS).fetch_all(&mut *conn).await.map_err(map_err)?;
             self.subscriptions = Some(Arc::new(decode_all(rows)?));
+            self.paused = Some(paused.into_iter().collect());
         }
         Ok(())
     }

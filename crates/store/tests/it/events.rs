@@ -93,16 +93,16 @@ pub async fn an_ingest_says_whether_it_created_deliveries(db: TestDb) {
     store.create_destination(&dst).await.unwrap();
     store.create_subscription(&subscription(&dst.id, &["order.*"])).await.unwrap();
 
-    let unrouted = store.ingest_routed(vec![event("u1", "user.signed_up")], T0).await.unwrap();
+    let unrouted = store.ingest_routed(vec![event("u1", "user.signed_up")], T0, None).await.unwrap();
     assert!(!unrouted.routed);
     assert!(matches!(unrouted.outcomes[..], [IngestOutcome::Created(_)]));
     let routed = store
-        .ingest_routed(vec![event("u2", "user.signed_up"), event("o1", "order.created")], T0)
+        .ingest_routed(vec![event("u2", "user.signed_up"), event("o1", "order.created")], T0, None)
         .await
         .unwrap();
     assert!(routed.routed, "one of the two events is routed");
     // A repeat creates nothing, whatever its type routes to.
-    let repeated = store.ingest_routed(vec![event("o1", "order.created")], T0).await.unwrap();
+    let repeated = store.ingest_routed(vec![event("o1", "order.created")], T0, None).await.unwrap();
     assert!(!repeated.routed);
     assert!(matches!(repeated.outcomes[..], [IngestOutcome::Duplicate(_)]));
 }

@@ -6,6 +6,7 @@ mod audit;
 mod deliveries;
 mod events;
 mod flow;
+mod fresh;
 mod group_commit;
 mod idempotency;
 mod ordering;
@@ -89,6 +90,8 @@ macro_rules! suite {
                 deliveries::prune_removes_only_old_finished_deliveries_and_orphaned_events,
                 unfinished::claims_count_each_lease_and_a_recorded_attempt_of_any_outcome_resets_it,
                 unfinished::leases_handed_back_unused_do_not_count,
+                fresh::a_fresh_lease_leases_at_most_its_max_and_never_an_ordered_delivery,
+                fresh::a_fresh_lease_is_a_claims_lease_from_then_on,
                 ordering::ordered_claims_take_the_head_of_each_key_in_ingest_order,
                 ordering::ordered_claims_take_the_same_heads_around_a_held_backlog,
                 ordering::unordered_subscriptions_and_keyless_events_are_not_held,

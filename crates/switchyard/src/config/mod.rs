@@ -134,6 +134,10 @@ pub struct EngineConfig {
     pub max_unfinished_attempts: u32,
     /// Deliveries claimed per round trip to the database.
     pub batch_size: u32,
+    /// Deliveries this node's ingest may hold for its engine in memory (the fast path): they
+    /// are written already leased to the node and run without a claim. What does not fit, and
+    /// every delivery of an ordered subscription, goes through claims. 0 turns it off.
+    pub fast_queue: usize,
     /// The longest the engine sleeps without a wake-up (a safety net; ingest wakes it).
     pub poll_interval_ms: u64,
     /// On SIGTERM, how long deliveries in flight may finish before their leases are handed back.
@@ -149,6 +153,7 @@ impl Default for EngineConfig {
             lease_ms: 60_000,
             max_unfinished_attempts: 3,
             batch_size: 128,
+            fast_queue: 4_096,
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,
         }

@@ -265,3 +265,15 @@ fn max_unfinished_attempts_defaults_to_three_and_must_be_at_least_one() {
         assert_eq!(problems_of(load_plain()), "engine.max_unfinished_attempts: must be greater than 0");
     });
 }
+
+#[test]
+fn the_fast_queue_defaults_to_4096_and_zero_turns_it_off() {
+    jailed(|jail| {
+        assert_eq!(must(load_plain()).engine.fast_queue, 4_096);
+        jail.set_env("SWITCHYARD_ENGINE__FAST_QUEUE", "0");
+        let config = must(load_plain());
+        assert_eq!(config.engine.fast_queue, 0, "0 is valid: no fast path");
+        jail.set_env("SWITCHYARD_ENGINE__FAST_QUEUE", "16");
+        assert_eq!(must(load_plain()).engine.fast_queue, 16);
+    });
+}

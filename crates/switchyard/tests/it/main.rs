@@ -13,6 +13,7 @@ mod dlq;
 mod encryption;
 mod errors;
 mod events;
+mod fast_path;
 mod flow_control;
 mod helpers;
 mod idempotency;

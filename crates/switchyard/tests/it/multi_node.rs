@@ -310,6 +310,55 @@ async fn three_nodes_deliver_everything_and_repeat_only_what_the_killed_one_held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_takes_over_the_fast_queue_of_a_killed_one() {
+    let Some(mut cluster) = Cluster::new().await else { return };
+    cluster.migrate_and_issue_key();
+    // Slow enough that most of what the victim ingests still waits in its queue at the kill.
+    let sink = Sink::start(Behaviour::Slow { delay: Duration::from_millis(300), status: 200 }).await;
+    let victim = cluster.start("fast-victim").await;
+    let survivor = cluster.start("fast-survivor").await;
+    cluster.route_to(&victim, &sink, json!({})).await;
+    let total = 600;
+    cluster.publish(&victim, 0, total).await;
+    sink.wait_for(Duration::from_secs(60), |r| r.len() >= 40).await;
+    let mut victim = victim;
+    victim.child.kill().expect("SIGKILL is sent");
+    victim.child.wait().expect("the node is gone");
+    // Leased at ingest to the victim, beyond what it could have been sending: its queue.
+    let held = cluster.count(HELD, "fast-victim").await;
+    assert!(held > CONCURRENCY as i64, "the victim held {held} leases; its queue was empty");
+    assert!(
+        sink.received().len() < total,
+        "everything was delivered before the kill; the test proves nothing"
+    );
+
+    sink.set(Behaviour::Status(200));
+    sink.wait_for(Duration::from_secs(90), |received| {
+        let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len() >= total
+    })
+    .await;
+    let repeated = sink.by_delivery().values().filter(|n| **n > 1).count();
+    assert!(repeated <= CONCURRENCY, "{repeated} repeated; the victim was sending at most {CONCURRENCY}");
+    let started = Instant::now();
+    loop {
+        let succeeded = cluster.count("SELECT COUNT(*) FROM deliveries WHERE status = $1", "succeeded").await;
+        if succeeded == total as i64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{succeeded} of {total} recorded as succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster.count("SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1", "fast-victim").await,
+        0
+    );
+    stop(survivor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_for_the_three_nodes_together() {
     let Some(mut cluster) = Cluster::new().await else { return };
     cluster.migrate_and_issue_key();

@@ -122,6 +122,19 @@ impl Scenario {
         body["data"].clone()
     }
 
+    /// The whole answer of a successful GET (envelope included).
+    pub async fn get_answer(&self, node: &Node, path: &str) -> Value {
+        let answer = self
+            .client
+            .get(format!("{}{path}", node.address))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("sent");
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        answer.json().await.expect("JSON")
+    }
+
     pub async fn post(&self, node: &Node, path: &str, body: Value) -> Value {
         let answer = self
             .client
@@ -136,7 +149,7 @@ impl Scenario {
     }
 
     /// A destination at the sink and a subscription to everything.
-    async fn route_to(&self, node: &Node, sink: &Sink) {
+    pub async fn route_to(&self, node: &Node, sink: &Sink) {
         let destination = self
             .post(
                 node,
