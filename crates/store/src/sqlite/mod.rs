@@ -81,6 +81,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // The group writer runs each call inside a savepoint, whose sub-journal is a
+            // temporary file: on disk, every page a call first touches was one more `pwrite`.
+            .pragma("temp_store", "memory")
             .busy_timeout(BUSY_TIMEOUT)
             .log_statements(log::LevelFilter::Trace)
             .log_slow_statements(log::LevelFilter::Warn, crate::SLOW_STATEMENT);
