@@ -6,6 +6,9 @@ use clap::Parser;
 use switchyard::cli::{self, Cli, Command, Failure};
 use switchyard::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // One TLS provider for the whole process, chosen before any client or listener exists.
