@@ -87,14 +87,30 @@ impl Ingestor {
         let count = events.len();
         // Places are reserved before the ingest, so what it leases always fits the queue.
         let reservation = self.fast.as_ref().and_then(|fast| fast.reserve(count));
-        let lease = reservation.as_ref().map(|reservation| reservation.lease());
-        let Ingested { outcomes, routed, leased, leased_subscriptions } =
-            self.store.ingest_routed(events, now, lease).await?;
+        let (outcomes, routed) = match reservation {
+            None => {
+                let Ingested { outcomes, routed, .. } = self.store.ingest_routed(events, now, None).await?;
+                (outcomes, routed)
+            }
+            // Once the ingest commits, its leased deliveries must reach the lane even if the
+            // caller goes away meanwhile (a client that disconnects, a request past its time):
+            // the ingest and the hand-over run on a task of their own.
+            Some(reservation) => {
+                let store = self.store.clone();
+                let stored = tokio::spawn(async move {
+                    let lease = reservation.lease();
+                    let Ingested { outcomes, routed, leased, leased_subscriptions } =
+                        store.ingest_routed(events, now, Some(lease)).await?;
+                    reservation.hand_over(count, leased, leased_subscriptions, &outcomes, routed);
+                    Ok::<_, StoreError>((outcomes, routed))
+                });
+                stored.await.map_err(|error| {
+                    StoreError::Backend(format!("the ingest task failed: {error}").into())
+                })??
+            }
+        };
         if routed {
             self.waker.wake();
-        }
-        if let Some(reservation) = reservation {
-            reservation.hand_over(count, leased, leased_subscriptions, &outcomes, routed);
         }
         if let Some(metrics) = &self.metrics {
             for outcome in &outcomes {

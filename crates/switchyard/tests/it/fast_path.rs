@@ -162,13 +162,7 @@ async fn a_node_killed_with_deliveries_in_its_fast_queue_loses_none_after_a_rest
 
     sink.set(Behaviour::Status(200));
     let mut restarted = scenario.start_with(&env).await;
-    sink.wait_for(Duration::from_secs(90), |received| {
-        let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len() >= total
-    })
-    .await;
+    sink.wait_for_distinct(Duration::from_secs(90), total).await;
     let repeated = sink.by_delivery().values().filter(|n| **n > 1).count();
     assert!(repeated <= 32, "{repeated} deliveries arrived twice; at most 32 were being sent");
     let started = Instant::now();

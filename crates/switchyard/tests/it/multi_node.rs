@@ -191,6 +191,23 @@ impl Cluster {
         conn.close().await.expect("close");
         n
     }
+
+    /// Waits up to 20 s until `total` deliveries are recorded as succeeded.
+    async fn wait_until_succeeded(&self, total: usize) {
+        let started = Instant::now();
+        loop {
+            let succeeded =
+                self.count("SELECT COUNT(*) FROM deliveries WHERE status = $1", "succeeded").await;
+            if succeeded == total as i64 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{succeeded} of {total} recorded as succeeded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Cluster {
@@ -276,13 +293,7 @@ async fn three_nodes_deliver_everything_and_repeat_only_what_the_killed_one_held
         cluster.publish_share(&nodes[0], total / 2..total, batch, 0, 2),
         cluster.publish_share(&nodes[1], total / 2..total, batch, 1, 2),
     );
-    sink.wait_for(Duration::from_secs(90), |received| {
-        let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len() >= total
-    })
-    .await;
+    sink.wait_for_distinct(Duration::from_secs(90), total).await;
     let repeated: usize = sink.by_delivery().values().filter(|n| **n > 1).map(|n| n - 1).sum();
     eprintln!(
         "{total} events delivered by three nodes in {:?}; node-b held {held} leases at the kill; \
@@ -295,15 +306,7 @@ async fn three_nodes_deliver_everything_and_repeat_only_what_the_killed_one_held
     );
 
     // Every delivery is recorded as succeeded, the dead node's ones by a survivor.
-    let started = Instant::now();
-    loop {
-        let succeeded = cluster.count("SELECT COUNT(*) FROM deliveries WHERE status = $1", "succeeded").await;
-        if succeeded == total as i64 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{succeeded} of {total} recorded as succeeded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_until_succeeded(total).await;
     let left = cluster.count("SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1", "node-b").await;
     assert_eq!(left, 0, "the survivors took over every lease of the killed node");
     nodes.into_iter().for_each(stop);
@@ -333,24 +336,10 @@ async fn another_node_takes_over_the_fast_queue_of_a_killed_one() {
     );
 
     sink.set(Behaviour::Status(200));
-    sink.wait_for(Duration::from_secs(90), |received| {
-        let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len() >= total
-    })
-    .await;
+    sink.wait_for_distinct(Duration::from_secs(90), total).await;
     let repeated = sink.by_delivery().values().filter(|n| **n > 1).count();
     assert!(repeated <= CONCURRENCY, "{repeated} repeated; the victim was sending at most {CONCURRENCY}");
-    let started = Instant::now();
-    loop {
-        let succeeded = cluster.count("SELECT COUNT(*) FROM deliveries WHERE status = $1", "succeeded").await;
-        if succeeded == total as i64 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{succeeded} of {total} recorded as succeeded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_until_succeeded(total).await;
     assert_eq!(
         cluster.count("SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1", "fast-victim").await,
         0

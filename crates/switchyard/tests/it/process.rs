@@ -110,16 +110,7 @@ impl Scenario {
 
     /// The `data` of a successful GET.
     pub async fn get(&self, node: &Node, path: &str) -> Value {
-        let answer = self
-            .client
-            .get(format!("{}{path}", node.address))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("sent");
-        assert!(answer.status().is_success(), "{path}: {}", answer.status());
-        let body: Value = answer.json().await.expect("JSON");
-        body["data"].clone()
+        self.get_answer(node, path).await["data"].clone()
     }
 
     /// The whole answer of a successful GET (envelope included).
@@ -181,13 +172,7 @@ impl Scenario {
 
 /// Waits until every one of `count` deliveries reached the sink; answers how many arrived twice or more.
 async fn all_delivered(sink: &Sink, count: usize) -> usize {
-    sink.wait_for(Duration::from_secs(90), |received| {
-        let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len() >= count
-    })
-    .await;
+    sink.wait_for_distinct(Duration::from_secs(90), count).await;
     sink.by_delivery().values().filter(|n| **n > 1).count()
 }
 

@@ -115,6 +115,18 @@ impl Sink {
         counts
     }
 
+    /// Waits until `count` distinct deliveries (by `webhook-id`) were received, up to
+    /// `deadline`, however many times each came.
+    pub async fn wait_for_distinct(&self, deadline: Duration, count: usize) -> Vec<Received> {
+        self.wait_for(deadline, |received| {
+            let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len() >= count
+        })
+        .await
+    }
+
     /// Waits until `done` holds for what was received, up to `deadline`.
     pub async fn wait_for(&self, deadline: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let started = Instant::now();
