@@ -26,7 +26,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use switchyard_adapters::UrlPolicy;
 use switchyard_core::api_key::ApiKey;
 use switchyard_core::store::{Store, StoreError};
 use switchyard_engine::recent::{RECENT_FOR, Recent};
@@ -47,8 +46,6 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Refuse events whose type is not registered.
     pub require_registered_types: bool,
-    /// Which addresses destinations may point at (`security.allow_private_destinations`).
-    pub url_policy: UrlPolicy,
     /// JWT bearer tokens beside API keys; `None` accepts API keys only.
     pub jwt: Option<jwt::JwtSettings>,
     /// Token buckets per principal, sized by role.
@@ -67,7 +64,6 @@ impl Default for ApiSettings {
             max_payload_bytes: 256 * 1024,
             max_body_bytes: 1024 * 1024,
             require_registered_types: false,
-            url_policy: UrlPolicy::default(),
             jwt: None,
             rate_limit: rate_limit::RateLimitSettings::default(),
             metrics_require_key: false,

@@ -2,7 +2,6 @@
 //! API keys; the policies that govern them; and the store traits the rest of the system
 //! implements. This crate does no I/O.
 
-pub mod adapter;
 pub mod api_key;
 pub mod audit;
 pub mod circuit;
@@ -23,5 +22,6 @@ pub mod store;
 pub mod subscription;
 pub mod time;
 pub mod trace;
+pub mod transport;
 
 pub use error::{FieldError, ValidationError};

@@ -1,11 +1,9 @@
-//! One attempt at one delivery: load what it needs, hand it to the adapter, decide what next.
+//! One attempt at one delivery: load what it needs, hand it to the transport, decide what next.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use switchyard_adapters::Adapters;
-use switchyard_core::adapter::{DeliveryError, OutboundMessage};
 use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, NextStep};
 use switchyard_core::destination::Destination;
 use switchyard_core::event::Event;
@@ -13,11 +11,12 @@ use switchyard_core::retry::{OutcomeClass, RetryDecision};
 use switchyard_core::store::{Store, StoreError};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::now_millis;
+use switchyard_core::transport::{DeliveryError, OutboundMessage, Transports};
 
 use crate::shape::{self, Shaped, Shaper};
 
 /// Extra time granted past a destination's own timeout before the engine gives up on an
-/// adapter that does not return.
+/// transport that does not return.
 const ADAPTER_GRACE: Duration = Duration::from_secs(5);
 
 /// What the dispatcher read for a whole batch and shares with its deliveries' attempts;
@@ -59,7 +58,7 @@ pub fn given_up(delivery: &Delivery, reason: String) -> Settled {
 /// crash on bad data; a filtered delivery gets a `filtered` attempt and is not sent.
 pub async fn attempt(
     store: &dyn Store,
-    adapters: &Adapters,
+    transports: &Transports,
     shaper: &Shaper,
     delivery: &Delivery,
     preloaded: Preloaded,
@@ -95,12 +94,12 @@ pub async fn attempt(
                 }
                 Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
                 Shaped::Deliver(body) => {
-                    let result = match adapters.get(destination.kind) {
+                    let result = match transports.get(destination.kind) {
                         None => Err(DeliveryError::permanent(format!(
                             "destinations of kind {} cannot be delivered by this node",
                             destination.kind
                         ))),
-                        Some(adapter) => {
+                        Some(transport) => {
                             let message = OutboundMessage {
                                 delivery_id: &delivery.id,
                                 attempt: made,
@@ -109,8 +108,8 @@ pub async fn attempt(
                                 destination,
                             };
                             let limit = Duration::from_millis(destination.timeout_ms) + ADAPTER_GRACE;
-                            tokio::time::timeout(limit, adapter.deliver(&message)).await.unwrap_or_else(
-                                |_| Err(DeliveryError::retryable("the adapter did not return in time")),
+                            tokio::time::timeout(limit, transport.deliver(&message)).await.unwrap_or_else(
+                                |_| Err(DeliveryError::retryable("the transport did not return in time")),
                             )
                         }
                     };

@@ -6,14 +6,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::json;
-use switchyard_adapters::Adapters;
-use switchyard_core::adapter::OutboundMessage;
 use switchyard_core::delivery::{Delivery, DeliveryFilter};
 use switchyard_core::destination::Destination;
 use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
 use switchyard_core::id::DeliveryId;
 use switchyard_core::store::{Store, StoreError};
 use switchyard_core::time::now_millis;
+use switchyard_core::transport::{OutboundMessage, Transports};
 
 use crate::dispatch::Waker;
 use crate::fast::FastLane;
@@ -25,7 +24,7 @@ pub const PING_EVENT_TYPE: &str = "switchyard.ping";
 #[derive(Clone)]
 pub struct Control {
     store: Arc<dyn Store>,
-    adapters: Arc<Adapters>,
+    transports: Arc<Transports>,
     waker: Waker,
     running: Arc<AtomicBool>,
     metrics: Metrics,
@@ -45,18 +44,24 @@ pub struct TestResult {
 impl Control {
     pub fn new(
         store: Arc<dyn Store>,
-        adapters: Arc<Adapters>,
+        transports: Arc<Transports>,
         waker: Waker,
         running: Arc<AtomicBool>,
         metrics: Metrics,
         fast: FastLane,
     ) -> Self {
-        Self { store, adapters, waker, running, metrics, fast }
+        Self { store, transports, waker, running, metrics, fast }
     }
 
     /// The queue by which this node's ingest hands the deliveries it leases to its engine.
     pub fn fast_lane(&self) -> &FastLane {
         &self.fast
+    }
+
+    /// The transports of the kinds this node delivers to; the API validates destinations with
+    /// them.
+    pub fn transports(&self) -> &Transports {
+        &self.transports
     }
 
     /// The node's metrics, shared by the engine and the API.
@@ -145,12 +150,12 @@ impl Control {
         };
         let delivery_id = DeliveryId::generate();
         let clock = Instant::now();
-        let result = match self.adapters.get(destination.kind) {
-            None => Err(switchyard_core::adapter::DeliveryError::permanent(format!(
+        let result = match self.transports.get(destination.kind) {
+            None => Err(switchyard_core::transport::DeliveryError::permanent(format!(
                 "destinations of kind {} cannot be delivered by this node",
                 destination.kind
             ))),
-            Some(adapter) => {
+            Some(transport) => {
                 let message = OutboundMessage {
                     delivery_id: &delivery_id,
                     attempt: 1,
@@ -158,7 +163,7 @@ impl Control {
                     body: &event.payload,
                     destination,
                 };
-                adapter.deliver(&message).await
+                transport.deliver(&message).await
             }
         };
         let duration_ms = clock.elapsed().as_millis() as u64;

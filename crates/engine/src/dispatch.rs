@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use switchyard_adapters::Adapters;
 use switchyard_core::delivery::Delivery;
 use switchyard_core::event::Event;
 use switchyard_core::id::{DeliveryId, SubscriptionId};
 use switchyard_core::store::Store;
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::{Millis, now_millis};
+use switchyard_core::transport::Transports;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -58,7 +58,7 @@ impl Waker {
 /// The delivery engine of one node.
 pub struct Engine {
     store: Arc<dyn Store>,
-    adapters: Arc<Adapters>,
+    transports: Arc<Transports>,
     settings: EngineSettings,
     waker: Waker,
     node_id: String,
@@ -73,7 +73,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, adapters: Arc<Adapters>, settings: EngineSettings) -> Self {
+    pub fn new(store: Arc<dyn Store>, transports: Arc<Transports>, settings: EngineSettings) -> Self {
         let node_id =
             settings.node_id.clone().unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7().simple()));
         let shaper = Arc::new(Shaper::new(settings.jq));
@@ -81,7 +81,7 @@ impl Engine {
         let fast = FastLane::new(settings.fast_queue, node_id.clone(), settings.lease_ms, leased.clone());
         Self {
             store,
-            adapters,
+            transports,
             settings,
             waker: Waker::default(),
             node_id,
@@ -109,7 +109,7 @@ impl Engine {
     pub fn control(&self) -> Control {
         Control::new(
             self.store.clone(),
-            self.adapters.clone(),
+            self.transports.clone(),
             self.waker.clone(),
             self.running.clone(),
             self.metrics.clone(),
@@ -339,7 +339,7 @@ impl Engine {
     fn worker(&self) -> Worker {
         Worker {
             store: self.store.clone(),
-            adapters: self.adapters.clone(),
+            transports: self.transports.clone(),
             shaper: self.shaper.clone(),
             waker: self.waker.clone(),
             owner: self.node_id.clone(),
@@ -437,7 +437,7 @@ async fn subscriptions_of(
 /// What one delivery's task needs of the engine.
 struct Worker {
     store: Arc<dyn Store>,
-    adapters: Arc<Adapters>,
+    transports: Arc<Transports>,
     shaper: Arc<Shaper>,
     waker: Waker,
     owner: String,
@@ -472,10 +472,10 @@ async fn run_one(worker: Worker, delivery: Delivery, task: Task, permit: OwnedSe
 }
 
 async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
-    let Worker { store, adapters, shaper, owner, metrics, .. } = worker;
+    let Worker { store, transports, shaper, owner, metrics, .. } = worker;
     let settled = match task {
         Task::Attempt(preloaded) => {
-            match attempt(store.as_ref(), adapters, shaper, delivery, preloaded).await {
+            match attempt(store.as_ref(), transports, shaper, delivery, preloaded).await {
                 Ok(settled) => settled,
                 Err(error) => {
                     tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");

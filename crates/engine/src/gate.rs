@@ -37,7 +37,7 @@ const BUSY_WAIT_MS: Millis = 200;
 /// destinations' free slots.
 const EXPLORE_AFTER_MS: Millis = 50;
 /// How long a half-open probe's lease outlives its destination's timeout: past the engine's
-/// own grace on an adapter (5 s), so a slow probe is not mistaken for an abandoned one.
+/// own grace on a transport (5 s), so a slow probe is not mistaken for an abandoned one.
 const PROBE_MARGIN_MS: Millis = 10_000;
 /// How long deliveries wait when the store could not say whether they may go.
 const WAIT_AFTER_ERROR_MS: Millis = 1_000;

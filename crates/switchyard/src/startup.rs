@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use switchyard_adapters::{AdapterSettings, Adapters, UrlPolicy};
+use switchyard_adapters::{AdapterSettings, UrlPolicy};
 use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::store::Store;
@@ -66,8 +66,8 @@ impl Application {
         let store = database.store();
         let first_admin_token = ensure_admin_key(store.as_ref()).await?;
 
-        let adapters = Arc::new(Adapters::new(adapter_settings(&config)));
-        let engine = Engine::new(Arc::clone(&store), adapters, engine_settings(&config));
+        let transports = Arc::new(switchyard_adapters::transports(adapter_settings(&config)));
+        let engine = Engine::new(Arc::clone(&store), transports, engine_settings(&config));
         let pools = database.clone();
         engine.metrics().set_pool_probe(move || {
             pools
@@ -272,7 +272,6 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         max_payload_bytes: config.limits.max_payload_bytes,
         max_body_bytes: config.limits.max_body_bytes,
         require_registered_types: config.ingest.require_registered_types,
-        url_policy: UrlPolicy::from_setting(config.security.allow_private_destinations),
         jwt,
         rate_limit,
         metrics_require_key: config.auth.metrics_require_key,

@@ -8,14 +8,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Response, StatusCode, Url};
-use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
+use serde_json::Value;
+use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
 use switchyard_core::retry::{OutcomeClass, classify_status};
 use switchyard_core::trace::TraceParent;
+use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::auth::{self, TokenCache, TokenRequest};
 use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
-use super::config::{Auth, HttpConfig};
+use super::config::{self, Auth, HttpConfig};
 use super::signing::SigningKeys;
 use crate::ssrf::UrlPolicy;
 
@@ -69,7 +71,15 @@ impl Default for HttpAdapter {
 }
 
 #[async_trait]
-impl Adapter for HttpAdapter {
+impl Transport for HttpAdapter {
+    async fn validate(&self, raw: Value) -> Result<ValidatedConfig, ValidationError> {
+        config::validate_resolved(raw, self.policy).await
+    }
+
+    fn new_signing_secret(&self) -> Option<String> {
+        Some(config::generate_signing_secret())
+    }
+
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
         let deadline = Deadline::after_ms(destination.timeout_ms);

@@ -11,8 +11,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Client, Url};
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_core::adapter::DeliveryError;
 use switchyard_core::id::DestinationId;
+use switchyard_core::transport::DeliveryError;
 
 use super::client::{Deadline, body_text, host_label, read_capped, status_line, transport_error};
 

@@ -7,7 +7,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Response, StatusCode, redirect};
-use switchyard_core::adapter::DeliveryError;
+use switchyard_core::transport::DeliveryError;
 
 use super::HttpSettings;
 use crate::ssrf::{self, GuardedResolver, UrlPolicy};

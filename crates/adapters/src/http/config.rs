@@ -1,5 +1,7 @@
 //! Configuration of `http` destinations.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
@@ -10,8 +12,8 @@ use switchyard_core::destination::{
     PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT, split_secrets,
 };
 use switchyard_core::error::{FieldError, Violations};
+use switchyard_core::transport::ValidatedConfig;
 
-use crate::ValidatedConfig;
 use crate::ssrf::UrlPolicy;
 
 /// Paths of the secret values in an `http` configuration.
@@ -113,8 +115,29 @@ pub fn generate_signing_secret() -> String {
     format!("{SIGNING_SECRET_PREFIX}{}", STANDARD.encode(bytes))
 }
 
+/// How long a write waits for DNS to say where a destination's host name points.
+const WRITE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// [`validate`], then the SSRF guard's write-time half: under [`UrlPolicy::PublicOnly`] a URL
+/// whose host now resolves to a private, loopback, link-local or metadata address is refused
+/// (see [`crate::ssrf`]); a name that does not resolve is accepted.
+pub async fn validate_resolved(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
+    let validated = validate(raw, policy)?;
+    if policy == UrlPolicy::PublicOnly {
+        let mut violations = Violations::default();
+        for (field, raw) in urls(&validated.config) {
+            let Ok(url) = url::Url::parse(raw) else { continue };
+            if let Err(forbidden) = policy.check_resolved(&url, WRITE_LOOKUP_TIMEOUT).await {
+                violations.push(field, forbidden.to_string());
+            }
+        }
+        violations.into_result()?;
+    }
+    Ok(validated)
+}
+
 /// The configuration's URL fields and their paths, for the checks that resolve names.
-pub(crate) fn urls(config: &Value) -> Vec<(&'static str, &str)> {
+fn urls(config: &Value) -> Vec<(&'static str, &str)> {
     let mut urls = Vec::with_capacity(2);
     if let Some(url) = config.get("url").and_then(Value::as_str) {
         urls.push(("config.url", url));
@@ -127,7 +150,7 @@ pub(crate) fn urls(config: &Value) -> Vec<(&'static str, &str)> {
 
 /// Checks `raw`, a configuration as a client wrote it, and fills in defaults. URL hosts are
 /// checked against `policy` as written (literal addresses, `localhost` names); what names
-/// resolve to is checked by [`crate::validate_config`]. The rotation state is refused: only
+/// resolve to is checked by [`validate_resolved`]. The rotation state is refused: only
 /// `POST …/signing-secret/rotate` sets it.
 pub fn validate(mut raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
     let Some(fields) = raw.as_object_mut() else {

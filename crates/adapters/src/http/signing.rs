@@ -5,8 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::hmac;
 use serde_json::{Map, Value};
-use switchyard_core::adapter::DeliveryError;
 use switchyard_core::destination::PREVIOUS_SIGNING_SECRET;
+use switchyard_core::transport::DeliveryError;
 
 use super::config::signing_key_bytes;
 

@@ -167,12 +167,13 @@ async fn rotate_signing_secret(
     principal.require(Role::Operator)?;
     let current = load(&state, &id).await?;
     let old = signing_secret_of(&current)?.signing_secret;
+    let fresh = state.control().transports().get(current.kind).and_then(|t| t.new_signing_secret());
+    let Some(fresh) = fresh else {
+        return Err(ApiError::NotFound(format!("destination {} does not sign what it sends", current.id)));
+    };
     let now = now_millis();
     let mut next = Destination { updated_at: now, ..current.clone() };
-    next.secrets.insert(
-        SIGNING_SECRET.into(),
-        Value::from(switchyard_adapters::http::config::generate_signing_secret()),
-    );
+    next.secrets.insert(SIGNING_SECRET.into(), Value::from(fresh));
     next.secrets.insert(PREVIOUS_SIGNING_SECRET.into(), Value::from(old));
     if let Some(config) = next.config.as_object_mut() {
         config.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.into(), Value::from(now + ROTATION_OVERLAP_MS));

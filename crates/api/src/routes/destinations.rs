@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_adapters::UrlPolicy;
 use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::destination::{
@@ -15,6 +14,7 @@ use switchyard_core::destination::{
 use switchyard_core::error::Violations;
 use switchyard_core::id::DestinationId;
 use switchyard_core::time::now_millis;
+use switchyard_core::transport::Transports;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -68,14 +68,14 @@ pub struct DestinationInput {
 
 impl DestinationInput {
     /// Validates the whole input; `stored` is the destination being replaced, whose secrets
-    /// the input may leave out. URLs are held to `policy` (the SSRF guard), which may resolve
-    /// their host names.
+    /// the input may leave out. The kind's transport checks `config`, which may resolve host
+    /// names (the SSRF guard).
     async fn into_destination(
         self,
         id: DestinationId,
         stored: Option<&Destination>,
         now: i64,
-        policy: UrlPolicy,
+        transports: &Transports,
     ) -> Result<Destination, ValidationError> {
         let mut v = Violations::default();
         let name = match self.name.as_deref().map(str::trim) {
@@ -107,7 +107,7 @@ impl DestinationInput {
                 if let Some(stored) = stored.filter(|s| s.kind == kind) {
                     restore_absent_secrets(&mut config, stored);
                 }
-                v.check(switchyard_adapters::validate_config(kind, config, policy).await)
+                v.check(transports.validate(kind, config).await)
             }
             (_, None) => {
                 v.push("config", "is required");
@@ -192,8 +192,9 @@ async fn create_destination(
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<Reply> {
     principal.require(Role::Operator)?;
-    let policy = state.settings().url_policy;
-    let destination = input.into_destination(DestinationId::generate(), None, now_millis(), policy).await?;
+    let transports = state.control().transports();
+    let destination =
+        input.into_destination(DestinationId::generate(), None, now_millis(), transports).await?;
     state.store().create_destination(&destination).await?;
     let location = format!("/v1/destinations/{}", destination.id);
     Ok(Reply::created(destination.view(), location).etag(destination.version))
@@ -276,8 +277,9 @@ async fn replace_destination(
     principal.require(Role::Operator)?;
     let current = load(&state, &id).await?;
     if_match.check(current.version)?;
-    let policy = state.settings().url_policy;
-    let mut next = input.into_destination(current.id.clone(), Some(&current), now_millis(), policy).await?;
+    let transports = state.control().transports();
+    let mut next =
+        input.into_destination(current.id.clone(), Some(&current), now_millis(), transports).await?;
     next.keep_rotation_of(&current);
     save(&state, &current, next, &if_match).await
 }
@@ -313,8 +315,8 @@ async fn patch_destination(
         forget_shown_rotation(config, &current);
     }
     let input: DestinationInput = from_value(merged)?;
-    let policy = state.settings().url_policy;
-    let mut next = input.into_destination(current.id.clone(), None, now_millis(), policy).await?;
+    let transports = state.control().transports();
+    let mut next = input.into_destination(current.id.clone(), None, now_millis(), transports).await?;
     next.created_at = current.created_at;
     next.keep_rotation_of(&current);
     save(&state, &current, next, &if_match).await

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_adapters::http::MAX_RESPONSE_BODY;
-use switchyard_adapters::{AdapterSettings, Adapters, UrlPolicy};
+use switchyard_adapters::{AdapterSettings, UrlPolicy, transports};
 use switchyard_core::destination::{DestinationKind, RetryPolicy};
 use switchyard_core::id::DeliveryId;
 
@@ -214,11 +214,16 @@ async fn an_endless_body_is_not_read_to_its_end() {
 #[tokio::test]
 async fn the_registry_knows_http_only() {
     let settings = AdapterSettings { url_policy: UrlPolicy::AllowPrivate, ..AdapterSettings::default() };
-    let adapters = Adapters::new(settings);
-    assert!(adapters.get(DestinationKind::Http).is_some());
+    let transports = transports(settings);
+    assert!(transports.get(DestinationKind::Http).is_some());
     for kind in [DestinationKind::Nats, DestinationKind::Amqp, DestinationKind::Redis, DestinationKind::Mqtt]
     {
-        assert!(adapters.get(kind).is_none(), "{kind}");
+        assert!(transports.get(kind).is_none(), "{kind}");
+        let refused =
+            transports.validate(kind, json!({"url": "http://127.0.0.1:9/"})).await.expect_err("refused");
+        assert_eq!(refused.0.len(), 1, "{kind}: {refused:?}");
+        assert_eq!(refused.0[0].field, "kind");
+        assert!(refused.0[0].message.ends_with("use http"), "{}", refused.0[0].message);
     }
     // The registry's adapter delivers like any other.
     let sink = Sink::start().await;
@@ -226,13 +231,13 @@ async fn the_registry_knows_http_only() {
     let event = super::event();
     let body = body();
     let delivery = DeliveryId::generate();
-    let message = switchyard_core::adapter::OutboundMessage {
+    let message = switchyard_core::transport::OutboundMessage {
         delivery_id: &delivery,
         attempt: 1,
         event: &event,
         body: &body,
         destination: &dest,
     };
-    let adapter = adapters.get(DestinationKind::Http).expect("http");
-    assert_eq!(adapter.deliver(&message).await.expect("delivered").status_code, Some(200));
+    let transport = transports.get(DestinationKind::Http).expect("http");
+    assert_eq!(transport.deliver(&message).await.expect("delivered").status_code, Some(200));
 }

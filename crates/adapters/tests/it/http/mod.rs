@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use switchyard_adapters::UrlPolicy;
 use switchyard_adapters::http::config::validate;
 use switchyard_adapters::http::{HttpAdapter, HttpSettings};
-use switchyard_core::adapter::{Adapter, DeliveryError, OutboundMessage, Receipt};
 use switchyard_core::destination::{
     CircuitBreakerPolicy, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Destination, DestinationKind,
     PREVIOUS_SIGNING_SECRET, PREVIOUS_SIGNING_SECRET_EXPIRES_AT, RetryPolicy,
 };
 use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType};
 use switchyard_core::id::{DeliveryId, DestinationId};
+use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport};
 
 pub use sink::Sink;
 

@@ -2,9 +2,10 @@
 //! unless `security.allow_private_destinations` allows them.
 
 use serde_json::json;
+use switchyard_adapters::UrlPolicy;
 use switchyard_adapters::http::{HttpAdapter, HttpSettings};
-use switchyard_adapters::{UrlPolicy, validate_config};
-use switchyard_core::destination::DestinationKind;
+use switchyard_core::ValidationError;
+use switchyard_core::transport::{Transport, ValidatedConfig};
 
 use super::{Sink, adapter, deliver_once, destination, expect_err};
 
@@ -12,6 +13,11 @@ const SETTING: &str = "security.allow_private_destinations";
 
 fn guarded() -> HttpAdapter {
     HttpAdapter::new(HttpSettings::default(), UrlPolicy::PublicOnly)
+}
+
+/// Validates `config` as a destination write does, under `policy`.
+async fn written(config: serde_json::Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
+    HttpAdapter::new(HttpSettings::default(), policy).validate(config).await
 }
 
 #[tokio::test]
@@ -24,13 +30,11 @@ async fn private_urls_are_refused_when_written_unless_allowed() {
         "http://localhost:9000/hook",
     ] {
         let config = json!({"url": url});
-        let err = validate_config(DestinationKind::Http, config.clone(), UrlPolicy::PublicOnly)
-            .await
-            .expect_err(url);
+        let err = written(config.clone(), UrlPolicy::PublicOnly).await.expect_err(url);
         assert_eq!(err.0.len(), 1, "{url}: {err:?}");
         assert_eq!(err.0[0].field, "config.url", "{url}");
         assert!(err.0[0].message.contains(SETTING), "{url}: {}", err.0[0].message);
-        validate_config(DestinationKind::Http, config, UrlPolicy::AllowPrivate).await.expect(url);
+        written(config, UrlPolicy::AllowPrivate).await.expect(url);
     }
 }
 
@@ -45,8 +49,7 @@ async fn a_private_token_url_is_refused_when_written() {
             "client_secret": "s3cret"
         }
     });
-    let err =
-        validate_config(DestinationKind::Http, config, UrlPolicy::PublicOnly).await.expect_err("refused");
+    let err = written(config, UrlPolicy::PublicOnly).await.expect_err("refused");
     assert_eq!(err.0.len(), 1, "{err:?}");
     assert_eq!(err.0[0].field, "config.auth.token_url");
 }
@@ -55,7 +58,7 @@ async fn a_private_token_url_is_refused_when_written() {
 async fn a_public_name_that_does_not_resolve_is_accepted() {
     // Nothing resolves `.invalid` (RFC 6761); the connect-time check still applies later.
     let config = json!({"url": "https://hooks.switchyard.invalid/in"});
-    validate_config(DestinationKind::Http, config, UrlPolicy::PublicOnly).await.expect("accepted");
+    written(config, UrlPolicy::PublicOnly).await.expect("accepted");
 }
 
 #[tokio::test]
