@@ -2,7 +2,10 @@
 //! transport. [`transports`] registers them: adding a kind adds a folder and a line there.
 
 pub mod http;
+pub mod identity;
+pub mod nats;
 pub mod ssrf;
+pub mod template;
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use switchyard_core::destination::DestinationKind;
 use switchyard_core::transport::Transports;
 
 use crate::http::{HttpAdapter, HttpSettings};
+use crate::nats::NatsTransport;
 pub use crate::ssrf::UrlPolicy;
 
 /// Settings of every transport, built once at start-up.
@@ -24,6 +28,7 @@ pub struct AdapterSettings {
 pub fn transports(settings: AdapterSettings) -> Transports {
     Transports::new()
         .with(DestinationKind::Http, Arc::new(HttpAdapter::new(settings.http, settings.url_policy)))
+        .with(DestinationKind::Nats, Arc::new(NatsTransport::new(settings.url_policy)))
 }
 
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.

@@ -91,7 +91,12 @@ impl UrlPolicy {
             Host::Ipv4(ip) => check_literal(IpAddr::V4(*ip)),
             Host::Ipv6(ip) => check_literal(IpAddr::V6(*ip)),
             Host::Domain(name) if is_localhost(name) => Err(Forbidden::localhost(name)),
-            Host::Domain(_) => Ok(()),
+            // URLs of schemes the URL standard does not know (`nats://`, `amqp://`) keep an
+            // address as a name.
+            Host::Domain(name) => match name.parse::<IpAddr>() {
+                Ok(ip) => check_literal(ip),
+                Err(_) => Ok(()),
+            },
         }
     }
 
@@ -561,6 +566,19 @@ mod tests {
             client_with(GuardedResolver::default()).post(format!("http://localhost:{}/", server.port()));
         let err = named.send().await.unwrap_err();
         assert_eq!(refusal(&err).map(|f| f.address), Some(None));
+    }
+
+    #[test]
+    fn addresses_in_urls_of_other_schemes_are_checked_as_addresses() {
+        for raw in
+            ["nats://127.0.0.1:4222", "amqp://10.0.0.1/vhost", "redis://[::1]:6379/0", "mqtt://localhost"]
+        {
+            let url = Url::parse(raw).unwrap();
+            assert!(UrlPolicy::PublicOnly.check_url(&url).is_err(), "{raw}");
+            assert!(UrlPolicy::AllowPrivate.check_url(&url).is_ok(), "{raw}");
+        }
+        let named = Url::parse("nats://broker.switchyard.invalid:4222").unwrap();
+        assert!(UrlPolicy::PublicOnly.check_url(&named).is_ok(), "names are checked when resolved");
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub trait Transport: Send + Sync {
 
     /// Sends one attempt and classifies how it went.
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError>;
+
+    /// Closes the connections the transport keeps, letting what they still send finish. Called
+    /// once, after the engine has stopped.
+    async fn close(&self) {}
 }
 
 /// The transports of the kinds this build delivers to. Built once at start-up; a kind without
@@ -122,6 +126,13 @@ impl Transports {
         match self.get(kind) {
             Some(transport) => transport.validate(config).await,
             None => Err(ValidationError::single("kind", self.unavailable(kind))),
+        }
+    }
+
+    /// Closes every transport's connections (see [`Transport::close`]).
+    pub async fn close(&self) {
+        for transport in self.by_kind.values() {
+            transport.close().await;
         }
     }
 

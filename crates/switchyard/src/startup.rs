@@ -13,6 +13,7 @@ use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::store::Store;
 use switchyard_core::time::now_millis;
+use switchyard_core::transport::Transports;
 use switchyard_engine::metrics::PoolUsage;
 use switchyard_engine::{Engine, EngineSettings};
 use switchyard_store::Database;
@@ -38,6 +39,8 @@ pub struct Application {
     server: ServerSettings,
     router: Router,
     engine: Engine,
+    /// Closed once the engine has stopped.
+    transports: Arc<Transports>,
     store: Arc<dyn Store>,
     /// The connected database behind `store`, for tests that reach past the store's traits.
     database: Database,
@@ -67,7 +70,7 @@ impl Application {
         let first_admin_token = ensure_admin_key(store.as_ref()).await?;
 
         let transports = Arc::new(switchyard_adapters::transports(adapter_settings(&config)));
-        let engine = Engine::new(Arc::clone(&store), transports, engine_settings(&config));
+        let engine = Engine::new(Arc::clone(&store), Arc::clone(&transports), engine_settings(&config));
         let pools = database.clone();
         engine.metrics().set_pool_probe(move || {
             pools
@@ -85,6 +88,7 @@ impl Application {
             server: server_settings(&config),
             router,
             engine,
+            transports,
             store,
             backend: database.backend(),
             database,
@@ -149,6 +153,7 @@ impl Application {
         };
         let ((), _trigger) = tokio::join!(server, signal);
         engine.await.context("the delivery engine failed")?;
+        self.transports.close().await;
         info!("stopped");
         Ok(())
     }

@@ -12,13 +12,13 @@ use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
 use switchyard_core::retry::{OutcomeClass, classify_status};
-use switchyard_core::trace::TraceParent;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::auth::{self, TokenCache, TokenRequest};
 use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
 use super::config::{self, Auth, HttpConfig};
 use super::signing::SigningKeys;
+use crate::identity::identity;
 use crate::ssrf::UrlPolicy;
 
 /// The attempt log keeps this much of an answer (SPEC §2, Attempt).
@@ -198,11 +198,6 @@ fn parse_config(destination: &Destination) -> Result<HttpConfig, DeliveryError> 
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
-const X_EVENT_TYPE: HeaderName = HeaderName::from_static("x-event-type");
-const X_EVENT_ID: HeaderName = HeaderName::from_static("x-event-id");
-const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
-const X_CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The destination's static headers and secret headers, then the hub's own (which validation
 /// keeps out of the configured ones, so nothing is overwritten).
@@ -238,17 +233,10 @@ fn request_headers(
     if let Some(signature) = keys.header_value(id, timestamp, body) {
         insert_text(&mut headers, WEBHOOK_SIGNATURE, &signature);
     }
-    let event = message.event;
-    insert_text(&mut headers, X_EVENT_TYPE, event.event_type.as_str());
-    insert_text(&mut headers, X_EVENT_ID, event.event_id.as_str());
-    insert_text(&mut headers, X_CORRELATION_ID, &event.metadata.correlation_id);
-    if let Some(causation) = &event.metadata.causation_id {
-        insert_text(&mut headers, X_CAUSATION_ID, causation);
-    }
-    // Each attempt is a new span of the publisher's trace: same trace id, a new parent id.
-    let parent = event.metadata.traceparent.as_deref().and_then(|raw| TraceParent::parse(raw).ok());
-    if let Some(parent) = parent {
-        insert_text(&mut headers, TRACEPARENT, &parent.child(rand::random()));
+    for (name, value) in identity(message) {
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            insert_text(&mut headers, name, &value);
+        }
     }
     Ok(headers)
 }

@@ -2,3 +2,4 @@
 //! binary.
 
 mod http;
+mod nats;

@@ -23,6 +23,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod multi_node;
+mod nats;
 mod openapi;
 mod ordering;
 mod otlp;
