@@ -2,11 +2,14 @@
 //! destination written through the API, an event published, the message read back from the
 //! stream with the broker's own client.
 
+use std::time::{Duration, Instant};
+
 use async_nats::jetstream::{self, stream};
 use serde_json::{Value, json};
 
 use crate::delivery::delivery_with_status;
 use crate::helpers::spawn_app;
+use crate::process::Scenario;
 
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
@@ -27,15 +30,26 @@ async fn broker() -> Option<jetstream::Context> {
     }
 }
 
-#[tokio::test]
-async fn a_published_event_reaches_the_stream_of_a_nats_destination() {
-    let Some(jetstream) = broker().await else { return };
+/// A stream of its own for one test: its name and the subject prefix it takes (`<prefix>.>`).
+async fn test_stream(jetstream: &jetstream::Context) -> (String, String) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let suffix = format!("{:x}{:x}", std::process::id(), now.as_nanos());
     let (name, prefix) = (format!("SWITCHYARD_IT_{suffix}"), format!("switchyard-it.{suffix}"));
     let config =
         stream::Config { name: name.clone(), subjects: vec![format!("{prefix}.>")], ..Default::default() };
     jetstream.create_stream(config).await.expect("a test stream");
+    (name, prefix)
+}
+
+async fn messages_in(jetstream: &jetstream::Context, name: &str) -> u64 {
+    let mut stream = jetstream.get_stream(name).await.expect("the stream");
+    stream.info().await.expect("its info").state.messages
+}
+
+#[tokio::test]
+async fn a_published_event_reaches_the_stream_of_a_nats_destination() {
+    let Some(jetstream) = broker().await else { return };
+    let (name, prefix) = test_stream(&jetstream).await;
 
     let app = spawn_app().await;
     let created = app
@@ -66,7 +80,47 @@ async fn a_published_event_reaches_the_stream_of_a_nats_destination() {
     let tested = app.post(&format!("/v1/destinations/{destination}/test"), json!({})).await;
     tested.assert_status(200);
     assert_eq!(tested.data()["success"], true, "{}", tested.body);
-    let mut stream = jetstream.get_stream(&name).await.expect("the stream");
-    assert_eq!(stream.info().await.expect("its info").state.messages, 2);
+    assert_eq!(messages_in(&jetstream, &name).await, 2);
+    let _ = jetstream.delete_stream(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_leaves_every_event_in_the_stream_exactly_once() {
+    let Some(jetstream) = broker().await else { return };
+    let (name, prefix) = test_stream(&jetstream).await;
+    let scenario = Scenario::new();
+    let mut node = scenario.start().await;
+    let config = json!({"url": nats_url(), "subject": format!("{prefix}.{{event_type}}")});
+    let destination = scenario
+        .post(&node, "/v1/destinations", json!({"name": "broker", "kind": "nats", "config": config}))
+        .await;
+    let id = destination["data"]["id"].as_str().expect("an id").to_owned();
+    scenario
+        .post(&node, "/v1/subscriptions", json!({"name": "all", "destination_id": id, "event_types": ["#"]}))
+        .await;
+    let total = 3_000;
+    scenario.publish(&node, total).await;
+    let started = Instant::now();
+    while messages_in(&jetstream, &name).await < 200 {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing reached the stream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.child.kill().expect("SIGKILL is sent");
+    node.child.wait().expect("the node is gone");
+    let at_kill = messages_in(&jetstream, &name).await;
+    assert!(at_kill < total as u64, "everything was delivered before the kill; the test proves nothing");
+
+    let mut restarted = scenario.start().await;
+    let started = Instant::now();
+    while messages_in(&jetstream, &name).await < total as u64 {
+        assert!(started.elapsed() < Duration::from_secs(90), "the stream never had every event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Deliveries that were in flight at the kill went again; the stream dropped the copies.
+    let pending = scenario.get_answer(&restarted, "/v1/deliveries?status=pending").await;
+    assert_eq!(pending["data"].as_array().map(Vec::len), Some(0), "{pending}");
+    assert_eq!(messages_in(&jetstream, &name).await, total as u64, "one message per delivery");
+    restarted.child.kill().expect("stopped");
+    let _ = restarted.child.wait();
     let _ = jetstream.delete_stream(&name).await;
 }

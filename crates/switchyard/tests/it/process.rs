@@ -158,7 +158,7 @@ impl Scenario {
         .await;
     }
 
-    async fn publish(&self, node: &Node, count: usize) {
+    pub async fn publish(&self, node: &Node, count: usize) {
         for chunk in 0..count.div_ceil(1000) {
             let events: Vec<Value> = (chunk * 1000..((chunk + 1) * 1000).min(count))
                 .map(
