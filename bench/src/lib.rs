@@ -1,6 +1,7 @@
 //! The load harness of Switchyard: drives the real binary over loopback and reports
 //! throughput, latency, CPU time and memory next to a bare server measured in the same run.
 
+pub mod broker;
 pub mod cpu;
 pub mod latency;
 pub mod load;
@@ -10,7 +11,7 @@ pub mod scenarios;
 pub mod servers;
 
 pub use report::Report;
-pub use scenarios::{Options, Scenario};
+pub use scenarios::{Kind, Options, Scenario};
 
 /// Runs `scenarios` one after the other, each on a fresh server, handing each report to
 /// `on_report` as it comes; fails on the first that is incomplete (a failed request, a

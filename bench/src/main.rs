@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use switchyard_bench::{Options, Scenario, node, run_all};
+use switchyard_bench::scenarios::DEFAULT_NATS_URL;
+use switchyard_bench::{Kind, Options, Scenario, node, run_all};
 
 #[derive(Parser)]
 #[command(about = "Load harness of Switchyard: drives the real binary over loopback")]
@@ -41,6 +42,13 @@ struct Cli {
     /// instead of SQLite, in a schema `switchyard_bench` dropped and made anew per scenario.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Where e2e and fanout deliver: the HTTP sink, or a NATS JetStream stream (`--nats`),
+    /// measured beside a bare client of the broker.
+    #[arg(long, value_enum, default_value_t = Kind::Http)]
+    kind: Kind,
+    /// The NATS server of `--kind nats`.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NATS_URL)]
+    nats: String,
 }
 
 #[tokio::main]
@@ -60,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
             server_threads: cli.server_threads,
             delivery_timeout: Duration::from_secs(cli.delivery_timeout),
             backend: cli.postgres.map_or(node::Backend::Sqlite, node::Backend::Postgres),
+            kind: cli.kind,
+            nats_url: cli.nats,
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };

@@ -148,13 +148,22 @@ impl Node {
 
     /// [`Node::subscribe`] to the events that `pattern` matches.
     pub async fn subscribe_to(&self, name: &str, url: &str, pattern: &str) -> anyhow::Result<String> {
-        let destination = self
-            .call(
-                Method::POST,
-                "/v1/destinations",
-                json!({"name": name, "kind": "http", "config": {"url": url}}),
-            )
-            .await?;
+        self.subscribe_with(name, json!({"kind": "http", "config": {"url": url}}), pattern).await
+    }
+
+    /// A destination of `kind_and_config` (`{"kind", "config"}`) and a subscription of it to
+    /// the events that `pattern` matches; answers the destination id.
+    pub async fn subscribe_with(
+        &self,
+        name: &str,
+        kind_and_config: Value,
+        pattern: &str,
+    ) -> anyhow::Result<String> {
+        let mut body = json!({"name": name});
+        if let (Some(body), Some(more)) = (body.as_object_mut(), kind_and_config.as_object()) {
+            body.extend(more.clone());
+        }
+        let destination = self.call(Method::POST, "/v1/destinations", body).await?;
         let id = destination["id"].as_str().context("a destination id")?.to_owned();
         self.call(
             Method::POST,

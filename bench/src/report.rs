@@ -22,6 +22,8 @@ pub struct Report {
     pub peak_rss: u64,
     pub cpu: Cpu,
     pub delivered: Option<Delivered>,
+    /// `--kind nats`: a bare client publishing the same messages with acks, in the same run.
+    pub broker_ceiling: Option<LoadResult>,
     /// `e2e` and `fanout`: from each event's send to the first arrival of each of its
     /// deliveries at the sink.
     pub delivery_latency: Option<Latencies>,
@@ -103,6 +105,7 @@ impl Report {
             peak_rss,
             cpu,
             delivered: None,
+            broker_ceiling: None,
             delivery_latency: None,
             drain: None,
             held: 0,
@@ -132,6 +135,15 @@ impl Report {
 
     /// Whether the run is complete: no failed request, and every delivery counted.
     pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(broker) = &self.broker_ceiling
+            && broker.errors > 0
+        {
+            anyhow::bail!(
+                "{}: {} publishes of the bare NATS client failed",
+                self.scenario.name(),
+                broker.errors
+            );
+        }
         if self.ceiling.errors + self.measured.errors > 0 {
             anyhow::bail!(
                 "{}: {} requests failed ({} against the bare server)",
@@ -243,6 +255,17 @@ impl fmt::Display for Report {
                 d.counted,
                 d.expected,
                 d.elapsed.as_secs_f64()
+            )?;
+        }
+        if let (Some(d), Some(broker)) = (self.delivered, &self.broker_ceiling) {
+            write!(f, "  {:<22} {:>9.0} msg/s  ", "bare NATS client", broker.per_second())?;
+            quantiles(f, &broker.latencies)?;
+            writeln!(f, "  (publish to ack; {} messages, {} failed)", broker.requests, broker.errors)?;
+            writeln!(
+                f,
+                "  {:<22} {:>9.2} × the bare client's acknowledged publishes",
+                "delivered / broker",
+                d.per_second() / broker.per_second().max(1e-9)
             )?;
         }
         if let Some(l) = &self.delivery_latency {

@@ -2,19 +2,22 @@
 //! the same run, and answers a [`Report`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 
+use crate::broker::{self, Broker};
 use crate::cpu;
 use crate::latency::{self, SENT_AT_KEY};
 use crate::load::{self, LoadResult, Target, Until};
 use crate::node::{Backend, Node};
 use crate::report::{Cpu, Delivered, Drain, Report};
-use crate::servers::{self, Sink};
+use crate::servers::{self, Counts, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -45,6 +48,15 @@ impl Scenario {
     }
 }
 
+/// Where `e2e` and `fanout` deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// The harness's HTTP sink.
+    Http,
+    /// A NATS JetStream stream (`--nats`), beside a bare client of the broker.
+    Nats,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The `switchyard` binary to drive.
@@ -63,7 +75,14 @@ pub struct Options {
     pub delivery_timeout: Duration,
     /// Where the server under test keeps its data.
     pub backend: Backend,
+    /// Where `e2e` and `fanout` deliver.
+    pub kind: Kind,
+    /// The NATS server of `--kind nats`.
+    pub nats_url: String,
 }
+
+/// The NATS server of the local services.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 impl Options {
     /// A few seconds in all: small counts, to prove the harness works, not to measure.
@@ -77,6 +96,8 @@ impl Options {
             server_threads: 1,
             delivery_timeout: Duration::from_secs(60),
             backend: Backend::Sqlite,
+            kind: Kind::Http,
+            nats_url: DEFAULT_NATS_URL.to_owned(),
         }
     }
 }
@@ -182,17 +203,49 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu))
 }
 
-/// Ingest with `subscriptions` HTTP subscriptions to the sink, until the sink has every delivery.
+/// Ingest with `subscriptions` subscriptions to the sink (or, with `--kind nats`, to the
+/// broker's stream), until every delivery arrived.
 async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
     let (ceiling, bare_cpu) = bare(options, "/v1/events", stamped).await?;
     let sink = servers::start_sink(options.server_threads)?;
+    let broker = match options.kind {
+        Kind::Http => None,
+        Kind::Nats => Some(Broker::connect(&options.nats_url).await?),
+    };
+    let broker_ceiling = match &broker {
+        Some(broker) => {
+            broker.fresh_stream().await?;
+            let ceiling = broker.bare_publish(options.connections, options.duration).await?;
+            broker.fresh_stream().await?;
+            Some(ceiling)
+        }
+        None => None,
+    };
     let node = Node::start(&options.binary, &options.backend).await?;
     if options.held > 0 {
         hold(&node, &sink, options.held).await?;
     }
-    for i in 0..subscriptions {
-        node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr)).await?;
-    }
+    let (counts, watcher) = match &broker {
+        Some(broker) => {
+            let counts = Arc::new(Counts::default());
+            let watcher = broker.watch(Arc::clone(&counts)).await?;
+            let config = json!({
+                "kind": "nats",
+                "config": {"url": options.nats_url, "subject": format!("{}.{{event_type}}", broker::SUBJECT_PREFIX)},
+            });
+            for i in 0..subscriptions {
+                node.subscribe_with(&format!("broker-{i}"), config.clone(), "#").await?;
+            }
+            (counts, Some(watcher))
+        }
+        None => {
+            for i in 0..subscriptions {
+                node.subscribe(&format!("sink-{i}"), &format!("http://{}/hooks/{i}", sink.server.addr))
+                    .await?;
+            }
+            (Arc::clone(&sink.counts), None)
+        }
+    };
     let target = Target { addr: node.addr, path: "/v1/events".into(), token: Some(node.token.clone()) };
     let cpu_before = node.cpu()?;
     let started = Instant::now();
@@ -206,13 +259,27 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     )
     .await?;
     let expected = measured.accepted() * subscriptions;
-    let finished = wait_for_sink(&sink, expected, options.delivery_timeout).await?;
+    let finished = wait_for(&counts, expected, options.delivery_timeout).await?;
     let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
     let memory = node.memory()?;
     let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak, cpu);
-    report.delivered = Some(Delivered::new(expected, sink.counts.unique(), finished - started));
-    report.delivery_latency = Some(sink.counts.latencies());
+    report.delivered = Some(Delivered::new(expected, counts.unique(), finished - started));
+    report.delivery_latency = Some(counts.latencies());
     report.held = options.held;
+    if let (Some(broker), Some(watcher)) = (&broker, watcher) {
+        watcher.abort();
+        // The stream may count its last messages a moment after subscribers saw them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stored = broker.messages().await?;
+        while stored != expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stored = broker.messages().await?;
+        }
+        if stored != expected {
+            bail!("the stream holds {stored} messages, {expected} expected");
+        }
+        report.broker_ceiling = broker_ceiling;
+    }
     Ok(report)
 }
 
@@ -235,18 +302,16 @@ async fn hold(node: &Node, sink: &Sink, held: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_sink(sink: &Sink, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
+async fn wait_for(counts: &Counts, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
     let bar = ProgressBar::new(expected).with_style(
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
     bar.set_prefix("delivered");
-    let finished = sink.counts.wait_for(expected, timeout, |n| bar.set_position(n)).await;
+    let finished = counts.wait_for(expected, timeout, |n| bar.set_position(n)).await;
     bar.finish_and_clear();
-    finished.with_context(|| {
-        format!("the sink received {} of {expected} deliveries in {timeout:?}", sink.counts.unique())
-    })
+    finished.with_context(|| format!("{} of {expected} deliveries arrived in {timeout:?}", counts.unique()))
 }
 
 /// Seeds `options.backlog` pending deliveries behind a paused destination, resumes it, and
@@ -275,7 +340,7 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
     node.call(Method::POST, &format!("/v1/destinations/{destination}/resume"), serde_json::Value::Null)
         .await?;
-    let finished = wait_for_sink(&sink, total, options.delivery_timeout).await?;
+    let finished = wait_for(&sink.counts, total, options.delivery_timeout).await?;
     let drain_cpu = node.cpu()?.saturating_sub(cpu_before_drain);
     let samples = sampler.stop().await;
     let memory = node.memory()?;

@@ -101,7 +101,7 @@ impl Counts {
     }
 
     /// Counts one arrival of delivery `id` at `arrived_us` ([`latency::now_us`]).
-    fn record(&self, id: &[u8], arrived_us: u64, body: &[u8]) {
+    pub fn record(&self, id: &[u8], arrived_us: u64, body: &[u8]) {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let mut received = self.received.lock().expect("not poisoned");
