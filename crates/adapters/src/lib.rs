@@ -1,9 +1,11 @@
 //! Outbound transports, one folder per destination kind, each with its `config.rs` and its
 //! transport. [`transports`] registers them: adding a kind adds a folder and a line there.
 
+pub mod connections;
 pub mod http;
 pub mod identity;
 pub mod nats;
+pub mod redis;
 pub mod ssrf;
 pub mod template;
 
@@ -14,6 +16,7 @@ use switchyard_core::transport::Transports;
 
 use crate::http::{HttpAdapter, HttpSettings};
 use crate::nats::NatsTransport;
+use crate::redis::RedisTransport;
 pub use crate::ssrf::UrlPolicy;
 
 /// Settings of every transport, built once at start-up.
@@ -29,6 +32,7 @@ pub fn transports(settings: AdapterSettings) -> Transports {
     Transports::new()
         .with(DestinationKind::Http, Arc::new(HttpAdapter::new(settings.http, settings.url_policy)))
         .with(DestinationKind::Nats, Arc::new(NatsTransport::new(settings.url_policy)))
+        .with(DestinationKind::Redis, Arc::new(RedisTransport::new(settings.url_policy)))
 }
 
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.

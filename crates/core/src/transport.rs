@@ -140,10 +140,12 @@ impl Transports {
     pub fn unavailable(&self, kind: DestinationKind) -> String {
         let mut available: Vec<String> = self.by_kind.keys().map(ToString::to_string).collect();
         available.sort();
-        format!(
-            "destinations of kind {kind} are not available in this release; use {}",
-            available.join(" or ")
-        )
+        let choices = match available.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => "none".to_owned(),
+        };
+        format!("destinations of kind {kind} are not available in this release; use {choices}")
     }
 }
 

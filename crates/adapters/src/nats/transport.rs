@@ -2,9 +2,7 @@
 //! `Nats-Msg-Id` is the delivery id, so the stream keeps one copy of a delivery however often
 //! it is attempted (within the stream's duplicate window).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{Client, ConnectOptions, HeaderMap, jetstream};
@@ -13,96 +11,48 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
-use switchyard_core::error::Violations;
-use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
-use url::Url;
 
 use super::config::{self, NatsAuth, NatsConfig};
+use crate::connections::{Connection, Connections, check_broker_url, check_written_url};
 use crate::identity::identity;
 use crate::ssrf::UrlPolicy;
 use crate::template::Template;
 
 /// The header JetStream deduplicates on.
 const MESSAGE_ID: &str = "Nats-Msg-Id";
-/// How long a write or a connect waits for DNS to say where a broker's host name points.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-/// A connection no delivery used for this long is closed (its destination may be gone).
-const IDLE_FOR: Duration = Duration::from_secs(600);
 
-/// Delivers to `nats` destinations over one connection per destination, opened by the first
-/// delivery and reused by the rest; a changed destination gets a new one.
+/// Delivers to `nats` destinations over one connection per destination ([`Connections`]).
 pub struct NatsTransport {
     policy: UrlPolicy,
-    slots: Mutex<HashMap<DestinationId, Arc<Slot>>>,
+    connections: Connections<NatsConnection>,
 }
 
-/// The connection of one destination, opened by whichever delivery needs it first.
-struct Slot {
-    connection: tokio::sync::Mutex<Option<Connection>>,
-    last_used: Mutex<Instant>,
-}
-
-struct Connection {
-    /// The destination's version the connection was opened for.
-    version: i64,
+#[derive(Clone)]
+struct NatsConnection {
     client: Client,
     jetstream: jetstream::Context,
+}
+
+#[async_trait]
+impl Connection for NatsConnection {
+    async fn close(self) {
+        // Flushes what is buffered, then closes.
+        let _ = self.client.drain().await;
+    }
 }
 
 impl NatsTransport {
     /// `policy` says which addresses brokers may be at (the SSRF guard).
     pub fn new(policy: UrlPolicy) -> Self {
         crate::install_crypto_provider();
-        Self { policy, slots: Mutex::default() }
-    }
-
-    /// The slot of `destination`; closes the connections of destinations idle past
-    /// [`IDLE_FOR`] on the way.
-    fn slot(&self, destination: &DestinationId) -> Arc<Slot> {
-        let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.retain(|id, slot| {
-            let idle = now.duration_since(*slot.last_used.lock().unwrap_or_else(PoisonError::into_inner));
-            let keep = id == destination || idle < IDLE_FOR || Arc::strong_count(slot) > 1;
-            if !keep && let Ok(mut connection) = slot.connection.try_lock() {
-                drain(connection.take());
-            }
-            keep
-        });
-        let slot = slots.entry(destination.clone()).or_insert_with(|| {
-            Arc::new(Slot { connection: tokio::sync::Mutex::new(None), last_used: Mutex::new(now) })
-        });
-        *slot.last_used.lock().unwrap_or_else(PoisonError::into_inner) = now;
-        Arc::clone(slot)
-    }
-
-    /// The JetStream context of `destination`'s connection, opened now if it has none or has one
-    /// for an earlier version of the destination.
-    async fn jetstream(
-        &self,
-        destination: &Destination,
-        config: &NatsConfig,
-    ) -> Result<jetstream::Context, DeliveryError> {
-        let slot = self.slot(&destination.id);
-        let mut connection = slot.connection.lock().await;
-        if let Some(open) = connection.as_ref().filter(|c| c.version == destination.version) {
-            return Ok(open.jetstream.clone());
-        }
-        drain(connection.take());
-        let client = self.connect(destination, config).await?;
-        let jetstream = jetstream::new(client.clone());
-        *connection = Some(Connection { version: destination.version, client, jetstream: jetstream.clone() });
-        Ok(jetstream)
+        Self { policy, connections: Connections::default() }
     }
 
     async fn connect(&self, destination: &Destination, config: &NatsConfig) -> Result<Client, DeliveryError> {
         let url = config::parse_url(&config.url)
             .map_err(|reason| DeliveryError::permanent(format!("the destination's url {reason}")))?;
-        let host = host_label(&url);
-        self.policy.check_resolved(&url, LOOKUP_TIMEOUT).await.map_err(|forbidden| {
-            DeliveryError::permanent(format!("refused to connect to {host}: {forbidden}"))
-        })?;
+        let host = check_broker_url(self.policy, &url, config::DEFAULT_PORT).await?;
         let options = match &config.auth {
             None => ConnectOptions::new(),
             Some(NatsAuth::Token { token }) => ConnectOptions::with_token(token.clone()),
@@ -148,16 +98,7 @@ impl Default for NatsTransport {
 impl Transport for NatsTransport {
     async fn validate(&self, raw: Value) -> Result<ValidatedConfig, ValidationError> {
         let validated = config::validate(raw, self.policy)?;
-        if self.policy == UrlPolicy::PublicOnly
-            && let Some(url) =
-                validated.config.get("url").and_then(Value::as_str).and_then(|raw| Url::parse(raw).ok())
-        {
-            let mut violations = Violations::default();
-            if let Err(forbidden) = self.policy.check_resolved(&url, LOOKUP_TIMEOUT).await {
-                violations.push("config.url", forbidden.to_string());
-            }
-            violations.into_result()?;
-        }
+        check_written_url(self.policy, &validated.config).await?;
         Ok(validated)
     }
 
@@ -179,7 +120,14 @@ impl Transport for NatsTransport {
         for (name, value) in identity(message) {
             headers.insert(name, value.as_str());
         }
-        let jetstream = self.jetstream(destination, &config).await?;
+        let connection = self
+            .connections
+            .get_or_open(destination, || async {
+                let client = self.connect(destination, &config).await?;
+                Ok(NatsConnection { jetstream: jetstream::new(client.clone()), client })
+            })
+            .await?;
+        let jetstream = connection.jetstream;
         let limit = Duration::from_millis(destination.timeout_ms.max(1));
         let publish = async {
             let acknowledgement = jetstream.publish_with_headers(subject.clone(), headers, body).await?;
@@ -212,27 +160,6 @@ impl Transport for NatsTransport {
     }
 
     async fn close(&self) {
-        let slots: Vec<Arc<Slot>> =
-            self.slots.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, slot)| slot).collect();
-        for slot in slots {
-            if let Some(connection) = slot.connection.lock().await.take() {
-                // Flushes what is buffered, then closes.
-                let _ = connection.client.drain().await;
-            }
-        }
+        self.connections.close_all().await;
     }
-}
-
-/// Closes a connection in the background, letting what it still sends finish.
-fn drain(connection: Option<Connection>) {
-    if let Some(connection) = connection {
-        tokio::spawn(async move {
-            let _ = connection.client.drain().await;
-        });
-    }
-}
-
-/// The host and port, for messages (never the whole URL).
-fn host_label(url: &Url) -> String {
-    format!("{}:{}", url.host_str().unwrap_or_default(), url.port().unwrap_or(config::DEFAULT_PORT))
 }

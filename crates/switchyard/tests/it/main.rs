@@ -32,6 +32,7 @@ mod poison;
 mod process;
 mod publisher;
 mod rate_limit;
+mod redis;
 mod resources;
 mod security_headers;
 mod sink;
