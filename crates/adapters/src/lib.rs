@@ -1,6 +1,7 @@
 //! Outbound transports, one folder per destination kind, each with its `config.rs` and its
 //! transport. [`transports`] registers them: adding a kind adds a folder and a line there.
 
+pub mod amqp;
 pub mod connections;
 pub mod http;
 pub mod identity;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use switchyard_core::destination::DestinationKind;
 use switchyard_core::transport::Transports;
 
+use crate::amqp::AmqpTransport;
 use crate::http::{HttpAdapter, HttpSettings};
 use crate::nats::NatsTransport;
 use crate::redis::RedisTransport;
@@ -33,6 +35,7 @@ pub fn transports(settings: AdapterSettings) -> Transports {
         .with(DestinationKind::Http, Arc::new(HttpAdapter::new(settings.http, settings.url_policy)))
         .with(DestinationKind::Nats, Arc::new(NatsTransport::new(settings.url_policy)))
         .with(DestinationKind::Redis, Arc::new(RedisTransport::new(settings.url_policy)))
+        .with(DestinationKind::Amqp, Arc::new(AmqpTransport::new(settings.url_policy)))
 }
 
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.

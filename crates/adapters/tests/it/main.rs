@@ -1,6 +1,7 @@
 //! The integration tests of the adapters, one module per destination kind, built as one
 //! binary.
 
+mod amqp;
 mod http;
 mod nats;
 mod redis;

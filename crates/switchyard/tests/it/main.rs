@@ -1,6 +1,7 @@
 //! Integration tests: the real application over HTTP on a real SQLite file, and (in
 //! `multi_node`) several real processes on one PostgreSQL database.
 
+mod amqp;
 mod api_keys;
 mod audit_log;
 mod bench_smoke;
