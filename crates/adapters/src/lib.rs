@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod connections;
 pub mod http;
 pub mod identity;
+pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod ssrf;
@@ -17,6 +18,7 @@ use switchyard_core::transport::Transports;
 
 use crate::amqp::AmqpTransport;
 use crate::http::{HttpAdapter, HttpSettings};
+use crate::mqtt::MqttTransport;
 use crate::nats::NatsTransport;
 use crate::redis::RedisTransport;
 pub use crate::ssrf::UrlPolicy;
@@ -36,6 +38,7 @@ pub fn transports(settings: AdapterSettings) -> Transports {
         .with(DestinationKind::Nats, Arc::new(NatsTransport::new(settings.url_policy)))
         .with(DestinationKind::Redis, Arc::new(RedisTransport::new(settings.url_policy)))
         .with(DestinationKind::Amqp, Arc::new(AmqpTransport::new(settings.url_policy)))
+        .with(DestinationKind::Mqtt, Arc::new(MqttTransport::new(settings.url_policy)))
 }
 
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.

@@ -156,3 +156,41 @@ impl std::fmt::Debug for Transports {
         f.debug_struct("Transports").field("kinds", &kinds).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    struct Refusing;
+
+    #[async_trait]
+    impl Transport for Refusing {
+        async fn validate(&self, _config: Value) -> Result<ValidatedConfig, ValidationError> {
+            Err(ValidationError::single("config.url", "refused by the transport"))
+        }
+
+        async fn deliver(&self, _message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
+            Err(DeliveryError::permanent("never sent"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kind_without_a_transport_is_refused_on_kind_naming_the_kinds_there_are() {
+        let transports = Transports::new()
+            .with(DestinationKind::Http, Arc::new(Refusing))
+            .with(DestinationKind::Nats, Arc::new(Refusing));
+        let refused = transports.validate(DestinationKind::Mqtt, json!({})).await.expect_err("refused");
+        assert_eq!(refused.0.len(), 1);
+        assert_eq!(refused.0[0].field, "kind");
+        assert_eq!(
+            refused.0[0].message,
+            "destinations of kind mqtt are not available in this release; use http or nats"
+        );
+        // A kind with a transport is validated by it.
+        let by_transport = transports.validate(DestinationKind::Http, json!({})).await.expect_err("refused");
+        assert_eq!(by_transport.0[0].field, "config.url");
+        assert!(Transports::new().unavailable(DestinationKind::Http).ends_with("use none"));
+    }
+}

@@ -3,5 +3,6 @@
 
 mod amqp;
 mod http;
+mod mqtt;
 mod nats;
 mod redis;

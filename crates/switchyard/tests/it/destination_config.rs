@@ -159,24 +159,3 @@ async fn header_and_credential_forms_that_could_only_fail_later_are_refused() {
     assert_eq!(app.count("/v1/destinations").await, 1);
     assert_eq!(snapshot(&app, &id).await, before, "refused writes change nothing");
 }
-
-#[tokio::test]
-async fn a_kind_without_a_transport_is_refused_on_kind_and_nothing_is_stored() {
-    let app = spawn_app().await;
-    for kind in ["mqtt"] {
-        let created = app
-            .post(
-                "/v1/destinations",
-                json!({"name": "broker", "kind": kind, "config": {"url": "mqtt://127.0.0.1:1883"}}),
-            )
-            .await;
-        created.assert_error(400, "validation_error");
-        assert_eq!(created.detail_fields(), ["kind"], "{kind}");
-        let message = created.body["error"]["details"][0]["message"].as_str().expect("a message");
-        assert!(
-            message.contains(kind) && message.ends_with("use amqp, http, nats or redis"),
-            "{kind}: {message}"
-        );
-    }
-    assert_eq!(app.count("/v1/destinations").await, 0);
-}

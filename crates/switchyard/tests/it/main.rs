@@ -23,6 +23,7 @@ mod jwt;
 mod limits;
 mod logs;
 mod metrics;
+mod mqtt;
 mod multi_node;
 mod nats;
 mod openapi;
