@@ -1,7 +1,7 @@
 //! The load harness of Switchyard: drives the real binary over loopback and reports
 //! throughput, latency, CPU time and memory next to a bare server measured in the same run.
 
-pub mod broker;
+pub mod brokers;
 pub mod cpu;
 pub mod latency;
 pub mod load;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use switchyard_bench::scenarios::DEFAULT_NATS_URL;
 use switchyard_bench::{Kind, Options, Scenario, node, run_all};
 
 #[derive(Parser)]
@@ -42,13 +41,13 @@ struct Cli {
     /// instead of SQLite, in a schema `switchyard_bench` dropped and made anew per scenario.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
-    /// Where e2e and fanout deliver: the HTTP sink, or a NATS JetStream stream (`--nats`),
-    /// measured beside a bare client of the broker.
+    /// Where e2e and fanout deliver: the HTTP sink, or a broker, measured beside a bare client
+    /// of the same broker.
     #[arg(long, value_enum, default_value_t = Kind::Http)]
     kind: Kind,
-    /// The NATS server of `--kind nats`.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_NATS_URL)]
-    nats: String,
+    /// The broker of `--kind` (default: the local service, e.g. nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
 }
 
 #[tokio::main]
@@ -69,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
             delivery_timeout: Duration::from_secs(cli.delivery_timeout),
             backend: cli.postgres.map_or(node::Backend::Sqlite, node::Backend::Postgres),
             kind: cli.kind,
-            nats_url: cli.nats,
+            broker_url: cli.broker,
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };

@@ -22,8 +22,8 @@ pub struct Report {
     pub peak_rss: u64,
     pub cpu: Cpu,
     pub delivered: Option<Delivered>,
-    /// `--kind nats`: a bare client publishing the same messages with acks, in the same run.
-    pub broker_ceiling: Option<LoadResult>,
+    /// `--kind` other than `http`: a bare client publishing the same messages with acks.
+    pub broker_ceiling: Option<BrokerCeiling>,
     /// `e2e` and `fanout`: from each event's send to the first arrival of each of its
     /// deliveries at the sink.
     pub delivery_latency: Option<Latencies>,
@@ -41,6 +41,13 @@ pub struct Cpu {
     pub server: Duration,
     /// The bare server's threads under the same load.
     pub bare_server: Duration,
+}
+
+/// A bare client of the broker under the same load, in the same run.
+#[derive(Debug, Clone)]
+pub struct BrokerCeiling {
+    pub broker: &'static str,
+    pub result: LoadResult,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -135,13 +142,13 @@ impl Report {
 
     /// Whether the run is complete: no failed request, and every delivery counted.
     pub fn check(&self) -> anyhow::Result<()> {
-        if let Some(broker) = &self.broker_ceiling
-            && broker.errors > 0
+        if let Some(BrokerCeiling { broker, result }) = &self.broker_ceiling
+            && result.errors > 0
         {
             anyhow::bail!(
-                "{}: {} publishes of the bare NATS client failed",
+                "{}: {} publishes of the bare {broker} client failed",
                 self.scenario.name(),
-                broker.errors
+                result.errors
             );
         }
         if self.ceiling.errors + self.measured.errors > 0 {
@@ -257,8 +264,10 @@ impl fmt::Display for Report {
                 d.elapsed.as_secs_f64()
             )?;
         }
-        if let (Some(d), Some(broker)) = (self.delivered, &self.broker_ceiling) {
-            write!(f, "  {:<22} {:>9.0} msg/s  ", "bare NATS client", broker.per_second())?;
+        if let (Some(d), Some(BrokerCeiling { broker: name, result: broker })) =
+            (self.delivered, &self.broker_ceiling)
+        {
+            write!(f, "  {:<22} {:>9.0} msg/s  ", format!("bare {name} client"), broker.per_second())?;
             quantiles(f, &broker.latencies)?;
             writeln!(f, "  (publish to ack; {} messages, {} failed)", broker.requests, broker.errors)?;
             writeln!(

@@ -9,14 +9,13 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
-use crate::broker::{self, Broker};
+use crate::brokers::{self, Broker};
 use crate::cpu;
 use crate::latency::{self, SENT_AT_KEY};
 use crate::load::{self, LoadResult, Target, Until};
 use crate::node::{Backend, Node};
-use crate::report::{Cpu, Delivered, Drain, Report};
+use crate::report::{BrokerCeiling, Cpu, Delivered, Drain, Report};
 use crate::servers::{self, Counts, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,8 +52,14 @@ impl Scenario {
 pub enum Kind {
     /// The harness's HTTP sink.
     Http,
-    /// A NATS JetStream stream (`--nats`), beside a bare client of the broker.
+    /// A NATS JetStream stream, beside a bare client of the broker.
     Nats,
+    /// A RabbitMQ exchange and queue, beside a bare client of the broker.
+    Amqp,
+    /// A Redis stream, beside a bare client of the server.
+    Redis,
+    /// MQTT 5 topics, beside bare clients of the broker.
+    Mqtt,
 }
 
 #[derive(Debug, Clone)]
@@ -77,12 +82,9 @@ pub struct Options {
     pub backend: Backend,
     /// Where `e2e` and `fanout` deliver.
     pub kind: Kind,
-    /// The NATS server of `--kind nats`.
-    pub nats_url: String,
+    /// The broker of a `kind` other than `http`; `None` for the local service's default.
+    pub broker_url: Option<String>,
 }
-
-/// The NATS server of the local services.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 impl Options {
     /// A few seconds in all: small counts, to prove the harness works, not to measure.
@@ -97,7 +99,7 @@ impl Options {
             delivery_timeout: Duration::from_secs(60),
             backend: Backend::Sqlite,
             kind: Kind::Http,
-            nats_url: DEFAULT_NATS_URL.to_owned(),
+            broker_url: None,
         }
     }
 }
@@ -203,21 +205,20 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu))
 }
 
-/// Ingest with `subscriptions` subscriptions to the sink (or, with `--kind nats`, to the
-/// broker's stream), until every delivery arrived.
+/// Ingest with `subscriptions` subscriptions to the sink (or, with `--kind`, to a broker),
+/// until every delivery arrived.
 async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
     let (ceiling, bare_cpu) = bare(options, "/v1/events", stamped).await?;
     let sink = servers::start_sink(options.server_threads)?;
-    let broker = match options.kind {
-        Kind::Http => None,
-        Kind::Nats => Some(Broker::connect(&options.nats_url).await?),
-    };
+    let broker_url =
+        options.broker_url.clone().unwrap_or_else(|| brokers::default_url(options.kind).to_owned());
+    let broker = Broker::connect(options.kind, &broker_url).await?;
     let broker_ceiling = match &broker {
         Some(broker) => {
-            broker.fresh_stream().await?;
-            let ceiling = broker.bare_publish(options.connections, options.duration).await?;
-            broker.fresh_stream().await?;
-            Some(ceiling)
+            broker.reset().await?;
+            let result = broker.bare_publish(options.connections, options.duration).await?;
+            broker.reset().await?;
+            Some(BrokerCeiling { broker: broker.name(), result })
         }
         None => None,
     };
@@ -229,12 +230,9 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
         Some(broker) => {
             let counts = Arc::new(Counts::default());
             let watcher = broker.watch(Arc::clone(&counts)).await?;
-            let config = json!({
-                "kind": "nats",
-                "config": {"url": options.nats_url, "subject": format!("{}.{{event_type}}", broker::SUBJECT_PREFIX)},
-            });
+            let destination = broker.destination(&broker_url);
             for i in 0..subscriptions {
-                node.subscribe_with(&format!("broker-{i}"), config.clone(), "#").await?;
+                node.subscribe_with(&format!("broker-{i}"), destination.clone(), "#").await?;
             }
             (counts, Some(watcher))
         }
@@ -268,15 +266,15 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     report.held = options.held;
     if let (Some(broker), Some(watcher)) = (&broker, watcher) {
         watcher.abort();
-        // The stream may count its last messages a moment after subscribers saw them.
+        // A stream may count its last messages a moment after subscribers saw them.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut stored = broker.messages().await?;
-        while stored != expected && Instant::now() < deadline {
+        let mut stored = broker.stored().await?;
+        while stored.is_some_and(|n| n != expected) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            stored = broker.messages().await?;
+            stored = broker.stored().await?;
         }
-        if stored != expected {
-            bail!("the stream holds {stored} messages, {expected} expected");
+        if let Some(stored) = stored.filter(|n| *n != expected) {
+            bail!("the broker holds {stored} messages, {expected} expected");
         }
         report.broker_ceiling = broker_ceiling;
     }

@@ -139,3 +139,85 @@ impl<C: Connection> Connections<C> {
         Arc::clone(slot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+    use switchyard_core::destination::{CircuitBreakerPolicy, DestinationKind, RetryPolicy};
+
+    use super::*;
+
+    /// A connection that counts how often connections were closed.
+    #[derive(Clone)]
+    struct Counted {
+        number: usize,
+        closed: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Connection for Counted {
+        async fn close(self) {
+            self.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn destination(version: i64) -> Destination {
+        Destination {
+            id: DestinationId::from_trusted("dst_1"),
+            name: "broker".into(),
+            kind: DestinationKind::Nats,
+            config: json!({}),
+            secrets: serde_json::Map::new(),
+            timeout_ms: 1_000,
+            connect_timeout_ms: 1_000,
+            retry: RetryPolicy::default(),
+            rate_limit: None,
+            circuit_breaker: CircuitBreakerPolicy::default(),
+            enabled: true,
+            version,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    async fn settle() {
+        // Closing happens on a spawned task.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_connection_per_destination_version_until_forgotten_or_closed() {
+        let (connections, closed, opened) =
+            (Connections::default(), Arc::new(AtomicUsize::new(0)), AtomicUsize::new(0));
+        let open = || async {
+            Ok(Counted { number: opened.fetch_add(1, Ordering::SeqCst), closed: Arc::clone(&closed) })
+        };
+        let first = connections.get_or_open(&destination(1), open).await.unwrap();
+        let again = connections.get_or_open(&destination(1), open).await.unwrap();
+        assert_eq!((first.number, again.number), (0, 0), "reused");
+
+        let changed = connections.get_or_open(&destination(2), open).await.unwrap();
+        settle().await;
+        assert_eq!((changed.number, closed.load(Ordering::SeqCst)), (1, 1), "a new version replaces the old");
+
+        connections.forget(&destination(2).id).await;
+        settle().await;
+        assert_eq!(closed.load(Ordering::SeqCst), 2, "forgotten is closed");
+        let reopened = connections.get_or_open(&destination(2), open).await.unwrap();
+        assert_eq!(reopened.number, 2, "and opened anew by the next delivery");
+
+        let failed = connections
+            .get_or_open(&destination(3), || async { Err(DeliveryError::retryable("down")) })
+            .await;
+        assert!(failed.is_err());
+        settle().await;
+        assert_eq!(closed.load(Ordering::SeqCst), 3, "the version-2 connection was replaced");
+        connections.get_or_open(&destination(3), open).await.unwrap();
+        connections.close_all().await;
+        assert_eq!(closed.load(Ordering::SeqCst), 4, "closing all closes the last one");
+    }
+}

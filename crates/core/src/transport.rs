@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::ValidationError;
 use crate::destination::{Destination, DestinationKind};
 use crate::event::Event;
-use crate::id::DeliveryId;
+use crate::id::{DeliveryId, DestinationId};
 
 /// Everything an adapter needs to send one attempt.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +88,10 @@ pub trait Transport: Send + Sync {
     /// Sends one attempt and classifies how it went.
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError>;
 
+    /// Closes the connection the transport keeps for `destination`, which was changed or
+    /// deleted.
+    async fn forget(&self, _destination: &DestinationId) {}
+
     /// Closes the connections the transport keeps, letting what they still send finish. Called
     /// once, after the engine has stopped.
     async fn close(&self) {}
@@ -126,6 +130,13 @@ impl Transports {
         match self.get(kind) {
             Some(transport) => transport.validate(config).await,
             None => Err(ValidationError::single("kind", self.unavailable(kind))),
+        }
+    }
+
+    /// Closes the connection kept for `destination`, of `kind` (see [`Transport::forget`]).
+    pub async fn forget(&self, kind: DestinationKind, destination: &DestinationId) {
+        if let Some(transport) = self.get(kind) {
+            transport.forget(destination).await;
         }
     }
 

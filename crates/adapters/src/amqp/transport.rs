@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Channel, Confirmation, ConnectionProperties};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
+use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, AmqpConfig};
@@ -155,6 +156,10 @@ impl Transport for AmqpTransport {
                 )))
             }
         }
+    }
+
+    async fn forget(&self, destination: &DestinationId) {
+        self.connections.forget(destination).await;
     }
 
     async fn close(&self) {

@@ -19,6 +19,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
+use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 use tokio::sync::oneshot;
 
@@ -240,6 +241,10 @@ impl Transport for MqttTransport {
                 limit.as_millis()
             ))),
         }
+    }
+
+    async fn forget(&self, destination: &DestinationId) {
+        self.connections.forget(destination).await;
     }
 
     async fn close(&self) {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
+use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, NatsAuth, NatsConfig};
@@ -157,6 +158,10 @@ impl Transport for NatsTransport {
                 limit.as_millis()
             ))),
         }
+    }
+
+    async fn forget(&self, destination: &DestinationId) {
+        self.connections.forget(destination).await;
     }
 
     async fn close(&self) {

@@ -10,6 +10,7 @@ use redis::{AsyncConnectionConfig, RedisError};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
+use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, RedisAuth, RedisConfig};
@@ -122,6 +123,10 @@ impl Transport for RedisTransport {
                 Err(DeliveryError::retryable(format!("adding to {stream} failed: {}", describe(&error))))
             }
         }
+    }
+
+    async fn forget(&self, destination: &DestinationId) {
+        self.connections.forget(destination).await;
     }
 
     async fn close(&self) {

@@ -250,6 +250,9 @@ async fn save(
 ) -> ApiResult<Reply> {
     let stored =
         state.store().update_destination(&next, current.version).await.map_err(|e| if_match.on_race(e))?;
+    // This node's connection to the old configuration closes now; other nodes replace theirs
+    // at their next delivery to it.
+    state.control().transports().forget(current.kind, &current.id).await;
     Ok(shown(&stored))
 }
 
@@ -346,5 +349,6 @@ async fn delete_destination(
     if !state.store().delete_destination(&current.id).await? {
         return Err(ApiError::not_found("destination", &id));
     }
+    state.control().transports().forget(current.kind, &current.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

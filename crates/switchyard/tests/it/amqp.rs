@@ -87,4 +87,6 @@ async fn a_published_event_reaches_a_queue_through_an_amqp_destination() {
     let properties = &message.properties;
     assert_eq!(properties.message_id().as_ref().map(ShortString::as_str), delivery["id"].as_str());
     assert_eq!(properties.kind().as_ref().map(ShortString::as_str), Some("order.created"));
+    let event_id = properties.headers().as_ref().and_then(|h| h.inner().get("X-Event-ID").cloned());
+    assert_eq!(event_id, Some(lapin::types::AMQPValue::LongString("amqp-1".into())));
 }

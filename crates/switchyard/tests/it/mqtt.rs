@@ -72,6 +72,9 @@ async fn a_published_event_reaches_a_subscriber_through_an_mqtt_destination() {
     assert_eq!(String::from_utf8_lossy(&publish.topic), format!("{prefix}/order.created"));
     assert_eq!(serde_json::from_slice::<Value>(&publish.payload).expect("JSON"), payload);
     let properties = publish.properties.expect("properties").user_properties;
-    let id = properties.iter().find(|(name, _)| name == "webhook-id").map(|(_, value)| value.as_str());
-    assert_eq!(id, delivery["id"].as_str(), "the delivery id is the dedup key");
+    let property =
+        |wanted: &str| properties.iter().find(|(name, _)| name == wanted).map(|(_, value)| value.as_str());
+    assert_eq!(property("webhook-id"), delivery["id"].as_str(), "the delivery id is the dedup key");
+    assert_eq!(property("X-Event-ID"), Some("mqtt-1"));
+    assert_eq!(property("X-Event-Type"), Some("order.created"));
 }
