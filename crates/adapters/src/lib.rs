@@ -2,6 +2,7 @@
 //! transport. [`transports`] registers them: adding a kind adds a folder and a line there.
 
 pub mod amqp;
+mod config_io;
 pub mod connections;
 pub mod http;
 pub mod identity;

@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::ValidationError;
-use switchyard_core::destination::split_secrets;
-use switchyard_core::error::{FieldError, Violations};
+use switchyard_core::error::Violations;
 use switchyard_core::transport::ValidatedConfig;
 use url::Url;
 
+use crate::config_io;
 use crate::ssrf::UrlPolicy;
 use crate::template::Template;
 
@@ -37,28 +37,7 @@ pub struct AmqpConfig {
 /// The URL's host is checked against `policy` as written; what a name resolves to is checked
 /// by the transport.
 pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
-    if !raw.is_object() {
-        return Err(ValidationError::single("config", "must be an object"));
-    }
-    let mut config: AmqpConfig = switchyard_core::json::from_value(raw).map_err(|error| {
-        ValidationError(
-            error
-                .0
-                .into_iter()
-                .map(|e| {
-                    let field =
-                        if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
-                    // A message may quote an excerpt of the value, which may hold the password.
-                    let message = if e.field == "password" || e.field == "url" {
-                        "has the wrong type (its value is not quoted back: it may hold a password)".to_owned()
-                    } else {
-                        e.message
-                    };
-                    FieldError::new(field, message)
-                })
-                .collect(),
-        )
-    })?;
+    let mut config: AmqpConfig = config_io::read(raw, |field| field == "password" || field == "url")?;
     let mut v = Violations::default();
     match parse_url(&config.url) {
         Ok(mut url) => {
@@ -93,10 +72,7 @@ pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Valida
         v.push("config.password", "must not contain control characters");
     }
     v.into_result()?;
-    let mut value =
-        serde_json::to_value(&config).map_err(|e| ValidationError::single("config", e.to_string()))?;
-    let secrets = split_secrets(&mut value, &SECRET_PATHS);
-    Ok(ValidatedConfig { config: value, secrets })
+    config_io::split(&config, &SECRET_PATHS)
 }
 
 /// The URL to connect to, or why it is not one. It may carry a user name, and a password.

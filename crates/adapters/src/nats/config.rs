@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::ValidationError;
-use switchyard_core::destination::split_secrets;
-use switchyard_core::error::{FieldError, Violations};
+use switchyard_core::error::Violations;
 use switchyard_core::transport::ValidatedConfig;
 use url::Url;
 
+use crate::config_io;
 use crate::ssrf::UrlPolicy;
 use crate::template::Template;
 
@@ -47,28 +47,7 @@ pub enum NatsAuth {
 /// Checks `raw`, a configuration as a client wrote it. The URL's host is checked against
 /// `policy` as written; what a name resolves to is checked by the transport.
 pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, ValidationError> {
-    if !raw.is_object() {
-        return Err(ValidationError::single("config", "must be an object"));
-    }
-    let config: NatsConfig = switchyard_core::json::from_value(raw).map_err(|error| {
-        ValidationError(
-            error
-                .0
-                .into_iter()
-                .map(|e| {
-                    let field =
-                        if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
-                    // A message may quote an excerpt of the value, which at a secret's path is the secret.
-                    let message = if SECRET_PATHS.iter().any(|secret| e.field.starts_with(secret)) {
-                        "has the wrong type (a secret's value is not quoted back)".to_owned()
-                    } else {
-                        e.message
-                    };
-                    FieldError::new(field, message)
-                })
-                .collect(),
-        )
-    })?;
+    let config: NatsConfig = config_io::read(raw, |field| config_io::is_secret(field, &SECRET_PATHS))?;
     let mut v = Violations::default();
     check_url(&mut v, &config.url, policy);
     check_subject(&mut v, &config.subject);
@@ -85,10 +64,7 @@ pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Valida
         Some(NatsAuth::Creds { .. }) => {}
     }
     v.into_result()?;
-    let mut value =
-        serde_json::to_value(&config).map_err(|e| ValidationError::single("config", e.to_string()))?;
-    let secrets = split_secrets(&mut value, &SECRET_PATHS);
-    Ok(ValidatedConfig { config: value, secrets })
+    config_io::split(&config, &SECRET_PATHS)
 }
 
 /// The URL to connect to, or why it is not one.

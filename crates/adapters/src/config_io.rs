@@ -1,0 +1,54 @@
+//! Reading a destination's configuration as a client wrote it, and splitting it for storage:
+//! what every kind's `config.rs` does first and last.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use switchyard_core::ValidationError;
+use switchyard_core::destination::split_secrets;
+use switchyard_core::error::FieldError;
+use switchyard_core::transport::ValidatedConfig;
+
+/// Reads `raw` as a `T`, naming fields from `config` down. Where `hides_value(field)` a
+/// message never quotes the value (it may be, or hold, a secret).
+pub fn read<T: DeserializeOwned>(
+    raw: Value,
+    hides_value: impl Fn(&str) -> bool,
+) -> Result<T, ValidationError> {
+    if !raw.is_object() {
+        return Err(ValidationError::single("config", "must be an object"));
+    }
+    switchyard_core::json::from_value(raw).map_err(|error| {
+        ValidationError(
+            error
+                .0
+                .into_iter()
+                .map(|e| {
+                    let field =
+                        if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
+                    let message = if hides_value(&e.field) {
+                        "has the wrong type (its value is not quoted back: it may be a secret)".to_owned()
+                    } else {
+                        e.message
+                    };
+                    FieldError::new(field, message)
+                })
+                .collect(),
+        )
+    })
+}
+
+/// Whether `field` is one of `secret_paths` or lies inside one.
+pub fn is_secret(field: &str, secret_paths: &[&str]) -> bool {
+    secret_paths
+        .iter()
+        .any(|secret| field.strip_prefix(secret).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+}
+
+/// The checked `config`, with the values at `secret_paths` split out to be sealed.
+pub fn split<T: Serialize>(config: &T, secret_paths: &[&str]) -> Result<ValidatedConfig, ValidationError> {
+    let mut value =
+        serde_json::to_value(config).map_err(|e| ValidationError::single("config", e.to_string()))?;
+    let secrets = split_secrets(&mut value, secret_paths);
+    Ok(ValidatedConfig { config: value, secrets })
+}
