@@ -5,9 +5,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchyard_core::ValidationError;
-use switchyard_core::destination::split_secrets;
+use switchyard_core::destination::{Destination, split_secrets};
 use switchyard_core::error::FieldError;
-use switchyard_core::transport::ValidatedConfig;
+use switchyard_core::event::Event;
+use switchyard_core::transport::{DeliveryError, ValidatedConfig};
+
+use crate::template::Template;
 
 /// Reads `raw` as a `T`, naming fields from `config` down. Where `hides_value(field)` a
 /// message never quotes the value (it may be, or hold, a secret).
@@ -51,4 +54,31 @@ pub fn split<T: Serialize>(config: &T, secret_paths: &[&str]) -> Result<Validate
         serde_json::to_value(config).map_err(|e| ValidationError::single("config", e.to_string()))?;
     let secrets = split_secrets(&mut value, secret_paths);
     Ok(ValidatedConfig { config: value, secrets })
+}
+
+/// The configuration `destination` was stored with, secrets included, as its transport reads
+/// it when it delivers.
+pub fn stored<T: DeserializeOwned>(destination: &Destination) -> Result<T, DeliveryError> {
+    serde_json::from_value(destination.full_config()).map_err(|_| {
+        DeliveryError::permanent(format!(
+            "the destination's configuration is not a valid {} configuration",
+            destination.kind
+        ))
+    })
+}
+
+/// The name (`what`: a subject, stream, routing key or topic) that `template` gives `event`,
+/// held to the broker's syntax by `check`. Failures are permanent: another attempt would make
+/// the same name.
+pub fn name_for(
+    what: &str,
+    template: &str,
+    event: &Event,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<String, DeliveryError> {
+    let template = Template::parse(template)
+        .map_err(|reason| DeliveryError::permanent(format!("the {what} {reason}")))?;
+    let name = template.render(event).map_err(DeliveryError::permanent)?;
+    check(&name).map_err(|reason| DeliveryError::permanent(format!("the {what} {name:?} {reason}")))?;
+    Ok(name)
 }

@@ -15,10 +15,10 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, AmqpConfig};
+use crate::config_io;
 use crate::connections::{Connection, Connections, check_broker_url, check_written_url};
 use crate::identity::{TRACEPARENT, X_CAUSATION_ID, X_EVENT_ID, identity};
 use crate::ssrf::UrlPolicy;
-use crate::template::Template;
 
 /// `delivery_mode` of a message the broker writes to disk.
 const PERSISTENT: u8 = 2;
@@ -101,15 +101,13 @@ impl Transport for AmqpTransport {
 
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
-        let config: AmqpConfig = serde_json::from_value(destination.full_config()).map_err(|_| {
-            DeliveryError::permanent("the destination's configuration is not a valid amqp configuration")
-        })?;
-        let template = Template::parse(&config.routing_key)
-            .map_err(|reason| DeliveryError::permanent(format!("the routing key {reason}")))?;
-        let routing_key = template.render(message.event).map_err(DeliveryError::permanent)?;
-        config::check_routing_key(&routing_key).map_err(|reason| {
-            DeliveryError::permanent(format!("the routing key {routing_key:?} {reason}"))
-        })?;
+        let config: AmqpConfig = config_io::stored(destination)?;
+        let routing_key = config_io::name_for(
+            "routing key",
+            &config.routing_key,
+            message.event,
+            config::check_routing_key,
+        )?;
         let payload = serde_json::to_vec(message.body)
             .map_err(|e| DeliveryError::permanent(format!("the body is not JSON: {e}")))?;
         let properties = properties(message);

@@ -24,10 +24,10 @@ use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transp
 use tokio::sync::oneshot;
 
 use super::config::{self, MqttAuth, MqttConfig};
+use crate::config_io;
 use crate::connections::{Connection, Connections, check_broker_url, check_written_url};
 use crate::identity::identity;
 use crate::ssrf::UrlPolicy;
-use crate::template::Template;
 
 /// The user property that carries the delivery id, named as HTTP's header.
 const DELIVERY_ID: &str = "webhook-id";
@@ -178,14 +178,8 @@ impl Transport for MqttTransport {
 
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
-        let config: MqttConfig = serde_json::from_value(destination.full_config()).map_err(|_| {
-            DeliveryError::permanent("the destination's configuration is not a valid mqtt configuration")
-        })?;
-        let template = Template::parse(&config.topic)
-            .map_err(|reason| DeliveryError::permanent(format!("the topic {reason}")))?;
-        let topic = template.render(message.event).map_err(DeliveryError::permanent)?;
-        config::check_topic(&topic)
-            .map_err(|reason| DeliveryError::permanent(format!("the topic {topic:?} {reason}")))?;
+        let config: MqttConfig = config_io::stored(destination)?;
+        let topic = config_io::name_for("topic", &config.topic, message.event, config::check_topic)?;
         let payload = serde_json::to_vec(message.body)
             .map_err(|e| DeliveryError::permanent(format!("the body is not JSON: {e}")))?;
         let mut user_properties = vec![(DELIVERY_ID.to_owned(), message.delivery_id.as_str().to_owned())];

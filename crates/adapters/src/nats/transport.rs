@@ -15,10 +15,10 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, NatsAuth, NatsConfig};
+use crate::config_io;
 use crate::connections::{Connection, Connections, check_broker_url, check_written_url};
 use crate::identity::identity;
 use crate::ssrf::UrlPolicy;
-use crate::template::Template;
 
 /// The header JetStream deduplicates on.
 const MESSAGE_ID: &str = "Nats-Msg-Id";
@@ -105,14 +105,9 @@ impl Transport for NatsTransport {
 
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
-        let config: NatsConfig = serde_json::from_value(destination.full_config()).map_err(|_| {
-            DeliveryError::permanent("the destination's configuration is not a valid nats configuration")
-        })?;
-        let template = Template::parse(&config.subject)
-            .map_err(|reason| DeliveryError::permanent(format!("the subject {reason}")))?;
-        let subject = template.render(message.event).map_err(DeliveryError::permanent)?;
-        config::check_subject_syntax(&subject)
-            .map_err(|reason| DeliveryError::permanent(format!("the subject {subject:?} {reason}")))?;
+        let config: NatsConfig = config_io::stored(destination)?;
+        let subject =
+            config_io::name_for("subject", &config.subject, message.event, config::check_subject_syntax)?;
         let body = serde_json::to_vec(message.body)
             .map(Bytes::from)
             .map_err(|e| DeliveryError::permanent(format!("the body is not JSON: {e}")))?;

@@ -14,10 +14,10 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::config::{self, RedisAuth, RedisConfig};
+use crate::config_io;
 use crate::connections::{Connection, Connections, check_broker_url, check_written_url};
 use crate::identity::{TRACEPARENT, X_CAUSATION_ID, X_CORRELATION_ID, X_EVENT_ID, X_EVENT_TYPE, identity};
 use crate::ssrf::UrlPolicy;
-use crate::template::Template;
 
 /// Delivers to `redis` destinations over one multiplexed connection per destination.
 pub struct RedisTransport {
@@ -87,14 +87,8 @@ impl Transport for RedisTransport {
 
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
-        let config: RedisConfig = serde_json::from_value(destination.full_config()).map_err(|_| {
-            DeliveryError::permanent("the destination's configuration is not a valid redis configuration")
-        })?;
-        let template = Template::parse(&config.stream)
-            .map_err(|reason| DeliveryError::permanent(format!("the stream {reason}")))?;
-        let stream = template.render(message.event).map_err(DeliveryError::permanent)?;
-        config::check_key(&stream)
-            .map_err(|reason| DeliveryError::permanent(format!("the stream {stream:?} {reason}")))?;
+        let config: RedisConfig = config_io::stored(destination)?;
+        let stream = config_io::name_for("stream", &config.stream, message.event, config::check_key)?;
         let payload = serde_json::to_string(message.body)
             .map_err(|e| DeliveryError::permanent(format!("the body is not JSON: {e}")))?;
 
