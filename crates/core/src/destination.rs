@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{ValidationError, Violations};
 use crate::id::DestinationId;
+pub use crate::secret_paths::split_secrets;
+use crate::secret_paths::{leaf, mark_secret_set, parent, parent_mut, set_path};
 use crate::time::{self, Millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -336,39 +338,6 @@ pub fn restore_absent_secrets(config: &mut Value, stored: &Destination) {
     }
 }
 
-/// Moves the string values at `paths` (dotted) out of `config` into a map keyed by path.
-pub fn split_secrets(config: &mut Value, paths: &[&str]) -> Map<String, Value> {
-    let mut secrets = Map::new();
-    for path in paths {
-        let secret = parent_mut(config, path).and_then(|map| map.remove(leaf(path)));
-        if let Some(secret) = secret.filter(|s| !s.is_null()) {
-            secrets.insert((*path).to_owned(), secret);
-        }
-    }
-    secrets
-}
-
-fn set_path(config: &mut Value, path: &str, secret: Value) {
-    if let Some(map) = parent_mut(config, path) {
-        map.remove(&format!("{}_set", leaf(path)));
-        map.insert(leaf(path).to_owned(), secret);
-    }
-}
-
-/// `<leaf>_set: true`; for a map of secrets, `<leaf>_set: {"<name>": true, …}`, so a client
-/// sees which names it holds and none of their values.
-fn mark_secret_set(config: &mut Value, path: &str, secret: &Value) {
-    let marker = match secret {
-        Value::Object(named) => {
-            Value::Object(named.keys().map(|name| (name.clone(), Value::Bool(true))).collect())
-        }
-        _ => Value::Bool(true),
-    };
-    if let Some(map) = parent_mut(config, path) {
-        map.insert(format!("{}_set", leaf(path)), marker);
-    }
-}
-
 /// The rotation's expiry is stored in milliseconds and shown as an RFC 3339 time.
 fn show_rotation_expiry(config: &mut Value) {
     let Some(map) = config.as_object_mut() else {
@@ -377,27 +346,6 @@ fn show_rotation_expiry(config: &mut Value) {
     if let Some(at) = map.get(PREVIOUS_SIGNING_SECRET_EXPIRES_AT).and_then(Value::as_i64) {
         map.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.to_owned(), Value::from(time::format_rfc3339(at)));
     }
-}
-
-fn leaf(path: &str) -> &str {
-    path.rsplit_once('.').map_or(path, |(_, leaf)| leaf)
-}
-
-/// The object holding the value at dotted `path`.
-fn parent_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Map<String, Value>> {
-    let holder = match path.rsplit_once('.') {
-        Some((parent, _)) => parent.split('.').try_fold(config, |v, key| v.as_object_mut()?.get_mut(key))?,
-        None => config,
-    };
-    holder.as_object_mut()
-}
-
-fn parent<'a>(config: &'a Value, path: &str) -> Option<&'a Map<String, Value>> {
-    let holder = match path.rsplit_once('.') {
-        Some((parent, _)) => parent.split('.').try_fold(config, |v, key| v.as_object()?.get(key))?,
-        None => config,
-    };
-    holder.as_object()
 }
 
 #[cfg(test)]

@@ -157,6 +157,10 @@ pub struct EventMetadata {
     /// lines of its deliveries carry it. Kept for operators' logs, not part of the resource.
     #[serde(skip)]
     pub request_id: Option<String>,
+    /// The request headers a webhook source forwards (its `forward_headers`), by lowercase name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub headers: Option<Map<String, Value>>,
 }
 
 /// Who published an event through the API. Publishing writes no audit entry (see
@@ -271,6 +275,9 @@ pub struct IngestContext {
     pub request_id: Option<String>,
     /// The authenticated caller publishing the events, named as the audit log names actors.
     pub principal: Option<String>,
+    /// Request headers kept in each event's `metadata.headers` (a webhook source's
+    /// `forward_headers`).
+    pub headers: Option<Map<String, Value>>,
     pub received_at: Millis,
     pub max_payload_bytes: usize,
 }
@@ -348,6 +355,7 @@ impl EventInput {
                 causation_id: metadata.causation_id,
                 traceparent: ctx.traceparent.clone(),
                 request_id: ctx.request_id.clone(),
+                headers: ctx.headers.clone(),
             },
             ordering_key: self.ordering_key,
             source: ctx.source.clone(),
@@ -436,6 +444,7 @@ mod tests {
             traceparent: None,
             request_id: None,
             principal: None,
+            headers: None,
             received_at: 1_700_000_000_000,
             max_payload_bytes: 64,
         }

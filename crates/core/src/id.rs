@@ -65,6 +65,10 @@ prefixed_id!(
     /// Identifies an API key (not its secret token).
     ApiKeyId, "key"
 );
+prefixed_id!(
+    /// Identifies a source (a webhook endpoint of the hub).
+    SourceId, "src"
+);
 
 #[cfg(test)]
 mod tests {

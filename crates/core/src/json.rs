@@ -69,6 +69,54 @@ fn render(path: &[Step]) -> String {
     if out.is_empty() { "body".to_owned() } else { out }
 }
 
+/// Deepest nesting of arrays and objects the hub accepts in a JSON body; a bare value is
+/// depth 0.
+pub const MAX_DEPTH: usize = 32;
+
+/// Whether the JSON text `json` nests arrays and objects deeper than `max`. One pass over the
+/// bytes that only tracks strings and brackets (syntax is the parser's business), so nothing
+/// deep is ever built.
+pub fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::nests_deeper_than;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"{"a":[{"b":1}]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a":[{"b":[]}]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"a":"[[[[\"[[[["}"#, 1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -18,6 +18,8 @@ pub mod page;
 pub mod pattern;
 pub mod rate;
 pub mod retry;
+pub mod secret_paths;
+pub mod source;
 pub mod store;
 pub mod subscription;
 pub mod time;

@@ -19,8 +19,9 @@ use crate::destination::Destination;
 use crate::event::{Event, EventFilter, EventId, EventType, IngestOutcome, NewEvent};
 use crate::event_type::EventTypeDefinition;
 pub use crate::flow::FlowStore;
-use crate::id::{ApiKeyId, DestinationId, SubscriptionId};
+use crate::id::{ApiKeyId, DestinationId, SourceId, SubscriptionId};
 use crate::page::{ListRequest, Listing};
+use crate::source::Source;
 use crate::subscription::{Subscription, SubscriptionFilter};
 use crate::time::Millis;
 
@@ -174,6 +175,16 @@ pub trait DestinationStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait SourceStore: Send + Sync {
+    async fn create_source(&self, source: &Source) -> StoreResult<()>;
+    async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>>;
+    /// Oldest first.
+    async fn list_sources(&self, request: ListRequest) -> StoreResult<Listing<Source>>;
+    async fn update_source(&self, source: &Source, expected_version: i64) -> StoreResult<Source>;
+    async fn delete_source(&self, id: &SourceId) -> StoreResult<bool>;
+}
+
+#[async_trait]
 pub trait SubscriptionStore: Send + Sync {
     /// Fails with `InvalidReference` when the destination does not exist.
     async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
@@ -272,6 +283,7 @@ pub trait Store:
     EventStore
     + EventTypeStore
     + DestinationStore
+    + SourceStore
     + SubscriptionStore
     + ApiKeyStore
     + IdempotencyStore

@@ -140,6 +140,7 @@ impl Control {
                 causation_id: None,
                 traceparent: None,
                 request_id: None,
+                headers: None,
             },
             ordering_key: None,
             source: EventSource::api(),

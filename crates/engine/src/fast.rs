@@ -268,6 +268,7 @@ mod tests {
             traceparent: None,
             request_id: None,
             principal: None,
+            headers: None,
             received_at: NOW,
             max_payload_bytes: 1_024,
         };

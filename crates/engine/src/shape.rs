@@ -212,6 +212,7 @@ mod tests {
                 causation_id: None,
                 traceparent: None,
                 request_id: None,
+                headers: None,
             },
             ordering_key: Some("k".into()),
             source: EventSource::api(),

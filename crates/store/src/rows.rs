@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus};
 use switchyard_core::destination::{Destination, DestinationKind};
-use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType, PublishedBy};
+use switchyard_core::event::{Event, EventId, EventMetadata, EventSource, EventType, NewEvent, PublishedBy};
 use switchyard_core::event_type::EventTypeDefinition;
 use switchyard_core::id::{ApiKeyId, DeliveryId, DestinationId, SubscriptionId};
 use switchyard_core::pattern::EventTypePattern;
@@ -21,6 +21,7 @@ use crate::error::{out_of_range, sealed, unreadable};
 use crate::seal::{Sealer, StoredForm, place};
 
 pub mod flow;
+pub mod sources;
 
 /// Where a destination's secrets are kept, sealed.
 pub const DESTINATION_SECRETS: &str = "destinations.secrets";
@@ -38,8 +39,18 @@ pub fn idempotency_place(scope: &str, key: &str) -> Vec<u8> {
 
 /// The sealed text of a destination's secrets.
 pub fn seal_secrets(sealer: &Sealer, id: &str, secrets: &Map<String, Value>) -> StoreResult<String> {
-    let json = to_json(DESTINATION_SECRETS, secrets)?;
-    sealer.seal(&destination_place(id), json.as_bytes()).map_err(sealed(DESTINATION_SECRETS))
+    seal_map(sealer, DESTINATION_SECRETS, &destination_place(id), secrets)
+}
+
+/// The sealed text of a map of secrets kept in `column`, bound to its place `at`.
+fn seal_map(
+    sealer: &Sealer,
+    column: &'static str,
+    at: &[u8],
+    secrets: &Map<String, Value>,
+) -> StoreResult<String> {
+    let json = to_json(column, secrets)?;
+    sealer.seal(at, json.as_bytes()).map_err(sealed(column))
 }
 
 /// A destination's secrets from their stored text: sealed, or plaintext written before sealing
@@ -62,8 +73,25 @@ pub fn open_stored(sealer: &Sealer, column: &'static str, at: &[u8], stored: &[u
     }
 }
 
+/// The plaintext of a value only ever written sealed: one in clear was not written by the store
+/// and is refused, naming the column and never the value.
+pub fn open_sealed(sealer: &Sealer, column: &'static str, at: &[u8], stored: &[u8]) -> StoreResult<Vec<u8>> {
+    match StoredForm::of(stored) {
+        StoredForm::Plaintext => {
+            Err(unreadable(column, "a value in clear, where the store writes only sealed values"))
+        }
+        StoredForm::Sealed(_) => sealer.open(at, stored).map_err(sealed(column)),
+    }
+}
+
 pub fn to_json<T: Serialize + ?Sized>(column: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| unreadable(column, e))
+}
+
+/// The `events.headers` text of `new`: its forwarded request headers as a JSON object, or NULL
+/// when it has none.
+pub fn headers_json(new: &NewEvent) -> StoreResult<Option<String>> {
+    new.metadata.headers.as_ref().map(|headers| to_json("events.headers", headers)).transpose()
 }
 
 fn from_json<T: DeserializeOwned>(column: &'static str, text: &str) -> StoreResult<T> {
@@ -107,6 +135,7 @@ pub struct EventRow {
     received_at: i64,
     published_by: Option<String>,
     content_hash: String,
+    headers: Option<String>,
 }
 
 impl TryFrom<EventRow> for Event {
@@ -124,6 +153,7 @@ impl TryFrom<EventRow> for Event {
                 causation_id: row.causation_id,
                 traceparent: row.traceparent,
                 request_id: row.request_id,
+                headers: row.headers.as_deref().map(|s| from_json("events.headers", s)).transpose()?,
             },
             ordering_key: row.ordering_key,
             source: EventSource::from_trusted(row.source),

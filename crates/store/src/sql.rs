@@ -9,7 +9,7 @@ use switchyard_core::event::EventFilter;
 macro_rules! event_columns {
     () => {
         "seq, event_id, event_type, timestamp, payload, correlation_id, causation_id, traceparent, request_id, \
-         ordering_key, source, received_at, published_by, content_hash"
+         ordering_key, source, received_at, published_by, content_hash, headers"
     };
 }
 
@@ -48,6 +48,7 @@ pub mod flow;
 #[macro_use]
 pub mod deliveries;
 pub mod settle;
+pub mod sources;
 
 macro_rules! event_type_columns {
     () => {
@@ -501,6 +502,11 @@ mod tests {
             settle::INSERT_ATTEMPTS,
             settle::PROMOTE_NEXT_OF_EACH,
             settle::SELECT_FLOWS,
+            sources::INSERT_SOURCE,
+            sources::SELECT_SOURCE,
+            sources::LIST_SOURCES,
+            sources::UPDATE_SOURCE,
+            sources::RESEAL_SOURCE_SECRETS,
         ] {
             assert!(placeholders_in_order(sql), "{sql}");
         }

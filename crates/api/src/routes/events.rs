@@ -75,6 +75,7 @@ fn ingest_context(
         request_id: crate::request_id::current(),
         // Publishing is not audited; each event records who published it instead.
         principal: Some(principal.subject()),
+        headers: None,
         received_at: now_millis(),
         max_payload_bytes: state.settings().max_payload_bytes,
     })

@@ -29,7 +29,7 @@ use super::notify_work;
 use crate::error::map_err;
 use crate::fresh::Leasing;
 use crate::repo::Written;
-use crate::rows::{SubscriptionRow, decode_all, to_json};
+use crate::rows::{SubscriptionRow, decode_all, headers_json, to_json};
 use crate::sql;
 
 /// Calls waiting for a writer, at most; further callers wait to enqueue.
@@ -43,14 +43,15 @@ const MAX_EVENTS: usize = 5_000;
 /// answers the id and sequence number of each one whose id was free.
 const INSERT_EVENTS: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
-     request_id, published_by) \
+     request_id, published_by, headers) \
      SELECT event_id, event_type, timestamp, payload, correlation_id, causation_id, ordering_key, \
-     source, received_at, content_hash, traceparent, request_id, published_by \
+     source, received_at, content_hash, traceparent, request_id, published_by, headers \
      FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[], $13::text[]) \
+     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[], $13::text[], \
+     $14::text[]) \
      WITH ORDINALITY \
      AS e(event_id, event_type, timestamp, payload, correlation_id, causation_id, ordering_key, \
-     source, received_at, content_hash, traceparent, request_id, published_by, position) \
+     source, received_at, content_hash, traceparent, request_id, published_by, headers, position) \
      ORDER BY position \
      ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
@@ -239,6 +240,7 @@ async fn insert_events(conn: &mut PgConnection, calls: &[Call]) -> StoreResult<H
         .bind(columns.traceparent)
         .bind(columns.request_id)
         .bind(columns.published_by)
+        .bind(columns.headers)
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
@@ -261,6 +263,7 @@ struct EventColumns {
     traceparent: Vec<Option<String>>,
     request_id: Vec<Option<String>>,
     published_by: Vec<Option<String>>,
+    headers: Vec<Option<String>>,
 }
 
 impl EventColumns {
@@ -279,6 +282,7 @@ impl EventColumns {
             traceparent: Vec::with_capacity(n),
             request_id: Vec::with_capacity(n),
             published_by: Vec::with_capacity(n),
+            headers: Vec::with_capacity(n),
         }
     }
 
@@ -296,6 +300,7 @@ impl EventColumns {
         self.traceparent.push(new.metadata.traceparent.clone());
         self.request_id.push(new.metadata.request_id.clone());
         self.published_by.push(new.publisher.clone());
+        self.headers.push(headers_json(new)?);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ mod group;
 mod idempotency;
 mod secrets;
 mod settle;
+mod sources;
 mod subscriptions;
 mod watch;
 

@@ -15,6 +15,7 @@ mod flow;
 mod idempotency;
 mod page;
 mod secrets;
+mod sources;
 mod subscriptions;
 
 use std::future::Future;

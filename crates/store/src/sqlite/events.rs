@@ -16,7 +16,7 @@ use super::direct::Binder;
 use crate::error::map_direct_err;
 use crate::fresh::Leasing;
 use crate::repo::{Repo, Written};
-use crate::rows::to_json;
+use crate::rows::{headers_json, to_json};
 use crate::sql;
 
 #[async_trait]
@@ -67,14 +67,14 @@ struct Routing<'g> {
     paused: &'g HashSet<String>,
 }
 
-/// Events in one `INSERT` statement, at most (thirteen parameters each).
+/// Events in one `INSERT` statement, at most (fourteen parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
-/// The insert of many events: the head, then one group of thirteen parameters (the same columns)
+/// The insert of many events: the head, then one group of fourteen parameters (the same columns)
 /// per event, then the tail; answers the id and sequence number of each row inserted.
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
-     request_id, published_by) VALUES";
+     request_id, published_by, headers) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
 /// Stores `events` and their deliveries on `conn`, inside the group's transaction; `leasing`
@@ -116,9 +116,9 @@ fn insert_events(
     let mut text = String::from(INSERT_EVENTS_HEAD);
     for i in 0..events.len() {
         text.push_str(if i == 0 {
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
-            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
     }
     text.push_str(INSERT_EVENTS_TAIL);
@@ -138,6 +138,7 @@ fn insert_events(
         binder.bind(new.metadata.traceparent.as_deref())?;
         binder.bind(new.metadata.request_id.as_deref())?;
         binder.bind(new.publisher.as_deref())?;
+        binder.bind(headers_json(new)?)?;
     }
     let mut inserted = HashMap::with_capacity(events.len());
     let mut rows = statement.raw_query();

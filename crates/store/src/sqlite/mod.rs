@@ -20,6 +20,7 @@ mod flow;
 mod group;
 mod idempotency;
 mod secrets;
+mod sources;
 mod subscriptions;
 mod writer_health;
 

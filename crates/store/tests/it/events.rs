@@ -397,3 +397,56 @@ pub async fn the_links_of_a_flow_come_in_ingest_order_up_to_the_limit(db: TestDb
     assert_eq!(store.links_of_flow("a", 2).await.unwrap().len(), 2, "the limit holds");
     assert!(store.links_of_flow("nobody", 10).await.unwrap().is_empty());
 }
+
+/// The request headers a webhook source forwards are kept with the event, and read back
+/// wherever the event is; an event without has none.
+pub async fn forwarded_headers_round_trip_and_absent_ones_stay_absent(db: TestDb) {
+    let store = db.store.as_ref();
+    let headers: serde_json::Map<String, serde_json::Value> = serde_json::Map::from_iter([
+        ("x-github-event".to_owned(), serde_json::json!("push")),
+        ("x-github-delivery".to_owned(), serde_json::json!("72d3162e-cc78-11e3-81ab-4c9367dc0958")),
+    ]);
+    // Enough events for a backend inserting in chunks to write them in several statements.
+    let events: Vec<NewEvent> = (0..150)
+        .map(|i| {
+            let mut new = event(&format!("hdr-{i:03}"), "a.b");
+            if i % 2 == 0 {
+                new.metadata.headers = Some(headers.clone());
+            }
+            new
+        })
+        .collect();
+    let expected: Vec<_> = events.iter().map(|new| new.metadata.headers.clone()).collect();
+    let stored = ingest_new(store, events, T0).await;
+    for (i, (event, expected)) in stored.iter().zip(&expected).enumerate() {
+        assert_eq!(&event.metadata.headers, expected, "{i}: as ingested");
+        let read = store.get_event(&event.event_id).await.unwrap().expect("stored");
+        assert_eq!(&read.metadata.headers, expected, "{i}: as read");
+        assert_eq!(&read, event, "{i}");
+    }
+    assert_eq!(
+        stored[0].metadata.headers.as_ref().and_then(|h| h.get("x-github-event")),
+        Some(&"push".into())
+    );
+    assert_eq!(stored[1].metadata.headers, None);
+
+    let listing = store.list_events(&EventFilter::default(), ListRequest::default()).await.unwrap();
+    let listed: Vec<_> = listing.items.into_iter().map(|e| e.metadata.headers).collect();
+    assert_eq!(listed, expected[..listed.len()]);
+
+    // Headers are not content: the same event again with other headers is a duplicate, and
+    // the stored event keeps its own.
+    let mut again = event("hdr-000", "a.b");
+    again.metadata.headers = Some(serde_json::Map::from_iter([("x-github-event".to_owned(), "ping".into())]));
+    match &store.ingest(vec![again], T0 + 1).await.unwrap()[..] {
+        [IngestOutcome::Duplicate(stored)] => assert_eq!(stored.metadata.headers, expected[0]),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+
+    // In the database: a JSON object, or NULL.
+    let nulls = db.read_outside("SELECT event_id FROM events WHERE headers IS NULL").await;
+    assert_eq!(nulls.len(), 75);
+    let kept = db.read_outside("SELECT headers FROM events WHERE event_id = 'hdr-000'").await;
+    let kept: serde_json::Value = serde_json::from_str(&kept[0]).expect("JSON text");
+    assert_eq!(kept, serde_json::Value::Object(headers));
+}

@@ -15,6 +15,7 @@ mod postgres;
 mod resources;
 mod secrets;
 mod settle;
+mod sources;
 mod sqlite;
 mod support;
 mod unfinished;
@@ -59,12 +60,17 @@ macro_rules! suite {
                 events::event_filters_bound_time_and_match_exactly,
                 events::the_links_of_a_flow_come_in_ingest_order_up_to_the_limit,
                 events::the_publisher_round_trips_with_its_request_id,
+                events::forwarded_headers_round_trip_and_absent_ones_stay_absent,
                 resources::destinations_round_trip_and_update_optimistically,
                 resources::destination_delete_is_refused_while_subscribed,
                 resources::destinations_list_in_creation_order_with_totals,
                 resources::subscriptions_need_an_existing_destination,
                 resources::subscriptions_round_trip_update_and_filter,
                 resources::event_types_round_trip_update_and_list_by_name,
+                sources::sources_round_trip_and_update_optimistically,
+                sources::sources_list_in_creation_order_with_totals,
+                sources::a_destinations_sealed_secrets_do_not_open_as_a_sources,
+                sources::source_secrets_in_clear_are_refused,
                 api_keys::api_keys_are_found_revoked_and_counted,
                 api_keys::api_keys_list_active_keys_oldest_first,
                 idempotency::claims_progress_to_a_replayable_response,
@@ -111,6 +117,7 @@ macro_rules! suite {
                 secrets::plaintext_from_before_sealing_is_read_then_sealed,
                 secrets::rotation_reseals_everything_under_the_new_key,
                 secrets::a_rotation_that_cannot_open_a_value_changes_nothing,
+                secrets::source_secrets_are_counted_and_resealed_on_rotation,
             );
             instantiate!(on_threads $connect;
                 flow::concurrent_attempts_all_reach_the_circuit_counts,

@@ -147,3 +147,48 @@ pub async fn a_rotation_that_cannot_open_a_value_changes_nothing(db: TestDb) {
     assert_eq!(stored_secrets(&db).await, before, "the transaction rolled back whole");
     assert_eq!(db.store.get_destination(&dst.id).await.unwrap(), Some(dst));
 }
+
+/// Sources' secrets are counted with the others and resealed by a rotation with them.
+pub async fn source_secrets_are_counted_and_resealed_on_rotation(db: TestDb) {
+    let dst = seed(&db).await;
+    let src = crate::support::source("github");
+    db.store.create_source(&src).await.unwrap();
+    let mut bare = crate::support::source("without secrets");
+    bare.secrets.clear();
+    db.store.create_source(&bare).await.unwrap();
+
+    let inventory = db.database.secret_inventory().await.unwrap();
+    assert_eq!(inventory.plaintext, 0);
+    assert_eq!(
+        inventory.sealed.get(db.keys.current().id()),
+        Some(&4),
+        "a destination, a response, two sources"
+    );
+    assert_eq!(db.database.reseal(Reseal::Plaintext).await.unwrap(), 0, "nothing in clear");
+
+    let new = MasterKey::generate();
+    let rotating = db.reopen(&MasterKeys::new(new.clone()).with_opening_key(db.keys.current().clone())).await;
+    assert_eq!(rotating.reseal(Reseal::NotUnderCurrentKey).await.unwrap(), 4);
+    assert_eq!(rotating.reseal(Reseal::NotUnderCurrentKey).await.unwrap(), 0, "done once");
+
+    let new_only = MasterKeys::new(new);
+    let sources = db.read_outside("SELECT secrets FROM sources").await;
+    assert_eq!(sources.len(), 2);
+    assert_sealed_under(&sources, &new_only);
+    assert!(sources.iter().all(|s| !s.contains(crate::support::SOURCE_SECRET)));
+    let after = db.reopen(&new_only).await;
+    let inventory = after.secret_inventory().await.unwrap();
+    assert_eq!(inventory.sealed.get(new_only.current().id()), Some(&4));
+    assert_eq!(inventory.sealed.len(), 1, "nothing left under the old key");
+    assert_eq!(after.store().get_source(&src.id).await.unwrap(), Some(src.clone()));
+    assert_eq!(after.store().get_source(&bare.id).await.unwrap(), Some(bare));
+    assert_eq!(after.store().get_destination(&dst.id).await.unwrap(), Some(dst));
+    match db.store.get_source(&src.id).await {
+        Err(StoreError::Backend(error)) => {
+            let message = error.to_string();
+            assert!(message.contains("sources.secrets"), "{message}");
+            assert!(message.contains(new_only.current().id().as_str()), "names the sealing key: {message}");
+        }
+        other => panic!("the old key alone no longer opens it: {other:?}"),
+    }
+}

@@ -8,8 +8,9 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
 use switchyard_core::destination::{CircuitBreakerPolicy, Destination, DestinationKind, RetryPolicy};
 use switchyard_core::event::{EventId, EventMetadata, EventSource, EventType, NewEvent};
-use switchyard_core::id::{DestinationId, SubscriptionId};
+use switchyard_core::id::{DestinationId, SourceId, SubscriptionId};
 use switchyard_core::pattern::EventTypePattern;
+use switchyard_core::source::{Source, SourceKind};
 use switchyard_core::store::Store;
 use switchyard_core::subscription::{Ordering, OrderingOnDead, Subscription};
 use switchyard_core::time::Millis;
@@ -322,6 +323,7 @@ pub fn event(id: &str, event_type: &str) -> NewEvent {
             causation_id: None,
             traceparent: None,
             request_id: Some(format!("req-{id}")),
+            headers: None,
         },
         ordering_key: None,
         source: EventSource::api(),
@@ -348,6 +350,24 @@ pub fn destination(name: &str) -> Destination {
         updated_at: T0,
     }
 }
+
+/// A GitHub webhook source, its HMAC secret split out as the API splits it.
+pub fn source(name: &str) -> Source {
+    Source {
+        id: SourceId::generate(),
+        name: name.to_owned(),
+        kind: SourceKind::Webhook,
+        config: json!({"verification": {"type": "github"}, "forward_headers": ["x-github-event"]}),
+        secrets: Map::from_iter([("verification.secret".to_owned(), json!(SOURCE_SECRET))]),
+        enabled: true,
+        version: 1,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// The secret of [`source`]'s sources, which the database must never hold in clear.
+pub const SOURCE_SECRET: &str = "gh-hmac-s3cret-never-in-clear";
 
 pub fn subscription(destination: &DestinationId, patterns: &[&str]) -> Subscription {
     Subscription {

@@ -67,6 +67,7 @@ pub fn event() -> Event {
             causation_id: Some("cart-7-checked-out".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             request_id: None,
+            headers: None,
         },
         ordering_key: None,
         source: EventSource::api(),
