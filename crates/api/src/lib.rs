@@ -28,8 +28,9 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::api_key::ApiKey;
 use switchyard_core::store::{Store, StoreError};
+use switchyard_engine::jq::JqLimits;
 use switchyard_engine::recent::{RECENT_FOR, Recent};
-use switchyard_engine::{Control, Ingestor};
+use switchyard_engine::{Control, Ingestor, SourceIntake};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -56,6 +57,11 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// A request body that sends nothing this long is abandoned ([`deadline`]).
     pub body_read_timeout: Duration,
+    /// The origin providers reach this hub at (`https://hub.example.com`), for the URLs of
+    /// sources; `None`: the request's `Host`.
+    pub public_url: Option<String>,
+    /// The server speaks HTTPS (the scheme of URLs built from `Host`).
+    pub https: bool,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +75,8 @@ impl Default for ApiSettings {
             metrics_require_key: false,
             request_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
+            public_url: None,
+            https: false,
         }
     }
 }
@@ -80,6 +88,7 @@ pub struct ApiState(Arc<Inner>);
 struct Inner {
     store: Arc<dyn Store>,
     ingestor: Ingestor,
+    source_intake: SourceIntake,
     control: Control,
     settings: ApiSettings,
     recent_requests: observe::RecentRequests,
@@ -93,9 +102,12 @@ impl ApiState {
         let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker())
             .with_metrics(control.metrics().clone())
             .with_fast_lane(control.fast_lane().clone());
+        let source_intake =
+            SourceIntake::new(store.clone(), JqLimits::for_payloads(settings.max_payload_bytes))
+                .with_metrics(control.metrics().clone());
         let recent_requests = observe::RecentRequests::default();
         let api_keys = Recent::new(RECENT_FOR);
-        Self(Arc::new(Inner { store, ingestor, control, settings, recent_requests, api_keys }))
+        Self(Arc::new(Inner { store, ingestor, source_intake, control, settings, recent_requests, api_keys }))
     }
 
     /// The active API key whose token hashes to `token_hash`; read from the store at most once
@@ -126,6 +138,11 @@ impl ApiState {
         &self.0.ingestor
     }
 
+    /// Webhook sources' intake on this node: compiled sources, rate limits, activity.
+    pub fn source_intake(&self) -> &SourceIntake {
+        &self.0.source_intake
+    }
+
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
     }
@@ -145,6 +162,9 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(from_fn_with_state(audit::AuditRecorder::new(state.clone()), audit::record))
         .route_layer(from_fn_with_state(limiter, rate_limit::enforce))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // The provider's signature authenticates a webhook: no bearer token, no per-key limit,
+    // no audit (it is the data plane), no idempotency keys (event ids dedupe).
+    let (webhooks, _) = openapi::webhook_routes().split_for_parts();
     let (health, _) = openapi::health_routes().split_for_parts();
     let (metrics, _) = openapi::metrics_routes().split_for_parts();
     // Outside the API's rate limit either way, so a scraper is never throttled.
@@ -155,6 +175,7 @@ pub fn router(state: ApiState) -> Router {
     };
     Router::new()
         .merge(v1)
+        .merge(webhooks)
         .merge(health)
         .merge(metrics)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))

@@ -19,13 +19,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::error::Violations;
+use switchyard_core::json;
 
 use crate::error::ApiError;
 
 /// Largest header block, in bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Deepest nesting of arrays and objects in a JSON body; a bare value is depth 0.
-pub const MAX_JSON_DEPTH: usize = 32;
+pub const MAX_JSON_DEPTH: usize = json::MAX_DEPTH;
 /// Longest string or object key in a JSON body outside event payloads, in bytes.
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Past this many, more long strings are not reported one by one.
@@ -43,37 +44,11 @@ pub async fn check_headers(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Refuses a JSON text nested deeper than [`MAX_JSON_DEPTH`]. A single pass over the bytes
-/// that only tracks strings and brackets: syntax is the parser's business.
+/// Refuses a JSON text nested deeper than [`MAX_JSON_DEPTH`], before it is parsed.
 pub fn check_depth(json: &[u8]) -> Result<(), ApiError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in json {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(ValidationError::single(
-                        "body",
-                        format!("nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"),
-                    )
-                    .into());
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if json::nests_deeper_than(json, MAX_JSON_DEPTH) {
+        let message = format!("nests arrays and objects more than {MAX_JSON_DEPTH} levels deep");
+        return Err(ValidationError::single("body", message).into());
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::ApiState;
 use crate::routes::{
     api_keys, audit_log, deliveries, destination_actions, destination_health, destinations, event_trace,
-    event_types, events, health, metrics, status, subscriptions,
+    event_types, events, health, metrics, source_webhook, sources, status, subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -27,6 +27,7 @@ use crate::routes::{
         (name = "subscriptions", description = "Routes from event types to destinations"),
         (name = "deliveries", description = "Each event's deliveries and their attempts"),
         (name = "dead letters", description = "Deliveries that failed for good, and their replay"),
+        (name = "sources", description = "Where events enter other than this API: signed provider webhooks"),
         (name = "api keys", description = "Credentials and their roles"),
         (name = "audit log", description = "Every control-plane write: who, what, and how it went"),
         (name = "health", description = "Liveness and readiness probes, and the Prometheus metrics"),
@@ -45,9 +46,14 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(destination_health::router())
         .merge(deliveries::router())
         .merge(subscriptions::router())
+        .merge(sources::router())
         .merge(api_keys::router())
         .merge(audit_log::router())
         .merge(status::router())
+}
+
+pub(crate) fn webhook_routes() -> OpenApiRouter<ApiState> {
+    source_webhook::router()
 }
 
 pub(crate) fn health_routes() -> OpenApiRouter<ApiState> {
@@ -63,6 +69,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(v1_routes().into_openapi());
+    doc.merge(webhook_routes().into_openapi());
     doc.merge(health_routes().into_openapi());
     doc.merge(metrics_routes().into_openapi());
     let components = doc.components.get_or_insert_with(Default::default);

@@ -6,6 +6,7 @@ pub mod dispatch;
 mod fast;
 mod gate;
 pub mod ingest;
+pub mod intake;
 pub mod jq;
 mod lease;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub use control::{Control, TestResult};
 pub use dispatch::{Engine, Waker};
 pub use fast::{FastLane, Reservation};
 pub use ingest::{BatchItem, IngestError, Ingestor};
+pub use intake::{IntakeError, Received, SourceActivity, SourceIntake, WebhookRequest};
 pub use metrics::Metrics;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 

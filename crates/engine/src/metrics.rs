@@ -146,6 +146,10 @@ impl Metrics {
                 "Events stored (duplicates excluded), by type"
             );
             describe_counter!(
+                "switchyard_source_requests_total",
+                "Webhook requests to sources, by source and outcome (accepted, duplicate, unauthorized, invalid, rate_limited, failed)"
+            );
+            describe_counter!(
                 "switchyard_deliveries_total",
                 "Deliveries settled, by destination and outcome"
             );
@@ -192,6 +196,12 @@ impl Metrics {
     pub fn event_ingested(&self, event_type: &str) {
         let label = self.event_type_label(event_type);
         self.with(|| counter!("switchyard_events_ingested_total", "event_type" => label).increment(1));
+    }
+
+    /// One webhook request to an existing source, by what it came to.
+    pub fn source_request(&self, source: &str, outcome: &'static str) {
+        let labels = [("source", source.to_owned()), ("outcome", outcome.to_owned())];
+        self.with(|| counter!("switchyard_source_requests_total", &labels).increment(1));
     }
 
     fn event_type_label(&self, event_type: &str) -> String {

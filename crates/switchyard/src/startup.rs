@@ -282,6 +282,8 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         metrics_require_key: config.auth.metrics_require_key,
         request_timeout: Duration::from_millis(config.server.request_timeout_ms),
         body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+        public_url: config.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
+        https: config.server.tls.is_some(),
     })
 }
 

@@ -11,6 +11,8 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod source_webhook;
+pub mod sources;
 pub mod status;
 pub mod subscriptions;
 

@@ -21,6 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use switchyard_engine::SourceActivity;
+use switchyard_engine::intake::FAILING_AFTER;
+
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::envelope::{Failure, Reply, Success};
@@ -49,8 +52,27 @@ pub struct StatusReport {
     /// One entry per destination.
     pub external_services: Vec<ExternalService>,
     pub performance: Performance,
+    /// One entry per source, with what its webhooks came to on this node since it started.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
     /// What stands in the way of delivery; empty when nothing does.
     pub blockers: Vec<Blocker>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceStatus {
+    pub source_id: String,
+    pub name: String,
+    #[schema(example = "webhook")]
+    pub kind: String,
+    pub enabled: bool,
+    /// The verification type (`github`, `stripe`, …).
+    #[schema(example = "github")]
+    pub verification: Option<String>,
+    /// Requests this node took in, refused, and so on, since it started.
+    pub activity: SourceActivity,
+    /// When this node last received a request for it (RFC 3339); null before any.
+    pub last_request_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -78,12 +100,15 @@ pub struct ExternalService {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Blocker {
-    /// `circuit_open`, `dead_letters`, `destination_paused`, `stalled_backlog` or
-    /// `database_error`.
+    /// `circuit_open`, `dead_letters`, `destination_paused`, `stalled_backlog`,
+    /// `source_failing` or `database_error`.
     #[schema(example = "circuit_open")]
     pub kind: String,
     /// The destination concerned, if any.
     pub destination_id: Option<String>,
+    /// The source concerned, if any.
+    #[serde(default)]
+    pub source_id: Option<String>,
     pub reason: String,
 }
 
@@ -142,22 +167,28 @@ pub async fn report(state: &ApiState) -> StatusReport {
         Ok(()) => survey(state).await,
         Err(error) => Err(error),
     };
-    let (database, external_services) = match surveyed {
-        Ok(surveys) => {
+    let surveyed = match surveyed {
+        Ok(surveys) => sources(state).await.map(|sources| (surveys, sources)),
+        Err(error) => Err(error),
+    };
+    let (database, external_services, sources) = match surveyed {
+        Ok((surveys, sources)) => {
             let now = now_millis();
             for survey in &surveys {
                 blockers.extend(survey.blockers(now));
             }
-            ("migrations_complete", surveys.iter().map(|s| s.service(now)).collect())
+            blockers.extend(sources.iter().filter_map(SourceStatus::blocker));
+            ("migrations_complete", surveys.iter().map(|s| s.service(now)).collect(), sources)
         }
         Err(error) => {
             tracing::warn!(%error, "the status report could not read the database");
             blockers.push(Blocker {
                 kind: "database_error".into(),
                 destination_id: None,
+                source_id: None,
                 reason: format!("the database is not ready: {error}"),
             });
-            ("unavailable", Vec::new())
+            ("unavailable", Vec::new(), Vec::new())
         }
     };
     StatusReport {
@@ -165,7 +196,53 @@ pub async fn report(state: &ApiState) -> StatusReport {
         database: database.into(),
         external_services,
         performance,
+        sources,
         blockers,
+    }
+}
+
+/// Every source, in creation order, with this node's activity for it.
+async fn sources(state: &ApiState) -> StoreResult<Vec<SourceStatus>> {
+    let mut activity = state.source_intake().activity();
+    let mut all = Vec::new();
+    for page in 1.. {
+        let listing =
+            state.store().list_sources(ListRequest::Page { page, per_page: DESTINATIONS_PER_PAGE }).await?;
+        let last_page = listing.items.len() < DESTINATIONS_PER_PAGE as usize;
+        for source in listing.items {
+            let activity = activity.remove(&source.id).unwrap_or_default();
+            let verification =
+                source.config.pointer("/verification/type").and_then(|t| t.as_str()).map(str::to_owned);
+            all.push(SourceStatus {
+                source_id: source.id.to_string(),
+                name: source.name,
+                kind: source.kind.as_str().to_owned(),
+                enabled: source.enabled,
+                verification,
+                last_request_at: activity.last_request_at.map(time::format_rfc3339),
+                activity,
+            });
+        }
+        if last_page {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+impl SourceStatus {
+    fn blocker(&self) -> Option<Blocker> {
+        (self.enabled && self.activity.failing).then(|| Blocker {
+            kind: "source_failing".into(),
+            destination_id: None,
+            source_id: Some(self.source_id.clone()),
+            reason: format!(
+                "the last {} webhooks to {} failed verification ({}); check the secret shared with the provider",
+                FAILING_AFTER,
+                self.name,
+                self.activity.last_rejection.as_deref().unwrap_or("refused"),
+            ),
+        })
     }
 }
 
@@ -256,6 +333,7 @@ impl DestinationSurvey {
         let blocker = |kind: &str, reason: String| Blocker {
             kind: kind.to_owned(),
             destination_id: Some(id.clone()),
+            source_id: None,
             reason,
         };
         let mut blockers = Vec::new();

@@ -239,7 +239,9 @@ impl Config {
         positive("engine.batch_size", u64::from(self.engine.batch_size));
         positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
         positive("retention.days", u64::from(self.retention.days));
-        server::validate(&self.server, &mut positive);
+        let mut server_problems = Vec::new();
+        server::validate(&self.server, &mut positive, &mut server_problems);
+        problems.extend(server_problems);
         if self.database.url.trim().is_empty() {
             problems.push("database.url: must not be empty".to_owned());
         }

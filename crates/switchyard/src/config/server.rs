@@ -27,6 +27,10 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Connections held at once; past it, new ones wait in the kernel's backlog.
     pub max_connections: u32,
+    /// The origin providers reach this hub at (`https://hub.example.com`), shown in each
+    /// source's `url`; absent: the `Host` of the request that reads the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// HTTPS: `[server.tls]`, absent for plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -41,18 +45,39 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_connections: 10_000,
+            public_url: None,
             tls: None,
         }
     }
 }
 
-/// Reports every `[server]` key that must be positive and is not.
-pub(super) fn validate(server: &ServerConfig, positive: &mut impl FnMut(&str, u64)) {
+/// Reports every `[server]` key that must be positive and is not, and a `public_url` that is
+/// not an origin.
+pub(super) fn validate(
+    server: &ServerConfig,
+    positive: &mut impl FnMut(&str, u64),
+    problems: &mut Vec<String>,
+) {
+    if let Some(url) = &server.public_url
+        && !is_origin(url)
+    {
+        problems.push(format!(
+            "server.public_url: `{url}` must be an http or https origin, such as https://hub.example.com"
+        ));
+    }
     positive("server.header_read_timeout_ms", server.header_read_timeout_ms);
     positive("server.idle_timeout_ms", server.idle_timeout_ms);
     positive("server.body_read_timeout_ms", server.body_read_timeout_ms);
     positive("server.request_timeout_ms", server.request_timeout_ms);
     positive("server.max_connections", u64::from(server.max_connections));
+}
+
+fn is_origin(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|host| {
+        let host = host.trim_end_matches('/');
+        !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@'])
+    })
 }
 
 /// `[server.tls]`: serve HTTPS (rustls) with this certificate chain and private key, both PEM
@@ -152,6 +177,22 @@ mod tests {
                 "server.max_connections",
             ] {
                 assert!(problems.contains(&format!("{key}: must be greater than 0")), "{key}: {problems}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_public_url_must_be_an_origin() {
+        jailed(|jail| {
+            write(jail, "[server]\npublic_url = \"https://hub.example.com/\"\n");
+            assert_eq!(
+                load().expect("an origin").server.public_url.as_deref(),
+                Some("https://hub.example.com/")
+            );
+            for bad in ["hub.example.com", "https://hub.example.com/hooks", "ftp://hub", "https://"] {
+                write(jail, &format!("[server]\npublic_url = \"{bad}\"\n"));
+                let problems = load().expect_err(bad).problems().join("\n");
+                assert!(problems.contains("server.public_url"), "{bad}: {problems}");
             }
         });
     }
