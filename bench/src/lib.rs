@@ -11,16 +11,17 @@ pub mod scenarios;
 pub mod servers;
 
 pub use report::Report;
-pub use scenarios::{Kind, Options, Scenario};
+pub use scenarios::{Kind, Options, Scenario, Source};
 
 /// Runs `scenarios` one after the other, each on a fresh server, handing each report to
 /// `on_report` as it comes; fails on the first that is incomplete (a failed request, a
-/// delivery the sink did not count).
+/// delivery the sink did not count), and before any runs if one cannot take `options`.
 pub async fn run_all(
     scenarios: &[Scenario],
     options: &Options,
     mut on_report: impl FnMut(&Report),
 ) -> anyhow::Result<Vec<Report>> {
+    scenarios::check(scenarios, options)?;
     let mut reports = Vec::with_capacity(scenarios.len());
     for scenario in scenarios {
         let report = scenarios::run(*scenario, options).await?;

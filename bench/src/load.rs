@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +24,14 @@ pub struct Target {
     pub addr: SocketAddr,
     pub path: String,
     pub token: Option<String>,
+}
+
+/// One request of a load run: its body and any headers of its own (sent after `Host`,
+/// `Authorization` and `Content-Type`).
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub body: Bytes,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// When the load stops.
@@ -80,6 +88,18 @@ impl Connection {
         token: Option<&str>,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send_with(method, path, token, Vec::new(), body).await
+    }
+
+    /// [`Connection::send`] with `headers` of the request's own.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         self.sender.ready().await?;
         let mut request = Request::builder().method(method).uri(path).header(HOST, &self.host);
         if let Some(token) = token {
@@ -87,6 +107,9 @@ impl Connection {
         }
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let response = self.sender.send_request(request.body(Full::new(body))?).await?;
         let status = response.status();
@@ -108,7 +131,27 @@ pub async fn run<F>(
 where
     F: Fn(u64) -> Bytes + Send + Sync + 'static,
 {
-    let body = Arc::new(body);
+    run_with(target, connections, until, first, label, move |n| Outgoing {
+        body: body(n),
+        headers: Vec::new(),
+    })
+    .await
+}
+
+/// [`run`] where `request(n)` makes the n-th request's body and headers of its own (e.g. a
+/// signature over the body), in the worker, just before the request is sent.
+pub async fn run_with<F>(
+    target: &Target,
+    connections: usize,
+    until: Until,
+    first: u64,
+    label: &str,
+    request: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(u64) -> Outgoing + Send + Sync + 'static,
+{
+    let make = Arc::new(request);
     let next = Arc::new(AtomicU64::new(first));
     let progress = progress_bar(label, until);
     let started = Instant::now();
@@ -123,7 +166,7 @@ where
     let mut workers = Vec::with_capacity(connections);
     for _ in 0..connections.max(1) {
         let target = target.clone();
-        let body = Arc::clone(&body);
+        let make = Arc::clone(&make);
         let next = Arc::clone(&next);
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
@@ -139,8 +182,10 @@ where
                     break;
                 }
                 let sent = Instant::now();
-                let (status, answer) =
-                    connection.send(Method::POST, &target.path, target.token.as_deref(), body(n)).await?;
+                let Outgoing { body, headers } = make(n);
+                let (status, answer) = connection
+                    .send_with(Method::POST, &target.path, target.token.as_deref(), headers, body)
+                    .await?;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
                 if !status.is_success() {
                     errors += 1;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use switchyard_bench::{Kind, Options, Scenario, node, run_all};
+use switchyard_bench::{Kind, Options, Scenario, Source, node, run_all, scenarios};
 
 #[derive(Parser)]
 #[command(about = "Load harness of Switchyard: drives the real binary over loopback")]
@@ -48,6 +48,10 @@ struct Cli {
     /// The broker of `--kind` (default: the local service, e.g. nats://127.0.0.1:4222).
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
+    /// Where ingest's events enter: `POST /v1/events`, or a GitHub webhook source (signed
+    /// requests to `POST /v1/sources/{id}/webhook`). Only the ingest scenario takes github.
+    #[arg(long, value_enum, default_value_t = Source::Api)]
+    source: Source,
 }
 
 #[tokio::main]
@@ -56,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     // The server runs in a temporary directory: a relative path would not find it from there.
     let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
     let options = if cli.smoke {
-        Options::smoke(binary)
+        Options { source: cli.source, ..Options::smoke(binary) }
     } else {
         Options {
             binary,
@@ -69,9 +73,11 @@ async fn main() -> anyhow::Result<()> {
             backend: cli.postgres.map_or(node::Backend::Sqlite, node::Backend::Postgres),
             kind: cli.kind,
             broker_url: cli.broker,
+            source: cli.source,
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };
+    scenarios::check(&scenarios, &options)?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let backend = match &options.backend {
         node::Backend::Sqlite => "SQLite".to_owned(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::latency::Latencies;
 use crate::load::LoadResult;
-use crate::scenarios::{Options, Scenario};
+use crate::scenarios::{Options, Scenario, Source};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -30,6 +30,8 @@ pub struct Report {
     pub drain: Option<Drain>,
     /// Deliveries held behind a paused destination during the run.
     pub held: u64,
+    /// Where the events entered (`ingest --source`).
+    pub source: Source,
 }
 
 /// User plus system CPU time (`utime + stime` of `/proc/.../stat`) over the measured phase.
@@ -116,6 +118,7 @@ impl Report {
             delivery_latency: None,
             drain: None,
             held: 0,
+            source: Source::Api,
         }
     }
 
@@ -237,7 +240,11 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} connections", self.scenario.name(), self.connections)?;
+        write!(f, "{}", self.scenario.name())?;
+        if let Some(source) = self.source.label() {
+            write!(f, " ({source})")?;
+        }
+        write!(f, " ({} connections", self.connections)?;
         if self.held > 0 {
             write!(f, ", {} deliveries held behind a paused destination", self.held)?;
         }

@@ -7,13 +7,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use sha2::Sha256;
 
 use crate::brokers::{self, Broker};
 use crate::cpu;
 use crate::latency::{self, SENT_AT_KEY};
-use crate::load::{self, LoadResult, Target, Until};
+use crate::load::{self, LoadResult, Outgoing, Target, Until};
 use crate::node::{Backend, Node};
 use crate::report::{BrokerCeiling, Cpu, Delivered, Drain, Report};
 use crate::servers::{self, Counts, Sink};
@@ -62,6 +66,36 @@ pub enum Kind {
     Mqtt,
 }
 
+/// Where `ingest`'s events enter the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// `POST /v1/events` with the admin key's bearer token.
+    #[default]
+    Api,
+    /// `POST /v1/sources/{id}/webhook` of a GitHub webhook source: no token, each request
+    /// with its own delivery id and an `X-Hub-Signature-256` the load generator computes as it
+    /// sends.
+    Github,
+}
+
+impl Source {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Github => "github",
+        }
+    }
+
+    /// How a report names it after the scenario; `None` for the API.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Source::Api => None,
+            Source::Github => Some("github webhook"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The `switchyard` binary to drive.
@@ -84,6 +118,8 @@ pub struct Options {
     pub kind: Kind,
     /// The broker of a `kind` other than `http`; `None` for the local service's default.
     pub broker_url: Option<String>,
+    /// Where `ingest`'s events enter (only `ingest` takes another than the API).
+    pub source: Source,
 }
 
 impl Options {
@@ -100,8 +136,24 @@ impl Options {
             backend: Backend::Sqlite,
             kind: Kind::Http,
             broker_url: None,
+            source: Source::Api,
         }
     }
+}
+
+/// Fails unless every one of `scenarios` can run with `options`: a `--source` other than the
+/// API drives only `ingest`.
+pub fn check(scenarios: &[Scenario], options: &Options) -> anyhow::Result<()> {
+    if options.source != Source::Api
+        && let Some(other) = scenarios.iter().find(|s| **s != Scenario::Ingest)
+    {
+        let source = options.source.name();
+        bail!(
+            "--source {source} drives only the ingest scenario, not {}: run `bench/run ingest --source {source}`",
+            other.name()
+        );
+    }
+    Ok(())
 }
 
 /// Events in a request of `ingest-batch`.
@@ -129,6 +181,44 @@ fn event_with(event_type: &str, n: u64, more_fields: &str) -> String {
         r#"{{"event_id":"e-{n}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"{more_fields}}}}}"#,
         n % 977
     )
+}
+
+/// The `payload` object of [`event`]`(n)`, byte for byte: a webhook's body.
+fn payload(n: u64) -> String {
+    format!(r#"{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"}}"#, n % 977)
+}
+
+/// The secret of the `github` source of `ingest --source github`.
+const GITHUB_SECRET: &str = "switchyard-bench-github-secret";
+
+/// The n-th GitHub `push` webhook: [`payload`]`(n)` as the body, delivery id `d-<n>`, signed
+/// with `secret` (HMAC-SHA256 over the body, lowercase hex) as the request is made.
+fn github_webhook(secret: &'static str) -> impl Fn(u64) -> Outgoing + Send + Sync + 'static {
+    const EVENT: HeaderName = HeaderName::from_static("x-github-event");
+    const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+    const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+    move |n| {
+        let body = payload(n);
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+        mac.update(body.as_bytes());
+        let mut signature = String::with_capacity(7 + 64);
+        signature.push_str("sha256=");
+        for byte in mac.finalize().into_bytes() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            signature.push(char::from(HEX[usize::from(byte >> 4)]));
+            signature.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        let value = |text: String| HeaderValue::try_from(text).expect("visible ASCII");
+        Outgoing {
+            body: Bytes::from(body),
+            headers: vec![
+                (EVENT, HeaderValue::from_static("push")),
+                (DELIVERY, value(format!("d-{n}"))),
+                (SIGNATURE, value(signature)),
+            ],
+        }
+    }
 }
 
 fn single(n: u64) -> Bytes {
@@ -160,6 +250,7 @@ fn batch_from(
 }
 
 pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report> {
+    check(&[scenario], options)?;
     match scenario {
         Scenario::Ingest => ingest(options, false).await,
         Scenario::IngestBatch => ingest(options, true).await,
@@ -195,14 +286,45 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     let body = move |n| if batched { batch(BATCH)(n) } else { single(n) };
     let (ceiling, bare_cpu) = bare(options, path, body).await?;
     let node = Node::start(&options.binary, &options.backend).await?;
-    let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
-    let cpu_before = node.cpu()?;
-    let measured =
-        load::run(&target, options.connections, Until::Elapsed(options.duration), 0, scenario.name(), body)
-            .await?;
+    let until = Until::Elapsed(options.duration);
+    let (measured, cpu_before) = match options.source {
+        Source::Api => {
+            let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
+            let cpu_before = node.cpu()?;
+            (load::run(&target, options.connections, until, 0, scenario.name(), body).await?, cpu_before)
+        }
+        Source::Github => {
+            // No rate limit to speak of: the source's own would otherwise cap the load at 100/s.
+            let source = node
+                .call(
+                    Method::POST,
+                    "/v1/sources",
+                    json!({
+                        "name": "github",
+                        "kind": "webhook",
+                        "config": {
+                            "verification": {"type": "github", "secret": GITHUB_SECRET},
+                            "rate_limit": {"per_second": 1_000_000, "burst": 1_000_000},
+                        },
+                    }),
+                )
+                .await?;
+            let id = source["id"].as_str().context("a source id")?;
+            // The provider's request carries no bearer token: its signature is the credential.
+            let target = Target { addr: node.addr, path: format!("/v1/sources/{id}/webhook"), token: None };
+            let cpu_before = node.cpu()?;
+            let request = github_webhook(GITHUB_SECRET);
+            (
+                load::run_with(&target, options.connections, until, 0, "ingest (github)", request).await?,
+                cpu_before,
+            )
+        }
+    };
     let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
     let memory = node.memory()?;
-    Ok(Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu))
+    let mut report = Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu);
+    report.source = options.source;
+    Ok(report)
 }
 
 /// Ingest with `subscriptions` subscriptions to the sink (or, with `--kind`, to a broker),
@@ -347,4 +469,43 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     report.delivered = Some(Delivered::new(total, sink.counts.unique(), finished - started));
     report.drain = Some(Drain::new(before.rss, &samples, drain_cpu));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_body_is_the_payload_of_the_plain_event() {
+        for n in [0, 1, 976, 977, 123_456_789] {
+            let plain: serde_json::Value = serde_json::from_str(&event(n)).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&payload(n)).unwrap();
+            assert_eq!(plain["payload"], body);
+            assert!(event(n).ends_with(&format!(r#""payload":{}}}"#, payload(n))), "byte for byte");
+        }
+    }
+
+    #[test]
+    fn a_github_webhook_is_signed_over_its_body() {
+        let request = github_webhook("It's a Secret to Everybody")(7);
+        let header = |name: &str| {
+            request.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(header("x-github-event").as_deref(), Some("push"));
+        assert_eq!(header("x-github-delivery").as_deref(), Some("d-7"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"It's a Secret to Everybody").unwrap();
+        mac.update(&request.body);
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(header("x-hub-signature-256"), Some(format!("sha256={expected}")));
+        assert_eq!(request.body, payload(7).as_bytes());
+    }
+
+    #[test]
+    fn only_ingest_takes_another_source() {
+        let options = Options { source: Source::Github, ..Options::smoke("switchyard".into()) };
+        assert!(check(&[Scenario::Ingest], &options).is_ok());
+        let error = check(&[Scenario::Ingest, Scenario::E2e], &options).unwrap_err().to_string();
+        assert!(error.contains("only the ingest scenario, not e2e"), "{error}");
+        assert!(check(&Scenario::ALL, &Options::smoke("switchyard".into())).is_ok());
+    }
 }
