@@ -39,6 +39,14 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Whether `raw` has the shape of an id this hub generates (`<prefix>_` and 32
+            /// lowercase hex digits), so a guessed one can be refused before any look-up.
+            pub fn is_well_formed(raw: &str) -> bool {
+                raw.strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            }
         }
 
         impl fmt::Display for $name {
@@ -73,6 +81,20 @@ prefixed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_well_formed_and_guesses_are_not() {
+        assert!(SourceId::is_well_formed(SourceId::generate().as_str()));
+        for bad in [
+            "",
+            "src_",
+            "dst_0193d5a1e7f87c3a9a3b1c2d3e4f5a6b",
+            "src_0193D5A1E7F87C3A9A3B1C2D3E4F5A6B",
+            "src_0193d5a1e7f87c3a9a3b1c2d3e4f5a6",
+        ] {
+            assert!(!SourceId::is_well_formed(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn link_ids_are_short_visible_ascii() {

@@ -10,6 +10,7 @@ use switchyard_core::ValidationError;
 use switchyard_core::error::excerpt;
 use switchyard_core::id::SourceId;
 use switchyard_core::source::Headers;
+use switchyard_core::store::StoreError;
 use switchyard_core::time::now_millis;
 use switchyard_core::trace::TraceParent;
 use switchyard_engine::{IntakeError, WebhookRequest};
@@ -80,6 +81,10 @@ async fn receive_webhook(
             ApiError::Validation(ValidationError::single("body", "the request body could not be read"))
         }
     })?;
+    // A guessed id costs no store read (and evicts nothing from the intake's cache).
+    if !SourceId::is_well_formed(&id) {
+        return Err(ApiError::NotFound(format!("no source with id {}", excerpt(&id))));
+    }
     let id = SourceId::from_trusted(id);
     let webhook = WebhookRequest {
         headers: &RequestHeaders(&headers),
@@ -112,6 +117,10 @@ async fn receive_webhook(
         }
         Err(IntakeError::Invalid(error)) => Err(error.into()),
         Err(error @ IntakeError::IdTaken) => Err(ApiError::Conflict(error.to_string())),
+        // The event holding the id vanished under us (retention): the provider must retry.
+        Err(IntakeError::Store(StoreError::NotFound(_))) => {
+            Err(ApiError::Unavailable("the event's id changed hands while it was stored; retry".into()))
+        }
         Err(IntakeError::Store(error)) => Err(error.into()),
         Err(error @ IntakeError::Broken(_)) => Err(ApiError::Internal(error.into())),
     }

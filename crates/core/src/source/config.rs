@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::destination::RateLimit;
 use crate::error::{ValidationError, Violations};
+use crate::event::EventType;
 use crate::json;
 
 /// Where a configuration holds its secrets (sealed apart, shown as `<name>_set: true`).
@@ -330,6 +331,10 @@ fn field_rule(raw: RawRule, allow_value: bool) -> Result<FieldRule, ValidationEr
     let mut v = Violations::default();
     if raw.prefix.len() > 64 {
         v.push("prefix", "must be at most 64 characters");
+    } else if allow_value && !raw.prefix.is_empty() && EventType::parse(&format!("{}x", raw.prefix)).is_err()
+    {
+        // An event type's prefix: events named after it must still be event types.
+        v.push("prefix", "must be dotted lowercase segments of a-z, 0-9 and _ ending in . (e.g. github.)");
     }
     let rule = match (raw.header, raw.jq, raw.value) {
         (Some(name), None, None) => {
@@ -483,6 +488,11 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(fields(leaky), ["config.forward_headers.0", "config.forward_headers.1"]);
+        let prefix = WebhookConfig::parse(&json!({
+            "verification": {"type": "none"}, "event_type": {"header": "X-Type", "prefix": "Acme-"}
+        }))
+        .unwrap_err();
+        assert_eq!(fields(prefix), ["config.event_type.prefix"]);
         let ambiguous = WebhookConfig::parse(
             &json!({"verification": {"type": "none"}, "event_type": {"header": "a", "jq": ".b"}}),
         )

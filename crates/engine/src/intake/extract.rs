@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::digest::sha256_hex;
+use switchyard_core::error::excerpt;
 use switchyard_core::event::EventId;
 use switchyard_core::source::{FieldRule, Headers, WebhookConfig, normalize_event_type};
 
@@ -67,7 +68,9 @@ impl Extractors {
         let event_type = match raw_type {
             Ok((raw, prefix)) => match normalize_event_type(&raw) {
                 Some(name) => format!("{prefix}{name}"),
-                None => return Err(invalid("event_type", format!("{raw:?} names no event type"))),
+                None => {
+                    return Err(invalid("event_type", format!("{:?} names no event type", excerpt(&raw))));
+                }
             },
             Err(why) => return Err(invalid("event_type", why)),
         };
