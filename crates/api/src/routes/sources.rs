@@ -284,10 +284,18 @@ async fn patch_source(
     principal.require(Role::Admin)?;
     let current = load(&state, &id).await?;
     if_match.check(current.version)?;
+    // A patch that changes the verification scheme starts it without the old scheme's
+    // secrets, as a PUT does.
+    let scheme = |config: &Value| config.pointer("/verification/type").cloned();
+    let new_scheme = patch.get("config").and_then(scheme);
+    let base = match new_scheme {
+        Some(ref new) if Some(new) != scheme(&current.config).as_ref() => current.config.clone(),
+        _ => current.full_config(),
+    };
     let mut merged = serde_json::json!({
         "name": current.name,
         "kind": current.kind,
-        "config": current.full_config(),
+        "config": base,
         "enabled": current.enabled,
     });
     merge_patch(&mut merged, &Value::Object(patch));

@@ -190,6 +190,21 @@ async fn patch_merges_and_a_patched_secret_takes_effect_at_once() {
 }
 
 #[tokio::test]
+async fn a_patch_to_another_scheme_does_not_carry_the_old_secret_over() {
+    let app = spawn_app().await;
+    let id = create(&app, github_source(GITHUB_SECRET)).await;
+    let path = format!("/v1/sources/{id}");
+    let without = app.patch(&path, json!({"config": {"verification": {"type": "shopify"}}})).await;
+    without.assert_error(400, "validation_error");
+    assert_eq!(without.detail_fields(), ["config.verification.secret"], "{}", without.body);
+    let with = app
+        .patch(&path, json!({"config": {"verification": {"type": "shopify", "secret": "shpss_new"}}}))
+        .await;
+    with.assert_status(200);
+    assert_eq!(with.data()["config"]["verification"], json!({"type": "shopify", "secret_set": true}));
+}
+
+#[tokio::test]
 async fn if_match_guards_every_write_and_delete_ends_the_public_endpoint() {
     let app = spawn_app().await;
     let id = create(&app, github_source(GITHUB_SECRET)).await;
