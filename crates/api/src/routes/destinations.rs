@@ -25,7 +25,7 @@ use crate::envelope::{Failure, Paged, Reply, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, MergePatch, from_value, merge_patch};
 use crate::paging::{Collection, list_request};
-use crate::routes::PageQuery;
+use crate::routes::{PageQuery, required_name};
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(create_destination, list_destinations)).routes(routes!(
@@ -36,7 +36,6 @@ pub fn router() -> OpenApiRouter<ApiState> {
     ))
 }
 
-const MAX_NAME: usize = 200;
 const MAX_TIMEOUT_MS: u64 = 300_000;
 const MAX_CONNECT_TIMEOUT_MS: u64 = 60_000;
 
@@ -78,17 +77,7 @@ impl DestinationInput {
         transports: &Transports,
     ) -> Result<Destination, ValidationError> {
         let mut v = Violations::default();
-        let name = match self.name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => Some(name.to_owned()),
-            Some(_) => {
-                v.push("name", format!("must be 1 to {MAX_NAME} characters"));
-                None
-            }
-            None => {
-                v.push("name", "is required");
-                None
-            }
-        };
+        let name = required_name(&mut v, self.name.as_deref());
         let kind = match self.kind.as_deref() {
             Some(raw) => {
                 let kind = DestinationKind::parse(raw);

@@ -17,7 +17,27 @@ pub mod status;
 pub mod subscriptions;
 
 use serde::Deserialize;
+use switchyard_core::error::Violations;
 use utoipa::IntoParams;
+
+/// Longest name of a named resource (destination, subscription, source), in characters.
+pub const MAX_NAME: usize = 200;
+
+/// The `name` of a resource written by a client, trimmed; a violation when absent, empty or
+/// over [`MAX_NAME`].
+pub fn required_name(v: &mut Violations, raw: Option<&str>) -> Option<String> {
+    match raw.map(str::trim) {
+        Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => Some(name.to_owned()),
+        Some(_) => {
+            v.push("name", format!("must be 1 to {MAX_NAME} characters"));
+            None
+        }
+        None => {
+            v.push("name", "is required");
+            None
+        }
+    }
+}
 
 /// Paging of collections that are numbered only.
 #[derive(Deserialize, IntoParams)]

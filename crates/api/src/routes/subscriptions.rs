@@ -23,6 +23,7 @@ use crate::envelope::{Failure, Paged, Reply, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, MergePatch, from_value, merge_patch};
 use crate::paging::{Collection, list_request};
+use crate::routes::required_name;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(create_subscription, list_subscriptions)).routes(routes!(
@@ -33,7 +34,6 @@ pub fn router() -> OpenApiRouter<ApiState> {
     ))
 }
 
-const MAX_NAME: usize = 200;
 const MAX_PATTERNS: usize = 100;
 
 #[derive(Deserialize, ToSchema)]
@@ -75,17 +75,7 @@ impl SubscriptionInput {
                 v.push(field, error.message());
             }
         }
-        let name = match self.name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME => Some(name.to_owned()),
-            Some(_) => {
-                v.push("name", format!("must be 1 to {MAX_NAME} characters"));
-                None
-            }
-            None => {
-                v.push("name", "is required");
-                None
-            }
-        };
+        let name = required_name(&mut v, self.name.as_deref());
         let destination_id = match self.destination_id {
             Some(id) if !id.is_empty() => Some(DestinationId::from_trusted(id)),
             _ => {
