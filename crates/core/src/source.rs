@@ -1,8 +1,10 @@
 //! Sources: where events enter the hub other than through `POST /v1/events`. A `webhook`
 //! source receives a provider's signed requests at `POST /v1/sources/{id}/webhook`; its
 //! configuration says how the signature is checked and how the event's type and id are taken.
+//! The pull kinds (`outbox`, `nats`, `amqp`) are read by the hub through the [`pull`] seam.
 
 mod config;
+pub mod pull;
 mod verify;
 
 use std::fmt;
@@ -24,17 +26,40 @@ use crate::time::{self, Millis};
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Webhook,
+    Outbox,
+    Nats,
+    Amqp,
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [Self::Webhook, Self::Outbox, Self::Nats, Self::Amqp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
+            Self::Outbox => "outbox",
+            Self::Nats => "nats",
+            Self::Amqp => "amqp",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Webhook].into_iter().find(|k| k.as_str() == raw)
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// Read by the hub (through a [`pull::Puller`]) rather than called by the origin.
+    pub fn is_pulled(self) -> bool {
+        !matches!(self, Self::Webhook)
+    }
+
+    /// How events from a source of this kind name it in their `source`: `webhook`, `outbox`,
+    /// or `broker` for both brokers.
+    fn origin(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Outbox => "outbox",
+            Self::Nats | Self::Amqp => "broker",
+        }
     }
 }
 
@@ -83,9 +108,10 @@ pub struct SourceView {
     #[schema(value_type = Object)]
     pub config: Value,
     pub enabled: bool,
-    /// Where the provider sends its webhooks (`POST`, no bearer token).
+    /// Where the provider sends its webhooks (`POST`, no bearer token); only for `webhook`.
     #[schema(example = "https://hub.example.com/v1/sources/src_0193d5a1e7f87c3a9a3b1c2d3e4f5a6b/webhook")]
-    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub version: i64,
     #[serde(with = "time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -100,9 +126,10 @@ pub fn webhook_path(id: &SourceId) -> String {
     format!("/v1/sources/{id}/webhook")
 }
 
-/// The `source` of the events a source produces: `webhook:<source id>`.
+/// The `source` of the events a source produces: `webhook:<source id>`, `outbox:<source id>`,
+/// `broker:<source id>`.
 pub fn event_source(kind: SourceKind, id: &SourceId) -> String {
-    format!("{}:{id}", kind.as_str())
+    format!("{}:{id}", kind.origin())
 }
 
 impl Source {
@@ -119,7 +146,8 @@ impl Source {
             kind: self.kind,
             config,
             enabled: self.enabled,
-            url: format!("{}{}", base_url.trim_end_matches('/'), webhook_path(&self.id)),
+            url: (self.kind == SourceKind::Webhook)
+                .then(|| format!("{}{}", base_url.trim_end_matches('/'), webhook_path(&self.id))),
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -181,7 +209,7 @@ mod tests {
         let source = stored(json!({"verification": {"type": "github", "secret": "s3cret"}}));
         let view = source.view("https://hub.example.com/");
         assert_eq!(view.config, json!({"verification": {"type": "github", "secret_set": true}}));
-        assert_eq!(view.url, format!("https://hub.example.com/v1/sources/{}/webhook", source.id));
+        assert_eq!(view.url, Some(format!("https://hub.example.com/v1/sources/{}/webhook", source.id)));
         assert!(!format!("{source:?}").contains("s3cret"));
     }
 
@@ -201,5 +229,8 @@ mod tests {
     fn events_name_their_source_by_kind_and_id() {
         let id = SourceId::generate();
         assert_eq!(event_source(SourceKind::Webhook, &id), format!("webhook:{id}"));
+        assert_eq!(event_source(SourceKind::Outbox, &id), format!("outbox:{id}"));
+        assert_eq!(event_source(SourceKind::Nats, &id), format!("broker:{id}"));
+        assert_eq!(event_source(SourceKind::Amqp, &id), format!("broker:{id}"));
     }
 }

@@ -182,6 +182,14 @@ pub trait SourceStore: Send + Sync {
     async fn list_sources(&self, request: ListRequest) -> StoreResult<Listing<Source>>;
     async fn update_source(&self, source: &Source, expected_version: i64) -> StoreResult<Source>;
     async fn delete_source(&self, id: &SourceId) -> StoreResult<bool>;
+    /// Takes or renews the lease that lets `owner` alone read the pull source `id` until
+    /// `until`: granted when nobody holds it, `owner` does, or the holder's ran out by `now`.
+    /// False when another holds it, or there is no such source. Neither `version` nor
+    /// `updated_at` changes.
+    async fn lease_source(&self, id: &SourceId, owner: &str, now: Millis, until: Millis)
+    -> StoreResult<bool>;
+    /// Gives the lease up, if `owner` holds it.
+    async fn release_source(&self, id: &SourceId, owner: &str) -> StoreResult<()>;
 }
 
 #[async_trait]

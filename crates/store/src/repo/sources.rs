@@ -5,6 +5,7 @@ use switchyard_core::id::SourceId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::source::Source;
 use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::time::Millis;
 
 use super::{Args, Backend, Conn, Db, Repo, Row, count, page_bounds};
 use crate::error::{map_err, name_conflict};
@@ -122,5 +123,33 @@ where
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)
+    }
+
+    pub(crate) async fn lease_source(
+        &self,
+        id: &SourceId,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(sql::LEASE_SOURCE)
+            .bind(owner)
+            .bind(until)
+            .bind(id.as_str())
+            .bind(now)
+            .execute(self.0.writer())
+            .await
+            .map_err(map_err)?;
+        Ok(B::rows_affected(&result) > 0)
+    }
+
+    pub(crate) async fn release_source(&self, id: &SourceId, owner: &str) -> StoreResult<()> {
+        sqlx::query(sql::RELEASE_SOURCE)
+            .bind(id.as_str())
+            .bind(owner)
+            .execute(self.0.writer())
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 }

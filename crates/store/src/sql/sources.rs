@@ -32,3 +32,12 @@ pub const DELETE_SOURCE: &str = "DELETE FROM sources WHERE id = $1";
 pub const ALL_SOURCE_SECRETS: &str = "SELECT id, secrets FROM sources ORDER BY id";
 
 pub const RESEAL_SOURCE_SECRETS: &str = "UPDATE sources SET secrets = $1 WHERE id = $2";
+
+// ---- the lease of a pull source -------------------------------------------------------------
+
+/// Granted when nobody holds the lease, its owner renews it, or the holder's ran out.
+pub const LEASE_SOURCE: &str = "UPDATE sources SET lease_owner = $1, lease_until = $2 \
+     WHERE id = $3 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $4)";
+
+pub const RELEASE_SOURCE: &str =
+    "UPDATE sources SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";

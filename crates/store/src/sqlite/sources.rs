@@ -5,6 +5,7 @@ use switchyard_core::id::SourceId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::source::Source;
 use switchyard_core::store::{SourceStore, StoreResult};
+use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use crate::repo::Repo;
@@ -29,5 +30,18 @@ impl SourceStore for SqliteStore {
 
     async fn delete_source(&self, id: &SourceId) -> StoreResult<bool> {
         Repo(self).delete_source(id).await
+    }
+    async fn lease_source(
+        &self,
+        id: &SourceId,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<bool> {
+        Repo(self).lease_source(id, owner, now, until).await
+    }
+
+    async fn release_source(&self, id: &SourceId, owner: &str) -> StoreResult<()> {
+        Repo(self).release_source(id, owner).await
     }
 }
