@@ -9,6 +9,7 @@ pub mod identity;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
+pub mod sources;
 pub mod ssrf;
 pub mod template;
 
@@ -22,6 +23,7 @@ use crate::http::{HttpAdapter, HttpSettings};
 use crate::mqtt::MqttTransport;
 use crate::nats::NatsTransport;
 use crate::redis::RedisTransport;
+pub use crate::sources::pullers;
 pub use crate::ssrf::UrlPolicy;
 
 /// Settings of every transport, built once at start-up.

@@ -17,6 +17,7 @@ use switchyard_core::transport::{OutboundMessage, Transports};
 use crate::dispatch::Waker;
 use crate::fast::FastLane;
 use crate::metrics::Metrics;
+use crate::pull::PullSources;
 
 const REPLAY_BATCH: u32 = 500;
 pub const PING_EVENT_TYPE: &str = "switchyard.ping";
@@ -29,6 +30,7 @@ pub struct Control {
     running: Arc<AtomicBool>,
     metrics: Metrics,
     fast: FastLane,
+    pulls: PullSources,
 }
 
 /// How a test send to a destination went.
@@ -49,8 +51,14 @@ impl Control {
         running: Arc<AtomicBool>,
         metrics: Metrics,
         fast: FastLane,
+        pulls: PullSources,
     ) -> Self {
-        Self { store, transports, waker, running, metrics, fast }
+        Self { store, transports, waker, running, metrics, fast, pulls }
+    }
+
+    /// This node's pull sources: their pullers (which check configurations) and readers.
+    pub fn pull_sources(&self) -> &PullSources {
+        &self.pulls
     }
 
     /// The queue by which this node's ingest hands the deliveries it leases to its engine.

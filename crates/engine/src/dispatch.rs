@@ -9,6 +9,7 @@ use std::time::Duration;
 use switchyard_core::delivery::Delivery;
 use switchyard_core::event::Event;
 use switchyard_core::id::{DeliveryId, SubscriptionId};
+use switchyard_core::source::pull::Pullers;
 use switchyard_core::store::Store;
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::{Millis, now_millis};
@@ -20,8 +21,10 @@ use tracing::Instrument;
 use crate::attempt::{Preloaded, attempt, given_up};
 use crate::fast::{FastLane, Handoff};
 use crate::gate::{Cleared, Gate};
+use crate::ingest::Ingestor;
 use crate::lease::{self, RunningGuard};
 use crate::metrics::Metrics;
+use crate::pull::PullSources;
 use crate::retention;
 use crate::shape::Shaper;
 use crate::shutdown::Shutdown;
@@ -70,6 +73,7 @@ pub struct Engine {
     fast: FastLane,
     shaper: Arc<Shaper>,
     metrics: Metrics,
+    pulls: PullSources,
 }
 
 impl Engine {
@@ -79,18 +83,54 @@ impl Engine {
         let shaper = Arc::new(Shaper::new(settings.jq));
         let leased = lease::Running::default();
         let fast = FastLane::new(settings.fast_queue, node_id.clone(), settings.lease_ms, leased.clone());
+        let waker = Waker::default();
+        let metrics = Metrics::new();
+        let pulls = PullSources::new(
+            store.clone(),
+            Pullers::default(),
+            Self::ingestor(&store, &settings, &waker, &metrics, &fast),
+            node_id.clone(),
+            settings.max_payload_bytes,
+        );
         Self {
             store,
             transports,
             settings,
-            waker: Waker::default(),
+            waker,
             node_id,
             running: Arc::default(),
             leased,
             fast,
             shaper,
-            metrics: Metrics::new(),
+            metrics,
+            pulls,
         }
+    }
+
+    /// Reads pull sources of the kinds `pullers` has (none by default).
+    pub fn with_pullers(mut self, pullers: Pullers) -> Self {
+        let ingestor = Self::ingestor(&self.store, &self.settings, &self.waker, &self.metrics, &self.fast);
+        self.pulls = PullSources::new(
+            self.store.clone(),
+            pullers,
+            ingestor,
+            self.node_id.clone(),
+            self.settings.max_payload_bytes,
+        );
+        self
+    }
+
+    /// The ingest of what pull sources read: the API's, with this node's fast lane.
+    fn ingestor(
+        store: &Arc<dyn Store>,
+        settings: &EngineSettings,
+        waker: &Waker,
+        metrics: &Metrics,
+        fast: &FastLane,
+    ) -> Ingestor {
+        Ingestor::new(store.clone(), settings.require_registered_types, waker.clone())
+            .with_metrics(metrics.clone())
+            .with_fast_lane(fast.clone())
     }
 
     pub fn waker(&self) -> Waker {
@@ -114,6 +154,7 @@ impl Engine {
             self.running.clone(),
             self.metrics.clone(),
             self.fast.clone(),
+            self.pulls.clone(),
         )
     }
 
@@ -130,6 +171,7 @@ impl Engine {
         );
         let _watch = self.watch_other_nodes().await;
         let upkeep = tokio::spawn(self.metrics.clone().run_upkeep(shutdown.clone()));
+        let pulls = tokio::spawn(self.pulls.clone().run(shutdown.clone()));
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
@@ -141,6 +183,7 @@ impl Engine {
         let _ = renewer.await;
         let _ = pruner.await;
         let _ = upkeep.await;
+        let _ = pulls.await;
     }
 
     /// Wakes this node when another one makes work due (a backend shared by several nodes

@@ -79,6 +79,10 @@ impl Ingestor {
     /// To be called after an event type is created, changed or deleted through this node, so
     /// the next event is checked against it; changes made on other nodes are seen within
     /// [`RECENT_FOR`].
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+
     pub fn forget_event_types(&self) {
         self.types.clear();
     }

@@ -10,6 +10,7 @@ pub mod intake;
 pub mod jq;
 mod lease;
 pub mod metrics;
+pub mod pull;
 pub mod recent;
 pub mod retention;
 pub mod schema;
@@ -22,6 +23,7 @@ pub use fast::{FastLane, Reservation};
 pub use ingest::{BatchItem, IngestError, Ingestor};
 pub use intake::{IntakeError, Received, SourceActivity, SourceIntake, WebhookRequest};
 pub use metrics::Metrics;
+pub use pull::{PullSources, PullStatus};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// How the engine of one node runs.
@@ -51,6 +53,10 @@ pub struct EngineSettings {
     pub prune_interval_ms: u64,
     /// Bounds of one run of a subscription's jq filter or transform.
     pub jq: jq::JqLimits,
+    /// Events of pull sources, as the API's: only registered types (`ingest.require_registered_types`).
+    pub require_registered_types: bool,
+    /// The largest payload of an event read from a pull source (`limits.max_payload_bytes`).
+    pub max_payload_bytes: usize,
 }
 
 impl Default for EngineSettings {
@@ -68,6 +74,8 @@ impl Default for EngineSettings {
             retention_days: 30,
             prune_interval_ms: 60_000,
             jq: jq::JqLimits::default(),
+            require_registered_types: false,
+            max_payload_bytes: 256 * 1024,
         }
     }
 }

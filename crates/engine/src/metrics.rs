@@ -150,6 +150,14 @@ impl Metrics {
                 "Webhook requests to sources, by source and outcome (accepted, duplicate, unauthorized, invalid, rate_limited, failed)"
             );
             describe_counter!(
+                "switchyard_source_events_total",
+                "Messages read from pull sources (outbox, nats, amqp), by source and outcome (accepted, duplicate, invalid)"
+            );
+            describe_gauge!(
+                "switchyard_source_relay_lag_seconds",
+                "How long the oldest row of an outbox source's last batch waited to be relayed"
+            );
+            describe_counter!(
                 "switchyard_deliveries_total",
                 "Deliveries settled, by destination and outcome"
             );
@@ -202,6 +210,21 @@ impl Metrics {
     pub fn source_request(&self, source: &str, outcome: &'static str) {
         let labels = [("source", source.to_owned()), ("outcome", outcome.to_owned())];
         self.with(|| counter!("switchyard_source_requests_total", &labels).increment(1));
+    }
+
+    /// `count` messages a pull source read, by what they came to (`accepted`, `duplicate`,
+    /// `invalid`).
+    pub fn source_events(&self, source: &str, outcome: &'static str, count: u64) {
+        if count > 0 {
+            let labels = [("source", source.to_owned()), ("outcome", outcome.to_owned())];
+            self.with(|| counter!("switchyard_source_events_total", &labels).increment(count));
+        }
+    }
+
+    /// How long the oldest row of an outbox source's last batch waited to be relayed.
+    pub fn source_lag(&self, source: &str, lag_ms: i64) {
+        let labels = [("source", source.to_owned())];
+        self.with(|| gauge!("switchyard_source_relay_lag_seconds", &labels).set(lag_ms as f64 / 1_000.0));
     }
 
     fn event_type_label(&self, event_type: &str) -> String {

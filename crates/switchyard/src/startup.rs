@@ -70,7 +70,8 @@ impl Application {
         let first_admin_token = ensure_admin_key(store.as_ref()).await?;
 
         let transports = Arc::new(switchyard_adapters::transports(adapter_settings(&config)));
-        let engine = Engine::new(Arc::clone(&store), Arc::clone(&transports), engine_settings(&config));
+        let engine = Engine::new(Arc::clone(&store), Arc::clone(&transports), engine_settings(&config))
+            .with_pullers(switchyard_adapters::pullers());
         let pools = database.clone();
         engine.metrics().set_pool_probe(move || {
             pools
@@ -237,6 +238,8 @@ fn engine_settings(config: &Config) -> EngineSettings {
         // A transform's output is a body like a payload, under the same limit; what a run
         // may allocate on the way scales with it.
         jq: switchyard_engine::jq::JqLimits::for_payloads(config.limits.max_payload_bytes),
+        require_registered_types: config.ingest.require_registered_types,
+        max_payload_bytes: config.limits.max_payload_bytes,
         ..EngineSettings::default()
     }
 }

@@ -11,10 +11,12 @@ use switchyard_core::api_key::Role;
 use switchyard_core::error::Violations;
 use switchyard_core::id::SourceId;
 use switchyard_core::secret_paths::split_secrets;
+use switchyard_core::source::pull::Pullers;
 use switchyard_core::source::{
     SECRET_PATHS, Source, SourceKind, SourceView, WebhookConfig, restore_absent_secrets,
 };
 use switchyard_core::time::now_millis;
+use switchyard_core::transport::ValidatedConfig;
 use switchyard_engine::SourceIntake;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -38,7 +40,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
 }
 
 /// A source as written by clients. Secrets inside `config` (`verification.secret`,
-/// `verification.password`, `verification.value`) are write-only: answers show
+/// `verification.password`, `verification.value`, a pull kind's `password`) are write-only: answers show
 /// `"<name>_set": true` instead, and a write that leaves one out keeps the stored one (unless
 /// the verification `type` changes).
 #[derive(Deserialize, ToSchema)]
@@ -53,6 +55,10 @@ pub struct SourceInput {
     /// (`{"header": …, "prefix": …}`, `{"jq": …, "prefix": …}`, `{"value": …}` for the type;
     /// the provider's defaults when left out), `forward_headers` (names kept in the event's
     /// `metadata.headers`) and `rate_limit` (`{"per_second", "burst"}`, default 100/s, burst 500).
+    /// For `outbox`: `database_url`, `table`, `columns`, `after_relay` (`delete` | `mark`),
+    /// `mark_column`, `sequence_column`, `batch_size`, `poll_interval_ms`. For `nats`: `url`,
+    /// `subject`, `stream`, `durable`, `auth`. For `amqp`: `url`, `queue`, `prefetch`. A
+    /// password in a URL is taken out and kept as the write-only secret `password`.
     #[schema(value_type = Object, example = json!({"verification": {"type": "github", "secret": "It's a Secret to Everybody"}}))]
     config: Option<Value>,
     enabled: Option<bool>,
@@ -63,6 +69,7 @@ impl SourceInput {
     /// input may leave out.
     async fn into_source(
         self,
+        pullers: &Pullers,
         id: SourceId,
         stored: Option<&Source>,
         now: i64,
@@ -73,7 +80,7 @@ impl SourceInput {
             Some(raw) => {
                 let kind = SourceKind::parse(raw);
                 if kind.is_none() {
-                    v.push("kind", "must be webhook");
+                    v.push("kind", "must be webhook, outbox, nats or amqp");
                 }
                 kind
             }
@@ -82,29 +89,29 @@ impl SourceInput {
                 None
             }
         };
-        let config = match self.config {
-            Some(mut config) => {
+        let config = match (self.config, kind) {
+            (Some(mut config), Some(kind)) => {
                 if let Some(stored) = stored {
                     restore_absent_secrets(&mut config, stored);
                 }
-                match WebhookConfig::parse(&config) {
-                    Ok(parsed) => v.check(SourceIntake::check(&parsed).await).map(|()| config),
+                match checked_config(pullers, kind, config).await {
+                    Ok(validated) => Some(validated),
                     Err(error) => {
                         v.absorb(error);
                         None
                     }
                 }
             }
-            None => {
+            (Some(_), None) => None,
+            (None, _) => {
                 v.push("config", "is required");
                 None
             }
         };
         v.into_result()?;
-        let (Some(name), Some(kind), Some(mut config)) = (name, kind, config) else {
+        let (Some(name), Some(kind), Some(ValidatedConfig { config, secrets })) = (name, kind, config) else {
             return Err(ValidationError::single("body", "is incomplete"));
         };
-        let secrets = split_secrets(&mut config, &SECRET_PATHS);
         Ok(Source {
             id,
             name,
@@ -116,6 +123,25 @@ impl SourceInput {
             created_at: stored.map_or(now, |s| s.created_at),
             updated_at: now,
         })
+    }
+}
+
+/// Checks a configuration of `kind` as written (its stored secrets put back) and splits out its
+/// secrets: a webhook's here, a pull kind's by its puller, which also reaches the origin.
+async fn checked_config(
+    pullers: &Pullers,
+    kind: SourceKind,
+    mut config: Value,
+) -> Result<ValidatedConfig, ValidationError> {
+    if kind == SourceKind::Webhook {
+        let parsed = WebhookConfig::parse(&config)?;
+        SourceIntake::check(&parsed).await?;
+        let secrets = split_secrets(&mut config, &SECRET_PATHS);
+        return Ok(ValidatedConfig { config, secrets });
+    }
+    match pullers.get(kind) {
+        Some(puller) => puller.validate(config).await,
+        None => Err(ValidationError::single("kind", format!("{kind} sources cannot be read by this build"))),
     }
 }
 
@@ -154,7 +180,9 @@ async fn create_source(
     ApiJson(input): ApiJson<SourceInput>,
 ) -> ApiResult<Reply> {
     principal.require(Role::Admin)?;
-    let source = input.into_source(SourceId::generate(), None, now_millis()).await?;
+    let source = input
+        .into_source(state.control().pull_sources().pullers(), SourceId::generate(), None, now_millis())
+        .await?;
     state.store().create_source(&source).await?;
     let location = format!("/v1/sources/{}", source.id);
     Ok(Reply::created(view(&state, &headers, &source), location).etag(source.version))
@@ -243,7 +271,14 @@ async fn replace_source(
     principal.require(Role::Admin)?;
     let current = load(&state, &id).await?;
     if_match.check(current.version)?;
-    let next = input.into_source(current.id.clone(), Some(&current), now_millis()).await?;
+    let next = input
+        .into_source(
+            state.control().pull_sources().pullers(),
+            current.id.clone(),
+            Some(&current),
+            now_millis(),
+        )
+        .await?;
     save(&state, &headers, &current, next, &if_match).await
 }
 
@@ -288,7 +323,9 @@ async fn patch_source(
     });
     merge_patch(&mut merged, &Value::Object(patch));
     let input: SourceInput = from_value(merged)?;
-    let mut next = input.into_source(current.id.clone(), None, now_millis()).await?;
+    let mut next = input
+        .into_source(state.control().pull_sources().pullers(), current.id.clone(), None, now_millis())
+        .await?;
     next.created_at = current.created_at;
     save(&state, &headers, &current, next, &if_match).await
 }

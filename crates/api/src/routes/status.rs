@@ -21,8 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use switchyard_engine::SourceActivity;
 use switchyard_engine::intake::FAILING_AFTER;
+use switchyard_engine::pull::PULL_FAILING_AFTER;
+use switchyard_engine::{PullStatus, SourceActivity};
 
 use crate::ApiState;
 use crate::auth::Principal;
@@ -69,10 +70,16 @@ pub struct SourceStatus {
     /// The verification type (`github`, `stripe`, …).
     #[schema(example = "github")]
     pub verification: Option<String>,
-    /// Requests this node took in, refused, and so on, since it started.
+    /// Requests this node took in, refused, and so on, since it started (webhooks).
     pub activity: SourceActivity,
     /// When this node last received a request for it (RFC 3339); null before any.
     pub last_request_at: Option<String>,
+    /// For the pull kinds (`outbox`, `nats`, `amqp`): what this node's reader of it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullStatus>,
+    /// When this node last read a batch of it (RFC 3339); null before any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_batch_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -204,6 +211,7 @@ pub async fn report(state: &ApiState) -> StatusReport {
 /// Every source, in creation order, with this node's activity for it.
 async fn sources(state: &ApiState) -> StoreResult<Vec<SourceStatus>> {
     let mut activity = state.source_intake().activity();
+    let mut pulls = state.control().pull_sources().status();
     let mut all = Vec::new();
     for page in 1.. {
         let listing =
@@ -211,6 +219,12 @@ async fn sources(state: &ApiState) -> StoreResult<Vec<SourceStatus>> {
         let last_page = listing.items.len() < DESTINATIONS_PER_PAGE as usize;
         for source in listing.items {
             let activity = activity.remove(&source.id).unwrap_or_default();
+            let pull = source.kind.is_pulled().then(|| {
+                pulls.remove(&source.id).unwrap_or_else(|| PullStatus {
+                    state: if source.enabled { "starting" } else { "disabled" }.to_owned(),
+                    ..PullStatus::default()
+                })
+            });
             let verification =
                 source.config.pointer("/verification/type").and_then(|t| t.as_str()).map(str::to_owned);
             all.push(SourceStatus {
@@ -221,6 +235,8 @@ async fn sources(state: &ApiState) -> StoreResult<Vec<SourceStatus>> {
                 verification,
                 last_request_at: activity.last_request_at.map(time::format_rfc3339),
                 activity,
+                last_batch_at: pull.as_ref().and_then(|p| p.last_batch_at).map(time::format_rfc3339),
+                pull,
             });
         }
         if last_page {
@@ -232,6 +248,19 @@ async fn sources(state: &ApiState) -> StoreResult<Vec<SourceStatus>> {
 
 impl SourceStatus {
     fn blocker(&self) -> Option<Blocker> {
+        if let Some(pull) = self.pull.as_ref().filter(|p| self.enabled && p.failing) {
+            return Some(Blocker {
+                kind: "source_failing".into(),
+                destination_id: None,
+                source_id: Some(self.source_id.clone()),
+                reason: format!(
+                    "the last {} attempts to read {} failed: {}",
+                    PULL_FAILING_AFTER,
+                    self.name,
+                    pull.last_error.as_deref().unwrap_or("unknown error"),
+                ),
+            });
+        }
         (self.enabled && self.activity.failing).then(|| Blocker {
             kind: "source_failing".into(),
             destination_id: None,
