@@ -14,13 +14,13 @@ use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transp
 
 use crate::http::{body, event};
 
-fn nats_url() -> String {
+pub(crate) fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
 /// A JetStream context on the test broker, or `None` (said loudly) when it is unreachable
 /// outside CI; under `CI=true` an unreachable broker fails the test.
-async fn broker() -> Option<jetstream::Context> {
+pub(crate) async fn broker() -> Option<jetstream::Context> {
     match async_nats::connect(nats_url()).await {
         Ok(client) => Some(jetstream::new(client)),
         Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use crate::delivery::delivery_with_status;
 use crate::helpers::spawn_app;
 
-fn amqp_url() -> String {
+pub(crate) fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
 /// A channel on the test broker, or `None` (said loudly) when it is unreachable outside CI;
 /// under `CI=true` an unreachable broker fails the test.
-async fn broker() -> Option<Channel> {
+pub(crate) async fn broker() -> Option<Channel> {
     let opened = async {
         let connection = lapin::Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
         connection.create_channel().await

@@ -33,6 +33,7 @@ mod out_of_space;
 mod poison;
 mod process;
 mod publisher;
+mod pull_sources;
 mod rate_limit;
 mod redis;
 mod resources;

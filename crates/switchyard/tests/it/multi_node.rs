@@ -41,12 +41,12 @@ fn as_user(url: &str, user: &str) -> String {
 
 /// A fresh schema, the nodes' shared settings, and the roles made for the test; all dropped
 /// with the value.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     base_url: String,
     schema: String,
     /// The privileged URL (the test's user), on the schema.
-    url: String,
+    pub(crate) url: String,
     master_key: String,
     roles: Vec<String>,
     token: Option<String>,
@@ -55,7 +55,7 @@ struct Cluster {
 
 impl Cluster {
     /// `None` (with a loud message) when PostgreSQL is unreachable outside CI.
-    async fn new() -> Option<Cluster> {
+    pub(crate) async fn new() -> Option<Cluster> {
         let base_url = postgres_url();
         let mut admin = match sqlx::PgConnection::connect(&base_url).await {
             Ok(conn) => conn,
@@ -113,7 +113,7 @@ impl Cluster {
     }
 
     /// `switchyard migrate`, then an admin key, both with the privileged role.
-    fn migrate_and_issue_key(&mut self) {
+    pub(crate) fn migrate_and_issue_key(&mut self) {
         let migrated = self.run(&self.url, &["migrate"]);
         assert!(migrated.status.success(), "migrate: {}", String::from_utf8_lossy(&migrated.stderr));
         let output = self.run(&self.url, &["keys", "create", "--role", "admin", "--name", "test"]);
@@ -121,13 +121,13 @@ impl Cluster {
         self.token = Some(String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned());
     }
 
-    async fn start(&self, node_id: &str) -> Node {
+    pub(crate) async fn start(&self, node_id: &str) -> Node {
         let mut command = self.command(&self.url);
         command.env("SWITCHYARD_ENGINE__NODE_ID", node_id);
         serve(command).await
     }
 
-    async fn post(&self, node: &Node, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, node: &Node, path: &str, body: Value) -> Value {
         let answer = self
             .client
             .post(format!("{}{path}", node.address))
@@ -142,8 +142,23 @@ impl Cluster {
         body
     }
 
+    /// The `data` of a successful GET.
+    pub(crate) async fn get(&self, node: &Node, path: &str) -> Value {
+        let answer = self
+            .client
+            .get(format!("{}{path}", node.address))
+            .bearer_auth(self.token.as_deref().expect("an admin key"))
+            .send()
+            .await
+            .expect("sent");
+        let status = answer.status();
+        let body: Value = answer.json().await.expect("JSON");
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body["data"].clone()
+    }
+
     /// A destination at the sink (with `policy` merged in) and a subscription to everything.
-    async fn route_to(&self, node: &Node, sink: &Sink, policy: Value) {
+    pub(crate) async fn route_to(&self, node: &Node, sink: &Sink, policy: Value) {
         let mut destination = json!({"name": "sink", "kind": "http", "config": {"url": sink.url},
                                      "retry": {"initial_delay_ms": 50, "jitter": 0.0}});
         for (key, value) in policy.as_object().expect("an object") {
@@ -181,11 +196,11 @@ impl Cluster {
         }
     }
 
-    async fn database(&self) -> sqlx::PgConnection {
+    pub(crate) async fn database(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url).await.expect("a connection to the test schema")
     }
 
-    async fn count(&self, sql: &'static str, bind: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &'static str, bind: &str) -> i64 {
         let mut conn = self.database().await;
         let n = sqlx::query_scalar(sql).bind(bind).fetch_one(&mut conn).await.expect("count");
         conn.close().await.expect("close");

@@ -13,13 +13,13 @@ use crate::delivery::delivery_with_status;
 use crate::helpers::{TestApp, spawn_app};
 use crate::process::{Scenario, free_port};
 
-fn nats_url() -> String {
+pub(crate) fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
 /// A JetStream context on the test broker, or `None` (said loudly) when it is unreachable
 /// outside CI; under `CI=true` an unreachable broker fails the test.
-async fn broker() -> Option<jetstream::Context> {
+pub(crate) async fn broker() -> Option<jetstream::Context> {
     match async_nats::connect(nats_url()).await {
         Ok(client) => Some(jetstream::new(client)),
         Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -33,7 +33,7 @@ async fn broker() -> Option<jetstream::Context> {
 }
 
 /// A stream of its own for one test: its name and the subject prefix it takes (`<prefix>.>`).
-async fn test_stream(jetstream: &jetstream::Context) -> (String, String) {
+pub(crate) async fn test_stream(jetstream: &jetstream::Context) -> (String, String) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let suffix = format!("{:x}{:x}", std::process::id(), now.as_nanos());
     let (name, prefix) = (format!("SWITCHYARD_IT_{suffix}"), format!("switchyard-it.{suffix}"));

@@ -97,6 +97,11 @@ impl Scenario {
         Scenario { _dir: dir, db, token, client: crate::helpers::http_client() }
     }
 
+    /// The hub's database file.
+    pub fn database_path(&self) -> &Path {
+        &self.db
+    }
+
     pub async fn start(&self) -> Node {
         start(&self.db, self._dir.path()).await
     }
