@@ -6,6 +6,8 @@ pub mod cpu;
 pub mod latency;
 pub mod load;
 pub mod node;
+pub mod outbox;
+pub mod relay;
 pub mod report;
 pub mod scenarios;
 pub mod servers;

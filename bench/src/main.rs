@@ -28,6 +28,9 @@ struct Cli {
     /// Pending deliveries of the backlog scenario.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
+    /// Rows of the outbox table the relay scenario relays.
+    #[arg(long, default_value_t = 150_000)]
+    rows: u64,
     /// e2e and fanout: deliveries waiting behind a paused destination throughout the run.
     #[arg(long, default_value_t = 0)]
     held: u64,
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             connections: cli.connections,
             duration: Duration::from_secs_f64(cli.seconds),
             backlog: cli.backlog,
+            rows: cli.rows,
             held: cli.held,
             server_threads: cli.server_threads,
             delivery_timeout: Duration::from_secs(cli.delivery_timeout),

@@ -32,6 +32,8 @@ pub struct Report {
     pub held: u64,
     /// Where the events entered (`ingest --source`).
     pub source: Source,
+    /// `relay`: the outbox table relayed.
+    pub relay: Option<Relay>,
 }
 
 /// User plus system CPU time (`utime + stime` of `/proc/.../stat`) over the measured phase.
@@ -68,6 +70,23 @@ impl Delivered {
     pub fn per_second(&self) -> f64 {
         self.counted as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// The outbox table of `relay`. Its report's `ceiling` is the bare relay (one request per
+/// row), its `measured` the rows Switchyard relayed, timed from the source's creation until
+/// the sink had every event and the table was empty.
+#[derive(Debug, Clone, Copy)]
+pub struct Relay {
+    /// Where the table was: `SQLite` or `PostgreSQL`.
+    pub database: &'static str,
+    pub rows: u64,
+    /// Rows a batch, of the source and of the bare relay.
+    pub batch_size: u32,
+    /// How long filling the table for Switchyard's run took.
+    pub fill: Duration,
+    /// From the source's creation until the table was seen empty (every row read, its event
+    /// stored, the row deleted), to within 100 ms.
+    pub emptied: Duration,
 }
 
 /// The server's resident set while a backlog drained, bytes.
@@ -119,6 +138,7 @@ impl Report {
             drain: None,
             held: 0,
             source: Source::Api,
+            relay: None,
         }
     }
 
@@ -238,8 +258,64 @@ impl Report {
     }
 }
 
+impl Report {
+    /// `relay`'s report: rows, not requests, and no bare server.
+    fn fmt_relay(&self, f: &mut fmt::Formatter<'_>, relay: &Relay) -> fmt::Result {
+        let Relay { database, rows, batch_size, fill, emptied } = *relay;
+        writeln!(f, "relay (outbox on {database}, {rows} rows, batches of {batch_size})")?;
+        writeln!(
+            f,
+            "  {:<22} {:>9.0} rows/s (switchyard-outbox's enqueue, 10 000 rows a transaction; {:.1} s)",
+            "filled",
+            rows as f64 / fill.as_secs_f64().max(1e-9),
+            fill.as_secs_f64()
+        )?;
+        let bare = &self.ceiling;
+        write!(f, "  {:<22} {:>9.0} rows/s  ", "bare relay", bare.per_second())?;
+        quantiles(f, &bare.latencies)?;
+        writeln!(
+            f,
+            "  (read, POST each row to the sink over {} connections, delete; {} rows in {:.1} s)",
+            self.connections,
+            bare.requests,
+            bare.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  {:<22} {:>9.0} rows/s (the table empty {:.1} s after the source's creation)",
+            "read, stored, deleted",
+            rows as f64 / emptied.as_secs_f64().max(1e-9),
+            emptied.as_secs_f64()
+        )?;
+        if let Some(d) = self.delivered {
+            writeln!(
+                f,
+                "  {:<22} {:>9.0} rows/s, {:.2} × the bare relay ({}/{} events at the sink and the table empty {:.1} s after the source's creation)",
+                "switchyard",
+                d.per_second(),
+                d.per_second() / bare.per_second().max(1e-9),
+                d.counted,
+                d.expected,
+                d.elapsed.as_secs_f64()
+            )?;
+        }
+        writeln!(
+            f,
+            "  {:<22} {:>9.0} µs/event end to end: read, stored, delivered, row deleted ({:.2} s for {} rows)",
+            "server CPU",
+            self.cpu_us_per_event(),
+            self.cpu.server.as_secs_f64(),
+            self.events()
+        )?;
+        writeln!(f, "  {:<22} {:.1} MiB", "server peak RSS", self.peak_rss as f64 / MIB)
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(relay) = &self.relay {
+            return self.fmt_relay(f, relay);
+        }
         write!(f, "{}", self.scenario.name())?;
         if let Some(source) = self.source.label() {
             write!(f, " ({source})")?;

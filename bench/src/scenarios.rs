@@ -19,6 +19,7 @@ use crate::cpu;
 use crate::latency::{self, SENT_AT_KEY};
 use crate::load::{self, LoadResult, Outgoing, Target, Until};
 use crate::node::{Backend, Node};
+use crate::relay;
 use crate::report::{BrokerCeiling, Cpu, Delivered, Drain, Report};
 use crate::servers::{self, Counts, Sink};
 
@@ -34,11 +35,20 @@ pub enum Scenario {
     Fanout,
     /// A backlog of pending deliveries (1 million by default) drains; memory is sampled.
     Backlog,
+    /// A full outbox table (150 000 rows by default) relayed by an `outbox` source to one HTTP
+    /// subscription; measured until the sink has every event and the table is empty.
+    Relay,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Ingest, Scenario::IngestBatch, Scenario::E2e, Scenario::Fanout, Scenario::Backlog];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Ingest,
+        Scenario::IngestBatch,
+        Scenario::E2e,
+        Scenario::Fanout,
+        Scenario::Backlog,
+        Scenario::Relay,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +57,7 @@ impl Scenario {
             Scenario::E2e => "e2e",
             Scenario::Fanout => "fanout",
             Scenario::Backlog => "backlog",
+            Scenario::Relay => "relay",
         }
     }
 }
@@ -105,6 +116,8 @@ pub struct Options {
     pub duration: Duration,
     /// Pending deliveries of the `backlog` scenario.
     pub backlog: u64,
+    /// Outbox rows of the `relay` scenario.
+    pub rows: u64,
     /// `e2e` and `fanout`: deliveries waiting behind a paused destination throughout, which
     /// every claim of the run has to pass over.
     pub held: u64,
@@ -130,6 +143,7 @@ impl Options {
             connections: 4,
             duration: Duration::from_millis(700),
             backlog: 2_000,
+            rows: 2_000,
             held: 500,
             server_threads: 1,
             delivery_timeout: Duration::from_secs(60),
@@ -257,6 +271,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
         Scenario::E2e => deliver(scenario, options, 1).await,
         Scenario::Fanout => deliver(scenario, options, FANOUT).await,
         Scenario::Backlog => backlog(options).await,
+        Scenario::Relay => relay::relay(options).await,
     }
 }
 
@@ -422,7 +437,8 @@ async fn hold(node: &Node, sink: &Sink, held: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for(counts: &Counts, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
+/// Waits, with a progress bar, until the sink counted `expected` deliveries; answers when.
+pub(crate) async fn wait_for(counts: &Counts, expected: u64, timeout: Duration) -> anyhow::Result<Instant> {
     let bar = ProgressBar::new(expected).with_style(
         ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("a valid template")

@@ -12,7 +12,7 @@ async fn bench_smoke_completes_every_scenario_and_counts_every_delivery() {
     let reports = run_all(&Scenario::ALL, &options, |_| {}).await.expect("every scenario completes");
 
     let names: Vec<&str> = reports.iter().map(|r| r.scenario.name()).collect();
-    assert_eq!(names, ["ingest", "ingest-batch", "e2e", "fanout", "backlog"]);
+    assert_eq!(names, ["ingest", "ingest-batch", "e2e", "fanout", "backlog", "relay"]);
     for report in &reports {
         let name = report.scenario.name();
         assert!(report.measured.requests > 0 && report.ceiling.requests > 0, "{name}: no load ran");
@@ -22,7 +22,7 @@ async fn bench_smoke_completes_every_scenario_and_counts_every_delivery() {
         assert!(report.to_string().contains("µs/event"), "{name}: no CPU per event in\n{report}");
     }
     // The bare server runs for well under a second a scenario: its threads' CPU time, counted
-    // in clock ticks, shows over the five.
+    // in clock ticks, shows over the five that have one (relay's ceiling is the harness's own).
     let bare_cpu: Duration = reports.iter().map(|r| r.cpu.bare_server).sum();
     assert!(bare_cpu > Duration::ZERO, "the bare server's CPU time was not read");
     for report in &reports[2..] {
@@ -41,4 +41,8 @@ async fn bench_smoke_completes_every_scenario_and_counts_every_delivery() {
     assert_eq!(fanout.delivered.unwrap().expected, fanout.measured.requests * 10, "ten deliveries an event");
     let backlog = reports[4].delivered.unwrap();
     assert_eq!(backlog.expected, options.backlog, "the whole backlog drained");
+    let relay = &reports[5];
+    assert_eq!(relay.delivered.unwrap().expected, options.rows, "every outbox row relayed");
+    assert_eq!(relay.ceiling.requests, options.rows, "the bare relay sent every row");
+    assert!(relay.to_string().contains("× the bare relay"), "no comparison in\n{relay}");
 }
