@@ -273,7 +273,7 @@ impl SourceIntake {
 }
 
 /// `<source id>:<id>`, or its SHA-256 when that is not a valid event id.
-fn scoped_id(source: &SourceId, id: &str) -> String {
+pub(crate) fn scoped_id(source: &SourceId, id: &str) -> String {
     let scoped = format!("{source}:{id}");
     if EventId::parse(&scoped).is_ok() { scoped } else { sha256_hex(scoped.as_bytes()) }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use switchyard_core::digest::sha256_hex;
 use switchyard_core::event::{EventId, EventSource, EventType, IngestContext, IngestOutcome};
+use switchyard_core::id::SourceId;
 use switchyard_core::json;
 use switchyard_core::source::pull::{Consumer, PullError, Pulled, Puller};
 use switchyard_core::source::{self, Source, normalize_event_type};
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use super::Shared;
 use super::status::BatchCounts;
 use crate::ingest::{BatchItem, MAX_BATCH};
+use crate::intake::scoped_id;
 
 /// How long a node holds a source's lease without renewing it; another node takes the source
 /// over this long after its reader died.
@@ -168,8 +170,8 @@ impl Reader {
         let mut counts = BatchCounts::default();
         let (mut committed, mut invalid) = (Vec::with_capacity(batch.len()), Vec::new());
         let mut items = Vec::with_capacity(batch.len());
-        for pulled in batch {
-            match event_item(&pulled) {
+        for pulled in &batch {
+            match event_item(pulled, None) {
                 Ok(item) => items.push((pulled.position, item)),
                 Err(why) => {
                     self.refused(pulled.position, &why);
@@ -178,34 +180,93 @@ impl Reader {
                 }
             }
         }
-        while !items.is_empty() {
-            let chunk: Vec<(u64, Value)> = items.drain(..items.len().min(MAX_BATCH)).collect();
-            let (positions, values): (Vec<u64>, Vec<Value>) = chunk.into_iter().unzip();
-            let results = self
-                .shared
-                .ingestor
-                .ingest_batch(values, &ctx)
-                .await
-                .map_err(|error| PullError::new(format!("storing the events: {error}")))?;
-            for (position, result) in positions.into_iter().zip(results) {
-                match result {
-                    BatchItem::Stored(IngestOutcome::Created(_)) => {
-                        counts.accepted += 1;
-                        committed.push(position);
-                    }
-                    BatchItem::Stored(IngestOutcome::Duplicate(_) | IngestOutcome::Conflict(_)) => {
-                        counts.duplicate += 1;
-                        committed.push(position);
-                    }
-                    BatchItem::Rejected { error, .. } => {
-                        self.refused(position, &error.to_string());
-                        counts.invalid += 1;
-                        invalid.push(position);
-                    }
+        // An id held by an event from elsewhere (another source, the API) names this message's
+        // event scoped by the source instead, as a webhook's does: as stable, so a message
+        // read twice still dedups, and never lost as someone else's duplicate. Such an event
+        // is stored after the rest of its batch (a collision of ids across origins is rare;
+        // order among the others holds).
+        let mut taken = Vec::new();
+        for (position, result) in self.ingest(items, &ctx).await? {
+            match self.holder_elsewhere(result, &ctx.source).await? {
+                Held::Ours(created) => {
+                    counts.count(created);
+                    committed.push(position);
+                }
+                Held::Elsewhere => taken.push(position),
+                Held::Rejected(why) => {
+                    self.refused(position, &why);
+                    counts.invalid += 1;
+                    invalid.push(position);
+                }
+            }
+        }
+        let scoped: Vec<(u64, Value)> = batch
+            .iter()
+            .filter(|pulled| taken.contains(&pulled.position))
+            .filter_map(|pulled| Some((pulled.position, event_item(pulled, Some(&source.id)).ok()?)))
+            .collect();
+        for (position, result) in self.ingest(scoped, &ctx).await? {
+            match self.holder_elsewhere(result, &ctx.source).await? {
+                Held::Ours(created) => {
+                    counts.count(created);
+                    committed.push(position);
+                }
+                Held::Elsewhere => {
+                    self.refused(
+                        position,
+                        "its id and its id scoped by the source are both taken by events from elsewhere",
+                    );
+                    counts.invalid += 1;
+                    invalid.push(position);
+                }
+                Held::Rejected(why) => {
+                    self.refused(position, &why);
+                    counts.invalid += 1;
+                    invalid.push(position);
                 }
             }
         }
         Ok((counts, committed, invalid))
+    }
+
+    /// Ingests `items` in batches of at most [`MAX_BATCH`]; answers each item's result.
+    async fn ingest(
+        &self,
+        mut items: Vec<(u64, Value)>,
+        ctx: &IngestContext,
+    ) -> Result<Vec<(u64, BatchItem)>, PullError> {
+        let mut results = Vec::with_capacity(items.len());
+        while !items.is_empty() {
+            let chunk: Vec<(u64, Value)> = items.drain(..items.len().min(MAX_BATCH)).collect();
+            let (positions, values): (Vec<u64>, Vec<Value>) = chunk.into_iter().unzip();
+            let stored = self
+                .shared
+                .ingestor
+                .ingest_batch(values, ctx)
+                .await
+                .map_err(|error| PullError::new(format!("storing the events: {error}")))?;
+            results.extend(positions.into_iter().zip(stored));
+        }
+        Ok(results)
+    }
+
+    /// Whose event an item's id names now: this source's (created, or stored before), another
+    /// origin's, or none (the item was refused).
+    async fn holder_elsewhere(&self, result: BatchItem, ours: &EventSource) -> Result<Held, PullError> {
+        let holder = match &result {
+            BatchItem::Rejected { error, .. } => return Ok(Held::Rejected(error.to_string())),
+            BatchItem::Stored(IngestOutcome::Created(_)) => return Ok(Held::Ours(true)),
+            BatchItem::Stored(IngestOutcome::Duplicate(event)) => Some(event.source.clone()),
+            BatchItem::Stored(IngestOutcome::Conflict(id)) => self
+                .shared
+                .store
+                .get_event(id)
+                .await
+                .map_err(|error| PullError::new(format!("reading the event holding an id: {error}")))?
+                .map(|event| event.source),
+        };
+        // A holder deleted meanwhile (retention) leaves nothing to scope around.
+        Ok(if holder.is_some_and(|holder| &holder != ours) { Held::Elsewhere } else { Held::Ours(false) })
     }
 
     fn refused(&self, position: u64, why: &str) {
@@ -233,7 +294,7 @@ impl Reader {
 /// The batch item of one message, as `POST /v1/events/batch` would take it; or why it is not
 /// an event. An id that is not a valid event id is replaced by its SHA-256 (as stable, so a
 /// message read twice still dedups), a type that is not a valid event type is normalised.
-fn event_item(pulled: &Pulled) -> Result<Value, String> {
+fn event_item(pulled: &Pulled, scope: Option<&SourceId>) -> Result<Value, String> {
     if json::nests_deeper_than(&pulled.body, json::MAX_DEPTH) {
         return Err(format!("the payload nests deeper than {} levels", json::MAX_DEPTH));
     }
@@ -246,6 +307,10 @@ fn event_item(pulled: &Pulled) -> Result<Value, String> {
         Some(id) if EventId::parse(id).is_ok() => id.clone(),
         Some(id) => sha256_hex(id.as_bytes()),
         None => sha256_hex(&pulled.body),
+    };
+    let event_id = match scope {
+        Some(source) => scoped_id(source, &event_id),
+        None => event_id,
     };
     let event_type = match pulled.event_type.as_deref() {
         Some(raw) if EventType::parse(raw).is_ok() => raw.to_owned(),
@@ -264,9 +329,32 @@ fn event_item(pulled: &Pulled) -> Result<Value, String> {
     Ok(Value::Object(item))
 }
 
+/// What an item's id came to, as [`Reader::holder_elsewhere`] answers it.
+enum Held {
+    /// Stored for this source: `true` when created now, `false` when stored before.
+    Ours(bool),
+    Elsewhere,
+    Rejected(String),
+}
+
+impl BatchCounts {
+    /// Counts an item stored for this source: created now, or stored before.
+    fn count(&mut self, created: bool) {
+        if created {
+            self.accepted += 1;
+        } else {
+            self.duplicate += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event_item_of(pulled: &Pulled) -> Result<Value, String> {
+        event_item(pulled, None)
+    }
 
     fn pulled(id: Option<&str>, kind: Option<&str>, body: &str) -> Pulled {
         Pulled {
@@ -281,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_message_becomes_a_batch_item() {
-        let item = event_item(&pulled(Some("row-1"), Some("order.created"), r#"{"total": 5}"#)).unwrap();
+        let item = event_item_of(&pulled(Some("row-1"), Some("order.created"), r#"{"total": 5}"#)).unwrap();
         assert_eq!(
             item,
             serde_json::json!({"event_id": "row-1", "event_type": "order.created",
@@ -292,19 +380,26 @@ mod tests {
     #[test]
     fn ids_and_types_that_do_not_parse_are_made_into_ones_that_do() {
         let body = r#"{"a": 1}"#;
-        let item = event_item(&pulled(Some("has space"), Some("Orders/Create"), body)).unwrap();
+        let item = event_item_of(&pulled(Some("has space"), Some("Orders/Create"), body)).unwrap();
         assert_eq!(item["event_id"], sha256_hex(b"has space"));
         assert_eq!(item["event_type"], "orders.create");
-        let anonymous = event_item(&pulled(None, Some("a.b"), body)).unwrap();
+        let anonymous = event_item_of(&pulled(None, Some("a.b"), body)).unwrap();
         assert_eq!(anonymous["event_id"], sha256_hex(body.as_bytes()));
     }
 
     #[test]
+    fn a_scoped_item_names_its_source_before_the_id() {
+        let source = SourceId::generate();
+        let item = event_item(&pulled(Some("row-1"), Some("a.b"), "{}"), Some(&source)).unwrap();
+        assert_eq!(item["event_id"], format!("{source}:row-1"));
+    }
+
+    #[test]
     fn what_is_not_an_event_says_why() {
-        assert!(event_item(&pulled(None, Some("a.b"), "not json")).unwrap_err().contains("not JSON"));
-        assert!(event_item(&pulled(None, Some("a.b"), "[1]")).unwrap_err().contains("object"));
-        assert!(event_item(&pulled(None, None, "{}")).unwrap_err().contains("no event type"));
+        assert!(event_item_of(&pulled(None, Some("a.b"), "not json")).unwrap_err().contains("not JSON"));
+        assert!(event_item_of(&pulled(None, Some("a.b"), "[1]")).unwrap_err().contains("object"));
+        assert!(event_item_of(&pulled(None, None, "{}")).unwrap_err().contains("no event type"));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(event_item(&pulled(None, Some("a.b"), &format!(r#"{{"a": {deep}}}"#))).is_err());
+        assert!(event_item_of(&pulled(None, Some("a.b"), &format!(r#"{{"a": {deep}}}"#))).is_err());
     }
 }

@@ -222,3 +222,24 @@ async fn a_disabled_source_is_not_read_and_a_deleted_one_stops() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(database.rows_left().await, 3, "a deleted source is no longer read");
 }
+
+#[tokio::test]
+async fn a_row_whose_id_an_event_from_elsewhere_holds_is_stored_under_the_id_scoped_by_the_source() {
+    let (app, sink, database, _dir) = hub_and_app().await;
+    let published = app
+        .publish(json!({"event_id": "row-00000", "event_type": "order.created", "payload": {"api": true}}))
+        .await;
+    published.assert_status(201);
+    database.enqueue(&order_events(0, 2)).await;
+    let id = create_source(&app, outbox_source(&database.url(), json!({}))).await;
+
+    database.wait_until_relayed(Duration::from_secs(20)).await;
+    let mut ids: Vec<String> = stored_events(&app, &id).await.into_iter().map(|(id, _, _)| id).collect();
+    ids.sort();
+    // The scoped one goes after the rest of its batch.
+    let expected = ["row-00001".to_owned(), format!("{id}:row-00000")];
+    assert_eq!(ids, expected, "the row is not lost as the API event's duplicate");
+    sink.wait_for_distinct(Duration::from_secs(20), 3).await;
+    let status = wait_for_status(&app, &id, |s| s["pull"]["accepted"] == 2).await;
+    assert_eq!(status["pull"]["duplicate"], 0, "{status}");
+}
