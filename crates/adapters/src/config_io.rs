@@ -82,3 +82,25 @@ pub fn name_for(
     check(&name).map_err(|reason| DeliveryError::permanent(format!("the {what} {name:?} {reason}")))?;
     Ok(name)
 }
+
+/// `%xx` sequences of a URL's userinfo as the bytes they stand for (a password moved out of a
+/// URL is kept decoded).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}

@@ -48,7 +48,7 @@ pub fn validate(raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Valida
                 if config.password.is_some() {
                     v.push("config.url", "has a password and so does config.password; give it once");
                 }
-                let decoded = percent_decode(&password);
+                let decoded = config_io::percent_decode(&password);
                 // Removing the password of a URL that has a host always succeeds.
                 let _ = url.set_password(None);
                 config.url = url.to_string();
@@ -103,27 +103,6 @@ pub fn check_routing_key(key: &str) -> Result<(), String> {
         return Err("must not contain control characters".to_owned());
     }
     Ok(())
-}
-
-/// `%xx` sequences of a URL's userinfo as the bytes they stand for.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 #[cfg(test)]

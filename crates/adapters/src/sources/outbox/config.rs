@@ -249,7 +249,7 @@ fn take_password(url: &str) -> Result<(String, Option<String>), String> {
         return Err("must be a postgres://, postgresql:// or sqlite:// URL".into());
     }
     let mut parsed = Url::parse(url).map_err(|_| "is not a valid URL".to_owned())?;
-    let mut password = parsed.password().map(percent_decode);
+    let mut password = parsed.password().map(config_io::percent_decode);
     if password.is_some() && parsed.set_password(None).is_err() {
         return Err("has a password but no host".into());
     }
@@ -305,27 +305,6 @@ fn check_identifier(v: &mut Violations, field: &str, name: &str) {
             ),
         );
     }
-}
-
-/// `%xx` sequences of a URL's userinfo as the bytes they stand for.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 #[cfg(test)]
