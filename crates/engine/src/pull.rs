@@ -104,6 +104,10 @@ impl PullSources {
 
     /// Runs the readers until `shutdown`; then stops them, each handing its lease back.
     pub async fn run(self, mut shutdown: Shutdown) {
+        if self.pullers.is_empty() {
+            // Nothing to read: no scan of the sources every second for nothing.
+            return;
+        }
         let mut running: HashMap<SourceId, Running> = HashMap::new();
         loop {
             match self.enabled_sources().await {

@@ -94,6 +94,10 @@ impl Pullers {
         self
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+
     pub fn get(&self, kind: SourceKind) -> Option<&Arc<dyn Puller>> {
         self.by_kind.get(&kind)
     }

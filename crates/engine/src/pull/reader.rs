@@ -26,6 +26,8 @@ pub const SOURCE_LEASE_MS: Millis = 10_000;
 /// A held lease is renewed once this much of it has passed.
 const RENEW_AFTER_MS: Millis = SOURCE_LEASE_MS / 3;
 const RENEW_EVERY: Duration = Duration::from_millis(RENEW_AFTER_MS as u64);
+/// How often an idle reader asks its origin how many messages wait.
+const BACKLOG_EVERY_MS: Millis = 5_000;
 /// How often a node that does not hold the lease asks for it.
 const STANDBY_RETRY: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -107,6 +109,7 @@ impl Reader {
     ) -> Result<Ended, PullError> {
         let id = self.source.id.clone();
         let mut renewed_at = now_millis();
+        let mut backlog_asked_at: Option<Millis> = None;
         loop {
             if self.stopped() {
                 return Ok(Ended::Stopped);
@@ -135,7 +138,12 @@ impl Reader {
             };
             let now = now_millis();
             if batch.is_empty() {
-                let backlog = consumer.backlog().await;
+                // The origin's count is a query of its own: asked now and then, not every poll.
+                let due = backlog_asked_at.is_none_or(|at| now - at >= BACKLOG_EVERY_MS);
+                let backlog = if due { consumer.backlog().await } else { None };
+                if due {
+                    backlog_asked_at = Some(now);
+                }
                 self.shared.statuses.read(&id, BatchCounts::default(), 0, backlog, now);
                 continue;
             }
