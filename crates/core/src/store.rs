@@ -222,6 +222,9 @@ pub trait ApiKeyStore: Send + Sync {
     async fn count_active_api_keys(&self) -> StoreResult<u64>;
 }
 
+/// How long a response kept for an `Idempotency-Key` is replayed, and then kept at most.
+pub const IDEMPOTENCY_RETENTION_MS: Millis = 24 * 3_600_000;
+
 /// A response kept for an `Idempotency-Key`, replayed byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -285,6 +288,25 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Listing<AuditEntry>>;
 }
 
+/// What the background upkeep of a node asks of the store, so that nothing grows with traffic
+/// without bound and nothing a node learned stays only in its memory. Prunes delete in one
+/// transaction each, and on a store shared by several nodes only one node's prune runs at a
+/// time: the others' answer 0 at once. Callers loop until a prune answers 0.
+#[async_trait]
+pub trait UpkeepStore: Send + Sync {
+    /// Deletes up to `limit` audit entries recorded before `before`, oldest first; answers how
+    /// many went.
+    async fn prune_audit_log(&self, before: Millis, limit: u32) -> StoreResult<u64>;
+    /// Deletes up to `limit` `Idempotency-Key` records (answered or still claimed) created
+    /// before `before`, oldest first; answers how many went.
+    async fn prune_idempotency_keys(&self, before: Millis, limit: u32) -> StoreResult<u64>;
+    /// Writes into their destinations' flow records the attempt outcomes this handle holds in
+    /// memory (those that changed nothing but a closed circuit's counts) whose oldest was
+    /// recorded before `held_before`; answers how many records it wrote. `Millis::MAX` writes
+    /// everything held, as a stopping node does.
+    async fn write_held_outcomes(&self, held_before: Millis) -> StoreResult<u64>;
+}
+
 /// Every repository of one backend.
 #[async_trait]
 pub trait Store:
@@ -298,6 +320,7 @@ pub trait Store:
     + DeliveryStore
     + AuditStore
     + FlowStore
+    + UpkeepStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

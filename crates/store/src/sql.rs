@@ -47,6 +47,7 @@ macro_rules! lease_handed_back {
 pub mod flow;
 #[macro_use]
 pub mod deliveries;
+pub mod retention;
 pub mod settle;
 pub mod sources;
 
@@ -494,6 +495,8 @@ mod tests {
             deliveries::PRUNE_ATTEMPTS,
             deliveries::PRUNE_DELIVERIES,
             deliveries::PRUNE_EVENTS,
+            retention::PRUNE_AUDIT_LOG,
+            retention::PRUNE_IDEMPOTENCY_KEYS,
             flow::ENSURE_FLOW,
             flow::INSERT_FLOW,
             flow::UPDATE_FLOW,

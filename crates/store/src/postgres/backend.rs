@@ -6,6 +6,7 @@ use sqlx::{PgConnection, Pool, Postgres, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::PgStore;
+use crate::error::map_err;
 use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::flow as q;
@@ -46,4 +47,15 @@ impl Backend for PgStore {
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// A transaction-scoped advisory lock, tried without waiting: the server releases it when
+    /// the transaction ends or its connection is lost, so a node that dies mid-prune holds
+    /// nothing, and no lease needs an expiry. Keyed by the schema too, so databases sharing one
+    /// server in separate schemas (the tests' way) do not wait on each other.
+    async fn take_prune_turn(conn: &mut PgConnection) -> StoreResult<bool> {
+        sqlx::query_scalar(PRUNE_LOCK).fetch_one(conn).await.map_err(map_err)
+    }
 }
+
+const PRUNE_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtext('switchyard.prune'), hashtext(current_schema()))";

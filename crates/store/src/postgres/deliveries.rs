@@ -22,12 +22,6 @@ use crate::repo::{ClaimPlan, Repo, decode_sequenced};
 use crate::rows::DeliveryRow;
 use crate::sql::deliveries as q;
 
-/// Taken by a prune for the rest of its transaction; `false` while another node's prune holds
-/// it. Keyed by the schema too, so databases sharing one server in separate schemas (the
-/// tests' way) do not wait on each other.
-const PRUNE_LOCK: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtext('switchyard.prune'), hashtext(current_schema()))";
-
 #[async_trait]
 impl DeliveryStore for PgStore {
     async fn claim_deliveries(
@@ -129,32 +123,6 @@ impl DeliveryStore for PgStore {
     }
 
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let limit = i64::from(limit);
-        let mut tx = self.begin_write().await?;
-        // Each statement below sees what committed before it, so a prune committed by another
-        // node between them would make the second select the next batch, whose attempts are
-        // still there. One node prunes at a time; the others have nothing to do meanwhile.
-        let alone: bool = sqlx::query_scalar(PRUNE_LOCK).fetch_one(&mut *tx).await.map_err(map_err)?;
-        if !alone {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(0);
-        }
-        // Attempts first: they reference the deliveries the next statement selects again.
-        sqlx::query(q::PRUNE_ATTEMPTS).bind(before).bind(limit).execute(&mut *tx).await.map_err(map_err)?;
-        let mut deleted = 0;
-        for statement in [q::PRUNE_DELIVERIES, q::PRUNE_EVENTS] {
-            deleted += sqlx::query(statement)
-                .bind(before)
-                .bind(limit)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(deleted)
+        Repo(self).prune(before, limit).await
     }
 }

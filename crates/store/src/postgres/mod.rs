@@ -35,6 +35,7 @@ mod secrets;
 mod settle;
 mod sources;
 mod subscriptions;
+mod upkeep;
 mod watch;
 
 #[cfg(test)]

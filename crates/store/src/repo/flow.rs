@@ -11,6 +11,8 @@
 //! decision); outcomes that change nothing but a closed circuit's counts are held in memory a
 //! moment ([`Unwritten`]).
 
+mod held;
+
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,9 +44,10 @@ const FLUSH_AFTER_MS: Millis = 1_000;
 
 /// Outcomes this node recorded that changed nothing but the counts of a closed circuit (a
 /// success with no failure before it, a refused message): kept here and written with the
-/// record's next change, or once the oldest is `FLUSH_AFTER_MS` old. A healthy destination's
-/// attempts so cost no write of their own; the ratio and the health report may miss up to a
-/// second of other nodes' successes.
+/// record's next change, or once the oldest is `FLUSH_AFTER_MS` old, by the next attempt or,
+/// when none follows, by the node's upkeep (`write_held_outcomes`, in [`held`]). A healthy
+/// destination's attempts so cost no write of their own; the ratio and the health report may
+/// miss up to a second of other nodes' successes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Unwritten(Arc<Mutex<HashMap<DestinationId, Held>>>);
 
@@ -53,6 +56,8 @@ struct Held {
     outcomes: OutcomeWindow,
     /// When the oldest of them was recorded.
     since: Millis,
+    /// The breaker's window they were counted in, which a write of them forgets beyond.
+    window_ms: u64,
 }
 
 impl Unwritten {
@@ -73,6 +78,7 @@ impl Unwritten {
                 let there = there.get_mut();
                 there.outcomes.merge(&held.outcomes, window_ms, now);
                 there.since = there.since.min(held.since);
+                there.window_ms = window_ms;
             }
             Entry::Vacant(empty) => {
                 empty.insert(held);
@@ -192,7 +198,7 @@ pub(crate) fn observe(
     }
     let since = held.as_ref().map_or(now, |h| h.since);
     if !changed && flow.version != 0 && now - since < FLUSH_AFTER_MS {
-        let mut added = Held { outcomes: OutcomeWindow::default(), since: now };
+        let mut added = Held { outcomes: OutcomeWindow::default(), since: now, window_ms: policy.window_ms };
         for (attempt, at) in attempts {
             added.since = added.since.min(*at);
             if attempt.outcome != AttemptOutcome::Filtered {
@@ -413,7 +419,7 @@ mod tests {
     fn one_success() -> Held {
         let mut outcomes = OutcomeWindow::default();
         outcomes.record(WINDOW, Signal::Success, 10, NOW);
-        Held { outcomes, since: NOW }
+        Held { outcomes, since: NOW, window_ms: WINDOW }
     }
 
     fn succeeded(unwritten: &Unwritten, id: &DestinationId) -> u64 {

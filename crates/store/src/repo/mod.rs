@@ -14,6 +14,7 @@ mod events;
 mod flow;
 mod idempotency;
 mod page;
+mod retention;
 mod secrets;
 mod sources;
 mod subscriptions;
@@ -65,6 +66,10 @@ pub(crate) trait Backend: Sync {
 
     /// The rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// Whether `conn`'s transaction may prune: true unless another node's prune is running,
+    /// which keeps the turn until its transaction ends.
+    fn take_prune_turn(conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// The database of backend `B`.

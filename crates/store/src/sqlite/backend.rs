@@ -49,4 +49,9 @@ impl Backend for SqliteStore {
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// Always: the write transaction holds the database, and one node uses it.
+    async fn take_prune_turn(_conn: &mut SqliteConnection) -> StoreResult<bool> {
+        Ok(true)
+    }
 }

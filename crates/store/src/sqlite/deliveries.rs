@@ -134,25 +134,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let limit = i64::from(limit);
-        let mut tx = self.begin_write().await?;
-        // Attempts first: they reference the deliveries the next statement selects again.
-        sqlx::query(q::PRUNE_ATTEMPTS).bind(before).bind(limit).execute(&mut *tx).await.map_err(map_err)?;
-        let mut deleted = 0;
-        for statement in [q::PRUNE_DELIVERIES, q::PRUNE_EVENTS] {
-            deleted += sqlx::query(statement)
-                .bind(before)
-                .bind(limit)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(deleted)
+        Repo(self).prune(before, limit).await
     }
 }
 
@@ -334,6 +316,12 @@ mod plans {
         let events = plan(store, q::PRUNE_EVENTS, 2).await;
         assert_searches(&events, "events", &["events_received_at_seq"]);
         assert_searches(&events, "deliveries", &["deliveries_event_id"]);
+        let audit = plan(store, crate::sql::retention::PRUNE_AUDIT_LOG, 2).await;
+        assert_searches(&audit, "audit_log", &["audit_log_at_seq"]);
+        assert!(!audit.iter().any(|l| l.contains("TEMP B-TREE")), "{audit:#?}");
+        let keys = plan(store, crate::sql::retention::PRUNE_IDEMPOTENCY_KEYS, 2).await;
+        assert_searches(&keys, "idempotency_keys", &["idempotency_keys_created_at"]);
+        assert!(!keys.iter().any(|l| l.contains("TEMP B-TREE")), "{keys:#?}");
 
         let by_destination = switchyard_core::delivery::DeliveryFilter {
             destination_id: Some(switchyard_core::id::DestinationId::from_trusted("dst_1")),

@@ -22,6 +22,7 @@ mod idempotency;
 mod secrets;
 mod sources;
 mod subscriptions;
+mod upkeep;
 mod writer_health;
 
 use std::str::FromStr;

@@ -30,12 +30,12 @@ async fn guarded_destination(store: &dyn Store, rate_limit: Option<RateLimit>) -
     dst
 }
 
-async fn ingest_one(store: &dyn Store, id: &str, now: Millis) -> Delivery {
+pub async fn ingest_one(store: &dyn Store, id: &str, now: Millis) -> Delivery {
     store.ingest(vec![event(id, "a.b")], now).await.unwrap();
     store.deliveries_of_event(&EventId::parse(id).unwrap()).await.unwrap().remove(0)
 }
 
-fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, at: Millis) -> Attempt {
+pub fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, at: Millis) -> Attempt {
     Attempt {
         delivery_id: delivery.clone(),
         number: 0,
@@ -50,7 +50,7 @@ fn attempt(delivery: &DeliveryId, outcome: AttemptOutcome, at: Millis) -> Attemp
 
 /// Claims `delivery` (due at `now`) for `owner`, records `outcome` for it and hands back
 /// whatever else the claim took.
-async fn try_once(
+pub async fn try_once(
     store: &dyn Store,
     owner: &str,
     delivery: &DeliveryId,

@@ -19,6 +19,7 @@ mod sources;
 mod sqlite;
 mod support;
 mod unfinished;
+mod upkeep;
 
 /// Instantiates each listed suite function as a `#[tokio::test]` against one backend.
 /// `on_threads` runs them on two worker threads, for the tests of races that one thread,
@@ -118,6 +119,10 @@ macro_rules! suite {
                 secrets::rotation_reseals_everything_under_the_new_key,
                 secrets::a_rotation_that_cannot_open_a_value_changes_nothing,
                 secrets::source_secrets_are_counted_and_resealed_on_rotation,
+                upkeep::audit_entries_past_retention_are_pruned_in_batches,
+                upkeep::idempotency_records_past_retention_are_pruned_in_batches,
+                upkeep::held_outcomes_are_written_without_a_further_attempt,
+                upkeep::held_outcomes_of_a_deleted_destination_are_dropped,
             );
             instantiate!(on_threads $connect;
                 flow::concurrent_attempts_all_reach_the_circuit_counts,

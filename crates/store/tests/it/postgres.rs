@@ -149,6 +149,35 @@ async fn two_nodes_pruning_at_once_both_succeed_and_remove_everything() {
     assert_eq!(db.store.prune(before, 100).await.unwrap(), 0);
 }
 
+/// While one node's prune runs (here, a transaction holding the prune's turn), every other
+/// prune answers 0 at once rather than waiting or deleting beside it; then it goes on.
+#[tokio::test]
+async fn prunes_wait_their_turn_while_another_node_prunes() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let entries: Vec<_> =
+        (0..3).map(|n| crate::audit::entry(n, "key_a", "destination.create", 201)).collect();
+    db.store.append_audit_entries(&entries).await.unwrap();
+    db.store.claim_idempotency_key("s", "k", "h", T0, 0, 0).await.unwrap();
+
+    let mut side = db.postgres_side_connection().await;
+    let mut pruning = side.begin().await.expect("begin");
+    let turn: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtext('switchyard.prune'), hashtext(current_schema()))",
+    )
+    .fetch_one(&mut *pruning)
+    .await
+    .expect("take the turn");
+    assert!(turn);
+    let later = T0 + 10_000;
+    assert_eq!(db.store.prune_audit_log(later, 100).await.unwrap(), 0);
+    assert_eq!(db.store.prune_idempotency_keys(later, 100).await.unwrap(), 0);
+    assert_eq!(db.store.prune(later, 100).await.unwrap(), 0);
+    pruning.commit().await.expect("end the other prune");
+
+    assert_eq!(db.store.prune_audit_log(later, 100).await.unwrap(), 3);
+    assert_eq!(db.store.prune_idempotency_keys(later, 100).await.unwrap(), 1);
+}
+
 /// A statement the server cancels at `statement_timeout` (here, one waiting on a lock) is the
 /// database being unavailable for now, which the API answers with 503, not a failure of the
 /// call.
