@@ -50,6 +50,8 @@ pub struct EngineSettings {
     /// How long in-flight deliveries may finish after shutdown is requested.
     pub shutdown_grace_ms: u64,
     pub retention_days: u32,
+    /// Audit entries older than this many days are pruned.
+    pub audit_retention_days: u32,
     pub prune_interval_ms: u64,
     /// Bounds of one run of a subscription's jq filter or transform.
     pub jq: jq::JqLimits,
@@ -72,6 +74,7 @@ impl Default for EngineSettings {
             poll_interval_ms: 1_000,
             shutdown_grace_ms: 30_000,
             retention_days: 30,
+            audit_retention_days: 365,
             prune_interval_ms: 60_000,
             jq: jq::JqLimits::default(),
             require_registered_types: false,

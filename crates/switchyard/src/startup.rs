@@ -12,13 +12,13 @@ use switchyard_adapters::{AdapterSettings, UrlPolicy};
 use switchyard_api::{ApiSettings, ApiState};
 use switchyard_core::api_key::{ApiKey, Role};
 use switchyard_core::store::Store;
-use switchyard_core::time::now_millis;
+use switchyard_core::time::{Millis, now_millis};
 use switchyard_core::transport::Transports;
 use switchyard_engine::metrics::PoolUsage;
 use switchyard_engine::{Engine, EngineSettings};
 use switchyard_store::Database;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, redact_url};
 use crate::server::{self, ConnectionLimits, ServerSettings};
@@ -154,6 +154,11 @@ impl Application {
         };
         let ((), _trigger) = tokio::join!(server, signal);
         engine.await.context("the delivery engine failed")?;
+        // The engine has stopped: what its last attempts left held in memory is written now, or
+        // it would be lost with the process.
+        if let Err(error) = self.store.write_held_outcomes(Millis::MAX).await {
+            warn!(%error, "writing held flow outcomes failed; up to a second of them is lost");
+        }
         self.transports.close().await;
         info!("stopped");
         Ok(())
@@ -235,6 +240,7 @@ fn engine_settings(config: &Config) -> EngineSettings {
         poll_interval_ms: config.engine.poll_interval_ms,
         shutdown_grace_ms: config.engine.shutdown_grace_ms,
         retention_days: config.retention.days,
+        audit_retention_days: config.retention.audit_days,
         // A transform's output is a body like a payload, under the same limit; what a run
         // may allocate on the way scales with it.
         jq: switchyard_engine::jq::JqLimits::for_payloads(config.limits.max_payload_bytes),

@@ -166,11 +166,13 @@ impl Default for EngineConfig {
 pub struct RetentionConfig {
     /// Succeeded deliveries, their attempts and finished events older than this are pruned.
     pub days: u32,
+    /// Audit entries older than this are pruned.
+    pub audit_days: u32,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { days: 30 }
+        Self { days: 30, audit_days: 365 }
     }
 }
 
@@ -239,6 +241,7 @@ impl Config {
         positive("engine.batch_size", u64::from(self.engine.batch_size));
         positive("engine.poll_interval_ms", self.engine.poll_interval_ms);
         positive("retention.days", u64::from(self.retention.days));
+        positive("retention.audit_days", u64::from(self.retention.audit_days));
         let mut server_problems = Vec::new();
         server::validate(&self.server, &mut positive, &mut server_problems);
         problems.extend(server_problems);

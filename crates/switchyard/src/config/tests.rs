@@ -277,3 +277,15 @@ fn the_fast_queue_defaults_to_4096_and_zero_turns_it_off() {
         assert_eq!(must(load_plain()).engine.fast_queue, 16);
     });
 }
+
+#[test]
+fn audit_entries_are_kept_a_year_by_default_and_at_least_a_day() {
+    jailed(|jail| {
+        let retention = must(load_plain()).retention;
+        assert_eq!((retention.days, retention.audit_days), (30, 365));
+        write(jail, DEFAULT_FILE, "[retention]\naudit_days = 90\n");
+        assert_eq!(must(load_plain()).retention.audit_days, 90);
+        jail.set_env("SWITCHYARD_RETENTION__AUDIT_DAYS", "0");
+        assert_eq!(problems_of(load_plain()), "retention.audit_days: must be greater than 0");
+    });
+}

@@ -44,4 +44,5 @@ mod ssrf;
 mod status;
 mod strict_json;
 mod tls;
+mod upkeep;
 mod webhooks;
