@@ -12,33 +12,44 @@ use switchyard_core::transport::{DeliveryError, ValidatedConfig};
 
 use crate::template::Template;
 
-/// Reads `raw` as a `T`, naming fields from `config` down. Where `hides_value(field)` a
-/// message never quotes the value (it may be, or hold, a secret).
+/// Reads `raw` as a `T`, naming fields from `config` down. Where `hides_value(field)` (`field`
+/// a path inside the configuration) a message never quotes the value (it may be, or hold, a
+/// secret).
 pub fn read<T: DeserializeOwned>(
     raw: Value,
     hides_value: impl Fn(&str) -> bool,
 ) -> Result<T, ValidationError> {
     if !raw.is_object() {
-        return Err(ValidationError::single("config", "must be an object"));
+        return Err(ValidationError::single(CONFIG, "must be an object"));
     }
-    switchyard_core::json::from_value(raw).map_err(|error| {
-        ValidationError(
-            error
-                .0
-                .into_iter()
-                .map(|e| {
-                    let field =
-                        if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
-                    let message = if hides_value(&e.field) {
-                        "has the wrong type (its value is not quoted back: it may be a secret)".to_owned()
-                    } else {
-                        e.message
-                    };
-                    FieldError::new(field, message)
-                })
-                .collect(),
-        )
-    })
+    switchyard_core::json::from_value_at(raw, CONFIG).map_err(|error| unquoted_secrets(error, hides_value))
+}
+
+/// Where a destination's configuration is in the request body.
+const CONFIG: &str = "config";
+
+/// `error` (fields from `config` down), its messages at the fields `hides_value` names replaced
+/// by one that quotes nothing.
+pub fn unquoted_secrets(error: ValidationError, hides_value: impl Fn(&str) -> bool) -> ValidationError {
+    let hide = |field: &str| {
+        field.strip_prefix(CONFIG).and_then(|rest| rest.strip_prefix('.')).is_some_and(&hides_value)
+    };
+    ValidationError(
+        error
+            .0
+            .into_iter()
+            .map(|e| {
+                if hide(&e.field) {
+                    FieldError::new(
+                        e.field,
+                        "has the wrong type (its value is not quoted back: it may be a secret)",
+                    )
+                } else {
+                    e
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Whether `field` is one of `secret_paths` or lies inside one.

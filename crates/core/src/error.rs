@@ -53,11 +53,22 @@ impl ValidationError {
         Self(self.0.into_iter().map(|e| FieldError::new(field, e.message)).collect())
     }
 
-    /// Prefixes every field with `prefix.` so nested validators report full paths.
+    /// Reports every field under `prefix` (see [`field_path`]), so a validator of a nested
+    /// value names full paths: `url` under `config` is `config.url`.
     pub fn nested(self, prefix: &str) -> Self {
-        Self(
-            self.0.into_iter().map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message)).collect(),
-        )
+        Self(self.0.into_iter().map(|e| FieldError::new(field_path(prefix, &e.field), e.message)).collect())
+    }
+}
+
+/// The path of `field`, itself a path inside the value at `prefix`: dotted keys and `[i]`
+/// indexes (`config.headers.X-Foo`, `event_types[2]`). An empty `field` is the value itself.
+pub fn field_path(prefix: &str, field: &str) -> String {
+    if field.is_empty() {
+        prefix.to_owned()
+    } else if prefix.is_empty() || field.starts_with('[') {
+        format!("{prefix}{field}")
+    } else {
+        format!("{prefix}.{field}")
     }
 }
 
@@ -105,5 +116,15 @@ mod tests {
         assert!(cut.ends_with('…'));
         assert_eq!(excerpt_of("abcdef", 3), "abc…");
         assert_eq!(excerpt_of("abc", 3), "abc");
+    }
+
+    #[test]
+    fn nested_fields_join_keys_with_dots_and_indexes_with_brackets() {
+        let nested = |field: &str| ValidationError::single(field, "m").nested("config").0[0].field.clone();
+        assert_eq!(nested("url"), "config.url");
+        assert_eq!(nested("headers.X-Foo"), "config.headers.X-Foo");
+        assert_eq!(nested("[2]"), "config[2]");
+        assert_eq!(nested(""), "config");
+        assert_eq!(field_path("", "per_page"), "per_page");
     }
 }

@@ -6,6 +6,7 @@
 
 mod de;
 mod parse;
+mod tagged;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -13,17 +14,25 @@ use serde_json::Value;
 use crate::error::{ValidationError, excerpt};
 
 pub use parse::{ParseError, parse};
+pub use tagged::{TaggedUnion, deserialize_tagged, serialize_tagged};
 
-/// `value` read into `T`; a mismatch names the field's path (`retry.max_attempts`,
-/// `event_types[2]`, or `body` for the whole) and what it must be.
+/// `value`, a request body, read into `T`; a mismatch names the field's path
+/// (`retry.max_attempts`, `event_types[2]`, or `body` for the whole) and what it must be.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
-    T::deserialize(de::Strict::json(value)).map_err(de::Mismatch::into_validation)
+    T::deserialize(de::Strict::json(value)).map_err(|mismatch| mismatch.into_validation("", "body"))
+}
+
+/// `value`, found at `path` in a request body (`config`), read into `T`; a mismatch names the
+/// full path (`config.auth.token`, or `config` for the whole; "" for the whole when `path` is
+/// "", as [`ValidationError::nested`] reads it).
+pub fn from_value_at<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, ValidationError> {
+    T::deserialize(de::Strict::json(value)).map_err(|mismatch| mismatch.into_validation(path, ""))
 }
 
 /// `value`, an object of strings (query parameters), read into `T`; numbers and booleans are
-/// read from their text.
+/// read from their text, and a mismatch names the parameter.
 pub fn from_text_fields<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
-    T::deserialize(de::Strict::text(value)).map_err(de::Mismatch::into_validation)
+    T::deserialize(de::Strict::text(value)).map_err(|mismatch| mismatch.into_validation("", "query"))
 }
 
 /// The canonical form of a JSON text: keys sorted, no insignificant whitespace. `None` when
@@ -51,10 +60,10 @@ enum Step {
     Index(usize),
 }
 
-/// `name`, `config.headers.x-team`, `events[2].event_type`; `body` for the whole. Keys are
-/// cut to an excerpt.
-fn render(path: &[Step]) -> String {
-    let mut out = String::new();
+/// `name`, `config.headers.x-team`, `events[2].event_type` under `root` (a path itself, or "");
+/// "" for the root itself. Keys are cut to an excerpt.
+fn render(root: &str, path: &[Step]) -> String {
+    let mut out = root.to_owned();
     for step in path {
         match step {
             Step::Key(key) => {
@@ -66,7 +75,7 @@ fn render(path: &[Step]) -> String {
             Step::Index(index) => out.push_str(&format!("[{index}]")),
         }
     }
-    if out.is_empty() { "body".to_owned() } else { out }
+    out
 }
 
 /// Deepest nesting of arrays and objects the hub accepts in a JSON body; a bare value is
@@ -248,10 +257,12 @@ mod tests {
 
     #[test]
     fn paths_name_keys_and_indexes() {
-        assert_eq!(render(&[]), "body");
+        assert_eq!(render("", &[]), "");
+        assert_eq!(render("config", &[]), "config");
         let path = [Step::Key("events".into()), Step::Index(2), Step::Key("event_type".into())];
-        assert_eq!(render(&path), "events[2].event_type");
-        let long = render(&[Step::Key("k".repeat(1000))]);
+        assert_eq!(render("", &path), "events[2].event_type");
+        assert_eq!(render("config", &path[..2]), "config.events[2]");
+        let long = render("", &[Step::Key("k".repeat(1000))]);
         assert!(long.chars().count() <= crate::error::EXCERPT_CHARS + 1, "{long}");
     }
 }

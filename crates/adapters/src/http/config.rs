@@ -14,6 +14,7 @@ use switchyard_core::destination::{
 use switchyard_core::error::{FieldError, Violations};
 use switchyard_core::transport::ValidatedConfig;
 
+use crate::config_io;
 use crate::ssrf::UrlPolicy;
 
 /// Paths of the secret values in an `http` configuration.
@@ -89,7 +90,7 @@ fn default_method() -> String {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     #[default]
     None,
@@ -107,6 +108,8 @@ pub enum Auth {
         scope: Option<String>,
     },
 }
+
+switchyard_core::tagged_union!(Auth);
 
 /// A fresh Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
 pub fn generate_signing_secret() -> String {
@@ -161,18 +164,10 @@ pub fn validate(mut raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Va
         .filter(|key| fields.remove(*key).is_some())
         .map(|key| FieldError::new(format!("config.{key}"), ROTATION_ONLY))
         .collect();
-    let mut config: HttpConfig = switchyard_core::json::from_value(raw).map_err(|error| {
+    let mut config: HttpConfig = switchyard_core::json::from_value_at(raw, "config").map_err(|error| {
         let mut errors = rotation.clone();
-        errors.extend(error.0.into_iter().map(|e| {
-            let field = if e.field.is_empty() { "config".to_owned() } else { format!("config.{}", e.field) };
-            // A message may quote an excerpt of the value, which at a secret's path is the secret.
-            let message = if is_secret_path(&e.field) {
-                "has the wrong type (a secret's value is not quoted back)".to_owned()
-            } else {
-                e.message
-            };
-            FieldError::new(field, message)
-        }));
+        errors
+            .extend(config_io::unquoted_secrets(error, |field| config_io::is_secret(field, &SECRET_PATHS)).0);
         ValidationError(errors)
     })?;
     let mut v = Violations::default();
@@ -220,13 +215,6 @@ pub fn validate(mut raw: Value, policy: UrlPolicy) -> Result<ValidatedConfig, Va
         serde_json::to_value(&config).map_err(|e| ValidationError::single("config", e.to_string()))?;
     let secrets = split_secrets(&mut value, &SECRET_PATHS);
     Ok(ValidatedConfig { config: value, secrets })
-}
-
-/// Whether the dotted `path` is a secret or lies inside one.
-fn is_secret_path(path: &str) -> bool {
-    SECRET_PATHS
-        .iter()
-        .any(|secret| path.strip_prefix(secret).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
 /// Each header of `headers` (at `field`) must be one the hub can send as written, and not one

@@ -36,10 +36,12 @@ fn at_least_once() -> u8 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MqttAuth {
     UserPassword { username: String, password: String },
 }
+
+switchyard_core::tagged_union!(MqttAuth);
 
 /// Checks `raw`, a configuration as a client wrote it. The URL's host is checked against
 /// `policy` as written; what a name resolves to is checked by the transport.

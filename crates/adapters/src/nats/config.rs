@@ -29,7 +29,7 @@ pub struct NatsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NatsAuth {
     Token {
         token: String,
@@ -43,6 +43,8 @@ pub enum NatsAuth {
         creds: String,
     },
 }
+
+switchyard_core::tagged_union!(NatsAuth);
 
 /// Checks `raw`, a configuration as a client wrote it. The URL's host is checked against
 /// `policy` as written; what a name resolves to is checked by the transport.

@@ -39,11 +39,13 @@ fn default_max_len() -> u64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RedisAuth {
     /// An ACL user and its password (`default` for a server with only `requirepass`).
     UserPassword { username: String, password: String },
 }
+
+switchyard_core::tagged_union!(RedisAuth);
 
 /// Checks `raw`, a configuration as a client wrote it. The URL's host is checked against
 /// `policy` as written; what a name resolves to is checked by the transport.

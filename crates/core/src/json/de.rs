@@ -13,6 +13,7 @@ use serde::de::{
 };
 use serde_json::Value;
 
+use super::tagged::{TAG, TAGGED_UNION};
 use super::{Step, render, type_name};
 use crate::error::{ValidationError, excerpt};
 
@@ -212,10 +213,10 @@ impl<'de> de::Deserializer<'de> for Strict {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Mismatch> {
-        visitor.visit_newtype_struct(self)
+        if name == TAGGED_UNION { self.tagged_union(visitor) } else { visitor.visit_newtype_struct(self) }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Mismatch> {
@@ -267,7 +268,7 @@ impl<'de> de::Deserializer<'de> for Strict {
                 let Some((name, value)) = members.into_iter().next() else {
                     return Err(Mismatch::new("must be a string"));
                 };
-                visitor.visit_enum(Variant { name, value: Strict { value, text } })
+                visitor.visit_enum(Variant { name, value: Strict { value, text }, named_by_tag: false })
             }
             _ => Err(Strict { value: self.value, text }.mismatch("a string")),
         }
@@ -275,6 +276,26 @@ impl<'de> de::Deserializer<'de> for Strict {
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Mismatch> {
         visitor.visit_unit()
+    }
+}
+
+impl Strict {
+    /// An object naming its variant in its `type` member (see [`super::tagged`]): the variant,
+    /// then the other members as its content, at the object's own path.
+    fn tagged_union<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Mismatch> {
+        let text = self.text;
+        let Value::Object(mut members) = self.value else {
+            return Err(self.mismatch("a JSON object"));
+        };
+        let name = match members.remove(TAG) {
+            Some(Value::String(name)) => name,
+            Some(other) => {
+                return Err(Mismatch::at_field(TAG, format!("must be a string; got {}", type_name(&other))));
+            }
+            None => return Err(Mismatch::at_field(TAG, "is required")),
+        };
+        let value = Strict { value: Value::Object(members), text };
+        visitor.visit_enum(Variant { name, value, named_by_tag: true })
     }
 }
 
@@ -325,10 +346,18 @@ impl<'de> MapAccess<'de> for Members {
     }
 }
 
-/// An enum written as `{"variant": content}`.
+/// An enum written as `{"variant": content}`, or (`named_by_tag`) as an object whose `type`
+/// member names the variant and whose other members are its content.
 struct Variant {
     name: String,
     value: Strict,
+    named_by_tag: bool,
+}
+
+/// Where a mismatch in a variant's content was found: under the variant's key, or at the
+/// object itself when the variant was named by its tag.
+fn in_variant(name: String, named_by_tag: bool) -> impl FnOnce(Mismatch) -> Mismatch {
+    move |error| if named_by_tag { error } else { error.under(Step::Key(name)) }
 }
 
 impl<'de> EnumAccess<'de> for Variant {
@@ -336,8 +365,11 @@ impl<'de> EnumAccess<'de> for Variant {
     type Variant = Self;
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Mismatch> {
-        let read = seed.deserialize(StringDeserializer::<Mismatch>::new(self.name.clone()))?;
-        Ok((read, self))
+        match seed.deserialize(StringDeserializer::<Mismatch>::new(self.name.clone())) {
+            Ok(read) => Ok((read, self)),
+            Err(error) if self.named_by_tag => Err(error.under(Step::Key(TAG.to_owned()))),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -345,6 +377,15 @@ impl<'de> VariantAccess<'de> for Variant {
     type Error = Mismatch;
 
     fn unit_variant(self) -> Result<(), Mismatch> {
+        if self.named_by_tag {
+            return match &self.value.value {
+                Value::Object(members) => match members.keys().next() {
+                    Some(key) => Err(de::Error::unknown_field(key, &[])),
+                    None => Ok(()),
+                },
+                _ => Err(self.value.mismatch("a JSON object")),
+            };
+        }
         let name = self.name.clone();
         de::Deserializer::deserialize_unit(self.value, de::IgnoredAny)
             .map(|_| ())
@@ -352,12 +393,13 @@ impl<'de> VariantAccess<'de> for Variant {
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, Mismatch> {
-        seed.deserialize(self.value).map_err(|error| error.under(Step::Key(self.name)))
+        let Variant { name, value, named_by_tag } = self;
+        seed.deserialize(value).map_err(in_variant(name, named_by_tag))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Mismatch> {
-        de::Deserializer::deserialize_seq(self.value, visitor)
-            .map_err(|error| error.under(Step::Key(self.name)))
+        let Variant { name, value, named_by_tag } = self;
+        de::Deserializer::deserialize_seq(value, visitor).map_err(in_variant(name, named_by_tag))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -365,8 +407,8 @@ impl<'de> VariantAccess<'de> for Variant {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Mismatch> {
-        de::Deserializer::deserialize_map(self.value, visitor)
-            .map_err(|error| error.under(Step::Key(self.name)))
+        let Variant { name, value, named_by_tag } = self;
+        de::Deserializer::deserialize_map(value, visitor).map_err(in_variant(name, named_by_tag))
     }
 }
 
@@ -392,19 +434,23 @@ impl Mismatch {
         self
     }
 
-    fn path(&self) -> String {
+    fn path(&self, root: &str) -> String {
         let path: Vec<Step> = self.steps_inside_out.iter().rev().cloned().collect();
-        render(&path)
+        render(root, &path)
     }
 
-    pub fn into_validation(self) -> ValidationError {
-        ValidationError::single(self.path(), self.message)
+    /// The violation, its field named from `root` down; `whole` names the root itself when
+    /// `root` is "".
+    pub fn into_validation(self, root: &str, whole: &str) -> ValidationError {
+        let path = self.path(root);
+        ValidationError::single(if path.is_empty() { whole.to_owned() } else { path }, self.message)
     }
 }
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path(), self.message)
+        let path = self.path("");
+        write!(f, "{}: {}", if path.is_empty() { "body" } else { &path }, self.message)
     }
 }
 

@@ -116,7 +116,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         while let Some(key) = members.next_key::<String>()? {
             if map.contains_key(&key) {
                 self.trail.path.push(Step::Key(key));
-                self.trail.duplicate = Some(render(&self.trail.path));
+                self.trail.duplicate = Some(render("", &self.trail.path));
                 return Err(A::Error::custom("duplicate key"));
             }
             self.trail.path.push(Step::Key(key.clone()));

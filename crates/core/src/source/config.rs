@@ -145,7 +145,7 @@ struct RawRule {
 }
 
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 enum RawVerification {
     StandardWebhooks {
         secret: String,
@@ -182,6 +182,8 @@ enum RawVerification {
     None {},
 }
 
+crate::tagged_union!(deserialize RawVerification);
+
 fn default_stripe_tolerance() -> u64 {
     DEFAULT_STRIPE_TOLERANCE_MS
 }
@@ -201,15 +203,13 @@ impl WebhookConfig {
     }
 
     fn read(config: &Value) -> Result<Self, ValidationError> {
-        let raw: RawConfig = json::from_value(config.clone())?;
+        let raw: RawConfig = json::from_value_at(config.clone(), "")?;
         let mut v = Violations::default();
         let verification = v
-            .check(
-                json::from_value::<RawVerification>(raw.verification).map_err(|e| e.nested("verification")),
-            )
+            .check(json::from_value_at::<RawVerification>(raw.verification, "verification"))
             .and_then(|raw| v.check(verification(raw).map_err(|e| e.nested("verification"))));
         let event_type = match raw.event_type {
-            Some(rule) => v.check(field_rule(rule, true).map_err(|e| under(e, "event_type"))),
+            Some(rule) => v.check(field_rule(rule, true).map_err(|e| e.nested("event_type"))),
             None => match verification.as_ref().map(default_event_type) {
                 Some(Some(rule)) => Some(rule),
                 Some(None) => {
@@ -223,7 +223,7 @@ impl WebhookConfig {
             },
         };
         let event_id = match raw.event_id {
-            Some(rule) => v.check(field_rule(rule, false).map_err(|e| under(e, "event_id"))),
+            Some(rule) => v.check(field_rule(rule, false).map_err(|e| e.nested("event_id"))),
             None => verification.as_ref().map(default_event_id),
         };
         if raw.forward_headers.len() > MAX_FORWARDED_HEADERS {
@@ -231,11 +231,14 @@ impl WebhookConfig {
         }
         for (i, name) in raw.forward_headers.iter().enumerate() {
             if !is_header_name(name) {
-                v.push(format!("forward_headers.{i}"), "must be an HTTP header name");
+                v.push(format!("forward_headers[{i}]"), "must be an HTTP header name");
             } else if carries_credential(name, verification.as_ref()) {
                 // Events are readable by viewers and stored unsealed: a credential kept in one
                 // would undo the write-only secret.
-                v.push(format!("forward_headers.{i}"), "carries a credential, which is never kept in events");
+                v.push(
+                    format!("forward_headers[{i}]"),
+                    "carries a credential, which is never kept in events",
+                );
             }
         }
         let rate_limit = raw.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT);
@@ -255,15 +258,6 @@ impl WebhookConfig {
             rate_limit,
         })
     }
-}
-
-/// [`ValidationError::nested`], where a violation of the whole value (field "") is `prefix`'s.
-fn under(error: ValidationError, prefix: &str) -> ValidationError {
-    let fields = error.0.into_iter().map(|e| {
-        let field = if e.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", e.field) };
-        crate::error::FieldError::new(field, e.message)
-    });
-    ValidationError(fields.collect())
 }
 
 fn verification(raw: RawVerification) -> Result<Verification, ValidationError> {
@@ -475,7 +469,7 @@ mod tests {
             [
                 "config.verification.secret",
                 "config.event_type.header",
-                "config.forward_headers.1",
+                "config.forward_headers[1]",
                 "config.rate_limit.per_second"
             ]
         );
@@ -487,7 +481,7 @@ mod tests {
             "forward_headers": ["x-key", "Authorization", "X-Request-Id"]
         }))
         .unwrap_err();
-        assert_eq!(fields(leaky), ["config.forward_headers.0", "config.forward_headers.1"]);
+        assert_eq!(fields(leaky), ["config.forward_headers[0]", "config.forward_headers[1]"]);
         let prefix = WebhookConfig::parse(&json!({
             "verification": {"type": "none"}, "event_type": {"header": "X-Type", "prefix": "Acme-"}
         }))

@@ -312,7 +312,7 @@ async fn invalid_sources_name_each_field_and_store_nothing() {
                          "rate_limit": {"per_second": 0}});
     assert_eq!(
         refused_fields(&app, "webhook", several).await,
-        ["config.forward_headers.1", "config.rate_limit.per_second"]
+        ["config.forward_headers[1]", "config.rate_limit.per_second"]
     );
     let answer = app.post("/v1/sources", json!({"name": "", "kind": "webhook"})).await;
     answer.assert_error(400, "validation_error");

@@ -199,7 +199,7 @@ async fn a_forwarded_credential_header_is_refused() {
     created.assert_error(400, "validation_error");
     assert_eq!(
         created.detail_fields(),
-        ["config.forward_headers.0", "config.forward_headers.2"],
+        ["config.forward_headers[0]", "config.forward_headers[2]"],
         "{}",
         created.body
     );
