@@ -8,6 +8,8 @@
 //! excerpt of what the client sent.
 
 use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -206,10 +208,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
             .map(|axum::extract::Path(value)| ApiPath(value))
             // The only parameters are strings, so the one way to fail is a segment that does not
             // decode; axum's own text would name Rust types.
-            .map_err(|_| {
+            .map_err(|rejection| {
+                let field = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(failure) => match failure.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => excerpt(key),
+                        _ => "path".to_owned(),
+                    },
+                    _ => "path".to_owned(),
+                };
                 ApiError::Validation(ValidationError::single(
-                    "path",
-                    "a path segment is not valid UTF-8 once percent-decoded",
+                    field,
+                    "is not valid UTF-8 once percent-decoded",
                 ))
             })
     }

@@ -15,6 +15,7 @@ mod encryption;
 mod errors;
 mod events;
 mod fast_path;
+mod field_paths;
 mod flow_control;
 mod helpers;
 mod idempotency;
