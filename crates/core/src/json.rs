@@ -78,6 +78,27 @@ fn render(root: &str, path: &[Step]) -> String {
     out
 }
 
+/// The JSON pointer `pointer` into `value` as a path under `root`: `/allOf/0/type` into
+/// `{"allOf": [{…}]}` is `root.allOf[0].type` (a segment is an index only where `value` holds an
+/// array).
+pub fn pointer_to_path(root: &str, pointer: &str, value: &Value) -> String {
+    let mut steps = Vec::new();
+    let mut at = Some(value);
+    for segment in pointer.split('/').skip(1) {
+        let key = segment.replace("~1", "/").replace("~0", "~");
+        let step = match (at, key.parse::<usize>()) {
+            (Some(Value::Array(_)), Ok(index)) => Step::Index(index),
+            _ => Step::Key(key),
+        };
+        at = match &step {
+            Step::Index(index) => at.and_then(|v| v.get(index)),
+            Step::Key(key) => at.and_then(|v| v.get(key)),
+        };
+        steps.push(step);
+    }
+    render(root, &steps)
+}
+
 /// Deepest nesting of arrays and objects the hub accepts in a JSON body; a bare value is
 /// depth 0.
 pub const MAX_DEPTH: usize = 32;
@@ -253,6 +274,15 @@ mod tests {
         assert_ne!(a, canonical(br#"{"a": {"x": null, "y": 1}, "b": [2, 1]}"#));
         assert_eq!(canonical(b"{\"a\": 1"), None);
         assert_eq!(canonical(br#"{"a": 1, "a": 1}"#), None);
+    }
+
+    #[test]
+    fn pointers_become_paths_with_indexes_where_the_value_has_arrays() {
+        let schema = json!({"allOf": [{"type": "x"}], "properties": {"0": {"a/b": 1}}});
+        assert_eq!(pointer_to_path("schema", "", &schema), "schema");
+        assert_eq!(pointer_to_path("schema", "/allOf/0/type", &schema), "schema.allOf[0].type");
+        assert_eq!(pointer_to_path("schema", "/properties/0/a~1b", &schema), "schema.properties.0.a/b");
+        assert_eq!(pointer_to_path("schema", "/missing/1", &schema), "schema.missing.1");
     }
 
     #[test]

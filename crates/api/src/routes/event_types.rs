@@ -5,12 +5,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use switchyard_core::ValidationError;
 use switchyard_core::api_key::Role;
 use switchyard_core::error::Violations;
 use switchyard_core::event::EventType;
 use switchyard_core::event_type::EventTypeDefinition;
+use switchyard_core::json::pointer_to_path;
 use switchyard_core::time::now_millis;
+use switchyard_core::{FieldError, ValidationError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -72,7 +73,14 @@ impl EventTypeInput {
             v.push("description", format!("must be at most {MAX_DESCRIPTION} characters"));
         }
         if let Some(schema) = &self.schema {
-            v.check(switchyard_engine::schema::compile(schema, "schema"));
+            // Compiled at the root so each violation comes back as a JSON pointer into the
+            // schema, which is named here like any other field of the body.
+            let named = |error: ValidationError| {
+                let in_schema =
+                    |e: FieldError| FieldError::new(pointer_to_path("schema", &e.field, schema), e.message);
+                ValidationError(error.0.into_iter().map(in_schema).collect())
+            };
+            v.check(switchyard_engine::schema::compile(schema, "").map_err(named));
         }
         v.into_result()?;
         let name = name.ok_or_else(|| ValidationError::single("name", "is required"))?;

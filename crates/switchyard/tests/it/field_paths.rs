@@ -38,6 +38,18 @@ fn body_cases() -> Vec<BodyCase> {
         (Method::POST, "/v1/events/batch", json!({"events": {"event_type": "a.b"}}), "events"),
         (Method::POST, "/v1/event-types", json!({"name": "a.b", "deprecated": "yes"}), "deprecated"),
         (Method::POST, "/v1/event-types", json!({"name": "A.B"}), "name"),
+        (
+            Method::POST,
+            "/v1/event-types",
+            json!({"name": "a.b", "schema": {"properties": {"total": {"type": 5}}}}),
+            "schema.properties.total.type",
+        ),
+        (
+            Method::PUT,
+            "/v1/event-types/{name}",
+            json!({"schema": {"allOf": [{"minimum": "none"}]}}),
+            "schema.allOf[0].minimum",
+        ),
         (Method::PUT, "/v1/event-types/{name}", json!({"description": ["d"]}), "description"),
         (Method::PATCH, "/v1/event-types/{name}", json!({"deprecated": "no"}), "deprecated"),
         (Method::POST, "/v1/destinations", http(json!({})), "config.url"),
