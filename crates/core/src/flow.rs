@@ -149,6 +149,58 @@ impl DestinationFlow {
     }
 }
 
+/// A change of a destination's circuit that operators are told of: it opened from closed, or
+/// its probe closed it. A failed probe reopens the same opening and is no change here, so one
+/// opening is one `Opened` and at most one `Closed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitChange {
+    pub destination_id: DestinationId,
+    /// `Open` or `Closed`: the state it changed to.
+    pub state: CircuitState,
+    /// When the attempt that changed it was recorded.
+    pub at: Millis,
+    /// When this opening began.
+    pub opened_at: Option<Millis>,
+    /// Why it opened (for a close: why it last opened).
+    pub reason: Option<String>,
+    /// While open: when the probe may go, and the cool-down that leads there.
+    pub retry_at: Option<Millis>,
+    pub cooldown_ms: u64,
+    /// The attempts, and the failed ones, of the breaker's window when it changed.
+    pub window_attempts: u64,
+    pub window_failed: u64,
+}
+
+impl CircuitChange {
+    /// The change `transition` made to `flow` (its record after it), which held `before`
+    /// until then; `None` for transitions operators are not told of.
+    pub fn of(
+        transition: &Transition,
+        before: &Circuit,
+        flow: &DestinationFlow,
+        policy: &CircuitBreakerPolicy,
+        at: Millis,
+    ) -> Option<Self> {
+        let (opened_at, reason) = match transition {
+            Transition::Opened(_) => (flow.circuit.opened_at, flow.circuit.reason.clone()),
+            Transition::Closed => (before.opened_at, before.reason.clone()),
+            Transition::Reopened { .. } | Transition::ProbeReleased => return None,
+        };
+        let totals = flow.outcomes.totals(policy.window_ms, at);
+        Some(Self {
+            destination_id: flow.destination_id.clone(),
+            state: flow.circuit.state,
+            at,
+            opened_at,
+            reason,
+            retry_at: flow.circuit.retry_at,
+            cooldown_ms: flow.circuit.cooldown_ms,
+            window_attempts: totals.attempts(),
+            window_failed: totals.failed,
+        })
+    }
+}
+
 /// `GET /v1/destinations/{id}/health`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DestinationHealth {

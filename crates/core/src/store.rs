@@ -102,6 +102,15 @@ pub struct Ingested {
     pub leased_subscriptions: Vec<Subscription>,
 }
 
+/// What recording one attempt did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Whether the caller still held the lease, so the attempt was recorded.
+    pub settled: bool,
+    /// The change of its destination's circuit this attempt's outcome made, if any.
+    pub circuit: Option<crate::flow::CircuitChange>,
+}
+
 /// A lease an ingest call gives the deliveries it creates, so the node that ingests runs them
 /// without claiming them back: `in_flight`, leased to `owner` until `lease_until` and counted
 /// in `unfinished_attempts` exactly as a claim would. At most `max` deliveries are leased;
@@ -371,7 +380,19 @@ pub trait DeliveryStore: Send + Sync {
         attempt: &crate::delivery::Attempt,
         next: crate::delivery::NextStep,
         now: Millis,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        Ok(self.record_attempt_observed(owner, attempt, next, now).await?.settled)
+    }
+    /// [`Self::record_attempt`], also answering the change the attempt made to its
+    /// destination's circuit, decided and committed with it: each change is answered to
+    /// exactly one caller, whichever node it runs on.
+    async fn record_attempt_observed(
+        &self,
+        owner: &str,
+        attempt: &crate::delivery::Attempt,
+        next: crate::delivery::NextStep,
+        now: Millis,
+    ) -> StoreResult<Recorded>;
     /// Hands every lease of `owner` back as due now (graceful shutdown); answers how many.
     async fn release_leases(&self, owner: &str, now: Millis) -> StoreResult<u64>;
     /// Extends to `lease_until` the leases `owner` holds on `ids`, the deliveries its workers

@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryTally, NextStep};
 use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{DeliveryStore, StoreResult};
+use switchyard_core::store::{DeliveryStore, Recorded, StoreResult};
 use switchyard_core::time::Millis;
 
 use super::PgStore;
@@ -57,13 +57,13 @@ impl DeliveryStore for PgStore {
         Ok(claimed.into_iter().map(|(_, d)| d).collect())
     }
 
-    async fn record_attempt(
+    async fn record_attempt_observed(
         &self,
         owner: &str,
         attempt: &Attempt,
         next: NextStep,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Recorded> {
         // Attempts that finish together are recorded in one group transaction; each caller
         // is answered after that commit.
         self.settle_group.record(owner, attempt, next, now).await

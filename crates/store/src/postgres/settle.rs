@@ -28,9 +28,9 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Transaction};
 use switchyard_core::delivery::{Attempt, NextStep};
 use switchyard_core::destination::CircuitBreakerPolicy;
-use switchyard_core::flow::DestinationFlow;
-use switchyard_core::id::DestinationId;
-use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::flow::{CircuitChange, DestinationFlow};
+use switchyard_core::id::{DeliveryId, DestinationId};
+use switchyard_core::store::{Recorded, StoreError, StoreResult};
 use switchyard_core::time::Millis;
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,7 +57,7 @@ struct Call {
     next: NextStep,
     duration_ms: i64,
     now: Millis,
-    answer: oneshot::Sender<StoreResult<bool>>,
+    answer: oneshot::Sender<StoreResult<Recorded>>,
 }
 
 /// The queue in front of the settle task. Cheap to clone.
@@ -76,14 +76,15 @@ impl SettleGroup {
     }
 
     /// Records `attempt` and moves its delivery to `next` in the next group transaction, if
-    /// `owner` still holds its lease; answers whether it did, once that transaction ended.
+    /// `owner` still holds its lease; answers whether it did, and the circuit change the
+    /// attempt made, once that transaction ended.
     pub(super) async fn record(
         &self,
         owner: &str,
         attempt: &Attempt,
         next: NextStep,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Recorded> {
         let duration_ms = u64_to_i64("duration_ms", attempt.duration_ms)?;
         let (answer, answered) = oneshot::channel();
         let call = Call { owner: owner.to_owned(), attempt: attempt.clone(), next, duration_ms, now, answer };
@@ -116,8 +117,8 @@ async fn run(pool: PgPool, unwritten: Unwritten, mut calls: mpsc::Receiver<Call>
                     let alone =
                         write(&pool, &unwritten, std::slice::from_ref(&call)).await.and_then(|settled| {
                             settled
-                                .first()
-                                .copied()
+                                .into_iter()
+                                .next()
                                 .ok_or_else(|| StoreError::Backend("a settle answered nothing".into()))
                         });
                     let _ = call.answer.send(alone);
@@ -163,22 +164,29 @@ struct Settled {
 }
 
 /// Records the attempts of `calls` in one transaction; answers, call by call, whether its
-/// owner held the lease (and so whether anything was written for it).
-async fn write(pool: &PgPool, unwritten: &Unwritten, calls: &[Call]) -> StoreResult<Vec<bool>> {
+/// owner held the lease (and so whether anything was written for it) and the circuit change
+/// its attempt made.
+async fn write(pool: &PgPool, unwritten: &Unwritten, calls: &[Call]) -> StoreResult<Vec<Recorded>> {
     let mut tx: Transaction<'static, Postgres> = pool.begin().await.map_err(map_err)?;
     let settled = settle_deliveries(&mut tx, calls).await?;
     let recorded: Vec<&Call> =
         calls.iter().filter(|call| settled.contains_key(call.attempt.delivery_id.as_str())).collect();
     if recorded.is_empty() {
         tx.rollback().await.map_err(map_err)?;
-        return Ok(vec![false; calls.len()]);
+        return Ok(vec![Recorded::default(); calls.len()]);
     }
     insert_attempts(&mut tx, &recorded).await?;
     promote_next(&mut tx, &recorded, &settled).await?;
     let observations = observe_outcomes(&mut tx, unwritten, &recorded, &settled).await?;
     tx.commit().await.map_err(map_err)?;
-    observations.written();
-    Ok(calls.iter().map(|call| settled.contains_key(call.attempt.delivery_id.as_str())).collect())
+    let mut changes = observations.written();
+    Ok(calls
+        .iter()
+        .map(|call| Recorded {
+            settled: settled.contains_key(call.attempt.delivery_id.as_str()),
+            circuit: changes.remove(&call.attempt.delivery_id),
+        })
+        .collect())
 }
 
 /// Settles every delivery of `calls` whose lease its caller holds; answers those, by id.
@@ -267,23 +275,28 @@ struct OfDestination<'a> {
 struct Observations {
     taken: Vec<Taken>,
     kept: Vec<Kept>,
+    /// The circuit changes of the records written, by the delivery whose attempt made each.
+    changes: HashMap<DeliveryId, CircuitChange>,
 }
 
 impl Observations {
-    fn written(self) {
+    /// The transaction committed: the held outcomes are settled and the changes stand.
+    fn written(self) -> HashMap<DeliveryId, CircuitChange> {
         self.taken.into_iter().for_each(Taken::written);
         self.kept.into_iter().for_each(Kept::written);
+        self.changes
     }
 
-    fn add(&mut self, observed: Observed) -> Option<DestinationFlow> {
+    /// The record to write, with the changes it makes, if `observed` says to write one.
+    fn add(&mut self, observed: Observed) -> Option<(DestinationFlow, Vec<(DeliveryId, CircuitChange)>)> {
         match observed {
             Observed::Held(kept) => {
                 self.kept.push(kept);
                 None
             }
-            Observed::Write(flow, taken) => {
+            Observed::Write(flow, taken, changes) => {
                 self.taken.push(taken);
-                Some(flow)
+                Some((flow, changes))
             }
         }
     }
@@ -339,7 +352,7 @@ async fn observe_outcomes(
         match observe(unwritten, read, &destination, &of.policy, &of.attempts, now) {
             Observed::Held(kept) => observations.kept.push(kept),
             // Decided again under the lock; `taken` puts back what was held meanwhile.
-            Observed::Write(_, taken) => {
+            Observed::Write(_, taken, _) => {
                 drop(taken);
                 write_locked(conn, unwritten, &destination, &of, now, &mut observations).await?;
             }
@@ -362,10 +375,11 @@ async fn write_locked(
     for _ in 0..TRIES {
         let stored = Repo::<PgStore>::select_flow(conn, SELECT_FLOW_FOR_UPDATE, destination).await?;
         let observed = observe(unwritten, stored, destination, &of.policy, &of.attempts, now);
-        let Some(flow) = observations.add(observed) else {
+        let Some((flow, changes)) = observations.add(observed) else {
             return Ok(());
         };
         if Repo::<PgStore>::write_flow(conn, &flow, now).await? {
+            observations.changes.extend(changes);
             return Ok(());
         }
         // Not written: what it took goes back before the next read.
@@ -377,11 +391,10 @@ async fn write_locked(
 #[cfg(test)]
 mod tests {
     use switchyard_core::delivery::AttemptOutcome;
-    use switchyard_core::id::DeliveryId;
 
     use super::*;
 
-    fn call(delivery: &DeliveryId) -> (Call, oneshot::Receiver<StoreResult<bool>>) {
+    fn call(delivery: &DeliveryId) -> (Call, oneshot::Receiver<StoreResult<Recorded>>) {
         let attempt = Attempt {
             delivery_id: delivery.clone(),
             number: 0,

@@ -21,8 +21,8 @@ use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use switchyard_core::circuit::{OutcomeWindow, Signal};
 use switchyard_core::delivery::{Attempt, AttemptOutcome};
 use switchyard_core::destination::CircuitBreakerPolicy;
-use switchyard_core::flow::{Admission, AdmitRequest, Deferral, DestinationFlow};
-use switchyard_core::id::DestinationId;
+use switchyard_core::flow::{Admission, AdmitRequest, CircuitChange, Deferral, DestinationFlow};
+use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::store::{StoreError, StoreResult};
 use switchyard_core::time::{Millis, now_millis};
 
@@ -168,8 +168,8 @@ pub(crate) enum Observed {
     /// write.
     Held(Kept),
     /// The record to write over the version it was read at, with what it took of the held
-    /// outcomes.
-    Write(DestinationFlow, Taken),
+    /// outcomes and the circuit changes it makes, each with the attempt that made it.
+    Write(DestinationFlow, Taken, Vec<(DeliveryId, CircuitChange)>),
 }
 
 /// Feeds `attempts` (each with the instant it was recorded at, in the order they were) to the
@@ -191,10 +191,15 @@ pub(crate) fn observe(
         flow.outcomes.merge(&held.outcomes, policy.window_ms, now);
     }
     let mut changed = false;
+    let mut changes = Vec::new();
     for (attempt, at) in attempts {
         let circuit = flow.circuit.clone();
-        flow.observe(policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, *at);
+        let transition =
+            flow.observe(policy, &attempt.delivery_id, attempt.outcome, attempt.duration_ms, *at);
         changed |= flow.circuit != circuit;
+        if let Some(change) = transition.and_then(|t| CircuitChange::of(&t, &circuit, &flow, policy, *at)) {
+            changes.push((attempt.delivery_id.clone(), change));
+        }
     }
     let since = held.as_ref().map_or(now, |h| h.since);
     if !changed && flow.version != 0 && now - since < FLUSH_AFTER_MS {
@@ -221,7 +226,7 @@ pub(crate) fn observe(
     }
     // Put back unless the write commits, whatever happens from here.
     let taken = Taken(held.map(|held| (unwritten.clone(), destination.clone(), held, policy.window_ms, now)));
-    Observed::Write(flow, taken)
+    Observed::Write(flow, taken, changes)
 }
 
 impl<B: Backend> Repo<'_, B>

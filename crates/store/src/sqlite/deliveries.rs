@@ -11,7 +11,7 @@ use sqlx::AssertSqlSafe;
 use switchyard_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryTally, NextStep};
 use switchyard_core::id::{DeliveryId, DestinationId};
 use switchyard_core::page::{ListRequest, Listing};
-use switchyard_core::store::{DeliveryStore, StoreResult};
+use switchyard_core::store::{DeliveryStore, Recorded, StoreResult};
 use switchyard_core::time::Millis;
 
 use super::SqliteStore;
@@ -58,23 +58,23 @@ impl DeliveryStore for SqliteStore {
         Ok(claimed.into_iter().map(|(_, d)| d).collect())
     }
 
-    async fn record_attempt(
+    async fn record_attempt_observed(
         &self,
         owner: &str,
         attempt: &Attempt,
         next: NextStep,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Recorded> {
         // Attempts that finish together are recorded in one group transaction, one fsync for
         // all of them; each is answered after that commit.
         let (unwritten, owner, attempt) = (self.unwritten.clone(), owner.to_owned(), attempt.clone());
         self.group
             .write(1, false, move |conn, _| settle(conn, &unwritten, &owner, &attempt, next, now))
             .await
-            .map(|(settled, taken)| {
+            .map(|(recorded, taken)| {
                 // The group committed: the outcomes taken into the flow record are stored.
                 taken.written();
-                settled
+                recorded
             })
     }
 
@@ -139,8 +139,8 @@ impl DeliveryStore for SqliteStore {
 }
 
 /// Records `attempt` and moves its delivery on, in the group's transaction on `conn`; answers
-/// false, having written nothing, when `owner` no longer holds the lease. The held outcomes
-/// the circuit's record took go back unless the group commits.
+/// it unsettled, having written nothing, when `owner` no longer holds the lease. The held
+/// outcomes the circuit's record took go back unless the group commits.
 fn settle(
     conn: &rusqlite::Connection,
     unwritten: &Unwritten,
@@ -148,7 +148,7 @@ fn settle(
     attempt: &Attempt,
     next: NextStep,
     now: Millis,
-) -> StoreResult<(bool, Taken)> {
+) -> StoreResult<(Recorded, Taken)> {
     let (status, next_attempt_at) = settle_to(next);
     let last_error = match next {
         NextStep::Succeeded | NextStep::Filtered => None,
@@ -166,7 +166,7 @@ fn settle(
     binder.bind(attempt.delivery_id.as_str())?;
     binder.bind(owner)?;
     if statement.raw_execute().map_err(map_direct_err)? == 0 {
-        return Ok((false, Taken::nothing()));
+        return Ok((Recorded::default(), Taken::nothing()));
     }
     // The next of an ordered key, if it was waiting for this one.
     let mut statement = conn.prepare_cached(q::PROMOTE_NEXT).map_err(map_direct_err)?;
@@ -186,8 +186,8 @@ fn settle(
     binder.bind(attempt.response_body.as_deref())?;
     statement.raw_execute().map_err(map_direct_err)?;
     // The destination's circuit breaker learns the outcome in the same transaction.
-    let taken = observe_attempt(conn, unwritten, attempt, now)?;
-    Ok((true, taken))
+    let (taken, circuit) = observe_attempt(conn, unwritten, attempt, now)?;
+    Ok((Recorded { settled: true, circuit }, taken))
 }
 
 /// The plans SQLite picks for the engine's queries: index searches, never a walk of the

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::OptionalExtension as _;
 use switchyard_core::delivery::Attempt;
-use switchyard_core::flow::{Admission, AdmitRequest, Deferral, DestinationFlow, FlowStore};
+use switchyard_core::flow::{Admission, AdmitRequest, CircuitChange, Deferral, DestinationFlow, FlowStore};
 use switchyard_core::id::DestinationId;
 use switchyard_core::store::StoreResult;
 use switchyard_core::time::Millis;
@@ -18,13 +18,14 @@ use crate::sql::flow as q;
 
 /// Feeds a recorded attempt to its destination's circuit, in the group's transaction on
 /// SQLite's handle (which holds the whole database, so the record read is the one written
-/// over). An attempt whose delivery or destination is gone changes nothing.
+/// over), answering the change it made to the circuit, if any. An attempt whose delivery or
+/// destination is gone changes nothing.
 pub(super) fn observe_attempt(
     conn: &rusqlite::Connection,
     unwritten: &Unwritten,
     attempt: &Attempt,
     now: Millis,
-) -> StoreResult<Taken> {
+) -> StoreResult<(Taken, Option<CircuitChange>)> {
     let found = conn
         .prepare_cached(q::ATTEMPT_DESTINATION)
         .and_then(|mut statement| {
@@ -36,7 +37,7 @@ pub(super) fn observe_attempt(
         })
         .map_err(map_direct_err)?;
     let Some((destination, policy)) = found else {
-        return Ok(Taken::nothing());
+        return Ok((Taken::nothing(), None));
     };
     let (destination, policy) = attempt_destination(destination, &policy)?;
     let stored = conn
@@ -52,9 +53,11 @@ pub(super) fn observe_attempt(
             // Held at once: the jobs after this one in the group read what is held to decide
             // on theirs (a job rolled back to its savepoint leaves its outcome counted).
             kept.written();
-            Ok(Taken::nothing())
+            Ok((Taken::nothing(), None))
         }
-        Observed::Write(flow, taken) if write_flow(conn, &flow, now)? => Ok(taken),
+        Observed::Write(flow, taken, changes) if write_flow(conn, &flow, now)? => {
+            Ok((taken, changes.into_iter().next().map(|(_, change)| change)))
+        }
         Observed::Write(..) => Err(lost_race(&destination)),
     }
 }

@@ -246,3 +246,71 @@ pub async fn the_circuit_opens_when_its_failures_arrive_together(db: TestDb) {
     assert_eq!(flow.outcomes.totals(window_ms, T0 + 10).failed, N as u64);
     assert_eq!(store.next_unblock_at(T0 + 10).await.unwrap(), flow.circuit.retry_at);
 }
+
+/// The changes of a circuit reach exactly one caller each: the record whose failure opened it
+/// among many at once (so one node, and one task, announces an opening), then the probe that
+/// closed it.
+pub async fn each_change_of_a_circuit_is_answered_to_one_record(db: TestDb) {
+    const N: usize = 8;
+    let store = db.store.clone();
+    let policy = CircuitBreakerPolicy {
+        consecutive_failures: 3,
+        min_requests: 1_000,
+        cooldown_ms: 1_000,
+        ..Default::default()
+    };
+    let deliveries = claimed(store.as_ref(), N, policy, "n").await;
+    let destination = deliveries[0].destination_id.clone();
+    let barrier = Arc::new(Barrier::new(N));
+    let tasks: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            let r = record("n", &d.id, NextStep::RetryAt(T0 + 5_000), T0 + 10);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.record_attempt_observed(r.owner, &r.attempt, r.next, r.now).await
+            })
+        })
+        .collect();
+    let mut changes = Vec::new();
+    for task in tasks {
+        let recorded = task.await.expect("the task completes").expect("recorded");
+        assert!(recorded.settled);
+        changes.extend(recorded.circuit);
+    }
+    assert_eq!(changes.len(), 1, "one opening, answered once: {changes:?}");
+    let opened = &changes[0];
+    assert_eq!((opened.state, &opened.destination_id), (CircuitState::Open, &destination));
+    assert_eq!((opened.opened_at, opened.retry_at), (Some(T0 + 10), Some(T0 + 1_010)));
+    assert_eq!(opened.reason.as_deref(), Some("3 consecutive failures"));
+
+    // The probe fails (the same opening: nothing new), then one succeeds and closes it.
+    let probe = |at: Millis| {
+        let store = Arc::clone(&store);
+        let destination = destination.clone();
+        async move {
+            let probe = store.claim_deliveries("n", at, at + LEASE, 1).await.unwrap().remove(0);
+            let request = switchyard_core::flow::AdmitRequest {
+                destination_id: &destination,
+                candidates: std::slice::from_ref(&probe.id),
+                rate_limit: None,
+                probe_until: at + LEASE,
+            };
+            assert!(store.admit(&request, at).await.unwrap().probe);
+            probe.id
+        }
+    };
+    let failed = probe(T0 + 5_000).await;
+    let again = record("n", &failed, NextStep::RetryAt(T0 + 60_000), T0 + 5_001);
+    let recorded = store.record_attempt_observed(again.owner, &again.attempt, again.next, again.now).await;
+    assert_eq!(recorded.unwrap().circuit, None, "a failed probe reopens the same opening");
+    let succeeded = probe(T0 + 7_100).await;
+    let done = record("n", &succeeded, NextStep::Succeeded, T0 + 7_101);
+    let closed = store.record_attempt_observed(done.owner, &done.attempt, done.next, done.now).await.unwrap();
+    let closed = closed.circuit.expect("the probe's success closes the circuit");
+    assert_eq!(
+        (closed.state, closed.opened_at, closed.at),
+        (CircuitState::Closed, Some(T0 + 10), T0 + 7_101)
+    );
+}
