@@ -14,6 +14,7 @@ pub mod event_type;
 pub mod flow;
 pub mod id;
 pub mod json;
+pub mod operational;
 pub mod page;
 pub mod pattern;
 pub mod rate;

@@ -52,8 +52,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether an event of `event_type` goes to this subscription. The hub's own namespace
+    /// (`switchyard.…`, [`crate::operational`]) is routed only by patterns that name it, so a
+    /// `#` pointed at a partner's endpoint is never sent the hub's alerts.
     pub fn routes(&self, event_type: &EventType) -> bool {
-        self.enabled && self.event_types.iter().any(|p| p.matches(event_type))
+        self.enabled && self.event_types.iter().any(|p| crate::operational::pattern_routes(p, event_type))
     }
 
     /// How a delivery of an event with `ordering_key` to this subscription is ordered,

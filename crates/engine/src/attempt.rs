@@ -33,8 +33,8 @@ pub struct Preloaded {
 pub struct Settled {
     pub attempt: Attempt,
     pub next: NextStep,
-    /// When the delivered event was received, if it still exists.
-    pub event_received_at: Option<switchyard_core::time::Millis>,
+    /// The delivered event, if it still exists (and was read: a delivery given up is not).
+    pub event: Option<Arc<Event>>,
 }
 
 /// The attempt that gives `delivery` up without running it: a permanent failure whose error
@@ -50,7 +50,7 @@ pub fn given_up(delivery: &Delivery, reason: String) -> Settled {
         error: Some(reason),
         response_body: None,
     };
-    Settled { attempt, next: NextStep::Dead, event_received_at: None }
+    Settled { attempt, next: NextStep::Dead, event: None }
 }
 
 /// Sends `delivery` once, with the body its subscription's jq makes (`shape`). Never fails:
@@ -74,7 +74,6 @@ pub async fn attempt(
         Some(destination) => Some(destination),
         None => store.get_destination(&delivery.destination_id).await?.map(Arc::new),
     };
-    let event_received_at = event.as_ref().map(|event| event.received_at);
     if let Some(event) = &event {
         let span = tracing::Span::current();
         span.record("correlation_id", event.metadata.correlation_id.as_str());
@@ -90,7 +89,7 @@ pub async fn attempt(
                 Shaped::Filtered => {
                     let duration_ms = clock.elapsed().as_millis() as u64;
                     let attempt = shape::filtered(delivery, made, started_at, duration_ms);
-                    return Ok(Settled { attempt, next: NextStep::Filtered, event_received_at });
+                    return Ok(Settled { attempt, next: NextStep::Filtered, event: Some(Arc::clone(event)) });
                 }
                 Shaped::Failed(reason) => (Err(DeliveryError::permanent(reason)), None),
                 Shaped::Deliver(body) => {
@@ -149,5 +148,5 @@ pub async fn attempt(
         error,
         response_body,
     };
-    Ok(Settled { attempt, next, event_received_at })
+    Ok(Settled { attempt, next, event })
 }

@@ -10,7 +10,7 @@ use switchyard_core::delivery::Delivery;
 use switchyard_core::event::Event;
 use switchyard_core::id::{DeliveryId, SubscriptionId};
 use switchyard_core::source::pull::Pullers;
-use switchyard_core::store::Store;
+use switchyard_core::store::{Recorded, Store};
 use switchyard_core::subscription::Subscription;
 use switchyard_core::time::{Millis, now_millis};
 use switchyard_core::transport::Transports;
@@ -24,6 +24,7 @@ use crate::gate::{Cleared, Gate};
 use crate::ingest::Ingestor;
 use crate::lease::{self, RunningGuard};
 use crate::metrics::Metrics;
+use crate::operational::{Operational, Publisher, PublisherSettings};
 use crate::pull::PullSources;
 use crate::retention;
 use crate::shape::Shaper;
@@ -74,6 +75,10 @@ pub struct Engine {
     shaper: Arc<Shaper>,
     metrics: Metrics,
     pulls: PullSources,
+    /// Where workers and readers report what operators hear of, and the task that publishes
+    /// it (taken when the engine runs; none when operational events are off).
+    operational: Operational,
+    publisher: Option<Publisher>,
 }
 
 impl Engine {
@@ -85,12 +90,25 @@ impl Engine {
         let fast = FastLane::new(settings.fast_queue, node_id.clone(), settings.lease_ms, leased.clone());
         let waker = Waker::default();
         let metrics = Metrics::new();
+        let (publisher, operational) = if settings.operational_events {
+            let publisher_settings = PublisherSettings {
+                node_id: node_id.clone(),
+                dead_letter_window_ms: settings.dead_letter_alert_window_ms,
+                max_payload_bytes: settings.max_payload_bytes,
+            };
+            let ingestor = Self::ingestor(&store, &settings, &waker, &metrics, &fast);
+            let (publisher, operational) = Publisher::new(store.clone(), ingestor, publisher_settings);
+            (Some(publisher), operational)
+        } else {
+            (None, Operational::default())
+        };
         let pulls = PullSources::new(
             store.clone(),
             Pullers::default(),
             Self::ingestor(&store, &settings, &waker, &metrics, &fast),
             node_id.clone(),
             settings.max_payload_bytes,
+            operational.clone(),
         );
         Self {
             store,
@@ -104,6 +122,8 @@ impl Engine {
             shaper,
             metrics,
             pulls,
+            operational,
+            publisher,
         }
     }
 
@@ -116,6 +136,7 @@ impl Engine {
             ingestor,
             self.node_id.clone(),
             self.settings.max_payload_bytes,
+            self.operational.clone(),
         );
         self
     }
@@ -160,7 +181,7 @@ impl Engine {
 
     /// Runs until `shutdown`, then drains: in-flight deliveries get `shutdown_grace_ms` to
     /// finish; the leases of the rest are handed back so any node can take them at once.
-    pub async fn run(self, shutdown: Shutdown) {
+    pub async fn run(mut self, shutdown: Shutdown) {
         let pruner =
             tokio::spawn(retention::run(self.store.clone(), self.settings.clone(), shutdown.clone()));
         let (stop_renewing, renewer) = lease::spawn_renewer(
@@ -172,6 +193,9 @@ impl Engine {
         let _watch = self.watch_other_nodes().await;
         let upkeep = tokio::spawn(self.metrics.clone().run_upkeep(shutdown.clone()));
         let pulls = tokio::spawn(self.pulls.clone().run(shutdown.clone()));
+        // Stopped after the drain, so what the last deliveries report is still published.
+        let (stop_publishing, publishing) = crate::shutdown::channel();
+        let publisher = self.publisher.take().map(|publisher| tokio::spawn(publisher.run(publishing)));
         let mut in_flight = JoinSet::new();
         self.running.store(true, Ordering::Release);
         self.dispatch(&mut in_flight, shutdown).await;
@@ -184,6 +208,10 @@ impl Engine {
         let _ = pruner.await;
         let _ = upkeep.await;
         let _ = pulls.await;
+        stop_publishing.trigger();
+        if let Some(publisher) = publisher {
+            let _ = publisher.await;
+        }
     }
 
     /// Wakes this node when another one makes work due (a backend shared by several nodes
@@ -387,6 +415,7 @@ impl Engine {
             waker: self.waker.clone(),
             owner: self.node_id.clone(),
             metrics: self.metrics.clone(),
+            operational: self.operational.clone(),
         }
     }
 
@@ -485,6 +514,7 @@ struct Worker {
     waker: Waker,
     owner: String,
     metrics: Metrics,
+    operational: Operational,
 }
 
 /// What a worker does with its claimed delivery.
@@ -515,7 +545,7 @@ async fn run_one(worker: Worker, delivery: Delivery, task: Task, permit: OwnedSe
 }
 
 async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
-    let Worker { store, transports, shaper, owner, metrics, .. } = worker;
+    let Worker { store, transports, shaper, owner, metrics, operational, .. } = worker;
     let settled = match task {
         Task::Attempt(preloaded) => {
             match attempt(store.as_ref(), transports, shaper, delivery, preloaded).await {
@@ -532,12 +562,13 @@ async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
         }
     };
     let next = settled.next;
-    match store.record_attempt(owner, &settled.attempt, next, now_millis()).await {
-        Ok(true) => {
+    match store.record_attempt_observed(owner, &settled.attempt, next, now_millis()).await {
+        Ok(Recorded { settled: true, circuit }) => {
             let recorded_at = now_millis();
             let ingest_latency = settled
-                .event_received_at
-                .map(|received_at| Duration::from_millis((recorded_at - received_at).max(0) as u64));
+                .event
+                .as_ref()
+                .map(|event| Duration::from_millis((recorded_at - event.received_at).max(0) as u64));
             metrics.attempt_recorded(
                 delivery.destination_id.as_str(),
                 settled.attempt.outcome,
@@ -545,9 +576,10 @@ async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
                 next,
                 ingest_latency,
             );
+            operational.attempt_recorded(delivery, &settled, circuit, recorded_at);
             tracing::debug!(outcome = settled.attempt.outcome.as_str(), ?next, "attempt recorded")
         }
-        Ok(false) => {
+        Ok(Recorded { settled: false, .. }) => {
             tracing::warn!("the lease was lost before the attempt was recorded; another node owns it")
         }
         Err(error) => tracing::error!(%error, "recording the attempt failed; the delivery will be retried"),

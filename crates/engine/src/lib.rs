@@ -10,6 +10,7 @@ pub mod intake;
 pub mod jq;
 mod lease;
 pub mod metrics;
+pub mod operational;
 pub mod pull;
 pub mod recent;
 pub mod retention;
@@ -59,6 +60,11 @@ pub struct EngineSettings {
     pub require_registered_types: bool,
     /// The largest payload of an event read from a pull source (`limits.max_payload_bytes`).
     pub max_payload_bytes: usize,
+    /// Whether the node publishes operational events (`switchyard.*`; see [`operational`]).
+    pub operational_events: bool,
+    /// How long dead deliveries of one destination after its first are gathered into one
+    /// `switchyard.delivery.dead` event.
+    pub dead_letter_alert_window_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -79,6 +85,8 @@ impl Default for EngineSettings {
             jq: jq::JqLimits::default(),
             require_registered_types: false,
             max_payload_bytes: 256 * 1024,
+            operational_events: true,
+            dead_letter_alert_window_ms: 60_000,
         }
     }
 }

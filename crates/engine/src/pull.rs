@@ -27,6 +27,7 @@ pub use status::{PULL_FAILING_AFTER, PullStatus};
 
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::operational::Operational;
 use crate::shutdown::Shutdown;
 
 /// How often the stored sources are compared with the running readers.
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     node_id: String,
     max_payload_bytes: usize,
     statuses: Statuses,
+    /// Told when a reader starts failing (`switchyard.source.failing`).
+    operational: Operational,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl PullSources {
         ingestor: Ingestor,
         node_id: String,
         max_payload_bytes: usize,
+        operational: Operational,
     ) -> Self {
         let metrics = ingestor.metrics().cloned().unwrap_or_default();
         let shared = Shared {
@@ -88,6 +92,7 @@ impl PullSources {
             node_id,
             max_payload_bytes,
             statuses: Statuses::default(),
+            operational,
         };
         Self { pullers, shared }
     }

@@ -68,6 +68,11 @@ impl Application {
         let database = open_database(&config).await?;
         let store = database.store();
         let first_admin_token = ensure_admin_key(store.as_ref()).await?;
+        if config.operational.enabled {
+            switchyard_engine::operational::register_event_types(store.as_ref())
+                .await
+                .context("registering the operational event types")?;
+        }
 
         let transports = Arc::new(switchyard_adapters::transports(adapter_settings(&config)));
         let engine = Engine::new(Arc::clone(&store), Arc::clone(&transports), engine_settings(&config))
@@ -246,6 +251,8 @@ fn engine_settings(config: &Config) -> EngineSettings {
         jq: switchyard_engine::jq::JqLimits::for_payloads(config.limits.max_payload_bytes),
         require_registered_types: config.ingest.require_registered_types,
         max_payload_bytes: config.limits.max_payload_bytes,
+        operational_events: config.operational.enabled,
+        dead_letter_alert_window_ms: config.operational.dead_letter_window_ms,
         ..EngineSettings::default()
     }
 }

@@ -19,6 +19,7 @@ use super::Shared;
 use super::status::BatchCounts;
 use crate::ingest::{BatchItem, MAX_BATCH};
 use crate::intake::scoped_id;
+use crate::operational::FailingSource;
 
 /// How long a node holds a source's lease without renewing it; another node takes the source
 /// over this long after its reader died.
@@ -284,7 +285,15 @@ impl Reader {
 
     fn failed(&self, error: &str) {
         tracing::warn!(source = %self.source.id, "reading the source failed: {error}");
-        self.shared.statuses.failed(&self.source.id, error);
+        if let Some(failures) = self.shared.statuses.failed(&self.source.id, error) {
+            self.shared.operational.source_failing(FailingSource {
+                source_id: self.source.id.clone(),
+                name: self.source.name.clone(),
+                kind: self.source.kind.as_str(),
+                error: error.to_owned(),
+                failures,
+            });
+        }
     }
 
     fn stopped(&self) -> bool {

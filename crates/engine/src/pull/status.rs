@@ -69,15 +69,22 @@ impl Statuses {
         self.update(id, |s| s.state = state.to_owned());
     }
 
-    pub fn failed(&self, id: &SourceId, error: &str) {
+    /// Counts a failure; answers the failures in a row when this one made the reader
+    /// failing, once per run of failures.
+    pub fn failed(&self, id: &SourceId, error: &str) -> Option<u32> {
+        let mut became_failing = None;
         self.update(id, |s| {
             s.failures = s.failures.saturating_add(1);
+            if !s.failing && s.failures >= PULL_FAILING_AFTER {
+                became_failing = Some(s.failures);
+            }
             s.failing = s.failures >= PULL_FAILING_AFTER;
             s.last_error = Some(error.to_owned());
             if s.failing {
                 s.state = "failing".to_owned();
             }
         });
+        became_failing
     }
 
     pub fn invalid(&self, id: &SourceId, why: &str) {
@@ -122,10 +129,11 @@ mod tests {
         let statuses = Statuses::default();
         let id = SourceId::generate();
         for _ in 1..PULL_FAILING_AFTER {
-            statuses.failed(&id, "connection refused");
+            assert_eq!(statuses.failed(&id, "connection refused"), None);
         }
         assert!(!statuses.snapshot()[&id].failing);
-        statuses.failed(&id, "connection refused");
+        assert_eq!(statuses.failed(&id, "connection refused"), Some(PULL_FAILING_AFTER));
+        assert_eq!(statuses.failed(&id, "connection refused"), None, "said once per run of failures");
         let failing = &statuses.snapshot()[&id];
         assert!(failing.failing);
         assert_eq!(

@@ -15,6 +15,7 @@
 mod auth;
 mod load;
 mod mask;
+mod operational;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::{AuthConfig, JwtConfig, RateLimitConfig, RoleRateLimit};
 pub use load::{ConfigError, DEFAULT_FILE, ENV_PREFIX, Overrides, RESERVED_ENV_VARS};
 pub use mask::{MASK, redact_url};
+pub use operational::OperationalConfig;
 pub use server::{ServerConfig, TlsConfig};
 
 /// The effective configuration of a node.
@@ -41,6 +43,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub engine: EngineConfig,
     pub retention: RetentionConfig,
+    pub operational: OperationalConfig,
     pub log: LogConfig,
 }
 
@@ -267,6 +270,7 @@ impl Config {
             problems.push(format!("log.level: `{}` is not a valid filter directive: {err}", self.log.level));
         }
         auth::validate(&self.auth, &self.rate_limit, &mut problems);
+        self.operational.validate(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::invalid(problems)) }
     }
 

@@ -28,6 +28,7 @@ mod mqtt;
 mod multi_node;
 mod nats;
 mod openapi;
+mod operational;
 mod ordering;
 mod otlp;
 mod out_of_space;
