@@ -34,18 +34,6 @@ pub trait TaggedUnion: Sized {
 /// form for an enum deriving them with `#[serde(remote = "Self")]`.
 #[macro_export]
 macro_rules! tagged_union {
-    ($union:ty) => {
-        $crate::tagged_union!(deserialize $union);
-
-        impl ::serde::Serialize for $union {
-            fn serialize<S: ::serde::Serializer>(
-                &self,
-                serializer: S,
-            ) -> ::std::result::Result<S::Ok, S::Error> {
-                $crate::json::serialize_tagged(self, <$union>::serialize, serializer)
-            }
-        }
-    };
     (deserialize $union:ty) => {
         impl $crate::json::TaggedUnion for $union {
             fn deserialize_variant<'de, D: ::serde::Deserializer<'de>>(
@@ -63,8 +51,22 @@ macro_rules! tagged_union {
             }
         }
     };
+    ($union:ty) => {
+        $crate::tagged_union!(deserialize $union);
+
+        impl ::serde::Serialize for $union {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                $crate::json::serialize_tagged(self, <$union>::serialize, serializer)
+            }
+        }
+    };
 }
 
+/// Reads a [`TaggedUnion`] in the `{"type": …}` form (what [`tagged_union!`](crate::tagged_union)
+/// makes its `Deserialize`).
 pub fn deserialize_tagged<'de, T: TaggedUnion, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
     deserializer.deserialize_newtype_struct(TAGGED_UNION, UnionVisitor(PhantomData))
 }
