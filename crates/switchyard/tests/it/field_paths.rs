@@ -344,7 +344,8 @@ async fn every_route_names_the_exact_field_of_a_bad_body_or_query() {
         failures.join("\n")
     );
     assert_eq!(fixtures.versions(&app).await, before, "a refused request changed a resource");
-    assert_eq!(app.count("/v1/events").await, 0, "no refused event was stored");
+    // Only the cases' own type: the hub may publish operational events of its own meanwhile.
+    assert_eq!(app.count("/v1/events?event_type=a.b").await, 0, "no refused event was stored");
 
     let (bodies, queries) = documented_inputs(&app).await;
     let uncovered = |cases: BTreeSet<(String, String)>, documented: &BTreeSet<(String, String)>| {
