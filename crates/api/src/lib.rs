@@ -104,7 +104,8 @@ impl ApiState {
             .with_fast_lane(control.fast_lane().clone());
         let source_intake =
             SourceIntake::new(store.clone(), JqLimits::for_payloads(settings.max_payload_bytes))
-                .with_metrics(control.metrics().clone());
+                .with_metrics(control.metrics().clone())
+                .with_operational(control.operational());
         let recent_requests = observe::RecentRequests::default();
         let api_keys = Recent::new(RECENT_FOR);
         Self(Arc::new(Inner { store, ingestor, source_intake, control, settings, recent_requests, api_keys }))

@@ -17,6 +17,7 @@ use switchyard_core::transport::{OutboundMessage, Transports};
 use crate::dispatch::Waker;
 use crate::fast::FastLane;
 use crate::metrics::Metrics;
+use crate::operational::Operational;
 use crate::pull::PullSources;
 
 const REPLAY_BATCH: u32 = 500;
@@ -31,6 +32,7 @@ pub struct Control {
     metrics: Metrics,
     fast: FastLane,
     pulls: PullSources,
+    operational: Operational,
 }
 
 /// How a test send to a destination went.
@@ -53,7 +55,19 @@ impl Control {
         fast: FastLane,
         pulls: PullSources,
     ) -> Self {
-        Self { store, transports, waker, running, metrics, fast, pulls }
+        let operational = Operational::default();
+        Self { store, transports, waker, running, metrics, fast, pulls, operational }
+    }
+
+    /// Reports what webhook sources do to `operational` (the engine's).
+    pub fn with_operational(mut self, operational: Operational) -> Self {
+        self.operational = operational;
+        self
+    }
+
+    /// Where this node reports what operators hear of (operational events).
+    pub fn operational(&self) -> Operational {
+        self.operational.clone()
     }
 
     /// This node's pull sources: their pullers (which check configurations) and readers.

@@ -177,6 +177,7 @@ impl Engine {
             self.fast.clone(),
             self.pulls.clone(),
         )
+        .with_operational(self.operational.clone())
     }
 
     /// Runs until `shutdown`, then drains: in-flight deliveries get `shutdown_grace_ms` to

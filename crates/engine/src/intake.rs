@@ -36,6 +36,7 @@ use extract::Extractors;
 use crate::ingest::{IngestError, Ingestor};
 use crate::jq::JqLimits;
 use crate::metrics::Metrics;
+use crate::operational::{FailingSource, Operational};
 use crate::recent::{RECENT_FOR, Recent};
 
 /// Why a webhook was not taken in.
@@ -90,6 +91,8 @@ struct Compiled {
 pub struct SourceIntake {
     store: Arc<dyn Store>,
     metrics: Option<Metrics>,
+    /// Told when a source starts failing verification (`switchyard.source.failing`).
+    operational: Operational,
     jq_limits: JqLimits,
     /// Sources read a moment ago; `None` for ids that are absent or disabled.
     compiled: Recent<SourceId, Option<Arc<Compiled>>>,
@@ -102,6 +105,7 @@ impl SourceIntake {
         Self {
             store,
             metrics: None,
+            operational: Operational::default(),
             jq_limits,
             compiled: Recent::new(RECENT_FOR),
             buckets: Mutex::default(),
@@ -112,6 +116,13 @@ impl SourceIntake {
     /// Counts requests in `switchyard_source_requests_total`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reports sources that start failing verification to `operational` (the engine's,
+    /// [`crate::Control::operational`]).
+    pub fn with_operational(mut self, operational: Operational) -> Self {
+        self.operational = operational;
         self
     }
 
@@ -150,10 +161,14 @@ impl SourceIntake {
         };
         let now = request.received_at;
         let result = self.take_in(ingestor, &compiled, request).await;
+        let rejected = match &result {
+            Err(IntakeError::Unauthorized(rejection)) => Some(rejection.to_string()),
+            _ => None,
+        };
         let outcome = match &result {
             Ok(received) if received.duplicate => Outcome::Duplicate,
             Ok(_) => Outcome::Accepted,
-            Err(IntakeError::Unauthorized(rejection)) => Outcome::Unauthorized(rejection.to_string()),
+            Err(IntakeError::Unauthorized(_)) => Outcome::Unauthorized(rejected.clone().unwrap_or_default()),
             Err(IntakeError::RateLimited { .. }) => Outcome::RateLimited,
             Err(IntakeError::Invalid(_)) => Outcome::Invalid,
             Err(_) => Outcome::Failed,
@@ -161,7 +176,16 @@ impl SourceIntake {
         if let Some(metrics) = &self.metrics {
             metrics.source_request(id.as_str(), outcome.label());
         }
-        self.activity.record(id, outcome, now);
+        if self.activity.record(id, outcome, now) {
+            let source = &compiled.source;
+            self.operational.source_failing(FailingSource {
+                source_id: source.id.clone(),
+                name: source.name.clone(),
+                kind: source.kind.as_str(),
+                error: rejected.unwrap_or_default(),
+                failures: u32::try_from(FAILING_AFTER).unwrap_or(u32::MAX),
+            });
+        }
         result
     }
 

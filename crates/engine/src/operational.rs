@@ -2,8 +2,9 @@
 //! delivery that goes dead, a pull source that keeps failing) into itself, through the same
 //! [`Ingestor`] as any event, with `source` `switchyard`, so ordinary subscriptions route them.
 //!
-//! Where such a thing is noticed (a worker, a source's reader) an [`Operational`] queues a
-//! notice without waiting; one [`Publisher`] task per node turns notices into events. Nothing
+//! Where such a thing is noticed (a worker, a source's reader, a webhook intake) an
+//! [`Operational`] queues a notice without waiting; one [`Publisher`] task per node turns
+//! notices into events, stored only when a subscription routes their type. Nothing
 //! about an operational event's own deliveries raises another: neither its dead deliveries
 //! nor a circuit change its attempt made.
 //!
@@ -19,24 +20,30 @@ use std::time::Duration;
 use serde::Serialize;
 use switchyard_core::circuit::CircuitState;
 use switchyard_core::delivery::{Delivery, NextStep};
-use switchyard_core::event::{Event, EventId, EventInput, EventInputMetadata, IngestContext, IngestOutcome};
+use switchyard_core::event::{
+    Event, EventId, EventInput, EventInputMetadata, EventType, IngestContext, IngestOutcome,
+};
 use switchyard_core::flow::CircuitChange;
 use switchyard_core::id::{DeliveryId, DestinationId, SourceId, SubscriptionId};
 use switchyard_core::operational::{
     self as names, CircuitClosed, CircuitOpened, DeliveriesDead, SourceFailing,
 };
+use switchyard_core::page::ListRequest;
 use switchyard_core::store::{Store, StoreError, StoreResult};
+use switchyard_core::subscription::SubscriptionFilter;
 use switchyard_core::time::{self, Millis, now_millis};
 use tokio::sync::mpsc;
 
 use self::dead_letters::{DeadLetters, Report};
 use crate::attempt::Settled;
 use crate::ingest::{IngestError, Ingestor};
+use crate::recent::{RECENT_FOR, Recent};
 use crate::shutdown::Shutdown;
 
 /// Notices waiting for the publisher, at most; past it, new ones are dropped (and logged):
 /// the hub's own alerts never hold up its deliveries.
 const QUEUE: usize = 1_024;
+const SUBSCRIPTIONS_PER_PAGE: u32 = 100;
 
 /// A delivery recorded dead, as its worker saw it.
 #[derive(Debug, Clone)]
@@ -150,6 +157,8 @@ pub struct Publisher {
     settings: PublisherSettings,
     notices: mpsc::Receiver<Notice>,
     dead_letters: DeadLetters,
+    /// Whether any subscription routes each operational type, as read a moment ago.
+    routed: Recent<EventType, bool>,
 }
 
 impl Publisher {
@@ -161,7 +170,8 @@ impl Publisher {
     ) -> (Self, Operational) {
         let (queue, notices) = mpsc::channel(QUEUE);
         let dead_letters = DeadLetters::new(settings.dead_letter_window_ms);
-        let publisher = Self { store, ingestor, settings, notices, dead_letters };
+        let routed = Recent::new(RECENT_FOR);
+        let publisher = Self { store, ingestor, settings, notices, dead_letters, routed };
         (publisher, Operational { notices: Some(queue) })
     }
 
@@ -280,7 +290,8 @@ impl Publisher {
         self.publish(names::DELIVERY_DEAD, None, last.at, cause, &payload).await;
     }
 
-    /// Ingests one operational event; a failure is logged, never retried (at most once).
+    /// Ingests one operational event, if a subscription routes its type (a hub nobody asked
+    /// for alerts stores none); a failure is logged, never retried (at most once).
     async fn publish(
         &self,
         event_type: &str,
@@ -289,6 +300,10 @@ impl Publisher {
         causation_id: Option<&str>,
         payload: &impl Serialize,
     ) {
+        if !self.is_routed(event_type).await {
+            tracing::debug!(event_type, "no subscription routes this operational event; it is not stored");
+            return;
+        }
         let payload = match serde_json::to_value(payload) {
             Ok(payload) => payload,
             Err(error) => {
@@ -329,6 +344,29 @@ impl Publisher {
                 tracing::warn!(%error, event_type, "an operational event could not be stored; it is lost");
             }
         }
+    }
+
+    /// Whether an enabled subscription routes `event_type`; when the subscriptions cannot be
+    /// read, the event is published anyway.
+    async fn is_routed(&self, event_type: &str) -> bool {
+        let event_type = EventType::from_trusted(event_type);
+        let load = || async {
+            for page in 1.. {
+                let request = ListRequest::Page { page, per_page: SUBSCRIPTIONS_PER_PAGE };
+                let listing = self.store.list_subscriptions(&SubscriptionFilter::default(), request).await?;
+                if listing.items.iter().any(|s| s.routes(&event_type)) {
+                    return Ok(true);
+                }
+                if listing.items.len() < SUBSCRIPTIONS_PER_PAGE as usize {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(false)
+        };
+        self.routed.get_or_load(&event_type, |_| true, load).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading the subscriptions failed; the operational event is published anyway");
+            true
+        })
     }
 
     async fn destination_name(&self, id: &DestinationId) -> Option<String> {

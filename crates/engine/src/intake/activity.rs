@@ -63,7 +63,9 @@ struct Entry {
 pub(super) struct Activity(Mutex<HashMap<SourceId, Entry>>);
 
 impl Activity {
-    pub(super) fn record(&self, id: &SourceId, outcome: Outcome, at: Millis) {
+    /// Records a request; answers true when it made the source failing (once per run of
+    /// refusals).
+    pub(super) fn record(&self, id: &SourceId, outcome: Outcome, at: Millis) -> bool {
         let mut all = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = all.entry(id.clone()).or_default();
         let shown = &mut entry.shown;
@@ -90,13 +92,15 @@ impl Activity {
                 shown.rate_limited += 1;
                 false
             }
-            Outcome::Failed => return,
+            Outcome::Failed => return false,
         };
         entry.latest.push_back(refused);
         if entry.latest.len() > FAILING_AFTER {
             entry.latest.pop_front();
         }
+        let was_failing = entry.shown.failing;
         entry.shown.failing = entry.latest.len() == FAILING_AFTER && entry.latest.iter().all(|r| *r);
+        entry.shown.failing && !was_failing
     }
 
     pub(super) fn forget(&self, id: &SourceId) {
@@ -119,17 +123,18 @@ mod tests {
         let id = SourceId::generate();
         let failing = || activity.snapshot()[&id].failing;
         for _ in 0..FAILING_AFTER - 1 {
-            activity.record(&id, Outcome::Unauthorized("no signature matches".into()), 1);
+            assert!(!activity.record(&id, Outcome::Unauthorized("no signature matches".into()), 1));
         }
         assert!(!failing());
-        activity.record(&id, Outcome::Unauthorized("no signature matches".into()), 2);
+        assert!(activity.record(&id, Outcome::Unauthorized("no signature matches".into()), 2));
         assert!(failing());
+        assert!(!activity.record(&id, Outcome::Unauthorized("no signature matches".into()), 2), "said once");
         activity.record(&id, Outcome::Accepted, 3);
         assert!(!failing());
         let shown = &activity.snapshot()[&id];
         assert_eq!(
             (shown.accepted, shown.unauthorized, shown.last_request_at),
-            (1, FAILING_AFTER as u64, Some(3))
+            (1, FAILING_AFTER as u64 + 1, Some(3))
         );
         assert_eq!(shown.last_rejection.as_deref(), Some("no signature matches"));
     }

@@ -223,3 +223,36 @@ async fn a_pull_source_that_starts_failing_is_announced_once() {
     assert!(failing[0]["consecutive_failures"].as_u64() >= Some(3), "{}", failing[0]);
     assert!(failing[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
 }
+
+#[tokio::test]
+async fn a_webhook_source_that_starts_failing_verification_is_announced_once() {
+    let app = spawn_app_with(|_| {}).await;
+    let alerts = Sink::start(Behaviour::Status(200)).await;
+    route(&app, "alerts", &alerts.url, &[FAILING], json!({})).await;
+    let config = json!({
+        "verification": {"type": "api_key", "header": "X-Api-Key", "value": "k_live_0123456789"},
+        "event_type": {"value": "shop.order"}
+    });
+    let created = app.post("/v1/sources", json!({"name": "shop", "kind": "webhook", "config": config})).await;
+    created.assert_status(201);
+    let source = created.data()["id"].as_str().expect("an id").to_owned();
+    let forged = || {
+        app.client
+            .post(app.url(&format!("/v1/sources/{source}/webhook")))
+            .header("x-api-key", "k_live_rotated")
+            .body(r#"{"n": 1}"#)
+    };
+    for _ in 0..8 {
+        app.send(forged()).await.assert_status(401);
+    }
+
+    alerts.wait_for(DEADLINE, |r| r.iter().any(|r| r.header("x-event-type") == FAILING)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let failing = bodies_of(&alerts, FAILING);
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!(failing[0]["source_id"], source.as_str());
+    assert_eq!(
+        (failing[0]["kind"].as_str(), failing[0]["consecutive_failures"].as_u64()),
+        (Some("webhook"), Some(5))
+    );
+}
