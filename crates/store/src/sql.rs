@@ -497,6 +497,8 @@ mod tests {
             deliveries::PRUNE_EVENTS,
             retention::PRUNE_AUDIT_LOG,
             retention::PRUNE_IDEMPOTENCY_KEYS,
+            retention::PRUNE_AUDIT_LOG_BY_ARRAY,
+            retention::PRUNE_IDEMPOTENCY_KEYS_BY_CTID,
             flow::ENSURE_FLOW,
             flow::INSERT_FLOW,
             flow::UPDATE_FLOW,

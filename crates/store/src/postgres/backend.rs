@@ -10,11 +10,15 @@ use crate::error::map_err;
 use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::flow as q;
+use crate::sql::retention;
 
 impl Backend for PgStore {
     type Db = Postgres;
 
     const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW_FOR_UPDATE;
+
+    const PRUNE_AUDIT_LOG: &'static str = retention::PRUNE_AUDIT_LOG_BY_ARRAY;
+    const PRUNE_IDEMPOTENCY_KEYS: &'static str = retention::PRUNE_IDEMPOTENCY_KEYS_BY_CTID;
 
     fn reader(&self) -> &Pool<Postgres> {
         &self.pool

@@ -233,3 +233,49 @@ async fn settle_plans(conn: &mut PgConnection) -> [String; 3] {
             .join("\n");
     [settle, attempts, promote]
 }
+
+/// Retention's batches of the audit log and of `Idempotency-Key` records read the oldest rows
+/// from the index on their time, however many younger ones are kept.
+#[tokio::test]
+async fn retention_prunes_read_their_time_indexes() {
+    let Some((mut conn, _)) = admin().await else { return };
+    let schema = format!("sy_plans_{:016x}", rand::random::<u64>());
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("schema");
+    sqlx::query(AssertSqlSafe(format!("SET search_path TO {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("path");
+    super::MIGRATOR.run(&mut conn).await.expect("migrate");
+    for seed in [
+        format!(
+            "INSERT INTO audit_log (id, at, actor, role, action, method, route, resource_type, \
+             request_id, status, success) \
+             SELECT 'aud_' || i, i, 'key_a', 'admin', 'destination.create', 'POST', \
+             '/v1/destinations', 'destination', 'req', 201, TRUE FROM generate_series(1, {ROWS}) AS i"
+        ),
+        format!(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
+             SELECT 'key_' || (i % 50), 'k' || i, 'h', i FROM generate_series(1, {ROWS}) AS i"
+        ),
+        "ANALYZE".to_owned(),
+    ] {
+        sqlx::query(AssertSqlSafe(seed)).execute(&mut conn).await.expect("seed");
+    }
+    let batch =
+        |sql: &str| Assembled { sql: sql.to_owned(), binds: vec![Bind::Int(ROWS / 2), Bind::Int(500)] };
+    let audit = explain(&mut conn, &batch(sql::retention::PRUNE_AUDIT_LOG_BY_ARRAY)).await;
+    let keys = explain(&mut conn, &batch(sql::retention::PRUNE_IDEMPOTENCY_KEYS_BY_CTID)).await;
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    conn.close().await.expect("close");
+
+    // The batch is a range of the time index, and its rows are then found one by one.
+    assert!(audit.contains("using audit_log_at_seq on"), "audit_log_at_seq is not used:\n{audit}");
+    assert!(audit.contains("using audit_log_pkey on"), "audit_log_pkey is not used:\n{audit}");
+    assert!(!audit.contains("Seq Scan on audit_log"), "a sequential scan:\n{audit}");
+    assert!(keys.contains("using idempotency_keys_created_at on"), "the index is not used:\n{keys}");
+    assert!(keys.contains("Tid Scan on idempotency_keys"), "no scan by place:\n{keys}");
+    assert!(!keys.contains("Seq Scan on idempotency_keys"), "a sequential scan:\n{keys}");
+}

@@ -41,6 +41,10 @@ pub(crate) trait Backend: Sync {
     /// Reads a destination's flow record, locked until the transaction ends.
     const SELECT_FLOW_LOCKED: &'static str;
 
+    /// Retention's batch of audit entries and of `Idempotency-Key` records (`sql::retention`).
+    const PRUNE_AUDIT_LOG: &'static str;
+    const PRUNE_IDEMPOTENCY_KEYS: &'static str;
+
     /// Where single reads go.
     fn reader(&self) -> &Pool<Self::Db>;
 

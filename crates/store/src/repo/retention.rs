@@ -8,7 +8,7 @@ use switchyard_core::time::Millis;
 
 use super::{Args, Backend, Conn, Db, Repo};
 use crate::error::map_err;
-use crate::sql::{deliveries, retention};
+use crate::sql::deliveries;
 
 /// One statement of a prune, bound to the cutoff (`$1`) and the batch size (`$2`).
 struct Deletion {
@@ -24,10 +24,6 @@ const FINISHED_DELIVERIES: [Deletion; 3] = [
     Deletion { sql: deliveries::PRUNE_EVENTS, counted: true },
 ];
 
-const AUDIT_LOG: [Deletion; 1] = [Deletion { sql: retention::PRUNE_AUDIT_LOG, counted: true }];
-
-const IDEMPOTENCY_KEYS: [Deletion; 1] = [Deletion { sql: retention::PRUNE_IDEMPOTENCY_KEYS, counted: true }];
-
 impl<B: Backend> Repo<'_, B>
 where
     for<'c> &'c mut Conn<B>: Executor<'c, Database = Db<B>>,
@@ -41,11 +37,11 @@ where
     }
 
     pub(crate) async fn prune_audit_log(&self, before: Millis, limit: u32) -> StoreResult<u64> {
-        self.prune_in_turn(&AUDIT_LOG, before, limit).await
+        self.prune_in_turn(&[Deletion { sql: B::PRUNE_AUDIT_LOG, counted: true }], before, limit).await
     }
 
     pub(crate) async fn prune_idempotency_keys(&self, before: Millis, limit: u32) -> StoreResult<u64> {
-        self.prune_in_turn(&IDEMPOTENCY_KEYS, before, limit).await
+        self.prune_in_turn(&[Deletion { sql: B::PRUNE_IDEMPOTENCY_KEYS, counted: true }], before, limit).await
     }
 
     /// Runs `deletions` in order in one transaction if no other node is pruning; answers how

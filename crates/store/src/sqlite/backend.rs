@@ -9,12 +9,16 @@ use super::SqliteStore;
 use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::flow as q;
+use crate::sql::retention;
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
 
     /// The writer's `BEGIN IMMEDIATE` holds the database: a plain read is locked already.
     const SELECT_FLOW_LOCKED: &'static str = q::SELECT_FLOW;
+
+    const PRUNE_AUDIT_LOG: &'static str = retention::PRUNE_AUDIT_LOG;
+    const PRUNE_IDEMPOTENCY_KEYS: &'static str = retention::PRUNE_IDEMPOTENCY_KEYS;
 
     fn reader(&self) -> &Pool<Sqlite> {
         &self.reader
