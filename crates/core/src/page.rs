@@ -87,6 +87,8 @@ impl<T> Listing<T> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -107,5 +109,58 @@ mod tests {
     fn offsets_follow_page_numbers() {
         assert_eq!(ListRequest::Page { page: 1, per_page: 20 }.offset(), 0);
         assert_eq!(ListRequest::Page { page: 3, per_page: 20 }.offset(), 40);
+    }
+
+    /// What a cursor's text must be, spelled out: `c1:` and a non-negative 64-bit decimal
+    /// (with the sign `str::parse` allows).
+    fn reference_position(text: &str) -> Option<i64> {
+        let digits = text.strip_prefix("c1:")?;
+        let digits = digits.strip_prefix('+').unwrap_or(digits);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let significant = digits.trim_start_matches('0');
+        let fits =
+            significant.len() < 19 || (significant.len() == 19 && significant <= "9223372036854775807");
+        fits.then(|| significant.bytes().fold(0, |n, b| n * 10 + i64::from(b - b'0')))
+    }
+
+    /// Texts near a cursor's: the prefix, then digits, signs and other characters.
+    fn cursor_like_text() -> impl Strategy<Value = String> {
+        let tail = prop_oneof!["[0-9]{1,20}", "[+-]?[0-9]{0,19}", "[0-9a-z :+-]{0,8}", any::<String>()];
+        (prop_oneof![Just("c1:"), Just("c2:"), Just("c1"), Just("")], tail)
+            .prop_map(|(p, t)| format!("{p}{t}"))
+    }
+
+    proptest! {
+        #[test]
+        fn every_position_round_trips_through_url_safe_text(seq in 0..=i64::MAX) {
+            let encoded = Cursor::at(seq).encode();
+            prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{}", encoded);
+            prop_assert_eq!(Cursor::decode(&encoded).ok(), Some(Cursor::at(seq)));
+        }
+
+        #[test]
+        fn negative_positions_do_not_come_back(seq in i64::MIN..0) {
+            prop_assert!(Cursor::decode(&Cursor::at(seq).encode()).is_err());
+        }
+
+        #[test]
+        fn encoded_texts_decode_as_the_reference_says(text in cursor_like_text()) {
+            let decoded = Cursor::decode(&URL_SAFE_NO_PAD.encode(&text)).ok().map(Cursor::seq);
+            prop_assert_eq!(decoded, reference_position(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn garbage_is_refused_without_panicking(raw in any::<String>(), bytes in any::<Vec<u8>>()) {
+            // Any string: an error unless it is the encoding of a cursor's text.
+            let as_text = URL_SAFE_NO_PAD.decode(&raw).ok().and_then(|b| String::from_utf8(b).ok());
+            let expected = as_text.as_deref().and_then(reference_position);
+            prop_assert_eq!(Cursor::decode(&raw).ok().map(Cursor::seq), expected);
+            // Bytes that are no UTF-8, encoded as a client might forge them.
+            if std::str::from_utf8(&bytes).is_err() {
+                prop_assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+            }
+        }
     }
 }

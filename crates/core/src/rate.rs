@@ -114,19 +114,49 @@ mod tests {
                 now += gap;
                 let taken = bucket.take(&limit, wanted, now);
                 prop_assert!(taken <= wanted);
+                prop_assert!((0.0..=f64::from(burst)).contains(&bucket.tokens), "{} tokens", bucket.tokens);
                 granted.extend(std::iter::repeat_n(now, taken));
                 if taken < wanted {
-                    // Whoever waits is told a time when a token will be there.
+                    // A token is withheld only from an empty bucket.
+                    prop_assert!(bucket.empty_until(&limit).is_some(), "{} tokens left", bucket.tokens);
+                    // Whoever waits is told the first millisecond a token is there.
                     let next = bucket.time_for(&limit, 1);
                     prop_assert!(next > now);
+                    prop_assert_eq!(bucket.empty_until(&limit), Some(next));
                     let mut probe = bucket;
                     prop_assert_eq!(probe.take(&limit, 1, next), 1);
+                    let mut early = bucket;
+                    prop_assert_eq!(early.take(&limit, 1, next - 1), 0, "a token was there before {}", next);
                 }
             }
             for (i, start) in granted.iter().enumerate() {
                 let in_second = granted[i..].iter().take_while(|t| **t < start + 1_000).count();
                 prop_assert!(in_second as u32 <= burst + per_second, "{in_second} in a second");
             }
+        }
+
+        /// A destination that always has deliveries waiting gets its burst and then its rate:
+        /// the bucket never holds back what it has earned. (Asked at least once per token
+        /// earned, so that no token is lost to a bucket already full.)
+        #[test]
+        fn steady_demand_gets_the_burst_plus_the_rate(
+            per_second in 1u32..50,
+            burst in 2u32..20,
+            gaps in proptest::collection::vec(0.0f64..=1.0, 1..200),
+        ) {
+            let limit = limit(per_second, burst);
+            let mut bucket = TokenBucket::full(&limit, T);
+            let mut now = T;
+            let mut granted = bucket.take(&limit, usize::MAX, now) as u64;
+            let token_interval_ms = 1_000.0 / f64::from(per_second);
+            for gap in gaps {
+                now += ((gap * token_interval_ms) as i64).max(1);
+                granted += bucket.take(&limit, usize::MAX, now) as u64;
+            }
+            let earned = (now - T) as f64 * f64::from(per_second) / 1_000.0;
+            let expected = f64::from(burst) + earned;
+            prop_assert!(granted as f64 <= expected + 1e-6, "{granted} granted, {expected} earned");
+            prop_assert!(granted as f64 > expected - 1.0, "{granted} granted, {expected} earned");
         }
     }
 }

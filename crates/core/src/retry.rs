@@ -149,9 +149,62 @@ mod tests {
         }
 
         #[test]
-        fn backoff_never_shrinks_without_jitter(failures in 1u32..40) {
-            let p = policy();
+        fn backoff_never_shrinks_without_jitter(
+            failures in 1u32..40,
+            initial in 1u64..10_000,
+            extra in 0u64..10_000_000,
+            multiplier in 1.0f64..10.0,
+        ) {
+            let p = RetryPolicy { initial_delay_ms: initial, max_delay_ms: initial + extra, multiplier, ..policy() };
             prop_assert!(p.backoff_ms(failures + 1, 0.0) >= p.backoff_ms(failures, 0.0));
+        }
+
+        #[test]
+        fn only_retryable_failures_within_the_budget_are_retried(
+            class in prop_oneof![
+                Just(OutcomeClass::Success),
+                Just(OutcomeClass::Retryable),
+                Just(OutcomeClass::Permanent)
+            ],
+            max_attempts in 1u32..20,
+            attempts_made in 1u32..25,
+            retry_after in proptest::option::of(0u64..10_000_000),
+            max_delay in 1u64..5_000_000,
+            unit in -1.0f64..=1.0,
+        ) {
+            let p = RetryPolicy { max_attempts, initial_delay_ms: 1, max_delay_ms: max_delay, ..policy() };
+            match p.after_failure(class, attempts_made, retry_after, unit) {
+                RetryDecision::GiveUp => {
+                    prop_assert!(class != OutcomeClass::Retryable || attempts_made >= max_attempts)
+                }
+                RetryDecision::RetryIn(delay) => {
+                    prop_assert_eq!(class, OutcomeClass::Retryable);
+                    prop_assert!(attempts_made < max_attempts);
+                    prop_assert!(delay <= max_delay);
+                    let expected = retry_after.map_or(p.backoff_ms(attempts_made, unit), |asked| asked.min(max_delay));
+                    prop_assert_eq!(delay, expected);
+                }
+            }
+        }
+
+        #[test]
+        fn retry_on_4xx_changes_nothing_but_4xx(status in 100u16..1_000) {
+            let strict = classify_status(status, &policy());
+            let lenient = classify_status(status, &RetryPolicy { retry_on_4xx: true, ..policy() });
+            let success = (200..300).contains(&status);
+            prop_assert_eq!(strict == OutcomeClass::Success, success);
+            prop_assert_eq!(lenient == OutcomeClass::Success, success);
+            if (500..600).contains(&status) {
+                prop_assert_eq!((strict, lenient), (OutcomeClass::Retryable, OutcomeClass::Retryable));
+            }
+            if (400..500).contains(&status) {
+                prop_assert_eq!(lenient, OutcomeClass::Retryable);
+            } else {
+                prop_assert_eq!(strict, lenient);
+            }
+            if !success && !(400..600).contains(&status) {
+                prop_assert_eq!(strict, OutcomeClass::Permanent, "{} is neither success nor worth a retry", status);
+            }
         }
     }
 }

@@ -240,6 +240,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let totals = WindowTotals { succeeded, failed, neutral: 0 };
                 let transition = circuit.observe(&policy, signal, &id(delivery), now, totals);
                 let was_probe = before.probe.as_ref().is_some_and(|p| p.delivery_id == id(delivery));
+                // Either trip condition, judged independently of the circuit's own bookkeeping.
+                let judged = failed + succeeded;
+                let trip_due = signal == Signal::Failure
+                    && (before.consecutive_failures + 1 >= policy.consecutive_failures
+                        || (judged >= u64::from(policy.min_requests)
+                            && failed as f64 >= policy.failure_ratio * judged as f64));
                 match (&before.state, &transition) {
                     (CircuitState::Open, t) => {
                         prop_assert!(t.is_none());
@@ -260,10 +266,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     (CircuitState::Closed, Some(Transition::Opened(_))) => {
                         prop_assert_eq!(signal, Signal::Failure);
+                        prop_assert!(trip_due, "opened without reason");
                         prop_assert_eq!(circuit.cooldown_ms, policy.cooldown_ms);
                         prop_assert_eq!(circuit.opened_at, Some(now));
+                        prop_assert_eq!(circuit.retry_at, Some(now + policy.cooldown_ms as i64));
                     }
-                    (CircuitState::Closed, None) => {}
+                    (CircuitState::Closed, None) => {
+                        prop_assert!(!trip_due, "a failure that should have opened it did not");
+                        let expected = match signal {
+                            Signal::Success => 0,
+                            Signal::Failure => before.consecutive_failures + 1,
+                            Signal::Neutral => before.consecutive_failures,
+                        };
+                        prop_assert_eq!(circuit.consecutive_failures, expected);
+                    }
                     (state, t) => prop_assert!(false, "{state:?} made {t:?}"),
                 }
                 if transition.is_some() {
