@@ -11,6 +11,7 @@ pub mod relay;
 pub mod report;
 pub mod scenarios;
 pub mod servers;
+pub mod soak;
 
 pub use report::Report;
 pub use scenarios::{Kind, Options, Scenario, Source};

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -100,6 +100,19 @@ impl Connection {
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let answer = self.exchange(method, path, token, headers, body).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// [`Connection::send_with`], answering the headers of the answer too.
+    pub async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+    ) -> anyhow::Result<Answer> {
         self.sender.ready().await?;
         let mut request = Request::builder().method(method).uri(path).header(HOST, &self.host);
         if let Some(token) = token {
@@ -112,10 +125,18 @@ impl Connection {
             request = request.header(name, value);
         }
         let response = self.sender.send_request(request.body(Full::new(body))?).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer { status: parts.status, headers: parts.headers, body })
     }
+}
+
+/// A whole answer, read.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 /// Runs `connections` workers against `target`; `body(n)` makes the body of the n-th request

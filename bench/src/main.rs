@@ -3,12 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use switchyard_bench::soak::{self, SoakOptions};
 use switchyard_bench::{Kind, Options, Scenario, Source, node, run_all, scenarios};
 
 #[derive(Parser)]
 #[command(about = "Load harness of Switchyard: drives the real binary over loopback")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Scenarios to run, in order; all of them when none is given.
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
@@ -57,9 +61,41 @@ struct Cli {
     source: Source,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// The crash soak (docs/reliability.md): kill -9 cycles, a PostgreSQL restart and a full
+    /// disk under load; fails if an acknowledged event is lost or the database is damaged.
+    Soak(SoakCli),
+}
+
+#[derive(clap::Args)]
+struct SoakCli {
+    /// Under a minute: two kill cycles and a brief full disk, no PostgreSQL restart.
+    #[arg(long)]
+    smoke: bool,
+    /// The switchyard binary (default: the one next to this executable).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// kill -9 cycles (0 leaves the phase out).
+    #[arg(long)]
+    cycles: Option<u32>,
+    /// Seconds the private PostgreSQL stays down (0 leaves the phase out).
+    #[arg(long)]
+    postgres_outage: Option<u64>,
+    /// Seconds the SQLite disk stays full (0 leaves the phase out).
+    #[arg(long)]
+    full_disk: Option<u64>,
+    /// The PostgreSQL phase's `database.acquire_timeout_ms` (default 2000).
+    #[arg(long)]
+    acquire_timeout_ms: Option<u64>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Soak(soak)) = cli.command {
+        return run_soak(soak).await;
+    }
     // The server runs in a temporary directory: a relative path would not find it from there.
     let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
     let options = if cli.smoke {
@@ -95,4 +131,45 @@ async fn main() -> anyhow::Result<()> {
     );
     run_all(&scenarios, &options, |report| println!("{report}")).await?;
     Ok(())
+}
+
+async fn run_soak(cli: SoakCli) -> anyhow::Result<()> {
+    let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
+    let mut options = if cli.smoke { SoakOptions::smoke(binary) } else { SoakOptions::full(binary) };
+    let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    options.cycles = cli.cycles.unwrap_or(options.cycles);
+    options.postgres_outage = cli.postgres_outage.map_or(options.postgres_outage, seconds);
+    options.full_disk = cli.full_disk.map_or(options.full_disk, seconds);
+    options.acquire_timeout_ms = cli.acquire_timeout_ms.unwrap_or(options.acquire_timeout_ms);
+    println!(
+        "switchyard soak: {} ({} CPUs)",
+        options.binary.display(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    let started = std::time::Instant::now();
+    // Interrupted, the soak's future is dropped, and with it its servers, its PostgreSQL and
+    // its tmpfs mount, each of which cleans up after itself when dropped.
+    let phases = tokio::select! {
+        phases = soak::run(&options, |figures| println!("{figures}")) => phases?,
+        _ = interrupted() => anyhow::bail!("interrupted"),
+    };
+    println!("soak finished in {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(failed) = phases.iter().find(|figures| !figures.passed()) {
+        anyhow::bail!("the {} phase failed", failed.phase);
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
 }

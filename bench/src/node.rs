@@ -23,7 +23,7 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -41,7 +41,7 @@ pub enum Backend {
 
 impl Backend {
     /// The server's `database.url` and the environment it needs, ready for a fresh start.
-    async fn prepare(&self, dir: &Path) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+    pub(crate) async fn prepare(&self, dir: &Path) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
         match self {
             Backend::Sqlite => Ok((format!("sqlite://{}", dir.join("switchyard.db").display()), Vec::new())),
             Backend::Postgres(url) => {
@@ -65,7 +65,12 @@ impl Backend {
     }
 }
 
-fn command(binary: &Path, database_url: &str, env: &[(&'static str, String)], dir: &Path) -> Command {
+pub(crate) fn command(
+    binary: &Path,
+    database_url: &str,
+    env: &[(&'static str, String)],
+    dir: &Path,
+) -> Command {
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
@@ -78,67 +83,119 @@ fn command(binary: &Path, database_url: &str, env: &[(&'static str, String)], di
     command
 }
 
+/// A new admin key of the server on `database_url` (migrated first if need be), made with the
+/// CLI as an operator would, without a running server.
+pub(crate) fn admin_token(
+    binary: &Path,
+    database_url: &str,
+    env: &[(&'static str, String)],
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let output = command(binary, database_url, env, dir)
+        .args(["keys", "create", "--role", "admin", "--name", "bench"])
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!("keys create failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// Waits until the server `child` listening on `addr` answers that it is ready.
+pub(crate) async fn wait_ready(child: &mut Child, addr: SocketAddr) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("switchyard exited during startup: {status}");
+        }
+        if let Ok(mut connection) = Connection::open(addr).await
+            && let Ok((status, _)) = connection.send(Method::GET, "/health/ready", None, Bytes::new()).await
+            && status.is_success()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("switchyard did not become ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One API call to the server on `addr` with `token`; answers the `data` of the envelope.
+pub(crate) async fn call(
+    addr: SocketAddr,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut connection = Connection::open(addr).await?;
+    let body = if body.is_null() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&body)?) };
+    let (status, answer) = connection.send(method, path, Some(token), body).await?;
+    if !status.is_success() {
+        bail!("{path}: {status}: {}", String::from_utf8_lossy(&answer));
+    }
+    if answer.is_empty() {
+        return Ok(Value::Null);
+    }
+    let envelope: Value = serde_json::from_slice(&answer)?;
+    Ok(envelope["data"].clone())
+}
+
+/// [`Node::subscribe_with`] on the server on `addr`, with `token`. `destination` holds the
+/// destination's `kind` and `config`, and any other field of its own (e.g. `retry`).
+pub(crate) async fn subscribe_with(
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    destination: Value,
+    pattern: &str,
+) -> anyhow::Result<String> {
+    let mut body = json!({"name": name});
+    if let (Some(body), Some(more)) = (body.as_object_mut(), destination.as_object()) {
+        body.extend(more.clone());
+    }
+    let destination = call(addr, token, Method::POST, "/v1/destinations", body).await?;
+    let id = destination["id"].as_str().context("a destination id")?.to_owned();
+    call(
+        addr,
+        token,
+        Method::POST,
+        "/v1/subscriptions",
+        json!({"name": name, "destination_id": id, "event_types": [pattern]}),
+    )
+    .await?;
+    Ok(id)
+}
+
 impl Node {
     /// Starts `binary` on a new database of `backend` and waits until it is ready.
     pub async fn start(binary: &Path, backend: &Backend) -> anyhow::Result<Node> {
         let dir = tempfile::tempdir()?;
         let (database_url, env) = backend.prepare(dir.path()).await?;
-        let output = command(binary, &database_url, &env, dir.path())
-            .args(["keys", "create", "--role", "admin", "--name", "bench"])
-            .output()
-            .with_context(|| format!("running {}", binary.display()))?;
-        if !output.status.success() {
-            bail!("keys create failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        let token = String::from_utf8(output.stdout)?.trim().to_owned();
+        let token = admin_token(binary, &database_url, &env, dir.path())?;
         let port = free_port()?;
-        let child = command(binary, &database_url, &env, dir.path())
+        let mut child = command(binary, &database_url, &env, dir.path())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let mut node = Node { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), token, _dir: dir };
-        node.wait_ready().await?;
-        Ok(node)
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Err(error) = wait_ready(&mut child, addr).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+        Ok(Node { child, addr, token, _dir: dir })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("switchyard exited during startup: {status}");
-            }
-            if let Ok(mut connection) = Connection::open(self.addr).await
-                && let Ok((status, _)) =
-                    connection.send(Method::GET, "/health/ready", None, Bytes::new()).await
-                && status.is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("switchyard did not become ready within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// One API call; answers the `data` of the envelope.
     pub async fn call(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
-        let mut connection = Connection::open(self.addr).await?;
-        let body = if body.is_null() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&body)?) };
-        let (status, answer) = connection.send(method, path, Some(&self.token), body).await?;
-        if !status.is_success() {
-            bail!("{path}: {status}: {}", String::from_utf8_lossy(&answer));
-        }
-        if answer.is_empty() {
-            return Ok(Value::Null);
-        }
-        let envelope: Value = serde_json::from_slice(&answer)?;
-        Ok(envelope["data"].clone())
+        call(self.addr, &self.token, method, path, body).await
     }
 
     /// A destination at `url` and a subscription of it to every event; answers the destination id.
@@ -159,19 +216,7 @@ impl Node {
         kind_and_config: Value,
         pattern: &str,
     ) -> anyhow::Result<String> {
-        let mut body = json!({"name": name});
-        if let (Some(body), Some(more)) = (body.as_object_mut(), kind_and_config.as_object()) {
-            body.extend(more.clone());
-        }
-        let destination = self.call(Method::POST, "/v1/destinations", body).await?;
-        let id = destination["id"].as_str().context("a destination id")?.to_owned();
-        self.call(
-            Method::POST,
-            "/v1/subscriptions",
-            json!({"name": name, "destination_id": id, "event_types": [pattern]}),
-        )
-        .await?;
-        Ok(id)
+        subscribe_with(self.addr, &self.token, name, kind_and_config, pattern).await
     }
 
     /// The process's resident set now and at its peak, in bytes.

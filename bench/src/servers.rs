@@ -26,7 +26,7 @@ pub struct Background {
 }
 
 impl Background {
-    fn start(name: &str, threads: usize, router: Router) -> anyhow::Result<Background> {
+    pub(crate) fn start(name: &str, threads: usize, router: Router) -> anyhow::Result<Background> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
