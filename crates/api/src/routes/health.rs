@@ -1,5 +1,7 @@
 //! `/health/live` and `/health/ready`: unauthenticated probes for orchestrators.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -9,6 +11,11 @@ use utoipa_axum::routes;
 use crate::ApiState;
 use crate::envelope::{Failure, Reply, Success};
 use crate::error::{ApiError, ApiResult};
+
+/// How long readiness waits for the database. An orchestrator's probe has a timeout of its own
+/// (1 s by default in Kubernetes); a database that does not answer by then is reported as not
+/// ready, rather than leaving the probe to wait out the pool's `acquire_timeout_ms`.
+const READY_PING_TIMEOUT: Duration = Duration::from_millis(900);
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
@@ -40,11 +47,16 @@ async fn live() -> Reply {
         (status = 503, description = "Not ready; the message says why", body = Failure),
     ))]
 async fn ready(State(state): State<ApiState>) -> ApiResult<Reply> {
-    state
-        .store()
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the database is not ready: {e}")))?;
+    match tokio::time::timeout(READY_PING_TIMEOUT, state.store().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError::Unavailable(format!("the database is not ready: {e}"))),
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "the database did not answer within {} ms",
+                READY_PING_TIMEOUT.as_millis()
+            )));
+        }
+    }
     if !state.control().is_running() {
         return Err(ApiError::Unavailable("the delivery engine is not running".into()));
     }
