@@ -47,11 +47,18 @@ impl fmt::Display for DestinationKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
+    /// At most `max_delay_ms`.
+    #[schema(minimum = 1)]
     pub initial_delay_ms: u64,
+    /// At most 7 days.
+    #[schema(maximum = 604_800_000)]
     pub max_delay_ms: u64,
+    #[schema(minimum = 1, maximum = 100)]
     pub multiplier: f64,
     /// Fraction of each delay added or removed at random (0.2 = ±20 %).
+    #[schema(minimum = 0, maximum = 1)]
     pub jitter: f64,
     /// Retry 4xx answers (other than 408, 425 and 429, which are always retried).
     pub retry_on_4xx: bool,
@@ -96,9 +103,11 @@ impl RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub per_second: u32,
     /// Tokens the bucket holds when full; defaults to `per_second`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub burst: Option<u32>,
 }
 
@@ -123,11 +132,19 @@ impl RateLimit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerPolicy {
+    #[schema(minimum = 1, maximum = 10_000)]
     pub consecutive_failures: u32,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub failure_ratio: f64,
+    #[schema(minimum = 1)]
     pub min_requests: u32,
+    #[schema(minimum = 1_000, maximum = 86_400_000)]
     pub window_ms: u64,
+    /// At most `max_cooldown_ms`.
+    #[schema(minimum = 1)]
     pub cooldown_ms: u64,
+    /// At most 1 day.
+    #[schema(maximum = 86_400_000)]
     pub max_cooldown_ms: u64,
 }
 

@@ -14,7 +14,7 @@ use crate::time::{self, Millis};
 /// `.` and `..`, which name no event in a URL path (`/v1/events/..` is the collection's parent).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "ord-1001-created")]
+#[schema(value_type = String, min_length = 1, max_length = 128, pattern = r"^(?!\.\.?$)[A-Za-z0-9._:-]+$", example = "ord-1001-created")]
 pub struct EventId(String);
 
 impl EventId {
@@ -71,7 +71,7 @@ impl fmt::Display for EventId {
 /// An event type name: dotted lowercase segments (`order.created`), at most 128 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "order.created")]
+#[schema(value_type = String, min_length = 1, max_length = 128, pattern = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", example = "order.created")]
 pub struct EventType(String);
 
 impl EventType {
@@ -244,23 +244,29 @@ pub struct NewEvent {
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// 1–128 characters of `[A-Za-z0-9._:-]`; generated (UUIDv7) when omitted.
-    #[schema(example = "ord-1001-created")]
+    #[schema(value_type = Option<EventId>, example = "ord-1001-created")]
     pub event_id: Option<String>,
-    #[schema(example = "order.created")]
+    #[schema(value_type = EventType, required = true, example = "order.created")]
     pub event_type: Option<String>,
     /// RFC 3339; defaults to the time of receipt.
+    #[schema(format = DateTime)]
     pub timestamp: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, required = true)]
     pub payload: Option<Value>,
     pub metadata: Option<EventInputMetadata>,
     /// Events with the same key reach ordered subscriptions in ingest order (≤ 256 chars).
+    #[schema(min_length = 1, max_length = 256)]
     pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInputMetadata {
+    /// 1 to 128 visible ASCII characters: it travels as the `X-Correlation-ID` header.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub correlation_id: Option<String>,
+    /// 1 to 128 visible ASCII characters: it travels as the `X-Causation-ID` header.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub causation_id: Option<String>,
 }
 
@@ -323,7 +329,11 @@ impl EventInput {
             Some(_) => violations.push("payload", "must be a JSON object"),
             None => violations.push("payload", "is required"),
         }
-        if self.ordering_key.as_ref().is_some_and(|key| key.is_empty() || key.len() > MAX_ORDERING_KEY) {
+        if self
+            .ordering_key
+            .as_ref()
+            .is_some_and(|key| key.is_empty() || key.chars().count() > MAX_ORDERING_KEY)
+        {
             violations.push("ordering_key", "must be 1 to 256 characters");
         }
         let metadata = self.metadata.unwrap_or_default();

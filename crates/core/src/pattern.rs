@@ -10,7 +10,13 @@ use crate::event::EventType;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "order.*")]
+#[schema(
+    value_type = String,
+    min_length = 1,
+    max_length = 128,
+    pattern = r"^(?:(?:[a-z0-9_]+|\*)(?:\.(?:[a-z0-9_]+|\*))*(?:\.#)?|#)$",
+    example = "order.*"
+)]
 pub struct EventTypePattern(String);
 
 impl EventTypePattern {

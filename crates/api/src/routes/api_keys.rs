@@ -30,10 +30,10 @@ const MAX_NAME: usize = 200;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyInput {
-    #[schema(example = "checkout service")]
+    /// 1 to 200 characters once trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S", example = "checkout service")]
     name: Option<String>,
-    /// admin, operator, publisher or viewer.
-    #[schema(value_type = String, example = "publisher")]
+    #[schema(value_type = Role, required = true, example = "publisher")]
     role: Option<String>,
 }
 

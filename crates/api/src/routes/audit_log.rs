@@ -25,18 +25,23 @@ pub fn router() -> OpenApiRouter<ApiState> {
 #[into_params(parameter_in = Query)]
 pub struct AuditLogQuery {
     /// Page number (1-based); answers totals.
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
     /// Keyset cursor: the `pagination.next_cursor` of the previous page.
+    #[param(format = "cursor")]
     after: Option<String>,
     /// Exact actor (`key:<id>` for an API key, `jwt:<issuer>|<subject>` for a JWT).
     actor: Option<String>,
     /// Exact action, e.g. `destination.create`.
     action: Option<String>,
     /// Answered at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Answered before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 

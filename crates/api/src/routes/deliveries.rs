@@ -35,21 +35,28 @@ pub fn router() -> OpenApiRouter<ApiState> {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Page number (1-based); answers totals.
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
     /// Keyset cursor: the `pagination.next_cursor` of the previous page.
+    #[param(format = "cursor")]
     after: Option<String>,
     /// pending, in_flight, succeeded, dead or filtered.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
     event_id: Option<String>,
     destination_id: Option<String>,
     subscription_id: Option<String>,
     /// Exact event type of the delivered event.
+    #[param(value_type = Option<EventType>)]
     event_type: Option<String>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -182,15 +189,21 @@ async fn retry_delivery(
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Page number (1-based); answers totals.
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
     /// Keyset cursor: the `pagination.next_cursor` of the previous page.
+    #[param(format = "cursor")]
     after: Option<String>,
     destination_id: Option<String>,
     subscription_id: Option<String>,
+    #[param(value_type = Option<EventType>)]
     event_type: Option<String>,
+    #[param(format = DateTime)]
     since: Option<String>,
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -230,10 +243,13 @@ async fn list_dead_letters(
 pub struct ReplayFilter {
     destination_id: Option<String>,
     subscription_id: Option<String>,
+    #[schema(value_type = Option<EventType>)]
     event_type: Option<String>,
     /// Created at or after (RFC 3339).
+    #[schema(format = DateTime)]
     since: Option<String>,
     /// Created before (RFC 3339).
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 

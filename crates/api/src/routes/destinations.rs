@@ -45,19 +45,22 @@ const MAX_CONNECT_TIMEOUT_MS: u64 = 60_000;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationInput {
-    #[schema(example = "billing webhook")]
+    /// 1 to 200 characters once trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S", example = "billing webhook")]
     name: Option<String>,
-    #[schema(value_type = String, example = "http")]
+    #[schema(value_type = DestinationKind, required = true, example = "http")]
     kind: Option<String>,
     /// Kind-specific; for `http`: `url`, `method`, `headers`, `secret_headers` (sent like
     /// `headers`, but write-only: shown as `secret_headers_set` with each name `true`), `auth`,
     /// `signing_secret`. `previous_signing_secret` and `previous_signing_secret_expires_at` are
     /// refused: only `POST …/signing-secret/rotate` sets them.
-    #[schema(value_type = Object, example = json!({"url": "https://billing.example.com/hooks"}))]
+    #[schema(value_type = Object, required = true, example = json!({"url": "https://billing.example.com/hooks"}))]
     config: Option<Value>,
     /// Whole-request timeout (default 30000).
+    #[schema(minimum = 1, maximum = 300_000)]
     timeout_ms: Option<u64>,
-    /// Connect timeout (default 5000).
+    /// Connect timeout (default 5000, or `timeout_ms` when shorter); at most `timeout_ms`.
+    #[schema(minimum = 1, maximum = 60_000)]
     connect_timeout_ms: Option<u64>,
     retry: Option<RetryPolicy>,
     rate_limit: Option<RateLimit>,

@@ -38,9 +38,10 @@ const MAX_DESCRIPTION: usize = 2_000;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventTypeInput {
-    /// Dotted lowercase segments; taken from the path on PUT and PATCH.
-    #[schema(example = "order.created")]
+    /// Dotted lowercase segments; required to register, and on PUT, when given, the path's.
+    #[schema(value_type = Option<EventType>, example = "order.created")]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     /// JSON Schema (draft 2020-12) for payloads of this type.
     #[schema(value_type = Option<Object>)]

@@ -91,8 +91,7 @@ fn ingest_context(
     post, path = "/v1/events", tag = "events",
     request_body = EventInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the event: 1 to 128 visible ASCII characters, else 400"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
+        ("X-Correlation-ID" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Default correlation id of the event: 1 to 128 visible ASCII characters, else 400"),
     ),
     responses(
         (status = 201, description = "Stored", body = Success<Event>),
@@ -146,9 +145,24 @@ fn with_duplicate_flag(event: Event) -> Value {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchInput {
-    /// 1 to 1000 events, stored in one transaction.
-    #[schema(value_type = Vec<EventInput>)]
+    #[schema(schema_with = batch_events)]
     events: Vec<Value>,
+}
+
+/// Any JSON value per item: each is read as an `EventInput` on its own, and an invalid one is
+/// an `error` in `results`, not a refused batch.
+fn batch_events() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let json = [Type::Object, Type::Array, Type::String, Type::Number, Type::Boolean, Type::Null];
+    ArrayBuilder::new()
+        .description(Some(
+            "1 to 1000 events, stored in one transaction. Each is checked on its own, as an `EventInput`: \
+             an invalid one is an `error` in `results`, not a refused batch.",
+        ))
+        .items(ObjectBuilder::new().schema_type(SchemaType::Array(json.to_vec())))
+        .min_items(Some(1))
+        .max_items(Some(1000))
+        .build()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -183,8 +197,7 @@ pub struct BatchItemError {
     post, path = "/v1/events/batch", tag = "events",
     request_body = BatchInput,
     params(
-        ("X-Correlation-ID" = Option<String>, Header, description = "Default correlation id of the events: 1 to 128 visible ASCII characters, else 400"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retried request"),
+        ("X-Correlation-ID" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Default correlation id of the events: 1 to 128 visible ASCII characters, else 400"),
     ),
     responses(
         (status = 200, description = "Per-event results", body = Success<BatchResults>),
@@ -242,17 +255,23 @@ fn batch_result(item: BatchItem) -> BatchResult {
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Page number (1-based); answers totals.
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
     /// Keyset cursor: the `pagination.next_cursor` of the previous page.
+    #[param(format = "cursor")]
     after: Option<String>,
     /// Exact event type.
+    #[param(value_type = Option<EventType>)]
     event_type: Option<String>,
     correlation_id: Option<String>,
     /// Received at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Received before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 

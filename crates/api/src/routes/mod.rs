@@ -45,7 +45,9 @@ pub fn required_name(v: &mut Violations, raw: Option<&str>) -> Option<String> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number (1-based).
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }

@@ -46,9 +46,10 @@ pub fn router() -> OpenApiRouter<ApiState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
-    #[schema(example = "github")]
+    /// 1 to 200 characters once trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S", example = "github")]
     name: Option<String>,
-    #[schema(value_type = String, example = "webhook")]
+    #[schema(value_type = SourceKind, required = true, example = "webhook")]
     kind: Option<String>,
     /// For `webhook`: `verification` (`{"type": "standard_webhooks" | "github" | "stripe" |
     /// "shopify" | "hmac" | "basic" | "api_key" | "none", …}`), `event_type` and `event_id`
@@ -59,7 +60,7 @@ pub struct SourceInput {
     /// `mark_column`, `sequence_column`, `batch_size`, `poll_interval_ms`. For `nats`: `url`,
     /// `subject`, `stream`, `durable`, `auth`. For `amqp`: `url`, `queue`, `prefetch`. A
     /// password in a URL is taken out and kept as the write-only secret `password`.
-    #[schema(value_type = Object, example = json!({"verification": {"type": "github", "secret": "It's a Secret to Everybody"}}))]
+    #[schema(value_type = Object, required = true, example = json!({"verification": {"type": "github", "secret": "It's a Secret to Everybody"}}))]
     config: Option<Value>,
     enabled: Option<bool>,
 }

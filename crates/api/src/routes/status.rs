@@ -124,7 +124,15 @@ pub struct Blocker {
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// `json` (default, in the envelope) or `yaml` (under `integration_status:`).
+    #[param(schema_with = report_format)]
     pub format: Option<String>,
+}
+
+fn report_format() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["json", "yaml"]))
+        .build()
 }
 
 /// The integration status report, computed now.
@@ -135,7 +143,10 @@ pub struct StatusQuery {
     get, path = "/v1/status", tag = "status",
     params(StatusQuery),
     responses(
-        (status = 200, description = "The report (JSON); YAML with format=yaml", body = Success<StatusReport>),
+        (status = 200, description = "The report (JSON); YAML with format=yaml", content(
+            (Success<StatusReport> = "application/json"),
+            (Object = "application/yaml"),
+        )),
         (status = 400, description = "Unknown format", body = Failure),
     ),
     security(("api_key" = [])),

@@ -39,20 +39,23 @@ const MAX_PATTERNS: usize = 100;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionInput {
-    #[schema(example = "orders to billing")]
+    /// 1 to 200 characters once trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S", example = "orders to billing")]
     name: Option<String>,
-    #[schema(value_type = String)]
+    /// An existing destination's id.
+    #[schema(value_type = String, required = true, min_length = 1)]
     destination_id: Option<String>,
-    /// Patterns: exact (`order.created`), one segment (`order.*`), any depth (`order.#`), all (`#`).
-    #[schema(example = json!(["order.*"]))]
+    /// 1 to 100 patterns: exact (`order.created`), one segment (`order.*`), any depth
+    /// (`order.#`), all (`#`).
+    #[schema(value_type = Vec<EventTypePattern>, required = true, min_items = 1, max_items = 100, example = json!(["order.*"]))]
     event_types: Option<Vec<String>>,
     /// jq expression run on `{"event": {...}}`; the event is delivered only when its first
     /// output is exactly `true`. Compiled when written: a 400 names the problem.
-    #[schema(example = ".event.payload.total > 100")]
+    #[schema(format = "jq", example = ".event.payload.total > 100")]
     filter: Option<String>,
     /// jq expression run on `{"event": {...}}`; its first output is the delivered body (no
     /// output filters the event out). Compiled when written: a 400 names the problem.
-    #[schema(example = "{id: .event.event_id, total: .event.payload.total}")]
+    #[schema(format = "jq", example = "{id: .event.event_id, total: .event.payload.total}")]
     transform: Option<String>,
     ordering: Option<Ordering>,
     ordering_on_dead: Option<OrderingOnDead>,
@@ -166,8 +169,10 @@ async fn create_subscription(
 #[into_params(parameter_in = Query)]
 pub struct SubscriptionQuery {
     /// Page number (1-based).
+    #[param(minimum = 1, maximum = 4_294_967_295_u32, format = Int64)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
     /// Only subscriptions to this destination.
     destination_id: Option<String>,
