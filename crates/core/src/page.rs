@@ -112,10 +112,16 @@ mod tests {
     }
 
     /// What a cursor's text must be, spelled out: `c1:` and a non-negative 64-bit decimal
-    /// (with the sign `str::parse` allows).
+    /// (with the signs `str::parse` allows: `+`, and `-` before a zero, which is still zero).
     fn reference_position(text: &str) -> Option<i64> {
         let digits = text.strip_prefix("c1:")?;
-        let digits = digits.strip_prefix('+').unwrap_or(digits);
+        let (negative, digits) = match digits.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, digits.strip_prefix('+').unwrap_or(digits)),
+        };
+        if negative && !(digits.bytes().all(|b| b == b'0') && !digits.is_empty()) {
+            return None;
+        }
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
