@@ -119,7 +119,8 @@ mod tests {
             Some(rest) => (true, rest),
             None => (false, digits.strip_prefix('+').unwrap_or(digits)),
         };
-        if negative && !(digits.bytes().all(|b| b == b'0') && !digits.is_empty()) {
+        let zero = !digits.is_empty() && digits.bytes().all(|b| b == b'0');
+        if negative && !zero {
             return None;
         }
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
