@@ -17,7 +17,7 @@ type BodyCase = (Method, &'static str, Value, &'static str);
 /// `(route, query string, the first detail's field)`; every query is read by a GET.
 type QueryCase = (&'static str, &'static str, &'static str);
 
-const HTTPS: &str = "https://fields.example.com/hook";
+const HTTPS: &str = "https://fields.invalid/hook";
 
 fn body_cases() -> Vec<BodyCase> {
     let http = |config: Value| json!({"name": "d", "kind": "http", "config": config});

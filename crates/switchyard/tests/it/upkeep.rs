@@ -80,7 +80,7 @@ fn destination() -> Destination {
         id: DestinationId::generate(),
         name: "quiet".into(),
         kind: DestinationKind::Http,
-        config: json!({"url": "https://example.com/hook"}),
+        config: json!({"url": "https://quiet.invalid/hook"}),
         secrets: serde_json::Map::new(),
         timeout_ms: 1_000,
         connect_timeout_ms: 1_000,
