@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod security_headers;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,6 +180,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(webhooks)
         .merge(health)
         .merge(metrics)
+        .merge(ui::router(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
