@@ -22,6 +22,7 @@ pub mod retry;
 pub mod secret_paths;
 pub mod source;
 pub mod store;
+pub mod stream;
 pub mod subscription;
 pub mod time;
 pub mod trace;

@@ -22,6 +22,7 @@ pub use crate::flow::FlowStore;
 use crate::id::{ApiKeyId, DestinationId, SourceId, SubscriptionId};
 use crate::page::{ListRequest, Listing};
 use crate::source::Source;
+use crate::stream::{EventStreamFilter, StreamCursor, StreamPage};
 use crate::subscription::{Subscription, SubscriptionFilter};
 use crate::time::Millis;
 
@@ -151,6 +152,17 @@ pub trait EventStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<crate::event::EventLink>>;
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>>;
+    /// Up to `limit` events after `after` in commit order, those matching `filter` answered.
+    /// Only rows no later commit can precede are read, so a reader that resumes from the end
+    /// of each read sees every event once.
+    async fn stream_events(
+        &self,
+        after: StreamCursor,
+        filter: &EventStreamFilter,
+        limit: u32,
+    ) -> StoreResult<StreamPage<Event>>;
+    /// The live end of the events stream: what follows it commits from now on.
+    async fn stream_head_events(&self) -> StoreResult<StreamCursor>;
 }
 
 #[async_trait]
@@ -445,4 +457,15 @@ pub trait DeliveryStore: Send + Sync {
     /// Deletes up to `limit` succeeded deliveries (with their attempts) and events whose every
     /// delivery is gone, all older than `before`; answers how many rows went.
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64>;
+    /// Up to `limit` deliveries whose status changed (or that were created) after `after`, in
+    /// commit order of the change, those matching `filter` answered as they are now. A
+    /// delivery changed again before it is read is read once, at its latest change.
+    async fn stream_deliveries(
+        &self,
+        after: StreamCursor,
+        filter: &crate::stream::DeliveryStreamFilter,
+        limit: u32,
+    ) -> StoreResult<StreamPage<crate::delivery::Delivery>>;
+    /// The live end of the deliveries stream.
+    async fn stream_head_deliveries(&self) -> StoreResult<StreamCursor>;
 }

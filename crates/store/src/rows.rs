@@ -466,3 +466,19 @@ where
 {
     rows.into_iter().map(T::try_from).collect()
 }
+
+/// An event read by the events stream, with its commit position.
+#[derive(sqlx::FromRow)]
+pub struct StreamedEventRow {
+    pub position: i64,
+    #[sqlx(flatten)]
+    pub event: EventRow,
+}
+
+/// A delivery read by the deliveries stream, with the commit position of its last change.
+#[derive(sqlx::FromRow)]
+pub struct StreamedDeliveryRow {
+    pub position: i64,
+    #[sqlx(flatten)]
+    pub delivery: DeliveryRow,
+}

@@ -50,6 +50,7 @@ pub mod deliveries;
 pub mod retention;
 pub mod settle;
 pub mod sources;
+pub mod streams;
 
 macro_rules! event_type_columns {
     () => {
@@ -512,6 +513,10 @@ mod tests {
             sources::LIST_SOURCES,
             sources::UPDATE_SOURCE,
             sources::RESEAL_SOURCE_SECRETS,
+            streams::SQLITE_STREAM_EVENTS,
+            streams::SQLITE_STREAM_DELIVERIES,
+            streams::PG_STREAM_EVENTS,
+            streams::PG_STREAM_DELIVERIES,
         ] {
             assert!(placeholders_in_order(sql), "{sql}");
         }

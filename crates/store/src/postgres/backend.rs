@@ -19,6 +19,10 @@ impl Backend for PgStore {
 
     const PRUNE_AUDIT_LOG: &'static str = retention::PRUNE_AUDIT_LOG_BY_ARRAY;
     const PRUNE_IDEMPOTENCY_KEYS: &'static str = retention::PRUNE_IDEMPOTENCY_KEYS_BY_CTID;
+    const STREAM_EVENTS: &'static str = crate::sql::streams::PG_STREAM_EVENTS;
+    const STREAM_HEAD_EVENTS: &'static str = crate::sql::streams::PG_STREAM_HEAD;
+    const STREAM_DELIVERIES: &'static str = crate::sql::streams::PG_STREAM_DELIVERIES;
+    const STREAM_HEAD_DELIVERIES: &'static str = crate::sql::streams::PG_STREAM_HEAD;
 
     fn reader(&self) -> &Pool<Postgres> {
         &self.pool

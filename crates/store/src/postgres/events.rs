@@ -42,4 +42,17 @@ impl EventStore for PgStore {
     async fn deliveries_of_event(&self, id: &EventId) -> StoreResult<Vec<Delivery>> {
         Repo(self).deliveries_of_event(id).await
     }
+
+    async fn stream_events(
+        &self,
+        after: switchyard_core::stream::StreamCursor,
+        filter: &switchyard_core::stream::EventStreamFilter,
+        limit: u32,
+    ) -> StoreResult<switchyard_core::stream::StreamPage<Event>> {
+        Repo(self).stream_events(after, filter, limit).await
+    }
+
+    async fn stream_head_events(&self) -> StoreResult<switchyard_core::stream::StreamCursor> {
+        Repo(self).stream_head(<Self as crate::repo::Backend>::STREAM_HEAD_EVENTS).await
+    }
 }

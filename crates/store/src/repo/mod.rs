@@ -17,6 +17,7 @@ mod page;
 mod retention;
 mod secrets;
 mod sources;
+mod streams;
 mod subscriptions;
 
 use std::future::Future;
@@ -44,6 +45,13 @@ pub(crate) trait Backend: Sync {
     /// Retention's batch of audit entries and of `Idempotency-Key` records (`sql::retention`).
     const PRUNE_AUDIT_LOG: &'static str;
     const PRUNE_IDEMPOTENCY_KEYS: &'static str;
+
+    /// The streams' reads (`sql::streams`): rows after a position in commit order, and the
+    /// live end.
+    const STREAM_EVENTS: &'static str;
+    const STREAM_HEAD_EVENTS: &'static str;
+    const STREAM_DELIVERIES: &'static str;
+    const STREAM_HEAD_DELIVERIES: &'static str;
 
     /// Where single reads go.
     fn reader(&self) -> &Pool<Self::Db>;

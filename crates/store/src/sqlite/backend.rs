@@ -19,6 +19,10 @@ impl Backend for SqliteStore {
 
     const PRUNE_AUDIT_LOG: &'static str = retention::PRUNE_AUDIT_LOG;
     const PRUNE_IDEMPOTENCY_KEYS: &'static str = retention::PRUNE_IDEMPOTENCY_KEYS;
+    const STREAM_EVENTS: &'static str = crate::sql::streams::SQLITE_STREAM_EVENTS;
+    const STREAM_HEAD_EVENTS: &'static str = crate::sql::streams::SQLITE_STREAM_HEAD_EVENTS;
+    const STREAM_DELIVERIES: &'static str = crate::sql::streams::SQLITE_STREAM_DELIVERIES;
+    const STREAM_HEAD_DELIVERIES: &'static str = crate::sql::streams::SQLITE_STREAM_HEAD_DELIVERIES;
 
     fn reader(&self) -> &Pool<Sqlite> {
         &self.reader

@@ -136,6 +136,19 @@ impl DeliveryStore for SqliteStore {
     async fn prune(&self, before: Millis, limit: u32) -> StoreResult<u64> {
         Repo(self).prune(before, limit).await
     }
+
+    async fn stream_deliveries(
+        &self,
+        after: switchyard_core::stream::StreamCursor,
+        filter: &switchyard_core::stream::DeliveryStreamFilter,
+        limit: u32,
+    ) -> StoreResult<switchyard_core::stream::StreamPage<Delivery>> {
+        Repo(self).stream_deliveries(after, filter, limit).await
+    }
+
+    async fn stream_head_deliveries(&self) -> StoreResult<switchyard_core::stream::StreamCursor> {
+        Repo(self).stream_head(<Self as crate::repo::Backend>::STREAM_HEAD_DELIVERIES).await
+    }
 }
 
 /// Records `attempt` and moves its delivery on, in the group's transaction on `conn`; answers

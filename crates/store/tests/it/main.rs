@@ -17,6 +17,7 @@ mod secrets;
 mod settle;
 mod sources;
 mod sqlite;
+mod streams;
 mod support;
 mod unfinished;
 mod upkeep;
@@ -123,6 +124,8 @@ macro_rules! suite {
                 upkeep::idempotency_records_past_retention_are_pruned_in_batches,
                 upkeep::held_outcomes_are_written_without_a_further_attempt,
                 upkeep::held_outcomes_of_a_deleted_destination_are_dropped,
+                streams::the_events_stream_reads_every_event_once_in_order,
+                streams::the_deliveries_stream_reads_status_changes_compacted,
             );
             instantiate!(on_threads $connect;
                 flow::concurrent_attempts_all_reach_the_circuit_counts,
