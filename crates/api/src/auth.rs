@@ -107,6 +107,11 @@ async fn resolve(state: &ApiState, headers: &axum::http::HeaderMap) -> Result<Pr
         raw.to_str().ok().and_then(bearer_token).ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
         })?;
+    resolve_token(state, token).await
+}
+
+/// Resolves a token as a bearer credential would be (the dashboard's session cookie holds one).
+pub(crate) async fn resolve_token(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
     if !token.starts_with(API_KEY_PREFIX)
         && let Some(jwt) = &state.settings().jwt
     {

@@ -2,23 +2,40 @@
 //! (`X-Content-Type-Options: nosniff`, on all of them, errors included), never store a `/v1`
 //! answer (`Cache-Control: no-store`: they carry API key tokens, signing secrets and event
 //! payloads), and never frame the `/docs` page (`Content-Security-Policy: frame-ancestors
-//! 'none'`, and `X-Frame-Options: DENY` for browsers that predate it).
+//! 'none'`, and `X-Frame-Options: DENY` for browsers that predate it). The dashboard at `/ui`
+//! gets a strict policy: its own script and stylesheet only, nothing inline, no framing; its
+//! pages are never stored either (they show payloads and, once, a signing secret), while its
+//! assets keep the `Cache-Control` their handler set.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+/// The dashboard's Content-Security-Policy.
+pub const UI_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Middleware: adds the headers to every answer, whichever layer made it.
 pub async fn apply(request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let api = is_under(path, "/v1");
     let docs = is_under(path, "/docs");
+    let ui = is_under(path, "/ui");
+    let ui_asset = is_under(path, "/ui/assets");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if api {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if ui {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(UI_POLICY));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        if !ui_asset {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
     }
     if docs {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));

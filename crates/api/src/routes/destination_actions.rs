@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(rotate_signing_secret))
 }
 
-const SIGNING_SECRET: &str = "signing_secret";
+pub(crate) const SIGNING_SECRET: &str = "signing_secret";
 /// How long the replaced secret keeps signing after a rotation, so receivers can switch over.
 const ROTATION_OVERLAP_MS: Millis = 24 * 3_600_000;
 
@@ -57,13 +57,19 @@ async fn test_destination(
 }
 
 async fn set_enabled(state: &ApiState, id: &str, enabled: bool) -> ApiResult<Reply> {
+    let stored = store_enabled(state, id, enabled).await?;
+    Ok(Reply::ok(stored.view()).etag(stored.version))
+}
+
+/// Pauses or resumes the destination (the dashboard's buttons too).
+pub(crate) async fn store_enabled(state: &ApiState, id: &str, enabled: bool) -> ApiResult<Destination> {
     let current = load(state, id).await?;
     let next = Destination { enabled, updated_at: now_millis(), ..current.clone() };
     let stored = state.store().update_destination(&next, current.version).await?;
     if enabled {
         state.control().wake();
     }
-    Ok(Reply::ok(stored.view()).etag(stored.version))
+    Ok(stored)
 }
 
 /// Stop delivering to the destination; its deliveries wait, none fail.
@@ -165,7 +171,14 @@ async fn rotate_signing_secret(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Reply> {
     principal.require(Role::Operator)?;
-    let current = load(&state, &id).await?;
+    let stored = rotate(&state, &id).await?;
+    Ok(Reply::ok(signing_secret_of(&stored)?).etag(stored.version))
+}
+
+/// Rotates the signing secret, keeping the old one valid for the overlap; answers the stored
+/// destination (its `signing_secret` is the new one).
+pub(crate) async fn rotate(state: &ApiState, id: &str) -> ApiResult<Destination> {
+    let current = load(state, id).await?;
     let old = signing_secret_of(&current)?.signing_secret;
     let fresh = state.control().transports().get(current.kind).and_then(|t| t.new_signing_secret());
     let Some(fresh) = fresh else {
@@ -178,6 +191,5 @@ async fn rotate_signing_secret(
     if let Some(config) = next.config.as_object_mut() {
         config.insert(PREVIOUS_SIGNING_SECRET_EXPIRES_AT.into(), Value::from(now + ROTATION_OVERLAP_MS));
     }
-    let stored = state.store().update_destination(&next, current.version).await?;
-    Ok(Reply::ok(signing_secret_of(&stored)?).etag(stored.version))
+    Ok(state.store().update_destination(&next, current.version).await?)
 }

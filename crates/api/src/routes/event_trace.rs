@@ -94,7 +94,7 @@ async fn event_trace(
 
 /// Links `events` (in ingest order) by causation. A cycle (possible only with hand-picked
 /// ids) cannot hang it: each event is placed once, and events on a cycle become roots.
-fn build_tree(events: Vec<EventLink>) -> Vec<TraceNode> {
+pub(crate) fn build_tree(events: Vec<EventLink>) -> Vec<TraceNode> {
     let ids: HashSet<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     let mut children: HashMap<String, Vec<usize>> = HashMap::new();
     let mut roots = Vec::new();

@@ -147,7 +147,7 @@ async fn checked_config(
 }
 
 /// Where this hub is reached from outside: `server.public_url`, else the request's `Host`.
-fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.settings().public_url {
         return url.clone();
     }
