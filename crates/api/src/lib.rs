@@ -31,6 +31,7 @@ use switchyard_core::api_key::ApiKey;
 use switchyard_core::store::{Store, StoreError};
 use switchyard_engine::jq::JqLimits;
 use switchyard_engine::recent::{RECENT_FOR, Recent};
+use switchyard_engine::shutdown::Shutdown;
 use switchyard_engine::{Control, Ingestor, SourceIntake};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -63,6 +64,11 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// The server speaks HTTPS (the scheme of URLs built from `Host`).
     pub https: bool,
+    /// How often a quiet event or delivery stream sends a heartbeat comment.
+    pub stream_heartbeat: Duration,
+    /// A stream client that takes no frame for this long while frames wait is sent
+    /// `event: lagged` and cut off.
+    pub stream_lag_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -78,6 +84,8 @@ impl Default for ApiSettings {
             body_read_timeout: Duration::from_secs(10),
             public_url: None,
             https: false,
+            stream_heartbeat: Duration::from_secs(15),
+            stream_lag_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -95,11 +103,14 @@ struct Inner {
     recent_requests: observe::RecentRequests,
     /// Active API keys by token hash, read a moment ago.
     api_keys: Recent<String, Option<ApiKey>>,
+    /// The server's stop, which ends open streams.
+    shutdown: Shutdown,
 }
 
 impl ApiState {
-    /// `control` reaches the node's delivery engine (wake-ups, retries, replays, tests).
-    pub fn new(store: Arc<dyn Store>, control: Control, settings: ApiSettings) -> Self {
+    /// `control` reaches the node's delivery engine (wake-ups, retries, replays, tests);
+    /// `shutdown` is the server's stop, which ends open streams.
+    pub fn new(store: Arc<dyn Store>, control: Control, settings: ApiSettings, shutdown: Shutdown) -> Self {
         let ingestor = Ingestor::new(store.clone(), settings.require_registered_types, control.waker())
             .with_metrics(control.metrics().clone())
             .with_fast_lane(control.fast_lane().clone());
@@ -109,7 +120,16 @@ impl ApiState {
                 .with_operational(control.operational());
         let recent_requests = observe::RecentRequests::default();
         let api_keys = Recent::new(RECENT_FOR);
-        Self(Arc::new(Inner { store, ingestor, source_intake, control, settings, recent_requests, api_keys }))
+        Self(Arc::new(Inner {
+            store,
+            ingestor,
+            source_intake,
+            control,
+            settings,
+            recent_requests,
+            api_keys,
+            shutdown,
+        }))
     }
 
     /// The active API key whose token hashes to `token_hash`; read from the store at most once
@@ -147,6 +167,11 @@ impl ApiState {
 
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// The server's stop signal, for work that outlives a request's handler (streams).
+    pub fn shutdown(&self) -> Shutdown {
+        self.0.shutdown.clone()
     }
 
     /// The requests this node answered in the last minute.

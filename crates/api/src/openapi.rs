@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::ApiState;
 use crate::routes::{
     api_keys, audit_log, deliveries, destination_actions, destination_health, destinations, event_trace,
-    event_types, events, health, metrics, source_webhook, sources, status, subscriptions,
+    event_types, events, health, metrics, source_webhook, sources, status, streams, subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,7 @@ pub(crate) fn v1_routes() -> OpenApiRouter<ApiState> {
         .merge(api_keys::router())
         .merge(audit_log::router())
         .merge(status::router())
+        .merge(streams::router())
 }
 
 pub(crate) fn webhook_routes() -> OpenApiRouter<ApiState> {

@@ -15,6 +15,7 @@ use switchyard_core::store::Store;
 use switchyard_core::time::{Millis, now_millis};
 use switchyard_core::transport::Transports;
 use switchyard_engine::metrics::PoolUsage;
+use switchyard_engine::shutdown::{Shutdown, ShutdownTrigger};
 use switchyard_engine::{Engine, EngineSettings};
 use switchyard_store::Database;
 use tokio::net::TcpListener;
@@ -39,6 +40,9 @@ pub struct Application {
     server: ServerSettings,
     router: Router,
     engine: Engine,
+    /// The stop of the server, the engine and the API's streams.
+    trigger: ShutdownTrigger,
+    stopping: Shutdown,
     /// Closed once the engine has stopped.
     transports: Arc<Transports>,
     store: Arc<dyn Store>,
@@ -85,7 +89,9 @@ impl Application {
                 .map(|u| PoolUsage { pool: u.pool, size: u.size, idle: u.idle, max: u.max })
                 .collect()
         });
-        let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings);
+        // Created here rather than when serving starts, so the API's streams end with the server.
+        let (trigger, stopping) = switchyard_engine::shutdown::channel();
+        let state = ApiState::new(Arc::clone(&store), engine.control(), api_settings, stopping.clone());
         let router = switchyard_api::router(state);
         Ok(Self {
             listener,
@@ -94,6 +100,8 @@ impl Application {
             server: server_settings(&config),
             router,
             engine,
+            trigger,
+            stopping,
             transports,
             store,
             backend: database.backend(),
@@ -144,7 +152,7 @@ impl Application {
     {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         info!(address = %self.local_addr, backend = self.backend, node = self.engine.node_id(), "listening on {scheme}://{}", self.local_addr);
-        let (trigger, stopping) = switchyard_engine::shutdown::channel();
+        let (trigger, stopping) = (self.trigger, self.stopping);
         let engine = tokio::spawn(self.engine.run(stopping.clone()));
         let router = match self.tls {
             Some(_) => self.router.layer(axum::middleware::map_response(tls::add_hsts)),
@@ -300,6 +308,8 @@ fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
         body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
         public_url: config.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
         https: config.server.tls.is_some(),
+        stream_heartbeat: Duration::from_millis(config.server.stream_heartbeat_ms),
+        stream_lag_timeout: Duration::from_millis(config.server.stream_lag_timeout_ms),
     })
 }
 

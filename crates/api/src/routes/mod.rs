@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod source_webhook;
 pub mod sources;
 pub mod status;
+pub mod streams;
 pub mod subscriptions;
 
 use serde::Deserialize;

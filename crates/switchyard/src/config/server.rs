@@ -27,6 +27,11 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Connections held at once; past it, new ones wait in the kernel's backlog.
     pub max_connections: u32,
+    /// A quiet event or delivery stream sends a heartbeat comment this often.
+    pub stream_heartbeat_ms: u64,
+    /// A stream client that takes no frame for this long while frames wait is sent
+    /// `event: lagged` and cut off.
+    pub stream_lag_timeout_ms: u64,
     /// The origin providers reach this hub at (`https://hub.example.com`), shown in each
     /// source's `url`; absent: the `Host` of the request that reads the source.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +50,8 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_connections: 10_000,
+            stream_heartbeat_ms: 15_000,
+            stream_lag_timeout_ms: 10_000,
             public_url: None,
             tls: None,
         }
@@ -70,6 +77,8 @@ pub(super) fn validate(
     positive("server.body_read_timeout_ms", server.body_read_timeout_ms);
     positive("server.request_timeout_ms", server.request_timeout_ms);
     positive("server.max_connections", u64::from(server.max_connections));
+    positive("server.stream_heartbeat_ms", server.stream_heartbeat_ms);
+    positive("server.stream_lag_timeout_ms", server.stream_lag_timeout_ms);
 }
 
 fn is_origin(url: &str) -> bool {
