@@ -46,5 +46,6 @@ mod ssrf;
 mod status;
 mod strict_json;
 mod tls;
+mod ui_pages;
 mod upkeep;
 mod webhooks;
