@@ -44,6 +44,7 @@ mod sink;
 mod sources;
 mod ssrf;
 mod status;
+mod streams;
 mod strict_json;
 mod tls;
 mod ui_pages;
