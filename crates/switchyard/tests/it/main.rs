@@ -47,6 +47,7 @@ mod status;
 mod streams;
 mod strict_json;
 mod tls;
+mod ui;
 mod ui_pages;
 mod upkeep;
 mod webhooks;
