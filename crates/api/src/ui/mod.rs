@@ -20,6 +20,8 @@ pub fn router(state: ApiState) -> Router<ApiState> {
     let signed_in = Router::new()
         .route("/ui", get(pages::overview::page))
         .route("/ui/events", get(pages::events::list))
+        .route("/ui/events/stream", get(crate::routes::streams::events))
+        .route("/ui/deliveries/stream", get(crate::routes::streams::deliveries))
         .route("/ui/events/{id}", get(pages::event::page))
         .route("/ui/destinations", get(pages::destinations::list))
         .route("/ui/destinations/{id}/pause", post(pages::destinations::pause))

@@ -309,3 +309,30 @@ async fn an_operator_replays_a_selected_dead_letter_and_follows_it() {
         .unwrap();
     assert_eq!(progress["total"], 1, "{progress}");
 }
+
+#[tokio::test]
+async fn the_live_tail_streams_events_to_a_session() {
+    let app = spawn_app().await;
+    let mut stream = browser()
+        .get(app.url("/ui/events/stream"))
+        .header(COOKIE, session(&app.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/event-stream"));
+    app.publish(json!({"event_id": "evt_live_1", "event_type": "page.shown", "payload": {}}))
+        .await
+        .assert_status(201);
+    let mut seen = String::new();
+    let started = Instant::now();
+    while !seen.contains("evt_live_1") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no frame: {seen}");
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
+    }
+    assert!(seen.contains("event: event"), "{seen}");
+
+    let anonymous = browser().get(app.url("/ui/events/stream")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+}
