@@ -5,6 +5,7 @@
 //! in the OpenAPI document: these are pages, not API.
 
 mod assets;
+mod audit;
 mod layout;
 mod pages;
 mod session;
@@ -34,6 +35,7 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         .route("/ui/sources", get(pages::sources::list))
         .route("/ui/audit-log", get(pages::audit::list))
         .route("/ui/sign-out", post(session::sign_out))
+        .route_layer(from_fn_with_state(state.clone(), audit::record))
         .route_layer(from_fn_with_state(state, session::require));
     Router::new()
         .route("/ui/sign-in", get(session::sign_in_form).post(session::sign_in))

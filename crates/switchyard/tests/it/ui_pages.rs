@@ -336,3 +336,25 @@ async fn the_live_tail_streams_events_to_a_session() {
     let anonymous = browser().get(app.url("/ui/events/stream")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn dashboard_actions_are_in_the_audit_log_as_their_api_routes() {
+    let app = spawn_app().await;
+    let destination = app.create_destination("https://sink.invalid/hook").await;
+    let token = csrf(&app, &app.admin_token, "/ui/destinations").await;
+    let answer = post_form(
+        &app,
+        &app.admin_token,
+        &format!("/ui/destinations/{destination}/pause"),
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let log = app.get("/v1/audit-log?action=destination.pause").await;
+    let entries = log.data().as_array().expect("entries").clone();
+    assert_eq!(entries.len(), 1, "{}", log.body);
+    assert_eq!(entries[0]["route"], "/v1/destinations/{id}/pause");
+    assert_eq!(entries[0]["resource"]["id"], destination.as_str());
+    let (_, page) = get(&app, &app.admin_token, "/ui/audit-log").await;
+    assert!(page.contains("destination.pause"), "{page}");
+}
