@@ -42,6 +42,8 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · Switchyard" }
+            // Without one, browsers ask for /favicon.ico and log its 404 as a console error.
+            link rel="icon" href="data:,";
             link rel="stylesheet" href="/ui/assets/app.css";
             script src="/ui/assets/app.js" defer {}
         }
