@@ -78,7 +78,7 @@ async fn card(state: &ApiState, service: &ExternalService, now: i64) -> Markup {
         .map(|back| match &flow {
             Some(flow) => {
                 let t = flow.outcomes.totals(step as u64, now - back * step);
-                (t.attempts(), t.failed)
+                (t.attempts(), t.attempts() - t.succeeded)
             }
             None => (0, 0),
         })
@@ -115,7 +115,8 @@ pub fn ms(value: Option<u64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v} ms"))
 }
 
-/// Bars of attempts per slice of the window, with the failed part of each in a second colour.
+/// Bars of attempts per slice of the window, with the part that did not succeed (failed, or
+/// refused by the receiver without tripping the circuit) in a second colour.
 fn chart(name: &str, slices: &[(u64, u64)], window_ms: u64) -> Markup {
     const W: u64 = 200;
     const H: u64 = 48;
