@@ -99,7 +99,10 @@ pub async fn events(
     principal.require(Role::Viewer)?;
     let mut v = Violations::default();
     let after = start(&mut v, &headers, query.after.as_deref(), StreamKind::Events);
-    let event_type = query.event_type.as_deref().and_then(|raw| v.check(EventTypePattern::parse(raw)));
+    let event_type = query
+        .event_type
+        .as_deref()
+        .and_then(|raw| v.check(EventTypePattern::parse(raw).map_err(|e| e.at("event_type"))));
     v.into_result()?;
     let filter = EventStreamFilter { event_type, source: query.source, correlation_id: query.correlation_id };
     let after = match after {
