@@ -40,13 +40,17 @@
       if (status) status.textContent = text;
     };
     var source = null;
+    // The stream position the page was rendered at, then the last frame seen: a new connection
+    // resumes there, so nothing published since the page was read is missed.
+    var after = table.getAttribute("data-after");
 
     function connect() {
-      source = new EventSource("/ui/events/stream");
+      source = new EventSource("/ui/events/stream" + (after ? "?after=" + encodeURIComponent(after) : ""));
       source.addEventListener("open", function () {
         say("");
       });
       source.addEventListener("event", function (message) {
+        if (message.lastEventId) after = message.lastEventId;
         var event;
         try {
           event = JSON.parse(message.data);
@@ -64,8 +68,14 @@
         var empty = document.querySelector("p.empty");
         if (empty && empty.parentNode) empty.parentNode.removeChild(empty);
       });
-      source.addEventListener("lagged", function () {
-        say("The live tail fell behind and missed some events; reconnecting. Reload the page to see them all.");
+      source.addEventListener("lagged", function (message) {
+        try {
+          var resume = JSON.parse(message.data).cursor;
+          if (resume) after = resume;
+        } catch (e) {
+          // Without a cursor the tail resumes from the last frame it showed.
+        }
+        say("The live tail fell behind; catching up.");
         source.close();
         window.setTimeout(connect, 1000);
       });

@@ -10,6 +10,7 @@ use maud::html;
 use serde::Deserialize;
 use switchyard_core::event::{Event, EventFilter, EventType};
 use switchyard_core::page::ListRequest;
+use switchyard_core::stream::StreamKind;
 
 use super::{given, link, local_time, segment, viewer};
 use crate::ApiState;
@@ -60,6 +61,9 @@ pub async fn list(
         since,
         until,
     };
+    // Taken before the list is read, so the live tail starts no later than the page: an event
+    // committed in between shows in both, and the script keeps one row per id.
+    let tail_from = state.store().stream_head_events().await?.encode(StreamKind::Events);
     let (events, older) =
         if problems.is_empty() { newest(&state, &filter, skip).await? } else { (Vec::new(), false) };
     let filtered = [&search.event_type, &search.correlation_id, &search.since, &search.until]
@@ -105,7 +109,7 @@ pub async fn list(
         }
         p #live-status .live-status aria-live="polite" {}
         div.table-wrap {
-            table #events data-live=(live) {
+            table #events data-live=(live) data-after=(tail_from) {
                 caption { @if live == "on" { "Newest first; new events appear as they arrive." } @else { "Newest first." } }
                 thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Source" } th scope="col" { "Correlation id" } th scope="col" { "Time" } } }
                 tbody {
