@@ -313,6 +313,12 @@ pub struct EventWithDeliveries {
     deliveries: Vec<Delivery>,
 }
 
+impl EventWithDeliveries {
+    pub fn new(event: Event, deliveries: Vec<Delivery>) -> Self {
+        Self { event, deliveries }
+    }
+}
+
 /// Read one event with its deliveries.
 #[utoipa::path(
     get, path = "/v1/events/{event_id}", tag = "events",
@@ -332,5 +338,5 @@ async fn get_event(
     let id = EventId::from_trusted(event_id);
     let event = state.store().get_event(&id).await?.ok_or_else(|| ApiError::not_found("event", &id))?;
     let deliveries = state.store().deliveries_of_event(&id).await?;
-    Ok(Reply::ok(EventWithDeliveries { event, deliveries }))
+    Ok(Reply::ok(EventWithDeliveries::new(event, deliveries)))
 }

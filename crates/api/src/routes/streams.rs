@@ -16,7 +16,9 @@ use switchyard_core::error::Violations;
 use switchyard_core::event::EventId;
 use switchyard_core::id::{DestinationId, SubscriptionId};
 use switchyard_core::pattern::EventTypePattern;
-use switchyard_core::stream::{DeliveryStreamFilter, EventStreamFilter, StreamCursor, StreamKind};
+use switchyard_core::stream::{
+    DeliveryStreamFilter, EventStreamFilter, StreamCursor, StreamKind, StreamPage,
+};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +28,7 @@ use crate::auth::Principal;
 use crate::envelope::Failure;
 use crate::error::ApiResult;
 use crate::extract::ApiQuery;
+use crate::routes::events::EventWithDeliveries;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(events)).routes(routes!(deliveries))
@@ -70,8 +73,8 @@ pub struct EventStreamQuery {
 
 /// Stream events as they commit (Server-Sent Events).
 ///
-/// Each frame is `event: event`, `id: <cursor>` and `data: <the event as JSON>`, in commit
-/// order. Reconnect with `Last-Event-ID` (or `?after=`) set to the last `id` received to miss
+/// Each frame is `event: event`, `id: <cursor>` and `data: <the event with its deliveries, as
+/// `GET /v1/events/{id}` shows it>`, in commit order. Reconnect with `Last-Event-ID` (or `?after=`) set to the last `id` received to miss
 /// none and see none twice. Without either the stream starts at the live end: only events
 /// committed after connecting. A comment line is sent as a heartbeat every 15 s. A client that
 /// reads nothing for 10 s while frames wait gets a final `event: lagged` frame whose data holds
@@ -111,7 +114,16 @@ pub async fn events(
     };
     let source = move |state: ApiState, at| {
         let filter = filter.clone();
-        async move { state.store().stream_events(at, &filter, pump::PAGE).await }
+        async move {
+            let page = state.store().stream_events(at, &filter, pump::PAGE).await?;
+            // Each frame is the event as `GET /v1/events/{id}` shows it: with its deliveries.
+            let mut items = Vec::with_capacity(page.items.len());
+            for (cursor, event) in page.items {
+                let deliveries = state.store().deliveries_of_event(&event.event_id).await?;
+                items.push((cursor, EventWithDeliveries::new(event, deliveries)));
+            }
+            Ok(StreamPage { items, end: page.end, more: page.more })
+        }
     };
     Ok(pump::respond(&state, StreamKind::Events, "event", after, source))
 }

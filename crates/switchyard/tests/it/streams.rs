@@ -128,6 +128,9 @@ async fn a_subscriber_sees_events_published_after_it_connected_in_order() {
         assert_eq!(frame.event.as_deref(), Some("event"));
         assert!(frame.id.is_some());
         assert_eq!(frame.json()["payload"]["id"], frame.json()["event_id"], "the event as stored");
+        let id = frame.json()["event_id"].as_str().expect("an event id").to_owned();
+        let shown = app.get(&format!("/v1/events/{id}")).await;
+        assert_eq!(&frame.json(), shown.data(), "the frame is the event as GET /v1/events/{{id}} shows it");
     }
 }
 
