@@ -42,6 +42,15 @@ macro_rules! lease_handed_back {
     };
 }
 
+/// SQLite: the stream position of a delivery written now, past every other (migration 0014
+/// orders the deliveries stream by `changed`). Statements of the delivery path write it
+/// themselves; the migrations' triggers write it for the rest.
+macro_rules! next_change {
+    () => {
+        "(SELECT coalesce(max(changed), 0) + 1 FROM deliveries)"
+    };
+}
+
 // Declared after the column macros it uses; `flow` first, for its claim fragment.
 #[macro_use]
 pub mod flow;
@@ -93,26 +102,46 @@ pub const SELECT_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM event
 /// has one pending or in flight (or dead, under `block`) waits with no `next_attempt_at` until
 /// `deliveries::PROMOTE_NEXT` makes it due. Two or three seeks on
 /// `deliveries_ordered_key_status_seq`.
-pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
-     destination_id, status, attempt_count, next_attempt_at, ordering_key, ordered, block_on_dead, \
-     created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, 0, \
-     CASE WHEN $6 AND (EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
-         AND queued.subscription_id = $3 AND queued.ordering_key = $7 \
-         AND queued.status IN ('pending', 'in_flight')) \
-       OR ($8 AND EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
-         AND queued.subscription_id = $3 AND queued.ordering_key = $7 AND queued.status = 'dead'))) \
-     THEN NULL ELSE $9 END, \
-     $7, $6, $8, $9, $9)";
+macro_rules! insert_delivery {
+    ($columns:expr, $values:expr) => {
+        concat!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, \
+             destination_id, status, attempt_count, next_attempt_at, ordering_key, ordered, \
+             block_on_dead, created_at, updated_at",
+            $columns,
+            ") VALUES ($1, $2, $3, $4, $5, 0, \
+             CASE WHEN $6 AND (EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+                 AND queued.subscription_id = $3 AND queued.ordering_key = $7 \
+                 AND queued.status IN ('pending', 'in_flight')) \
+               OR ($8 AND EXISTS (SELECT 1 FROM deliveries AS queued WHERE queued.ordered \
+                 AND queued.subscription_id = $3 AND queued.ordering_key = $7 \
+                 AND queued.status = 'dead'))) \
+             THEN NULL ELSE $9 END, \
+             $7, $6, $8, $9, $9",
+            $values,
+            ")"
+        )
+    };
+}
+pub const INSERT_DELIVERY: &str = insert_delivery!("", "");
+
+/// SQLite only: [`INSERT_DELIVERY`] writing the row's stream position (`changed`, see
+/// [`next_change!`]) in the insert itself.
+pub const SQLITE_INSERT_DELIVERY: &str = insert_delivery!(", changed", concat!(", ", next_change!()));
 
 /// A delivery written leased to the node that ingests its event (`$6` until `$7`), so that
 /// node runs it without a claim: what `deliveries::CLAIM` would have written on it, in flight
 /// with one unfinished attempt (see `lease_claimed!`), created at `$5`. Only for unordered
-/// subscriptions: an ordered delivery's turn is the claim's to decide.
-pub const INSERT_LEASED_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, subscription_id, \
+/// subscriptions: an ordered delivery's turn is the claim's to decide. SQLite only (PostgreSQL
+/// inserts them in arrays), so it writes the row's stream position too ([`next_change!`]).
+pub const INSERT_LEASED_DELIVERY: &str = concat!(
+    "INSERT INTO deliveries (id, event_id, subscription_id, \
      destination_id, status, attempt_count, unfinished_attempts, next_attempt_at, lease_owner, \
-     lease_expires_at, ordering_key, ordered, block_on_dead, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'in_flight', 0, 1, $5, $6, $7, $8, FALSE, FALSE, $5, $5)";
+     lease_expires_at, ordering_key, ordered, block_on_dead, created_at, updated_at, changed) \
+     VALUES ($1, $2, $3, $4, 'in_flight', 0, 1, $5, $6, $7, $8, FALSE, FALSE, $5, $5, ",
+    next_change!(),
+    ")"
+);
 
 /// PostgreSQL only: [`INSERT_LEASED_DELIVERY`] for many deliveries at once, one array per
 /// column (the group ingest's `UNNEST` form).
@@ -464,6 +493,7 @@ mod tests {
             SELECT_EVENT,
             LINKS_OF_FLOW,
             INSERT_DELIVERY,
+            SQLITE_INSERT_DELIVERY,
             INSERT_LEASED_DELIVERY,
             INSERT_LEASED_DELIVERIES,
             PAUSED_DESTINATIONS,

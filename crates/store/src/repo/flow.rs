@@ -119,8 +119,7 @@ impl Drop for Taken {
     }
 }
 
-/// The destination of an attempt's delivery and its circuit breaker policy, as read by
-/// `ATTEMPT_DESTINATION`.
+/// The destination of an attempt's delivery and its circuit breaker policy, as stored.
 pub(crate) fn attempt_destination(
     destination: String,
     policy: &str,

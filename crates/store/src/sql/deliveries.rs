@@ -285,11 +285,18 @@ pub const HELD_BACKLOG: &str = concat!(
 
 /// Settles an attempt on the delivery `$5` if `$6` still holds its lease; no row when it does
 /// not. Served by the unique index on `id`.
-/// The lease's attempt is recorded, so it no longer counts as unfinished.
-pub const SETTLE_DELIVERY: &str = "UPDATE deliveries SET status = $1, next_attempt_at = $2, \
+/// The lease's attempt is recorded, so it no longer counts as unfinished. SQLite only
+/// (PostgreSQL settles in arrays): the status change writes its stream position, and the row
+/// answers its destination and whether it has an ordering key, so the settle reads neither
+/// again.
+pub const SETTLE_DELIVERY: &str = concat!(
+    "UPDATE deliveries SET status = $1, next_attempt_at = $2, \
      attempt_count = attempt_count + 1, unfinished_attempts = 0, last_error = $3, \
-     lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
-     WHERE id = $5 AND status = 'in_flight' AND lease_owner = $6";
+     lease_owner = NULL, lease_expires_at = NULL, updated_at = $4, changed = ",
+    next_change!(),
+    " WHERE id = $5 AND status = 'in_flight' AND lease_owner = $6 \
+     RETURNING destination_id, ordering_key IS NOT NULL"
+);
 
 /// After the delivery `$2` settled for good (succeeded, filtered, or dead without
 /// `block_on_dead`), makes the first pending delivery of its key due at `$1` if it was waiting

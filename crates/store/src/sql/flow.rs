@@ -65,11 +65,8 @@ pub const UPDATE_FLOW: &str = "UPDATE destination_flow SET state = $1, opened_at
      blocked_until = $13, version = version + 1, updated_at = $14 \
      WHERE destination_id = $15 AND version = $16";
 
-/// The destination of an attempt's delivery and its circuit-breaker policy: the unique index
-/// on `deliveries.id`, then the primary key of `destinations`.
-pub const ATTEMPT_DESTINATION: &str = "SELECT deliveries.destination_id, destinations.circuit_breaker \
-     FROM deliveries JOIN destinations ON destinations.id = deliveries.destination_id \
-     WHERE deliveries.id = $1";
+/// A destination's circuit-breaker policy: its primary key.
+pub const CIRCUIT_POLICY: &str = "SELECT circuit_breaker FROM destinations WHERE id = $1";
 
 /// Hands the delivery `$3` back as pending, due at `$1`, if `$4` holds its lease: no attempt
 /// is recorded, `attempt_count` stays, and the lease does not count as unfinished

@@ -178,15 +178,27 @@ fn settle(
     binder.bind(now)?;
     binder.bind(attempt.delivery_id.as_str())?;
     binder.bind(owner)?;
-    if statement.raw_execute().map_err(map_direct_err)? == 0 {
+    let settled = {
+        let mut rows = statement.raw_query();
+        match rows.next().map_err(map_direct_err)? {
+            None => None,
+            Some(row) => Some((
+                row.get::<_, String>(0).map_err(map_direct_err)?,
+                row.get::<_, bool>(1).map_err(map_direct_err)?,
+            )),
+        }
+    };
+    let Some((destination, keyed)) = settled else {
         return Ok((Recorded::default(), Taken::nothing()));
+    };
+    if keyed {
+        // The next of its key, if it was waiting for this one (only keyed deliveries have one).
+        let mut statement = conn.prepare_cached(q::PROMOTE_NEXT).map_err(map_direct_err)?;
+        let mut binder = Binder::new(&mut statement);
+        binder.bind(now)?;
+        binder.bind(attempt.delivery_id.as_str())?;
+        statement.raw_execute().map_err(map_direct_err)?;
     }
-    // The next of an ordered key, if it was waiting for this one.
-    let mut statement = conn.prepare_cached(q::PROMOTE_NEXT).map_err(map_direct_err)?;
-    let mut binder = Binder::new(&mut statement);
-    binder.bind(now)?;
-    binder.bind(attempt.delivery_id.as_str())?;
-    statement.raw_execute().map_err(map_direct_err)?;
 
     let mut statement = conn.prepare_cached(q::INSERT_ATTEMPT).map_err(map_direct_err)?;
     let mut binder = Binder::new(&mut statement);
@@ -199,7 +211,7 @@ fn settle(
     binder.bind(attempt.response_body.as_deref())?;
     statement.raw_execute().map_err(map_direct_err)?;
     // The destination's circuit breaker learns the outcome in the same transaction.
-    let (taken, circuit) = observe_attempt(conn, unwritten, attempt, now)?;
+    let (taken, circuit) = observe_attempt(conn, unwritten, destination, attempt, now)?;
     Ok((Recorded { settled: true, circuit }, taken))
 }
 
@@ -308,7 +320,7 @@ mod plans {
         assert_searches(&promote, "waiting", &["deliveries_ordered_key_status_seq"]);
         assert!(!promote.iter().any(|l| l.contains("TEMP B-TREE")), "{promote:#?}");
 
-        let insert = plan(store, crate::sql::INSERT_DELIVERY, 9).await;
+        let insert = plan(store, crate::sql::SQLITE_INSERT_DELIVERY, 9).await;
         assert_searches(&insert, "queued", &["deliveries_ordered_key_status_seq"]);
 
         let release = plan(store, q::RELEASE_LEASES, 2).await;

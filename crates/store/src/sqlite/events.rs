@@ -178,7 +178,7 @@ fn insert_deliveries(
             insert_leased(conn, leased)?;
             continue;
         }
-        let mut statement = conn.prepare_cached(sql::INSERT_DELIVERY).map_err(map_direct_err)?;
+        let mut statement = conn.prepare_cached(sql::SQLITE_INSERT_DELIVERY).map_err(map_direct_err)?;
         let mut binder = Binder::new(&mut statement);
         binder.bind(DeliveryId::generate().as_str())?;
         binder.bind(new.event_id.as_str())?;

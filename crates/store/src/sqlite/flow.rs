@@ -16,27 +16,24 @@ use crate::repo::{Observed, Repo, Taken, attempt_destination, lost_race, observe
 use crate::rows::flow::{FlowRow, FlowUpdate};
 use crate::sql::flow as q;
 
-/// Feeds a recorded attempt to its destination's circuit, in the group's transaction on
-/// SQLite's handle (which holds the whole database, so the record read is the one written
-/// over), answering the change it made to the circuit, if any. An attempt whose delivery or
-/// destination is gone changes nothing.
+/// Feeds a recorded attempt to `destination`'s circuit (the destination of its delivery), in
+/// the group's transaction on SQLite's handle (which holds the whole database, so the record
+/// read is the one written over), answering the change it made to the circuit, if any. An
+/// attempt whose destination is gone changes nothing.
 pub(super) fn observe_attempt(
     conn: &rusqlite::Connection,
     unwritten: &Unwritten,
+    destination: String,
     attempt: &Attempt,
     now: Millis,
 ) -> StoreResult<(Taken, Option<CircuitChange>)> {
-    let found = conn
-        .prepare_cached(q::ATTEMPT_DESTINATION)
+    let policy = conn
+        .prepare_cached(q::CIRCUIT_POLICY)
         .and_then(|mut statement| {
-            statement
-                .query_row([attempt.delivery_id.as_str()], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .optional()
+            statement.query_row([destination.as_str()], |row| row.get::<_, String>(0)).optional()
         })
         .map_err(map_direct_err)?;
-    let Some((destination, policy)) = found else {
+    let Some(policy) = policy else {
         return Ok((Taken::nothing(), None));
     };
     let (destination, policy) = attempt_destination(destination, &policy)?;
