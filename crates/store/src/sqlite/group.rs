@@ -14,16 +14,25 @@
 //! the requests that make them.
 //!
 //! Through sqlx, each statement is a round trip to the connection's own thread, which costs
-//! more than the statement's work. So the group takes the connection's handle from sqlx once
-//! (`lock_handle`: sqlx's thread waits meanwhile) and runs every job's statements on it through
-//! rusqlite, on this task's thread, with prepared statements reused across the group. Only
-//! `BEGIN`, the read of what the group shares, and `COMMIT` (the fsync, which must not hold
-//! up this thread) go through sqlx.
+//! more than the statement's work; and statements prepared on a handle sqlx owns must be
+//! finalized before sqlx may close it, so they cannot outlive a group. A database file gets a
+//! write connection of the writer's own ([`Writes::Own`], rusqlite): every group's `BEGIN`,
+//! statements and `COMMIT` run on it, its statements stay prepared from group to group
+//! (preparing them for each group cost about a seventh of the write path's CPU), and `COMMIT`,
+//! which waits for the fsync, runs on a blocking thread so that it does not hold up a runtime
+//! worker. For the length of each group the writer also holds sqlx's one write connection
+//! (the turn): sqlx's own writers (claims, the control plane) wait for it in the process, as
+//! they wait for each other, instead of meeting a locked file. An in-memory database cannot be
+//! opened twice, so there the group takes sqlx's connection's handle once (`lock_handle`:
+//! sqlx's thread waits meanwhile) and runs the group on it, `BEGIN` and `COMMIT` through sqlx
+//! ([`Writes::Borrowed`]).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sqlx::sqlite::{LockedSqliteHandle, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use switchyard_core::store::{StorageFailure, StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +42,9 @@ use crate::error::{map_direct_err, map_err};
 use crate::rows::{SubscriptionRow, decode_all};
 use crate::sql;
 
+/// Statements the writer's own connection keeps prepared, at most (the multi-row event
+/// inserts take one per row count).
+const PREPARED_STATEMENTS: usize = 64;
 /// Jobs waiting for the writer, at most; further callers wait to enqueue.
 const QUEUE: usize = 256;
 /// Jobs in one transaction, at most.
@@ -122,14 +134,54 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// Where a group's statements run.
+pub(super) enum Writes {
+    /// On the handle of sqlx's write connection, for each group anew.
+    Borrowed,
+    /// On a connection of the writer's own to the database file at `path`, opened with
+    /// `busy_timeout`; `None` until opened, and while a commit has it.
+    Own { path: PathBuf, busy_timeout: Duration, conn: Option<rusqlite::Connection> },
+}
+
+impl Writes {
+    /// A connection of the writer's own to the database file at `path` (opened when first
+    /// needed).
+    pub(super) fn own(path: PathBuf, busy_timeout: Duration) -> Self {
+        Self::Own { path, busy_timeout, conn: None }
+    }
+}
+
+/// Opens the writer's own connection with the settings of sqlx's (`SqliteStore::connect`;
+/// the file is in WAL mode already, which lasts), except that it never waits for a lock:
+/// [`begin_own`] waits without holding up the thread.
+fn open_own(path: &std::path::Path) -> StoreResult<rusqlite::Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(map_direct_err)?;
+    conn.busy_timeout(Duration::ZERO).map_err(map_direct_err)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
+        .map_err(map_direct_err)?;
+    conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+    Ok(conn)
+}
+
 impl GroupWriter {
-    /// Starts the writer task on `writer`, the pool of the one write connection; it ends when
-    /// the last clone of the returned queue is dropped.
-    pub(super) fn start(writer: SqlitePool) -> GroupWriter {
+    /// Starts the writer task on `writer`, the pool of the one write connection, running the
+    /// groups as `writes` says; it ends when the last clone of the returned queue is dropped.
+    pub(super) fn start(writer: SqlitePool, writes: Writes) -> GroupWriter {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let health = WriterHealth::default();
-        tokio::spawn(run(writer, jobs, health.clone()));
+        tokio::spawn(run(writer, writes, jobs, health.clone()));
         GroupWriter { queue, health }
+    }
+
+    /// Caps the database at `pages` pages on the connection the groups write with
+    /// (`SqliteStore::cap_writer_pages`); answers the cap in force.
+    pub(super) async fn cap_pages(&self, pages: u32) -> StoreResult<u32> {
+        self.write(1, false, move |conn, _| {
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
+                .map_err(map_direct_err)
+        })
+        .await
     }
 
     /// Whether the writer can write: yes, unless a write failed for lack of storage since the
@@ -203,7 +255,7 @@ fn not_run() -> StoreError {
     )
 }
 
-async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>, health: WriterHealth) {
+async fn run(writer: SqlitePool, mut writes: Writes, mut jobs: mpsc::Receiver<Job>, health: WriterHealth) {
     let mut group = Vec::with_capacity(MAX_JOBS);
     while let Some(first) = jobs.recv().await {
         let mut weight = first.weight;
@@ -217,7 +269,13 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>, health: WriterHe
                 Err(_) => break,
             }
         }
-        commit_group(&writer, std::mem::take(&mut group), &health).await;
+        let group = std::mem::take(&mut group);
+        match &mut writes {
+            Writes::Borrowed => commit_group(&writer, group, &health).await,
+            Writes::Own { path, busy_timeout, conn } => {
+                commit_own(&writer, conn, path, *busy_timeout, group, &health).await;
+            }
+        }
     }
 }
 
@@ -236,7 +294,14 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
     let mut finishes = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     let ran = match tx.lock_handle().await {
-        Ok(mut handle) => run_jobs(&mut handle, &mut jobs, &shared, &mut finishes, health),
+        // SAFETY: the handle is open, and sqlx's thread leaves it alone while `handle` is
+        // held, which outlives `conn`; a connection made by `from_handle` never closes the
+        // handle, and dropping it finalizes the statements it prepared.
+        Ok(mut handle) => match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
+        {
+            Ok(conn) => run_jobs(&conn, &mut jobs, &shared, &mut finishes, health),
+            Err(error) => Err(map_direct_err(error)),
+        },
         Err(error) => Err(map_err(error)),
     };
     if let Err(error) = ran {
@@ -261,32 +326,136 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
     }
 }
 
-/// Runs the group's jobs on the write connection's handle, each inside the savepoint `job`:
+/// Runs `group` in one transaction on the writer's own connection `own` (opened at `path`
+/// when missing), holding sqlx's write connection meanwhile. Whatever fails, the transaction
+/// is rolled back and every job is answered.
+async fn commit_own(
+    writer: &SqlitePool,
+    own: &mut Option<rusqlite::Connection>,
+    path: &std::path::Path,
+    busy_timeout: Duration,
+    group: Vec<Job>,
+    health: &WriterHealth,
+) {
+    let mut turn = match writer.acquire().await {
+        Ok(turn) => turn,
+        Err(error) => return fail_all(group, &map_err(error), health),
+    };
+    let conn = match own.take().map_or_else(|| open_own(path), Ok) {
+        Ok(conn) => conn,
+        Err(error) => return fail_all(group, &error, health),
+    };
+    let conn = match begin_own(conn, busy_timeout).await {
+        (conn, Ok(())) => conn,
+        (conn, Err(error)) => {
+            *own = Some(conn);
+            return fail_all(group, &error, health);
+        }
+    };
+    // Read on sqlx's connection: it sees what is committed, and nobody else can commit while
+    // this transaction holds the write lock.
+    let mut shared = Shared::default();
+    let routes = group.iter().any(|job| job.routes);
+    if let Err(error) = shared.read_subscriptions(&mut turn, routes).await {
+        *own = Some(roll_back(conn));
+        return fail_all(group, &error, health);
+    }
+    let mut finishes = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    if let Err(error) = run_jobs(&conn, &mut jobs, &shared, &mut finishes, health) {
+        *own = Some(roll_back(conn));
+        return give_up(&error, finishes, jobs, health);
+    }
+    // COMMIT waits for the fsync: on a blocking thread, not on this runtime worker.
+    let committing = tokio::task::spawn_blocking(move || {
+        let committed = run_cached(&conn, "COMMIT").map_err(map_direct_err);
+        (conn, committed)
+    });
+    let committed = match committing.await {
+        Ok((conn, committed)) => {
+            *own = Some(if committed.is_ok() { conn } else { roll_back(conn) });
+            committed
+        }
+        // The connection went with the thread; the next group opens another.
+        Err(error) => Err(StoreError::Backend(format!("the commit did not finish: {error}").into())),
+    };
+    drop(turn);
+    if let Err(error) = &committed {
+        tracing::error!(%error, jobs = finishes.len(), "a group commit failed");
+        health.note(error);
+    }
+    for finish in finishes {
+        finish(committed.as_ref().map(|_| ()).map_err(like));
+    }
+}
+
+/// `BEGIN IMMEDIATE` on the writer's own connection. Another process may hold the write lock
+/// (this one's writers wait for the turn): then this tries again, sleeping between tries, for
+/// up to `busy_timeout`, as SQLite's busy handler would, but without holding up the thread.
+async fn begin_own(
+    conn: rusqlite::Connection,
+    busy_timeout: Duration,
+) -> (rusqlite::Connection, StoreResult<()>) {
+    let deadline = tokio::time::Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match run_cached(&conn, "BEGIN IMMEDIATE") {
+            Ok(()) => return (conn, Ok(())),
+            Err(error)
+                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(error) => return (conn, Err(map_direct_err(error))),
+        }
+    }
+}
+
+/// Ends `conn`'s transaction if SQLite has not already, undoing its writes.
+fn roll_back(conn: rusqlite::Connection) -> rusqlite::Connection {
+    if !conn.is_autocommit()
+        && let Err(error) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(%error, "the writer's own connection could not roll back");
+    }
+    conn
+}
+
+/// Answers the jobs of a group given up for `error`: those that wrote and those not run.
+fn give_up(error: &StoreError, finishes: Vec<Finish>, jobs: std::vec::IntoIter<Job>, health: &WriterHealth) {
+    tracing::error!(%error, "a group transaction was given up");
+    health.note(error);
+    for finish in finishes {
+        finish(Err(like(error)));
+    }
+    for job in jobs {
+        let _ = (job.work)(Err(like(error)));
+    }
+}
+
+/// Runs the group's jobs on the write connection, each inside the savepoint `job`:
 /// a failed job's own writes are undone, those of the jobs before it stay. One savepoint is
 /// open at a time; `COMMIT` releases the last. Answers why the transaction cannot go on, if
 /// it cannot; the jobs not run yet are left in `jobs`.
 fn run_jobs(
-    handle: &mut LockedSqliteHandle<'_>,
+    conn: &rusqlite::Connection,
     jobs: &mut std::vec::IntoIter<Job>,
     shared: &Shared,
     finishes: &mut Vec<Finish>,
     health: &WriterHealth,
 ) -> StoreResult<()> {
-    // SAFETY: the handle is open, and sqlx's thread leaves it alone while `handle` is held,
-    // which outlives `conn`; a connection made by `from_handle` never closes the handle, and
-    // dropping it finalizes the statements it prepared.
-    let conn = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
-        .map_err(map_direct_err)?;
-    run_cached(&conn, "SAVEPOINT job").map_err(map_direct_err)?;
+    run_cached(conn, "SAVEPOINT job").map_err(map_direct_err)?;
     for job in jobs.by_ref() {
         // A job that panics is a failed job (its caller is answered as not run): the group,
         // and the writer that later groups need, go on.
         let work = job.work;
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(Ok((&conn, shared)))));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(Ok((conn, shared)))));
         let kept = match ran.unwrap_or(Ran::Failed(None)) {
             Ran::Wrote(finish) => {
                 finishes.push(finish);
-                run_cached(&conn, "RELEASE job").and_then(|()| run_cached(&conn, "SAVEPOINT job"))
+                run_cached(conn, "RELEASE job").and_then(|()| run_cached(conn, "SAVEPOINT job"))
             }
             Ran::Failed(storage) => {
                 if let Some(failure) = &storage {
@@ -299,7 +468,7 @@ fn run_jobs(
                         None => StoreError::Backend("SQLite rolled back the group's transaction".into()),
                     });
                 }
-                run_cached(&conn, "ROLLBACK TO job")
+                run_cached(conn, "ROLLBACK TO job")
             }
         };
         kept.map_err(map_direct_err)?;
@@ -307,7 +476,7 @@ fn run_jobs(
     Ok(())
 }
 
-/// Runs a statement without parameters, prepared once per stretch.
+/// Runs a statement without parameters, prepared once per connection.
 fn run_cached(conn: &rusqlite::Connection, statement: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(statement)?.raw_execute().map(drop)
 }
@@ -343,7 +512,7 @@ mod tests {
         let pool =
             SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.expect("pool");
         sqlx::query("CREATE TABLE marks (name TEXT NOT NULL)").execute(&pool).await.expect("table");
-        GroupWriter::start(pool)
+        GroupWriter::start(pool, Writes::Borrowed)
     }
 
     fn mark(conn: &rusqlite::Connection, name: &str) -> StoreResult<i64> {
@@ -366,6 +535,62 @@ mod tests {
         // The panicking job's own row was rolled back with its savepoint.
         let count = writer.write(1, false, |conn, _| mark(conn, "after")).await.expect("the next job runs");
         assert_eq!(count, 1);
+    }
+
+    /// A writer with a connection of its own to a fresh database file, and sqlx's pool.
+    async fn own_writer() -> (tempfile::TempDir, SqlitePool, GroupWriter) {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("db.sqlite");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.expect("pool");
+        sqlx::query("CREATE TABLE marks (name TEXT NOT NULL)").execute(&pool).await.expect("table");
+        let writer = GroupWriter::start(pool.clone(), Writes::own(path, std::time::Duration::from_secs(5)));
+        (dir, pool, writer)
+    }
+
+    #[tokio::test]
+    async fn the_own_connection_waits_for_a_lock_another_process_holds() {
+        let (dir, _pool, writer) = own_writer().await;
+        let other = rusqlite::Connection::open(dir.path().join("db.sqlite")).expect("another connection");
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO marks VALUES ('other')").expect("its lock");
+        let mine = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(1, false, |conn, _| mark(conn, "mine")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!mine.is_finished(), "the group waits while the lock is held");
+        other.execute_batch("COMMIT").expect("commit");
+        assert_eq!(mine.await.expect("the task").expect("the write"), 2, "then it writes after the other");
+    }
+
+    #[tokio::test]
+    async fn sqlx_writers_take_turns_with_the_own_connection() {
+        let (_dir, pool, writer) = own_writer().await;
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..50 {
+            let (pool, writer) = (pool.clone(), writer.clone());
+            writes.spawn(async move {
+                if n % 2 == 0 {
+                    writer.write(1, false, move |conn, _| mark(conn, &format!("group {n}"))).await.map(drop)
+                } else {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+                    sqlx::query("INSERT INTO marks VALUES ('sqlx')")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)
+                }
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.expect("the task").expect("no write meets a locked file");
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM marks").fetch_one(&pool).await.expect("count");
+        assert_eq!(count, 50);
     }
 
     #[tokio::test]

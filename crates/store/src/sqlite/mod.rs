@@ -102,7 +102,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(map_err)?;
-            let group = group::GroupWriter::start(pool.clone());
+            let group = group::GroupWriter::start(pool.clone(), group::Writes::Borrowed);
             return Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
@@ -112,9 +112,13 @@ impl SqliteStore {
             });
         }
 
+        let writes = group::Writes::own(options.get_filename().to_owned(), BUSY_TIMEOUT);
         // The writer connects first so the file exists and is in WAL mode before any reader.
+        // The group writer holds its connection for the length of each group (`group.rs`):
+        // no test of the connection on every acquire.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_release(abandoned::end_abandoned)
             .connect_with(options.clone())
             .await
@@ -126,7 +130,7 @@ impl SqliteStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(map_err)?;
-        let group = group::GroupWriter::start(writer.clone());
+        let group = group::GroupWriter::start(writer.clone(), writes);
         Ok(Self { writer, reader, sealer, unwritten: Default::default(), group })
     }
 
@@ -159,6 +163,7 @@ impl SqliteStore {
     #[doc(hidden)]
     pub async fn cap_writer_pages(&self, pages: u32) -> StoreResult<u32> {
         let pragma = format!("PRAGMA max_page_count = {pages}");
+        self.group.cap_pages(pages).await?;
         sqlx::query_scalar(sqlx::AssertSqlSafe(pragma)).fetch_one(&self.writer).await.map_err(map_err)
     }
 
