@@ -114,7 +114,7 @@ impl SqliteStore {
 
         let writes = group::Writes::own(options.get_filename().to_owned(), BUSY_TIMEOUT);
         // The writer connects first so the file exists and is in WAL mode before any reader.
-        // The group writer holds its connection for the length of each group (`group.rs`):
+        // The group writer holds its connection for the length of each group (`group/own.rs`):
         // no test of the connection on every acquire.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -38,13 +38,13 @@ use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer_health::WriterHealth;
+use own::commit_own;
+
+mod own;
 use crate::error::{map_direct_err, map_err};
 use crate::rows::{SubscriptionRow, decode_all};
 use crate::sql;
 
-/// Statements the writer's own connection keeps prepared, at most (the multi-row event
-/// inserts take one per row count).
-const PREPARED_STATEMENTS: usize = 64;
 /// Jobs waiting for the writer, at most; further callers wait to enqueue.
 const QUEUE: usize = 256;
 /// Jobs in one transaction, at most.
@@ -149,19 +149,6 @@ impl Writes {
     pub(super) fn own(path: PathBuf, busy_timeout: Duration) -> Self {
         Self::Own { path, busy_timeout, conn: None }
     }
-}
-
-/// Opens the writer's own connection with the settings of sqlx's (`SqliteStore::connect`;
-/// the file is in WAL mode already, which lasts), except that it never waits for a lock:
-/// [`begin_own`] waits without holding up the thread.
-fn open_own(path: &std::path::Path) -> StoreResult<rusqlite::Connection> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(map_direct_err)?;
-    conn.busy_timeout(Duration::ZERO).map_err(map_direct_err)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
-        .map_err(map_direct_err)?;
-    conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
-    Ok(conn)
 }
 
 impl GroupWriter {
@@ -305,122 +292,22 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
         Err(error) => Err(map_err(error)),
     };
     if let Err(error) = ran {
-        tracing::error!(%error, "a group transaction was given up");
-        health.note(&error);
-        for finish in finishes {
-            finish(Err(like(&error)));
-        }
-        for job in jobs {
-            let _ = (job.work)(Err(like(&error)));
-        }
-        return;
+        return give_up(&error, finishes, jobs, health);
     }
     // COMMIT releases the open savepoint with the transaction.
     let committed = tx.commit().await.map_err(map_err);
-    if let Err(error) = &committed {
+    answer_committed(&committed, finishes, health);
+}
+
+/// Answers the jobs that wrote in a group once its commit is known.
+fn answer_committed(committed: &StoreResult<()>, finishes: Vec<Finish>, health: &WriterHealth) {
+    if let Err(error) = committed {
         tracing::error!(%error, jobs = finishes.len(), "a group commit failed");
         health.note(error);
     }
     for finish in finishes {
         finish(committed.as_ref().map(|_| ()).map_err(like));
     }
-}
-
-/// Runs `group` in one transaction on the writer's own connection `own` (opened at `path`
-/// when missing), holding sqlx's write connection meanwhile. Whatever fails, the transaction
-/// is rolled back and every job is answered.
-async fn commit_own(
-    writer: &SqlitePool,
-    own: &mut Option<rusqlite::Connection>,
-    path: &std::path::Path,
-    busy_timeout: Duration,
-    group: Vec<Job>,
-    health: &WriterHealth,
-) {
-    let mut turn = match writer.acquire().await {
-        Ok(turn) => turn,
-        Err(error) => return fail_all(group, &map_err(error), health),
-    };
-    let conn = match own.take().map_or_else(|| open_own(path), Ok) {
-        Ok(conn) => conn,
-        Err(error) => return fail_all(group, &error, health),
-    };
-    let conn = match begin_own(conn, busy_timeout).await {
-        (conn, Ok(())) => conn,
-        (conn, Err(error)) => {
-            *own = Some(conn);
-            return fail_all(group, &error, health);
-        }
-    };
-    // Read on sqlx's connection: it sees what is committed, and nobody else can commit while
-    // this transaction holds the write lock.
-    let mut shared = Shared::default();
-    let routes = group.iter().any(|job| job.routes);
-    if let Err(error) = shared.read_subscriptions(&mut turn, routes).await {
-        *own = Some(roll_back(conn));
-        return fail_all(group, &error, health);
-    }
-    let mut finishes = Vec::with_capacity(group.len());
-    let mut jobs = group.into_iter();
-    if let Err(error) = run_jobs(&conn, &mut jobs, &shared, &mut finishes, health) {
-        *own = Some(roll_back(conn));
-        return give_up(&error, finishes, jobs, health);
-    }
-    // COMMIT waits for the fsync: on a blocking thread, not on this runtime worker.
-    let committing = tokio::task::spawn_blocking(move || {
-        let committed = run_cached(&conn, "COMMIT").map_err(map_direct_err);
-        (conn, committed)
-    });
-    let committed = match committing.await {
-        Ok((conn, committed)) => {
-            *own = Some(if committed.is_ok() { conn } else { roll_back(conn) });
-            committed
-        }
-        // The connection went with the thread; the next group opens another.
-        Err(error) => Err(StoreError::Backend(format!("the commit did not finish: {error}").into())),
-    };
-    drop(turn);
-    if let Err(error) = &committed {
-        tracing::error!(%error, jobs = finishes.len(), "a group commit failed");
-        health.note(error);
-    }
-    for finish in finishes {
-        finish(committed.as_ref().map(|_| ()).map_err(like));
-    }
-}
-
-/// `BEGIN IMMEDIATE` on the writer's own connection. Another process may hold the write lock
-/// (this one's writers wait for the turn): then this tries again, sleeping between tries, for
-/// up to `busy_timeout`, as SQLite's busy handler would, but without holding up the thread.
-async fn begin_own(
-    conn: rusqlite::Connection,
-    busy_timeout: Duration,
-) -> (rusqlite::Connection, StoreResult<()>) {
-    let deadline = tokio::time::Instant::now() + busy_timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match run_cached(&conn, "BEGIN IMMEDIATE") {
-            Ok(()) => return (conn, Ok(())),
-            Err(error)
-                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                    && tokio::time::Instant::now() + pause < deadline =>
-            {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(error) => return (conn, Err(map_direct_err(error))),
-        }
-    }
-}
-
-/// Ends `conn`'s transaction if SQLite has not already, undoing its writes.
-fn roll_back(conn: rusqlite::Connection) -> rusqlite::Connection {
-    if !conn.is_autocommit()
-        && let Err(error) = conn.execute_batch("ROLLBACK")
-    {
-        tracing::error!(%error, "the writer's own connection could not roll back");
-    }
-    conn
 }
 
 /// Answers the jobs of a group given up for `error`: those that wrote and those not run.
