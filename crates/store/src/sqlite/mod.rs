@@ -31,9 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::ConnectOptions as _;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 use switchyard_core::store::{Store, StoreResult};
 
@@ -44,6 +42,13 @@ use crate::sql;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every connection is set to, sqlx's and the group writer's own (`group/own.rs`):
+/// every commit waits for the disk, foreign keys hold, and temporary files stay in memory
+/// (the group writer runs each call inside a savepoint, whose sub-journal is a temporary file:
+/// on disk, every page a call first touches was one more `pwrite`).
+const CONNECTION_PRAGMAS: [(&str, &str); 3] =
+    [("synchronous", "FULL"), ("foreign_keys", "ON"), ("temp_store", "memory")];
 
 /// The SQLite implementation of every store trait. Cheap to clone: clones share the pools.
 #[derive(Debug, Clone)]
@@ -81,14 +86,11 @@ impl SqliteStore {
             .map_err(map_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            // The group writer runs each call inside a savepoint, whose sub-journal is a
-            // temporary file: on disk, every page a call first touches was one more `pwrite`.
-            .pragma("temp_store", "memory")
             .busy_timeout(BUSY_TIMEOUT)
             .log_statements(log::LevelFilter::Trace)
             .log_slow_statements(log::LevelFilter::Warn, crate::SLOW_STATEMENT);
+        let options =
+            CONNECTION_PRAGMAS.iter().fold(options, |options, (name, value)| options.pragma(*name, *value));
 
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives only as long as a connection to it and cannot be

@@ -454,6 +454,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_own_connection_is_set_as_sqlx_connections_are() {
+        let (_dir, _pool, writer) = own_writer().await;
+        let settings = writer
+            .write(1, false, |conn, _| {
+                let read = |pragma: &str| conn.pragma_query_value(None, pragma, |row| row.get::<_, i64>(0));
+                Ok((read("synchronous"), read("foreign_keys"), read("temp_store")))
+            })
+            .await
+            .expect("a write");
+        // FULL, ON, MEMORY.
+        assert_eq!((settings.0.ok(), settings.1.ok(), settings.2.ok()), (Some(2), Some(1), Some(2)));
+    }
+
+    #[tokio::test]
     async fn sqlx_writers_take_turns_with_the_own_connection() {
         let (_dir, pool, writer) = own_writer().await;
         let mut writes = tokio::task::JoinSet::new();

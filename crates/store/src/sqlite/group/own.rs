@@ -15,15 +15,16 @@ use crate::error::{map_direct_err, map_err};
 /// inserts take one per row count).
 const PREPARED_STATEMENTS: usize = 64;
 
-/// Opens the writer's own connection with the settings of sqlx's (`SqliteStore::connect`;
-/// the file is in WAL mode already, which lasts), except that it never waits for a lock:
+/// Opens the writer's own connection with the settings of sqlx's (`CONNECTION_PRAGMAS`; the
+/// file is in WAL mode already, which lasts), except that it never waits for a lock:
 /// [`begin_own`] waits without holding up the thread.
 fn open_own(path: &Path) -> StoreResult<rusqlite::Connection> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(map_direct_err)?;
     conn.busy_timeout(Duration::ZERO).map_err(map_direct_err)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
-        .map_err(map_direct_err)?;
+    for (name, value) in super::super::CONNECTION_PRAGMAS {
+        conn.pragma_update(None, name, value).map_err(map_direct_err)?;
+    }
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
     Ok(conn)
 }
