@@ -401,7 +401,9 @@ pub const NEXT_DUE_AROUND_HELD: &str = concat!(
 
 /// Per destination with pending deliveries: how many, and when the first in ingest order was
 /// created. One ordered pass over the `status = 'pending'` range of
-/// `deliveries_status_destination_id_seq` (index only), then a primary-key seek per destination.
+/// `deliveries_status_destination_id_seq` (index only; on SQLite the pending lanes,
+/// `deliveries_pending_destination_id_next_attempt_at`, which hold those rows alone), then a
+/// primary-key seek per destination.
 pub const PENDING_TALLIES: &str = "SELECT tally.destination_id, tally.pending, first.created_at \
      FROM (SELECT destination_id, COUNT(*) AS pending, MIN(seq) AS first_seq FROM deliveries \
      WHERE status = 'pending' GROUP BY destination_id) AS tally \
@@ -412,10 +414,15 @@ pub const PENDING_TALLIES: &str = "SELECT tally.destination_id, tally.pending, f
 pub const DEAD_TALLIES: &str =
     "SELECT destination_id, COUNT(*) FROM deliveries WHERE status = 'dead' GROUP BY destination_id";
 
-/// The destinations with a succeeded delivery: one seek on
-/// `deliveries_status_destination_id_seq` per destination.
+/// The destinations with a succeeded delivery: per destination, its deliveries in order until
+/// a succeeded one, through `deliveries_destination_id_seq` (on SQLite,
+/// `deliveries_status_destination_id_seq` holds no succeeded row).
+/// A destination that has never delivered is read in full; only the status report asks. The
+/// status is tested as `(…) IS TRUE` so that SQLite does not walk its partial index of every
+/// succeeded delivery (`deliveries_succeeded_updated_at`) for each destination instead.
 pub const SUCCEEDED_DESTINATIONS: &str = "SELECT id FROM destinations WHERE EXISTS (SELECT 1 \
-     FROM deliveries WHERE status = 'succeeded' AND deliveries.destination_id = destinations.id)";
+     FROM deliveries WHERE deliveries.destination_id = destinations.id \
+     AND (status = 'succeeded') IS TRUE)";
 
 pub const SELECT_DELIVERY: &str = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = $1");
 
@@ -480,7 +487,7 @@ pub const STATUS_LITERALS: [&str; 5] = ["pending", "in_flight", "succeeded", "de
 
 /// Appends the conditions of a delivery listing. `status` overrides the filter's (dead-letter
 /// queries force `dead`). Only the conditions present are written, so each combination can
-/// seek its index: `(status, destination_id, seq)` for dead letters of a destination,
+/// seek its index: `(status, destination_id, seq)` for pending and dead letters of a destination,
 /// `(destination_id, seq)`, `(subscription_id, seq)`, `(event_id)`, `(created_at, seq)`, and
 /// the event type through `events_event_type_seq`.
 fn filter_deliveries(
@@ -490,14 +497,20 @@ fn filter_deliveries(
     after: Option<i64>,
 ) -> Assembled {
     let mut joiner = " WHERE ";
+    if let Some(status) = status.or(filter.status) {
+        // A literal, not a parameter: SQLite uses a partial index only for a query whose
+        // condition names its rows (on SQLite, `deliveries_status_destination_id_seq` holds
+        // the pending and dead ones). The statuses are this enum's fixed words.
+        query.sql.push_str(" WHERE status = '");
+        query.sql.push_str(status.as_str());
+        query.sql.push('\'');
+        joiner = " AND ";
+    }
     let mut condition = |query: &mut Assembled, fragment: &str, value: Bind| {
         query.sql.push_str(joiner);
         query.push(fragment, value);
         joiner = " AND ";
     };
-    if let Some(status) = status.or(filter.status) {
-        condition(&mut query, "status = {}", Bind::Text(status.as_str().to_owned()));
-    }
     if let Some(destination_id) = &filter.destination_id {
         condition(&mut query, "destination_id = {}", Bind::Text(destination_id.as_str().to_owned()));
     }
@@ -630,23 +643,16 @@ mod tests {
         let query = list(&filter, Some(3), 11, 20);
         assert!(
             query.sql.ends_with(
-                " FROM deliveries WHERE status = $1 AND event_id IN (SELECT event_id FROM events \
-                 WHERE event_type = $2) AND created_at < $3 AND seq > $4 ORDER BY seq LIMIT $5 \
-                 OFFSET $6"
+                " FROM deliveries WHERE status = 'pending' AND event_id IN (SELECT event_id FROM \
+                 events WHERE event_type = $1) AND created_at < $2 AND seq > $3 ORDER BY seq \
+                 LIMIT $4 OFFSET $5"
             ),
             "{}",
             query.sql
         );
         assert_eq!(
             query.binds,
-            [
-                Bind::Text("pending".into()),
-                Bind::Text("a.b".into()),
-                Bind::Int(7),
-                Bind::Int(3),
-                Bind::Int(11),
-                Bind::Int(20)
-            ]
+            [Bind::Text("a.b".into()), Bind::Int(7), Bind::Int(3), Bind::Int(11), Bind::Int(20)]
         );
     }
 
@@ -661,25 +667,24 @@ mod tests {
         };
         assert_eq!(
             count_dead(&filter).sql,
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND destination_id = $2 \
-             AND event_id = $3 AND created_at >= $4"
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'dead' AND destination_id = $1 \
+             AND event_id = $2 AND created_at >= $3"
         );
-        assert_eq!(count_dead(&filter).binds[0], Bind::Text("dead".into()));
-        assert_eq!(count(&filter).binds[0], Bind::Text("succeeded".into()));
+        assert_eq!(count_dead(&filter).binds[0], Bind::Text("dst_1".into()));
+        assert!(count(&filter).sql.contains("WHERE status = 'succeeded' AND"), "{}", count(&filter).sql);
 
         let replay = replay_dead(&filter, 100, 50);
         assert_eq!(
             replay.sql,
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, attempt_count = 0, \
-             updated_at = $1 WHERE seq IN (SELECT seq FROM deliveries WHERE status = $2 \
-             AND destination_id = $3 AND event_id = $4 AND created_at >= $5 ORDER BY seq \
-             LIMIT $6)"
+             updated_at = $1 WHERE seq IN (SELECT seq FROM deliveries WHERE status = 'dead' \
+             AND destination_id = $2 AND event_id = $3 AND created_at >= $4 ORDER BY seq \
+             LIMIT $5)"
         );
         assert_eq!(
             replay.binds,
             [
                 Bind::Int(100),
-                Bind::Text("dead".into()),
                 Bind::Text("dst_1".into()),
                 Bind::Text("e1".into()),
                 Bind::Int(5),

@@ -306,10 +306,13 @@ mod plans {
         assert!(held.iter().any(|l| l.contains("destinations_paused")), "{held:#?}");
         assert_searches(&held, "destination_flow", &["destination_flow_blocked_until"]);
 
-        for tally in [q::PENDING_TALLIES, q::DEAD_TALLIES, q::SUCCEEDED_DESTINATIONS] {
-            let tally = plan(store, tally, 0).await;
-            assert_searches(&tally, "deliveries", &[]);
-        }
+        // Pending rows per destination: the lanes hold them and nothing else, in order.
+        let pending = plan(store, q::PENDING_TALLIES, 0).await;
+        assert_searches(&pending, "deliveries", &[lanes]);
+        let dead = plan(store, q::DEAD_TALLIES, 0).await;
+        assert_searches(&dead, "deliveries", &["deliveries_status_destination_id_seq"]);
+        let succeeded = plan(store, q::SUCCEEDED_DESTINATIONS, 0).await;
+        assert_searches(&succeeded, "deliveries", &["deliveries_destination_id_seq"]);
 
         let links = plan(store, crate::sql::LINKS_OF_FLOW, 2).await;
         assert_searches(&links, "events", &["events_correlation_id_seq"]);
@@ -324,7 +327,7 @@ mod plans {
         assert_searches(&insert, "queued", &["deliveries_ordered_key_status_seq"]);
 
         let release = plan(store, q::RELEASE_LEASES, 2).await;
-        assert_searches(&release, "deliveries", &[]);
+        assert_searches(&release, "deliveries", &["deliveries_status_lease_expires_at"]);
         let renew = plan(store, &q::renew_leases(3), 5).await;
         assert_searches(&renew, "deliveries", &[]);
 
@@ -355,6 +358,27 @@ mod plans {
         let replay = q::replay_dead(&by_destination, 1, 10);
         let replay = plan(store, &replay.sql, replay.binds.len()).await;
         assert_searches(&replay, "deliveries", &["deliveries_status_destination_id_seq"]);
+        // A destination's pending or dead deliveries are counted on a partial index that holds
+        // them, and listed through it or along the destination's deliveries in order, as the
+        // planner judges; its other statuses walk the destination's deliveries.
+        use switchyard_core::delivery::{DeliveryFilter, DeliveryStatus};
+        let waiting = [
+            (DeliveryStatus::Pending, lanes),
+            (DeliveryStatus::Dead, "deliveries_status_destination_id_seq"),
+        ];
+        for (status, index) in waiting {
+            let filter = DeliveryFilter { status: Some(status), ..by_destination.clone() };
+            let count = q::count(&filter);
+            let count = plan(store, &count.sql, count.binds.len()).await;
+            assert_searches(&count, "deliveries", &[index]);
+            let listing = q::list(&filter, Some(1), 10, 0);
+            let listing = plan(store, &listing.sql, listing.binds.len()).await;
+            assert_searches(&listing, "deliveries", &[]);
+        }
+        let succeeded = DeliveryFilter { status: Some(DeliveryStatus::Succeeded), ..by_destination.clone() };
+        let listing = q::list(&succeeded, Some(1), 10, 0);
+        let listing = plan(store, &listing.sql, listing.binds.len()).await;
+        assert_searches(&listing, "deliveries", &["deliveries_destination_id_seq"]);
     }
 
     #[tokio::test]
