@@ -251,14 +251,17 @@ impl Engine {
                 claim_after = 0;
             }
             let claim_due = now >= claim_after;
-            let mut fast = if fast_first || !claim_due { self.fast.take(free) } else { Vec::new() };
+            // Right after deliveries found their destination busy, take only what the known
+            // destinations have slots for: what the fast queue holds waits there, leased,
+            // instead of being handed back to the store and claimed again.
+            let room = gate.claim_size(free, now);
+            let mut fast = if fast_first || !claim_due { self.fast.take(room) } else { Vec::new() };
             fast_first = !fast_first;
-            // Right after a busy destination's backlog came back, claim only for free slots.
-            let room = if claim_due { gate.claim_size(free - fast.len(), now) } else { 0 };
+            let claim_room = if claim_due { room - fast.len() } else { 0 };
             let lease_until = now + self.settings.lease_ms as i64;
             let mut claimed = Vec::new();
-            if room > 0 {
-                match self.store.claim_deliveries(&self.node_id, now, lease_until, room as u32).await {
+            if claim_room > 0 {
+                match self.store.claim_deliveries(&self.node_id, now, lease_until, claim_room as u32).await {
                     Ok(found) if found.is_empty() => {
                         claim_after = now_millis() + self.idle_wait(poll).await.as_millis() as Millis;
                     }
@@ -269,26 +272,32 @@ impl Engine {
                     }
                 }
             }
-            if fast.len() + claimed.len() < free {
-                fast.extend(self.fast.take(free - fast.len() - claimed.len()));
+            if fast.len() + claimed.len() < room {
+                fast.extend(self.fast.take(room - fast.len() - claimed.len()));
             }
             self.metrics.deliveries_taken("fast", fast.len());
             self.metrics.deliveries_taken("claim", claimed.len());
             if fast.is_empty() && claimed.is_empty() {
-                let gated = claim_due && room == 0;
+                let gated = room == 0;
                 let pause = if gated {
                     let until = gate.cautious_until(now).unwrap_or(now);
                     Duration::from_millis((until - now).max(1) as u64).min(GATED_PAUSE)
                 } else {
                     Duration::from_millis((claim_after - now).max(1) as u64).min(poll)
                 };
+                if !gated && !self.fast.is_empty() {
+                    // Queued since the take: its notice may have been taken by an earlier
+                    // wait, so do not wait for one.
+                    continue;
+                }
                 tokio::select! {
                     _ = shutdown.requested() => break,
                     _ = in_flight.join_next(), if gated && !in_flight.is_empty() => {}
                     _ = self.waker.0.notified() => claim_after = 0,
-                    _ = self.fast.queued(), if self.fast.is_empty() => {}
+                    // While no destination has a free slot, what is queued waits for one.
+                    _ = self.fast.queued(), if !gated => {}
                     _ = tokio::time::sleep(pause) => {}
-                }
+                };
                 continue;
             }
             let launched = self.launch(&mut gate, &permits, in_flight, claimed, fast, lease_until).await;
@@ -365,9 +374,8 @@ impl Engine {
             let worker = self.worker();
             let (slot, probe, waker) = (cleared.slot, cleared.probe, self.waker.clone());
             in_flight.spawn(async move {
-                run_one(worker, delivery, Task::Attempt(preloaded), permit).await;
+                run_one(worker, delivery, Task::Attempt { preloaded, slot }, permit).await;
                 drop(leased);
-                drop(slot);
                 // A probe's verdict may have closed the circuit its destination's backlog
                 // waits on.
                 if probe {
@@ -520,8 +528,10 @@ struct Worker {
 
 /// What a worker does with its claimed delivery.
 enum Task {
-    /// Attempt it, with what the dispatcher read for its batch.
-    Attempt(Preloaded),
+    /// Attempt it, with what the dispatcher read for its batch, in its slot among the node's
+    /// deliveries in flight to its destination (`gate`); the slot is free again once the
+    /// send returns, before its outcome is recorded: the destination is done with it.
+    Attempt { preloaded: Preloaded, slot: OwnedSemaphorePermit },
     /// Record it dead without running it, for this reason (`Delivery::crash_loop`).
     GiveUp(String),
 }
@@ -548,8 +558,10 @@ async fn run_one(worker: Worker, delivery: Delivery, task: Task, permit: OwnedSe
 async fn settle(worker: &Worker, delivery: &Delivery, task: Task) {
     let Worker { store, transports, shaper, owner, metrics, operational, .. } = worker;
     let settled = match task {
-        Task::Attempt(preloaded) => {
-            match attempt(store.as_ref(), transports, shaper, delivery, preloaded).await {
+        Task::Attempt { preloaded, slot } => {
+            let attempted = attempt(store.as_ref(), transports, shaper, delivery, preloaded).await;
+            drop(slot);
+            match attempted {
                 Ok(settled) => settled,
                 Err(error) => {
                     tracing::error!(%error, "loading the delivery failed; its lease will expire and it will be retried");

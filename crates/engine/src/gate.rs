@@ -48,7 +48,7 @@ const FORGET_AFTER_MS: Millis = 5_000;
 pub(crate) struct Cleared {
     pub delivery: Delivery,
     /// Its slot among this node's deliveries in flight to the destination; hold it until the
-    /// attempt is recorded.
+    /// send returns.
     pub slot: OwnedSemaphorePermit,
     /// Whether it is its destination's half-open probe: its verdict may reopen the way for
     /// the deliveries that wait.

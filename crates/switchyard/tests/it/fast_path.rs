@@ -173,3 +173,39 @@ async fn a_node_killed_with_deliveries_in_its_fast_queue_loses_none_after_a_rest
     restarted.child.kill().expect("stopped");
     let _ = restarted.child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_queued_while_the_dispatcher_looks_away_do_not_wait_for_the_poll() {
+    // The poll is the dispatcher's safety net, a minute here: every handover to the fast
+    // queue must wake it, including one that lands between its look at the queue and its wait.
+    let app = spawn_app_with(|config| {
+        config.engine.poll_interval_ms = 60_000;
+        config.rate_limit.per_second = 0;
+    })
+    .await;
+    let sink = Sink::start(Behaviour::Status(200)).await;
+    let destination = app.create_destination(&sink.url).await;
+    app.create_subscription(&destination, &["#"]).await;
+
+    let (publishers, each) = (8, 250);
+    let mut publishing = tokio::task::JoinSet::new();
+    for publisher in 0..publishers {
+        let (client, address, token) = (app.client.clone(), app.address.clone(), app.admin_token.clone());
+        publishing.spawn(async move {
+            for i in 0..each {
+                let event = json!({"event_id": format!("p{publisher}-{i}"), "event_type": "load.item", "payload": {}});
+                let answer =
+                    client.post(format!("{address}/v1/events")).bearer_auth(&token).json(&event).send().await;
+                assert!(answer.expect("sent").status().is_success(), "the event was accepted");
+            }
+        });
+    }
+    while let Some(published) = publishing.join_next().await {
+        published.expect("the publisher finished");
+    }
+    let total = publishers * each;
+    sink.wait_for(Duration::from_secs(15), |received| received.len() >= total).await;
+    all_succeeded(&app, total as u64).await;
+    let taken = taken(&app.client, &app.address).await;
+    assert_eq!(taken.get("claim").copied().unwrap_or(0), 0, "nothing was handed back and claimed: {taken:?}");
+}
