@@ -294,6 +294,26 @@ pub struct DestinationRow {
 }
 
 impl DestinationRow {
+    /// The row as `SELECT_DESTINATION` reads it, from a statement run on SQLite's handle.
+    pub fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            kind: row.get("kind")?,
+            config: row.get("config")?,
+            secrets: row.get("secrets")?,
+            timeout_ms: row.get("timeout_ms")?,
+            connect_timeout_ms: row.get("connect_timeout_ms")?,
+            retry: row.get("retry")?,
+            rate_limit: row.get("rate_limit")?,
+            circuit_breaker: row.get("circuit_breaker")?,
+            enabled: row.get("enabled")?,
+            version: row.get("version")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+
     /// The destination, its secrets opened.
     pub fn decode(self, sealer: &Sealer) -> StoreResult<Destination> {
         let row = self;
@@ -337,6 +357,26 @@ pub struct SubscriptionRow {
     version: i64,
     created_at: i64,
     updated_at: i64,
+}
+
+impl SubscriptionRow {
+    /// The row as the subscription queries read it, from a statement run on SQLite's handle.
+    pub fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            destination_id: row.get("destination_id")?,
+            event_types: row.get("event_types")?,
+            filter: row.get("filter")?,
+            transform: row.get("transform")?,
+            ordering: row.get("ordering")?,
+            ordering_on_dead: row.get("ordering_on_dead")?,
+            enabled: row.get("enabled")?,
+            version: row.get("version")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {

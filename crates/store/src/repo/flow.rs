@@ -35,6 +35,21 @@ use crate::sql::flow as q;
 /// record created concurrently (no row to lock yet) ever needs a second.
 pub(crate) const TRIES: usize = 3;
 
+/// The answer to `request` when deciding it on the record as `stored` changes nothing (a
+/// closed circuit without a rate limit, an open one before its probe time: most answers);
+/// `None` when the answer changes the record, which is then decided again under its lock.
+pub(crate) fn admission_on_read(
+    request: &AdmitRequest<'_>,
+    stored: Option<DestinationFlow>,
+    now: Millis,
+) -> Option<Admission> {
+    let id = request.destination_id;
+    let unchanged = stored.unwrap_or_else(|| DestinationFlow::new(id.clone(), now));
+    let mut flow = unchanged.clone();
+    let admission = flow.admit(request.candidates, request.rate_limit, request.probe_until, now);
+    (flow == unchanged).then_some(admission)
+}
+
 pub(crate) fn lost_race(id: &DestinationId) -> StoreError {
     StoreError::Conflict(format!("the flow record of destination {id} kept changing; try again"))
 }
@@ -322,19 +337,26 @@ where
 
     pub(crate) async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {
         let id = request.destination_id;
-        let admit = |flow: &mut DestinationFlow| {
-            flow.admit(request.candidates, request.rate_limit, request.probe_until, now)
-        };
-        // Most answers change nothing (a closed circuit without a rate limit, an open one
-        // before its probe time): decide on a read, and lock the record only to change it.
         let mut reader = self.0.reader().acquire().await.map_err(map_err)?;
         let stored = Self::select_flow(&mut reader, q::SELECT_FLOW, id).await?;
         drop(reader);
-        let mut flow = stored.clone().unwrap_or_else(|| DestinationFlow::new(id.clone(), now));
-        let admission = admit(&mut flow);
-        if stored.as_ref().unwrap_or(&DestinationFlow::new(id.clone(), now)) == &flow {
+        if let Some(admission) = admission_on_read(request, stored, now) {
             return Ok(admission);
         }
+        self.admit_writing(request, now).await
+    }
+
+    /// [`Self::admit`] once a read showed that the answer changes the record: under the
+    /// write lock (PostgreSQL: the row's lock), read again, decided again and written.
+    pub(crate) async fn admit_writing(
+        &self,
+        request: &AdmitRequest<'_>,
+        now: Millis,
+    ) -> StoreResult<Admission> {
+        let id = request.destination_id;
+        let admit = |flow: &mut DestinationFlow| {
+            flow.admit(request.candidates, request.rate_limit, request.probe_until, now)
+        };
         let mut tx = self.0.begin_write().await?;
         for _ in 0..TRIES {
             let Some(mut flow) = Self::load_or_create(&mut tx, id, now).await? else {

@@ -30,7 +30,7 @@ use switchyard_core::store::StoreResult;
 pub(crate) use self::deliveries::{ClaimPlan, decode_sequenced, settle_to};
 pub(crate) use self::events::Written;
 pub(crate) use self::flow::{
-    Kept, Observed, TRIES, Taken, Unwritten, attempt_destination, lost_race, observe,
+    Kept, Observed, TRIES, Taken, Unwritten, admission_on_read, attempt_destination, lost_race, observe,
 };
 use crate::seal::Sealer;
 use crate::sql::Bind;

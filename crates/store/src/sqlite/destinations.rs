@@ -7,8 +7,13 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DestinationStore, StoreResult};
 
+use rusqlite::OptionalExtension as _;
+
 use super::SqliteStore;
+use super::reads::Direct;
 use crate::repo::Repo;
+use crate::rows::DestinationRow;
+use crate::sql;
 
 #[async_trait]
 impl DestinationStore for SqliteStore {
@@ -17,7 +22,14 @@ impl DestinationStore for SqliteStore {
     }
 
     async fn get_destination(&self, id: &DestinationId) -> StoreResult<Option<Destination>> {
-        Repo(self).get_destination(id).await
+        let read = self.read_directly(|conn| {
+            let mut statement = conn.prepare_cached(sql::SELECT_DESTINATION)?;
+            statement.query_row([id.as_str()], DestinationRow::from_direct).optional()
+        });
+        match read {
+            Direct::Read(row) => row?.map(|row| row.decode(&self.sealer)).transpose(),
+            Direct::Busy => Repo(self).get_destination(id).await,
+        }
     }
 
     async fn list_destinations(&self, request: ListRequest) -> StoreResult<Listing<Destination>> {

@@ -10,9 +10,10 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
+use super::reads::Direct;
 use crate::error::map_direct_err;
 pub(super) use crate::repo::Unwritten;
-use crate::repo::{Observed, Repo, Taken, attempt_destination, lost_race, observe};
+use crate::repo::{Observed, Repo, Taken, admission_on_read, attempt_destination, lost_race, observe};
 use crate::rows::flow::{FlowRow, FlowUpdate};
 use crate::sql::flow as q;
 
@@ -96,7 +97,18 @@ fn write_flow(conn: &rusqlite::Connection, flow: &DestinationFlow, now: Millis) 
 #[async_trait]
 impl FlowStore for SqliteStore {
     async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {
-        Repo(self).admit(request, now).await
+        let read = self.read_directly(|conn| {
+            let mut statement = conn.prepare_cached(q::SELECT_FLOW)?;
+            statement.query_row([request.destination_id.as_str()], FlowRow::from_direct).optional()
+        });
+        let stored = match read {
+            Direct::Read(row) => row?.map(DestinationFlow::try_from).transpose()?,
+            Direct::Busy => return Repo(self).admit(request, now).await,
+        };
+        match admission_on_read(request, stored, now) {
+            Some(admission) => Ok(admission),
+            None => Repo(self).admit_writing(request, now).await,
+        }
     }
 
     async fn defer_deliveries(&self, owner: &str, deferrals: &[Deferral], now: Millis) -> StoreResult<u64> {

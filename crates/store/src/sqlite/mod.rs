@@ -19,6 +19,7 @@ mod events;
 mod flow;
 mod group;
 mod idempotency;
+mod reads;
 mod secrets;
 mod sources;
 mod subscriptions;
@@ -26,6 +27,7 @@ mod upkeep;
 mod writer_health;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -61,6 +63,9 @@ pub struct SqliteStore {
     unwritten: flow::Unwritten,
     /// Ingest's writes, committed in groups on the writer connection.
     group: group::GroupWriter,
+    /// The delivery path's point reads, on connections of the store's own; none for an
+    /// in-memory database, which no other connection can open.
+    direct: Option<Arc<reads::DirectReads>>,
 }
 
 impl SqliteStore {
@@ -111,10 +116,13 @@ impl SqliteStore {
                 sealer,
                 unwritten: Default::default(),
                 group,
+                direct: None,
             });
         }
 
-        let writes = group::Writes::own(options.get_filename().to_owned(), BUSY_TIMEOUT);
+        let path = options.get_filename().to_owned();
+        let direct = Some(Arc::new(reads::DirectReads::new(path.clone())));
+        let writes = group::Writes::own(path, BUSY_TIMEOUT);
         // The writer connects first so the file exists and is in WAL mode before any reader.
         // The group writer holds its connection for the length of each group (`group/own.rs`):
         // no test of the connection on every acquire.
@@ -133,7 +141,7 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         let group = group::GroupWriter::start(writer.clone(), writes);
-        Ok(Self { writer, reader, sealer, unwritten: Default::default(), group })
+        Ok(Self { writer, reader, sealer, unwritten: Default::default(), group, direct })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -167,6 +175,18 @@ impl SqliteStore {
         let pragma = format!("PRAGMA max_page_count = {pages}");
         self.group.cap_pages(pages).await?;
         sqlx::query_scalar(sqlx::AssertSqlSafe(pragma)).fetch_one(&self.writer).await.map_err(map_err)
+    }
+
+    /// Runs `read` on a read connection of the store's own ([`reads`]), or answers
+    /// [`reads::Direct::Busy`] when there is none or it would wait: read through sqlx then.
+    fn read_directly<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> reads::Direct<T> {
+        match &self.direct {
+            Some(direct) => direct.read(read),
+            None => reads::Direct::Busy,
+        }
     }
 
     /// Starts a write transaction holding the database's write lock from its first statement.

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 use switchyard_core::store::{StorageFailure, StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
@@ -98,16 +98,22 @@ impl Shared {
 
     /// Reads the subscriptions and the paused destinations inside the group's transaction,
     /// once, if `needed`.
-    async fn read_subscriptions(&mut self, conn: &mut SqliteConnection, needed: bool) -> StoreResult<()> {
+    fn read_subscriptions(&mut self, conn: &rusqlite::Connection, needed: bool) -> StoreResult<()> {
         if needed && self.subscriptions.is_none() {
-            let rows = sqlx::query_as::<_, SubscriptionRow>(sql::ENABLED_SUBSCRIPTIONS)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(map_err)?;
-            let paused: Vec<String> =
-                sqlx::query_scalar(sql::PAUSED_DESTINATIONS).fetch_all(&mut *conn).await.map_err(map_err)?;
+            let rows = conn
+                .prepare_cached(sql::ENABLED_SUBSCRIPTIONS)
+                .and_then(|mut statement| {
+                    statement.query_map([], SubscriptionRow::from_direct)?.collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(map_direct_err)?;
+            let paused = conn
+                .prepare_cached(sql::PAUSED_DESTINATIONS)
+                .and_then(|mut statement| {
+                    statement.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<HashSet<_>, _>>()
+                })
+                .map_err(map_direct_err)?;
             self.subscriptions = Some(Arc::new(decode_all(rows)?));
-            self.paused = Some(paused.into_iter().collect());
+            self.paused = Some(paused);
         }
         Ok(())
     }
@@ -273,11 +279,7 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
         Ok(tx) => tx,
         Err(error) => return fail_all(group, &map_err(error), health),
     };
-    let mut shared = Shared::default();
     let routes = group.iter().any(|job| job.routes);
-    if let Err(error) = shared.read_subscriptions(&mut tx, routes).await {
-        return fail_all(group, &error, health);
-    }
     let mut finishes = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     let ran = match tx.lock_handle().await {
@@ -286,7 +288,12 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
         // handle, and dropping it finalizes the statements it prepared.
         Ok(mut handle) => match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
         {
-            Ok(conn) => run_jobs(&conn, &mut jobs, &shared, &mut finishes, health),
+            Ok(conn) => {
+                let mut shared = Shared::default();
+                shared
+                    .read_subscriptions(&conn, routes)
+                    .and_then(|()| run_jobs(&conn, &mut jobs, &shared, &mut finishes, health))
+            }
             Err(error) => Err(map_direct_err(error)),
         },
         Err(error) => Err(map_err(error)),

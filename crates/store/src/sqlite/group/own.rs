@@ -40,7 +40,7 @@ pub(super) async fn commit_own(
     group: Vec<Job>,
     health: &WriterHealth,
 ) {
-    let mut turn = match writer.acquire().await {
+    let turn = match writer.acquire().await {
         Ok(turn) => turn,
         Err(error) => return fail_all(group, &map_err(error), health),
     };
@@ -55,11 +55,10 @@ pub(super) async fn commit_own(
             return fail_all(group, &error, health);
         }
     };
-    // Read on sqlx's connection: it sees what is committed, and nobody else can commit while
-    // this transaction holds the write lock.
+    // Read inside the transaction: nobody else can commit while it holds the write lock.
     let mut shared = Shared::default();
     let routes = group.iter().any(|job| job.routes);
-    if let Err(error) = shared.read_subscriptions(&mut turn, routes).await {
+    if let Err(error) = shared.read_subscriptions(&conn, routes) {
         *own = Some(roll_back(conn));
         return fail_all(group, &error, health);
     }
