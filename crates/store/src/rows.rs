@@ -138,6 +138,29 @@ pub struct EventRow {
     headers: Option<String>,
 }
 
+impl EventRow {
+    /// The row as `SELECT_EVENT` reads it, from a statement run on SQLite's handle.
+    pub fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: row.get("seq")?,
+            event_id: row.get("event_id")?,
+            event_type: row.get("event_type")?,
+            timestamp: row.get("timestamp")?,
+            payload: row.get("payload")?,
+            correlation_id: row.get("correlation_id")?,
+            causation_id: row.get("causation_id")?,
+            traceparent: row.get("traceparent")?,
+            request_id: row.get("request_id")?,
+            ordering_key: row.get("ordering_key")?,
+            source: row.get("source")?,
+            received_at: row.get("received_at")?,
+            published_by: row.get("published_by")?,
+            content_hash: row.get("content_hash")?,
+            headers: row.get("headers")?,
+        })
+    }
+}
+
 impl TryFrom<EventRow> for Event {
     type Error = StoreError;
 

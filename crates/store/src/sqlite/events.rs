@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use rusqlite::OptionalExtension as _;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, EventLink, NewEvent};
 use switchyard_core::id::DeliveryId;
@@ -13,10 +14,11 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
+use super::reads::Direct;
 use crate::error::map_direct_err;
 use crate::fresh::Leasing;
 use crate::repo::{Repo, Written};
-use crate::rows::{headers_json, to_json};
+use crate::rows::{EventRow, headers_json, to_json};
 use crate::sql;
 
 #[async_trait]
@@ -44,7 +46,15 @@ impl EventStore for SqliteStore {
     }
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
-        Repo(self).get_event(id).await
+        // A claimed delivery's attempt reads its event: on the delivery path.
+        let read = self.read_directly(|conn| {
+            let mut statement = conn.prepare_cached(sql::SELECT_EVENT)?;
+            statement.query_row([id.as_str()], EventRow::from_direct).optional()
+        });
+        match read {
+            Direct::Read(row) => row?.map(Event::try_from).transpose(),
+            Direct::Busy => Repo(self).get_event(id).await,
+        }
     }
 
     async fn list_events(&self, filter: &EventFilter, request: ListRequest) -> StoreResult<Listing<Event>> {
