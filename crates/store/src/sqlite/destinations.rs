@@ -7,8 +7,6 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{DestinationStore, StoreResult};
 
-use rusqlite::OptionalExtension as _;
-
 use super::SqliteStore;
 use super::reads::Direct;
 use crate::repo::Repo;
@@ -22,11 +20,7 @@ impl DestinationStore for SqliteStore {
     }
 
     async fn get_destination(&self, id: &DestinationId) -> StoreResult<Option<Destination>> {
-        let read = self.read_directly(|conn| {
-            let mut statement = conn.prepare_cached(sql::SELECT_DESTINATION)?;
-            statement.query_row([id.as_str()], DestinationRow::from_direct).optional()
-        });
-        match read {
+        match self.read_row(sql::SELECT_DESTINATION, id.as_str(), DestinationRow::from_direct) {
             Direct::Read(row) => row?.map(|row| row.decode(&self.sealer)).transpose(),
             Direct::Busy => Repo(self).get_destination(id).await,
         }

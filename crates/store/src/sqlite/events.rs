@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use rusqlite::OptionalExtension as _;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
 use switchyard_core::event::{Event, EventFilter, EventId, EventLink, NewEvent};
 use switchyard_core::id::DeliveryId;
@@ -47,11 +46,7 @@ impl EventStore for SqliteStore {
 
     async fn get_event(&self, id: &EventId) -> StoreResult<Option<Event>> {
         // A claimed delivery's attempt reads its event: on the delivery path.
-        let read = self.read_directly(|conn| {
-            let mut statement = conn.prepare_cached(sql::SELECT_EVENT)?;
-            statement.query_row([id.as_str()], EventRow::from_direct).optional()
-        });
-        match read {
+        match self.read_row(sql::SELECT_EVENT, id.as_str(), EventRow::from_direct) {
             Direct::Read(row) => row?.map(Event::try_from).transpose(),
             Direct::Busy => Repo(self).get_event(id).await,
         }

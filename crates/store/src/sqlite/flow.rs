@@ -97,14 +97,11 @@ fn write_flow(conn: &rusqlite::Connection, flow: &DestinationFlow, now: Millis) 
 #[async_trait]
 impl FlowStore for SqliteStore {
     async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {
-        let read = self.read_directly(|conn| {
-            let mut statement = conn.prepare_cached(q::SELECT_FLOW)?;
-            statement.query_row([request.destination_id.as_str()], FlowRow::from_direct).optional()
-        });
-        let stored = match read {
-            Direct::Read(row) => row?.map(DestinationFlow::try_from).transpose()?,
-            Direct::Busy => return Repo(self).admit(request, now).await,
-        };
+        let stored =
+            match self.read_row(q::SELECT_FLOW, request.destination_id.as_str(), FlowRow::from_direct) {
+                Direct::Read(row) => row?.map(DestinationFlow::try_from).transpose()?,
+                Direct::Busy => return Repo(self).admit(request, now).await,
+            };
         match admission_on_read(request, stored, now) {
             Some(admission) => Ok(admission),
             None => Repo(self).admit_writing(request, now).await,

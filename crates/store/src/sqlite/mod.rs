@@ -189,6 +189,17 @@ impl SqliteStore {
         }
     }
 
+    /// The row that `sql` finds by its one parameter `key`, read as [`Self::read_directly`] does.
+    fn read_row<R>(
+        &self,
+        sql: &str,
+        key: &str,
+        decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+    ) -> reads::Direct<Option<R>> {
+        use rusqlite::OptionalExtension as _;
+        self.read_directly(|conn| conn.prepare_cached(sql)?.query_row([key], decode).optional())
+    }
+
     /// Starts a write transaction holding the database's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)

@@ -6,8 +6,6 @@ use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{StoreResult, SubscriptionStore};
 use switchyard_core::subscription::{Subscription, SubscriptionFilter};
 
-use rusqlite::OptionalExtension as _;
-
 use super::SqliteStore;
 use super::reads::Direct;
 use crate::repo::Repo;
@@ -21,11 +19,7 @@ impl SubscriptionStore for SqliteStore {
     }
 
     async fn get_subscription(&self, id: &SubscriptionId) -> StoreResult<Option<Subscription>> {
-        let read = self.read_directly(|conn| {
-            let mut statement = conn.prepare_cached(sql::SELECT_SUBSCRIPTION)?;
-            statement.query_row([id.as_str()], SubscriptionRow::from_direct).optional()
-        });
-        match read {
+        match self.read_row(sql::SELECT_SUBSCRIPTION, id.as_str(), SubscriptionRow::from_direct) {
             Direct::Read(row) => row?.map(Subscription::try_from).transpose(),
             Direct::Busy => Repo(self).get_subscription(id).await,
         }
