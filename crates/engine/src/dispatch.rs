@@ -279,17 +279,17 @@ impl Engine {
             self.metrics.deliveries_taken("claim", claimed.len());
             if fast.is_empty() && claimed.is_empty() {
                 let gated = room == 0;
+                if !gated && !self.fast.is_empty() {
+                    // Queued since the take: its notice may have been taken by an earlier
+                    // wait, so do not wait for one.
+                    continue;
+                }
                 let pause = if gated {
                     let until = gate.cautious_until(now).unwrap_or(now);
                     Duration::from_millis((until - now).max(1) as u64).min(GATED_PAUSE)
                 } else {
                     Duration::from_millis((claim_after - now).max(1) as u64).min(poll)
                 };
-                if !gated && !self.fast.is_empty() {
-                    // Queued since the take: its notice may have been taken by an earlier
-                    // wait, so do not wait for one.
-                    continue;
-                }
                 tokio::select! {
                     _ = shutdown.requested() => break,
                     _ = in_flight.join_next(), if gated && !in_flight.is_empty() => {}
