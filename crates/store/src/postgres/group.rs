@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::notify_work;
 use crate::error::map_err;
 use crate::fresh::Leasing;
-use crate::repo::Written;
+use crate::repo::{Fate, Written, written};
 use crate::rows::{SubscriptionRow, decode_all, headers_json, to_json};
 use crate::sql;
 
@@ -70,13 +70,6 @@ struct Call {
     now: Millis,
     lease: Option<FreshLease>,
     answer: oneshot::Sender<StoreResult<(Vec<Written>, Leasing)>>,
-}
-
-/// What became of one event in the group's transaction.
-enum Fate {
-    /// Stored with this `seq`.
-    Created(i64),
-    Taken,
 }
 
 /// The queue in front of the writers. Cheap to clone.
@@ -150,17 +143,6 @@ async fn run(pool: PgPool, mut calls: mpsc::Receiver<Call>) {
             }
         }
     }
-}
-
-fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> Vec<Written> {
-    events
-        .into_iter()
-        .zip(fates)
-        .map(|(new, fate)| match fate {
-            Fate::Created(seq) => Written::Created(new.stored(seq, now)),
-            Fate::Taken => Written::Taken(new),
-        })
-        .collect()
 }
 
 /// Stores the events of `calls` with their deliveries in one transaction; answers the fate of

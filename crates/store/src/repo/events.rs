@@ -6,6 +6,7 @@ use switchyard_core::delivery::Delivery;
 use switchyard_core::event::{Event, EventFilter, EventId, EventLink, EventType, IngestOutcome, NewEvent};
 use switchyard_core::page::{ListRequest, Listing};
 use switchyard_core::store::{StoreError, StoreResult};
+use switchyard_core::time::Millis;
 
 use super::{Args, Backend, Conn, Db, Repo, Row};
 use crate::error::map_err;
@@ -17,6 +18,26 @@ pub(crate) enum Written {
     Created(Event),
     /// The id is taken, by an earlier call or earlier in this one; compared once committed.
     Taken(NewEvent),
+}
+
+/// What became of one event in an ingest's transaction.
+pub(crate) enum Fate {
+    /// Stored with this `seq`.
+    Created(i64),
+    /// Its id was taken.
+    Taken,
+}
+
+/// The events of an ingest with what became of each, once their transaction committed.
+pub(crate) fn written(events: Vec<NewEvent>, fates: Vec<Fate>, now: Millis) -> Vec<Written> {
+    events
+        .into_iter()
+        .zip(fates)
+        .map(|(new, fate)| match fate {
+            Fate::Created(seq) => Written::Created(new.stored(seq, now)),
+            Fate::Taken => Written::Taken(new),
+        })
+        .collect()
 }
 
 impl<B: Backend> Repo<'_, B>

@@ -28,7 +28,7 @@ use switchyard_core::page::ListRequest;
 use switchyard_core::store::StoreResult;
 
 pub(crate) use self::deliveries::{ClaimPlan, decode_sequenced, settle_to};
-pub(crate) use self::events::Written;
+pub(crate) use self::events::{Fate, Written, written};
 pub(crate) use self::flow::{
     Kept, Observed, TRIES, Taken, Unwritten, admission_on_read, attempt_destination, lost_race, observe,
 };

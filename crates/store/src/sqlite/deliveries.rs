@@ -16,7 +16,7 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
-use super::flow::{Unwritten, observe_attempt};
+use super::flow::{Counted, Unwritten, observe_attempt};
 use crate::error::{map_direct_err, map_err};
 use crate::repo::{ClaimPlan, Repo, Taken, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
@@ -68,8 +68,11 @@ impl DeliveryStore for SqliteStore {
         // Attempts that finish together are recorded in one group transaction, one fsync for
         // all of them; each is answered after that commit.
         let (unwritten, owner, attempt) = (self.unwritten.clone(), owner.to_owned(), attempt.clone());
+        let mut counted = Counted::default();
         self.group
-            .write(1, false, move |conn, _| settle(conn, &unwritten, &owner, &attempt, next, now))
+            .write(1, false, move |conn, _| {
+                settle(conn, &unwritten, &owner, &attempt, next, now, &mut counted)
+            })
             .await
             .map(|(recorded, taken)| {
                 // The group committed: the outcomes taken into the flow record are stored.
@@ -153,7 +156,8 @@ impl DeliveryStore for SqliteStore {
 
 /// Records `attempt` and moves its delivery on, in the group's transaction on `conn`; answers
 /// it unsettled, having written nothing, when `owner` no longer holds the lease. The held
-/// outcomes the circuit's record took go back unless the group commits.
+/// outcomes the circuit's record took go back unless the group commits; `counted` keeps a
+/// second run of the same settle (see `group/jobs.rs`) from counting its outcome twice.
 fn settle(
     conn: &rusqlite::Connection,
     unwritten: &Unwritten,
@@ -161,6 +165,7 @@ fn settle(
     attempt: &Attempt,
     next: NextStep,
     now: Millis,
+    counted: &mut Counted,
 ) -> StoreResult<(Recorded, Taken)> {
     let (status, next_attempt_at) = settle_to(next);
     let last_error = match next {
@@ -211,7 +216,7 @@ fn settle(
     binder.bind(attempt.response_body.as_deref())?;
     statement.raw_execute().map_err(map_direct_err)?;
     // The destination's circuit breaker learns the outcome in the same transaction.
-    let (taken, circuit) = observe_attempt(conn, unwritten, destination, attempt, now)?;
+    let (taken, circuit) = observe_attempt(conn, unwritten, destination, attempt, now, counted)?;
     Ok((Recorded { settled: true, circuit }, taken))
 }
 

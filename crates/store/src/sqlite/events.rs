@@ -1,6 +1,7 @@
 //! Events and the deliveries ingest creates with them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use switchyard_core::delivery::{Delivery, DeliveryStatus};
@@ -16,7 +17,7 @@ use super::direct::Binder;
 use super::reads::Direct;
 use crate::error::map_direct_err;
 use crate::fresh::Leasing;
-use crate::repo::{Repo, Written};
+use crate::repo::{Fate, Repo, written};
 use crate::rows::{EventRow, headers_json, to_json};
 use crate::sql;
 
@@ -32,15 +33,19 @@ impl EventStore for SqliteStore {
             return Ok(Ingested::default());
         }
         // Concurrent calls share a transaction and its fsync; each is answered after the
-        // commit, with its own outcomes or its own error.
+        // commit, with its own outcomes or its own error. The write may run more than once,
+        // so it borrows the events, which come back whole once it is done.
         let weight = events.len();
-        let (written, leasing) = self
+        let events = Arc::new(events);
+        let writing = events.clone();
+        let (fates, leasing) = self
             .group
             .write(weight, true, move |conn, shared| {
                 let routing = Routing { subscriptions: shared.subscriptions()?, paused: shared.paused()? };
-                ingest_into(conn, routing, events, now, Leasing::new(lease))
+                ingest_into(conn, routing, &writing, now, Leasing::new(lease.clone()))
             })
             .await?;
+        let written = written(Arc::unwrap_or_clone(events), fates, now);
         Ok(leasing.answer(Repo(self).outcomes_of(written).await?))
     }
 
@@ -96,30 +101,28 @@ const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, time
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";
 
 /// Stores `events` and their deliveries on `conn`, inside the group's transaction; `leasing`
-/// says which deliveries are written leased.
+/// says which deliveries are written leased. Answers what became of each event, in order.
 fn ingest_into(
     conn: &rusqlite::Connection,
     routing: Routing<'_>,
-    events: Vec<NewEvent>,
+    events: &[NewEvent],
     now: Millis,
     mut leasing: Leasing,
-) -> StoreResult<(Vec<Written>, Leasing)> {
-    let mut written = Vec::with_capacity(events.len());
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let chunk: Vec<NewEvent> = events.by_ref().take(ROWS_PER_INSERT).collect();
-        let mut inserted = insert_events(conn, &chunk, now)?;
+) -> StoreResult<(Vec<Fate>, Leasing)> {
+    let mut fates = Vec::with_capacity(events.len());
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut inserted = insert_events(conn, chunk, now)?;
         for new in chunk {
             // A second event with the same id in one call finds the id taken by the first.
             let Some(seq) = inserted.remove(new.event_id.as_str()) else {
-                written.push(Written::Taken(new));
+                fates.push(Fate::Taken);
                 continue;
             };
-            insert_deliveries(conn, &routing, &new, now, &mut leasing)?;
-            written.push(Written::Created(new.stored(seq, now)));
+            insert_deliveries(conn, &routing, new, now, &mut leasing)?;
+            fates.push(Fate::Created(seq));
         }
     }
-    Ok((written, leasing))
+    Ok((fates, leasing))
 }
 
 /// Inserts `events` with one statement, skipping ids that are taken; answers the sequence

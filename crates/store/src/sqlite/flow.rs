@@ -17,17 +17,26 @@ use crate::repo::{Observed, Repo, Taken, admission_on_read, attempt_destination,
 use crate::rows::flow::{FlowRow, FlowUpdate};
 use crate::sql::flow as q;
 
+/// Whether an attempt's outcome is already held for its circuit (counted in [`Unwritten`]),
+/// which no rollback takes back.
+#[derive(Debug, Default)]
+pub(super) struct Counted(bool);
+
 /// Feeds a recorded attempt to `destination`'s circuit (the destination of its delivery), in
 /// the group's transaction on SQLite's handle (which holds the whole database, so the record
 /// read is the one written over), answering the change it made to the circuit, if any. An
-/// attempt whose destination is gone changes nothing.
+/// attempt whose destination is gone changes nothing, and so does one `counted` already.
 pub(super) fn observe_attempt(
     conn: &rusqlite::Connection,
     unwritten: &Unwritten,
     destination: String,
     attempt: &Attempt,
     now: Millis,
+    counted: &mut Counted,
 ) -> StoreResult<(Taken, Option<CircuitChange>)> {
+    if counted.0 {
+        return Ok((Taken::nothing(), None));
+    }
     let policy = conn
         .prepare_cached(q::CIRCUIT_POLICY)
         .and_then(|mut statement| {
@@ -49,8 +58,9 @@ pub(super) fn observe_attempt(
     match observe(unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
         Observed::Held(kept) => {
             // Held at once: the jobs after this one in the group read what is held to decide
-            // on theirs (a job rolled back to its savepoint leaves its outcome counted).
+            // on theirs (a job rolled back leaves its outcome counted, and once).
             kept.written();
+            counted.0 = true;
             Ok((Taken::nothing(), None))
         }
         Observed::Write(flow, taken, changes) if write_flow(conn, &flow, now)? => {

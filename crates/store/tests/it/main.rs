@@ -132,6 +132,7 @@ macro_rules! suite {
                 settle::concurrent_records_each_settle_their_delivery_or_nothing,
                 settle::concurrent_records_promote_the_next_of_each_key,
                 settle::a_failing_record_among_many_fails_alone,
+                settle::a_failing_record_among_successes_leaves_each_other_counted_once,
                 settle::the_circuit_opens_when_its_failures_arrive_together,
                 settle::each_change_of_a_circuit_is_answered_to_one_record,
             );

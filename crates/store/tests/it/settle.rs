@@ -228,6 +228,43 @@ pub async fn a_failing_record_among_many_fails_alone(db: TestDb) {
     }
 }
 
+/// Successes recorded together with one that fails: the group they share is undone and run
+/// again without it, and each other success still reaches the circuit's counts once.
+pub async fn a_failing_record_among_successes_leaves_each_other_counted_once(db: TestDb) {
+    const N: usize = 40;
+    const POISONED: usize = 23;
+    let store = db.store.clone();
+    let policy = patient();
+    let window_ms = policy.window_ms;
+    let deliveries = claimed(store.as_ref(), N + 1, policy, "n").await;
+    // The first success stores the destination's flow record; the others' are then held.
+    let (first, deliveries) = deliveries.split_first().expect("deliveries");
+    let first = record("n", &first.id, NextStep::Succeeded, T0 + 10);
+    assert!(all_at_once(&store, vec![first]).await.remove(0).expect("the first success"));
+    db.poison_attempts().await;
+    let records = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut r = record("n", &d.id, NextStep::Succeeded, T0 + 10);
+            if i == POISONED {
+                r.attempt.error = Some("poison".into());
+            }
+            r
+        })
+        .collect();
+    let results = all_at_once(&store, records).await;
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "{results:?}");
+    let flow = store.destination_flow(&deliveries[0].destination_id).await.unwrap().expect("a flow record");
+    let totals = flow.outcomes.totals(window_ms, T0 + 10);
+    assert_eq!(
+        (totals.succeeded, totals.failed),
+        (N as u64, 0),
+        "the first and the {} others, once each",
+        N - 1
+    );
+}
+
 /// Failures that arrive together open the circuit at the configured count, and every one of
 /// them reaches its window, those after it opened included.
 pub async fn the_circuit_opens_when_its_failures_arrive_together(db: TestDb) {

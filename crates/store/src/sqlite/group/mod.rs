@@ -3,12 +3,12 @@
 //! With `synchronous = FULL` every commit waits for the disk, so a writer that commits each
 //! request on its own is bound by the fsync rate, whatever the request size. The group writer
 //! is one task that takes the first queued job, everything else queued behind it (up to a
-//! bound), and runs them in one `BEGIN IMMEDIATE … COMMIT`, each inside a savepoint of its
-//! own: a job that fails is rolled back to its savepoint and answered with its error at once,
-//! the others go on. Each caller is answered only after the commit that holds its writes, with
-//! its own result; a failed commit fails every job of the group. So does a job that failed for
-//! lack of space or on an I/O error when SQLite rolled the whole transaction back for it, as
-//! it may: the jobs before it lost their writes with it.
+//! bound), and runs them in one `BEGIN IMMEDIATE … COMMIT`. A job that fails is undone alone
+//! (see `jobs.rs` for how) and answered with its error at once; the others go on. Each caller
+//! is answered only after the commit that holds its writes, with its own result; a failed
+//! commit fails every job of the group. So does a job that failed for lack of space or on an
+//! I/O error when SQLite rolled the whole transaction back for it, as it may: the jobs before
+//! it lost their writes with it.
 //!
 //! The queue is bounded: when it is full, callers wait to enqueue, which is back-pressure on
 //! the requests that make them.
@@ -33,13 +33,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
-use switchyard_core::store::{StorageFailure, StoreError, StoreResult};
+use switchyard_core::store::{StoreError, StoreResult};
 use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer_health::WriterHealth;
+use jobs::{Answered, Job, run_each_alone};
 use own::commit_own;
 
+mod jobs;
 mod own;
 use crate::error::{map_direct_err, map_err};
 use crate::rows::{SubscriptionRow, decode_all};
@@ -54,23 +56,9 @@ const MAX_JOBS: usize = 256;
 /// short for those in it. One call may weigh more (a batch of 1 000); it then runs alone.
 const MAX_WEIGHT: usize = 5_000;
 
-/// Answers a job's caller once the fate of the transaction is known.
-type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A job's writes; given the error instead of a connection when its group could not run,
-/// which it answers.
-type Work = Box<dyn FnOnce(Result<(&rusqlite::Connection, &Shared), StoreError>) -> Ran + Send>;
-
-/// What became of a job's writes.
-enum Ran {
-    /// They succeeded: the caller is answered once the group's fate is known.
-    Wrote(Finish),
-    /// They failed and the caller was answered; with the storage failure, if that was why.
-    Failed(Option<StorageFailure>),
-}
-
 /// What the jobs of one group read once for all of them. The transaction holds the write
 /// lock throughout and no job writes what is here, so a value read by one job holds for the
-/// rest of the group (a job rolled back to its savepoint undoes only its own writes).
+/// rest of the group (a job rolled back undoes only its own writes).
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     /// The enabled subscriptions, which route every ingested event; read before the first
@@ -119,25 +107,11 @@ impl Shared {
     }
 }
 
-struct Job {
-    work: Work,
-    /// Rows the job writes, roughly, to bound a group's size.
-    weight: usize,
-    /// Whether the job routes events, so the group reads the subscriptions first.
-    routes: bool,
-}
-
 /// The queue in front of the group writer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct GroupWriter {
     queue: mpsc::Sender<Job>,
     health: WriterHealth,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("weight", &self.weight).finish_non_exhaustive()
-    }
 }
 
 /// Where a group's statements run.
@@ -194,35 +168,18 @@ impl GroupWriter {
     }
 
     /// Runs `work` in the next group transaction; answers its result once that committed.
-    /// `weight` is about how many rows it writes; `routes` says whether `work` reads
-    /// [`Shared::subscriptions`].
+    /// `work` may run more than once, the writes of all but its last run rolled back (see
+    /// `jobs.rs`). `weight` is about how many rows it writes; `routes` says whether `work`
+    /// reads [`Shared::subscriptions`].
     pub(super) async fn write<T, F>(&self, weight: usize, routes: bool, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection, &Shared) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&rusqlite::Connection, &Shared) -> StoreResult<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
-        let work: Work = Box::new(move |ready| match ready {
-            Ok((conn, shared)) => finish_with(work(conn, shared), answer),
-            Err(error) => finish_with(Err(error), answer),
-        });
-        self.queue.send(Job { work, weight, routes }).await.map_err(|_| not_run())?;
+        let call = Box::new(Answered::new(work, answer));
+        self.queue.send(Job { call, weight, routes }).await.map_err(|_| not_run())?;
         answered.await.map_err(|_| not_run())?
-    }
-}
-
-/// Answers a failed job at once; a job that wrote is answered by the returned `Finish` once
-/// its group's fate is known.
-fn finish_with<T: Send + 'static>(result: StoreResult<T>, answer: oneshot::Sender<StoreResult<T>>) -> Ran {
-    match result {
-        Ok(value) => Ran::Wrote(Box::new(move |committed: StoreResult<()>| {
-            let _ = answer.send(committed.map(|()| value));
-        })),
-        Err(error) => {
-            let storage = error.storage_failure().cloned();
-            let _ = answer.send(Err(error));
-            Ran::Failed(storage)
-        }
     }
 }
 
@@ -242,7 +199,7 @@ fn probe(conn: &rusqlite::Connection, _: &Shared) -> StoreResult<()> {
     .map_err(map_direct_err)
 }
 
-fn not_run() -> StoreError {
+pub(super) fn not_run() -> StoreError {
     StoreError::Backend(
         "the write was not run: the group writer stopped, or the write panicked (see the log)".into(),
     )
@@ -280,94 +237,51 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Job>, health: &WriterHealt
         Err(error) => return fail_all(group, &map_err(error), health),
     };
     let routes = group.iter().any(|job| job.routes);
-    let mut finishes = Vec::with_capacity(group.len());
-    let mut jobs = group.into_iter();
+    let mut jobs = group;
     let ran = match tx.lock_handle().await {
         // SAFETY: the handle is open, and sqlx's thread leaves it alone while `handle` is
         // held, which outlives `conn`; a connection made by `from_handle` never closes the
         // handle, and dropping it finalizes the statements it prepared.
         Ok(mut handle) => match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
         {
+            // sqlx's transaction is not this connection's to roll back and begin again: each
+            // job runs inside a savepoint of its own.
             Ok(conn) => {
                 let mut shared = Shared::default();
                 shared
                     .read_subscriptions(&conn, routes)
-                    .and_then(|()| run_jobs(&conn, &mut jobs, &shared, &mut finishes, health))
+                    .and_then(|()| run_each_alone(&conn, &mut jobs, &shared, health))
             }
             Err(error) => Err(map_direct_err(error)),
         },
         Err(error) => Err(map_err(error)),
     };
     if let Err(error) = ran {
-        return give_up(&error, finishes, jobs, health);
+        return give_up(&error, jobs, health);
     }
     // COMMIT releases the open savepoint with the transaction.
     let committed = tx.commit().await.map_err(map_err);
-    answer_committed(&committed, finishes, health);
+    answer_committed(&committed, jobs, health);
 }
 
 /// Answers the jobs that wrote in a group once its commit is known.
-fn answer_committed(committed: &StoreResult<()>, finishes: Vec<Finish>, health: &WriterHealth) {
+fn answer_committed(committed: &StoreResult<()>, wrote: Vec<Job>, health: &WriterHealth) {
     if let Err(error) = committed {
-        tracing::error!(%error, jobs = finishes.len(), "a group commit failed");
+        tracing::error!(%error, jobs = wrote.len(), "a group commit failed");
         health.note(error);
     }
-    for finish in finishes {
-        finish(committed.as_ref().map(|_| ()).map_err(like));
+    for job in wrote {
+        job.finish(committed.as_ref().map(|_| ()).map_err(like));
     }
 }
 
-/// Answers the jobs of a group given up for `error`: those that wrote and those not run.
-fn give_up(error: &StoreError, finishes: Vec<Finish>, jobs: std::vec::IntoIter<Job>, health: &WriterHealth) {
+/// Answers the jobs of a group given up for `error`, those that wrote and those not run.
+fn give_up(error: &StoreError, jobs: Vec<Job>, health: &WriterHealth) {
     tracing::error!(%error, "a group transaction was given up");
     health.note(error);
-    for finish in finishes {
-        finish(Err(like(error)));
-    }
     for job in jobs {
-        let _ = (job.work)(Err(like(error)));
+        job.finish(Err(like(error)));
     }
-}
-
-/// Runs the group's jobs on the write connection, each inside the savepoint `job`:
-/// a failed job's own writes are undone, those of the jobs before it stay. One savepoint is
-/// open at a time; `COMMIT` releases the last. Answers why the transaction cannot go on, if
-/// it cannot; the jobs not run yet are left in `jobs`.
-fn run_jobs(
-    conn: &rusqlite::Connection,
-    jobs: &mut std::vec::IntoIter<Job>,
-    shared: &Shared,
-    finishes: &mut Vec<Finish>,
-    health: &WriterHealth,
-) -> StoreResult<()> {
-    run_cached(conn, "SAVEPOINT job").map_err(map_direct_err)?;
-    for job in jobs.by_ref() {
-        // A job that panics is a failed job (its caller is answered as not run): the group,
-        // and the writer that later groups need, go on.
-        let work = job.work;
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(Ok((conn, shared)))));
-        let kept = match ran.unwrap_or(Ran::Failed(None)) {
-            Ran::Wrote(finish) => {
-                finishes.push(finish);
-                run_cached(conn, "RELEASE job").and_then(|()| run_cached(conn, "SAVEPOINT job"))
-            }
-            Ran::Failed(storage) => {
-                if let Some(failure) = &storage {
-                    health.failed(failure);
-                }
-                if conn.is_autocommit() {
-                    // SQLite rolled the whole transaction back with the failed statement.
-                    return Err(match storage {
-                        Some(failure) => StoreError::Unavailable(Box::new(failure)),
-                        None => StoreError::Backend("SQLite rolled back the group's transaction".into()),
-                    });
-                }
-                run_cached(conn, "ROLLBACK TO job")
-            }
-        };
-        kept.map_err(map_direct_err)?;
-    }
-    Ok(())
 }
 
 /// Runs a statement without parameters, prepared once per connection.
@@ -381,7 +295,7 @@ fn fail_all(group: Vec<Job>, error: &StoreError, health: &WriterHealth) {
     tracing::error!(%error, jobs = group.len(), "a group write could not run");
     health.note(error);
     for job in group {
-        let _ = (job.work)(Err(like(error)));
+        job.finish(Err(like(error)));
     }
 }
 
@@ -398,6 +312,9 @@ fn like(error: &StoreError) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
@@ -416,19 +333,106 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_that_panics_fails_alone_and_the_writer_goes_on() {
-        let writer = writer().await;
-        let panicked = writer
+        let (_dir, _pool, own) = own_writer().await;
+        for writer in [writer().await, own] {
+            let panicked = writer
+                .write(1, false, |conn, _| {
+                    mark(conn, "before the panic")?;
+                    panic!("a bug in a job");
+                    #[allow(unreachable_code)]
+                    Ok(())
+                })
+                .await;
+            assert!(matches!(panicked, Err(StoreError::Backend(_))), "{panicked:?}");
+            // The panicking job's own row was rolled back.
+            let count =
+                writer.write(1, false, |conn, _| mark(conn, "after")).await.expect("the next job runs");
+            assert_eq!(count, 1);
+        }
+    }
+
+    /// Queues, behind a job that holds the writer for a while, a job that writes `a`, one that
+    /// writes `b` and then fails, and one that writes `c`, so that the three share a group;
+    /// answers their results and how often the first one ran.
+    async fn a_group_with_a_failure(writer: &GroupWriter) -> (Vec<StoreResult<i64>>, usize) {
+        let holding = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(1, false, |conn, _| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        mark(conn, "holding")
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut jobs = Vec::new();
+        for name in ["a", "b", "c"] {
+            let (writer, runs) = (writer.clone(), runs.clone());
+            jobs.push(tokio::spawn(async move {
+                writer
+                    .write(1, false, move |conn, _| {
+                        if name == "a" {
+                            runs.fetch_add(1, SeqCst);
+                        }
+                        let count = mark(conn, name)?;
+                        if name == "b" {
+                            return Err(StoreError::Backend("b fails after its write".into()));
+                        }
+                        Ok(count)
+                    })
+                    .await
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        holding.await.expect("the task").expect("the holding job");
+        let mut results = Vec::new();
+        for job in jobs {
+            results.push(job.await.expect("the task"));
+        }
+        (results, runs.load(SeqCst))
+    }
+
+    async fn names(writer: &GroupWriter) -> Vec<String> {
+        writer
             .write(1, false, |conn, _| {
-                mark(conn, "before the panic")?;
-                panic!("a bug in a job");
-                #[allow(unreachable_code)]
-                Ok(())
+                let mut statement =
+                    conn.prepare("SELECT name FROM marks ORDER BY rowid").map_err(map_direct_err)?;
+                let names = statement.query_map([], |row| row.get(0)).map_err(map_direct_err)?;
+                names.collect::<Result<Vec<String>, _>>().map_err(map_direct_err)
             })
-            .await;
-        assert!(matches!(panicked, Err(StoreError::Backend(_))), "{panicked:?}");
-        // The panicking job's own row was rolled back with its savepoint.
-        let count = writer.write(1, false, |conn, _| mark(conn, "after")).await.expect("the next job runs");
-        assert_eq!(count, 1);
+            .await
+            .expect("the names")
+    }
+
+    fn assert_only_the_failed_job_wrote_nothing(results: &[StoreResult<i64>]) {
+        assert_eq!(results[0].as_ref().ok(), Some(&2), "a wrote after the holding job: {results:?}");
+        assert!(
+            matches!(&results[1], Err(StoreError::Backend(m)) if m.to_string().contains("b fails")),
+            "b answers its own error: {results:?}"
+        );
+        assert_eq!(results[2].as_ref().ok(), Some(&3), "c counts a, not b: {results:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_its_own_connection_a_failed_job_makes_the_others_of_its_group_run_again_alone() {
+        let (_dir, _pool, writer) = own_writer().await;
+        let (results, runs) = a_group_with_a_failure(&writer).await;
+        assert_only_the_failed_job_wrote_nothing(&results);
+        // Its first run, with b's, was rolled back; the second stands, and only it.
+        assert_eq!(runs, 2, "a ran again after b failed in their group");
+        assert_eq!(names(&writer).await, ["holding", "a", "c"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_borrowed_connection_a_failed_job_is_undone_alone() {
+        let writer = writer().await;
+        let (results, runs) = a_group_with_a_failure(&writer).await;
+        assert_only_the_failed_job_wrote_nothing(&results);
+        assert_eq!(runs, 1, "each job ran once, inside a savepoint of its own");
+        assert_eq!(names(&writer).await, ["holding", "a", "c"]);
     }
 
     /// A writer with a connection of its own to a fresh database file, and sqlx's pool.

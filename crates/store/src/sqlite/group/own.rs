@@ -8,7 +8,8 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 use switchyard_core::store::{StoreError, StoreResult};
 
-use super::{Job, Shared, WriterHealth, answer_committed, fail_all, give_up, run_cached, run_jobs};
+use super::jobs::{Apart, run_each_alone, run_together};
+use super::{Job, Shared, WriterHealth, answer_committed, fail_all, give_up, run_cached};
 use crate::error::{map_direct_err, map_err};
 
 /// Statements the writer's own connection keeps prepared, at most (the multi-row event
@@ -48,26 +49,14 @@ pub(super) async fn commit_own(
         Ok(conn) => conn,
         Err(error) => return fail_all(group, &error, health),
     };
-    let conn = match begin_own(conn, busy_timeout).await {
+    let mut jobs = group;
+    let conn = match run_in_transaction(conn, busy_timeout, &mut jobs, health).await {
         (conn, Ok(())) => conn,
         (conn, Err(error)) => {
-            *own = Some(conn);
-            return fail_all(group, &error, health);
+            *own = Some(roll_back(conn));
+            return give_up(&error, jobs, health);
         }
     };
-    // Read inside the transaction: nobody else can commit while it holds the write lock.
-    let mut shared = Shared::default();
-    let routes = group.iter().any(|job| job.routes);
-    if let Err(error) = shared.read_subscriptions(&conn, routes) {
-        *own = Some(roll_back(conn));
-        return fail_all(group, &error, health);
-    }
-    let mut finishes = Vec::with_capacity(group.len());
-    let mut jobs = group.into_iter();
-    if let Err(error) = run_jobs(&conn, &mut jobs, &shared, &mut finishes, health) {
-        *own = Some(roll_back(conn));
-        return give_up(&error, finishes, jobs, health);
-    }
     // COMMIT waits for the fsync: on a blocking thread, not on this runtime worker.
     let committing = tokio::task::spawn_blocking(move || {
         let committed = run_cached(&conn, "COMMIT").map_err(map_direct_err);
@@ -82,7 +71,46 @@ pub(super) async fn commit_own(
         Err(error) => Err(StoreError::Backend(format!("the commit did not finish: {error}").into())),
     };
     drop(turn);
-    answer_committed(&committed, finishes, health);
+    answer_committed(&committed, jobs, health);
+}
+
+/// Begins the group's transaction on `conn` and runs `jobs` in it: together, and when one of
+/// them fails, the others again each alone in a transaction begun anew (see `jobs.rs`). On
+/// `Ok`, `jobs` holds those that wrote and the transaction is open; on `Err`, every job not
+/// answered yet, to be given up.
+async fn run_in_transaction(
+    conn: rusqlite::Connection,
+    busy_timeout: Duration,
+    jobs: &mut Vec<Job>,
+    health: &WriterHealth,
+) -> (rusqlite::Connection, StoreResult<()>) {
+    let routes = jobs.iter().any(|job| job.routes);
+    let (conn, begun) = begin_reading(conn, busy_timeout, routes).await;
+    let shared = match begun {
+        Ok(shared) => shared,
+        Err(error) => return (conn, Err(error)),
+    };
+    match run_together(&conn, jobs, &shared, health) {
+        Ok(()) => return (conn, Ok(())),
+        Err(Apart::Broken(error)) => return (conn, Err(error)),
+        Err(Apart::Failed) => {}
+    }
+    let (conn, begun) = begin_reading(roll_back(conn), busy_timeout, routes).await;
+    let ran = begun.and_then(|shared| run_each_alone(&conn, jobs, &shared, health));
+    (conn, ran)
+}
+
+/// Begins a transaction on `conn` and reads in it what the group's jobs share (the
+/// subscriptions if `routes`): nobody else can commit while it holds the write lock.
+async fn begin_reading(
+    conn: rusqlite::Connection,
+    busy_timeout: Duration,
+    routes: bool,
+) -> (rusqlite::Connection, StoreResult<Shared>) {
+    let (conn, begun) = begin_own(conn, busy_timeout).await;
+    let mut shared = Shared::default();
+    let read = begun.and_then(|()| shared.read_subscriptions(&conn, routes)).map(|()| shared);
+    (conn, read)
 }
 
 /// `BEGIN IMMEDIATE` on the writer's own connection. Another process may hold the write lock
