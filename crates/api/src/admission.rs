@@ -13,9 +13,8 @@
 //! The HTTP server's own parser limits sit above these (see `HYPER_MAX_HEADERS` in the
 //! binary), so what it refuses with a bare status is only what cannot be parsed at all.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use switchyard_core::ValidationError;
 
@@ -27,10 +26,15 @@ pub const MAX_URL_BYTES: usize = 8 * 1024;
 /// Most headers one request may carry.
 pub const MAX_HEADER_COUNT: usize = 100;
 
-/// Middleware: refuses a request whose head is over a limit, without reading its body.
-pub async fn admit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// A step of [`crate::front`]: refuses a request whose head is over a limit, without reading
+/// its body; passes the others to `inner`.
+pub(crate) async fn around<F, Fut>(state: &ApiState, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     match judge(request.uri(), request.headers(), state.settings().max_body_bytes) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => inner(request).await,
         Err(refusal) => refusal.into_response(),
     }
 }

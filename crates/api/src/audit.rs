@@ -97,20 +97,29 @@ async fn run(state: ApiState, mut queue: mpsc::Receiver<Pending>) {
 
 /// The middleware; see the module docs.
 pub async fn record(State(recorder): State<AuditRecorder>, request: Request, next: Next) -> Response {
+    around(&recorder, request, |request| next.run(request)).await
+}
+
+/// Runs `inner`, then records the request if it is audited; see the module docs.
+pub(crate) async fn around<F, Fut>(recorder: &AuditRecorder, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let method = request.method().as_str();
     if audit::is_read_only(method) {
-        return next.run(request).await;
+        return inner(request).await;
     }
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
     if !audit::is_audited(method, &route) {
-        return next.run(request).await;
+        return inner(request).await;
     }
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         // Only authenticated requests reach this layer; without a principal there is no actor.
-        return next.run(request).await;
+        return inner(request).await;
     };
     let method = method.to_owned();
     let (mut parts, body) = request.into_parts();
@@ -119,7 +128,7 @@ pub async fn record(State(recorder): State<AuditRecorder>, request: Request, nex
         .await
         .ok()
         .and_then(|params| params.iter().next().map(|(_, value)| value.to_owned()));
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let response = inner(Request::from_parts(parts, body)).await;
 
     let status = response.status().as_u16();
     // A create names what it made in `Location`.

@@ -87,13 +87,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
-/// Resolves the bearer token to a principal, or answers 401.
-pub async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
-    match resolve(&state, request.headers()).await {
+/// Middleware: resolves the bearer token to a principal, or answers 401.
+pub async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    authenticated(&state, request, |request| next.run(request)).await
+}
+
+/// Runs `inner` with the principal the bearer token resolves to, or answers 401.
+pub(crate) async fn authenticated<F, Fut>(state: &ApiState, mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    match resolve(state, request.headers()).await {
         Ok(principal) => {
             tracing::Span::current().record("principal", principal.subject());
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            inner(request).await
         }
         Err(error) => error.into_response(),
     }

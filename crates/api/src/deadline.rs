@@ -19,9 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use switchyard_core::ValidationError;
@@ -30,8 +29,12 @@ use tokio::time::{Instant, Sleep};
 use crate::ApiState;
 use crate::error::ApiError;
 
-/// Middleware: times the body's pauses and the whole request.
-pub async fn enforce(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// A step of [`crate::front`]: times the body's pauses and the whole of `inner`.
+pub(crate) async fn around<F, Fut>(state: &ApiState, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let settings = state.settings();
     let (request_timeout, body_read_timeout) = (settings.request_timeout, settings.body_read_timeout);
     let stalled = Arc::new(AtomicBool::new(false));
@@ -41,7 +44,7 @@ pub async fn enforce(State(state): State<ApiState>, request: Request, next: Next
         let stalled = Arc::clone(&stalled);
         request.map(|body| Body::new(PatientBody::new(body, body_read_timeout, stalled)))
     };
-    let answer = tokio::time::timeout(request_timeout, next.run(request)).await;
+    let answer = tokio::time::timeout(request_timeout, inner(request)).await;
     if stalled.load(Ordering::Acquire) {
         return body_not_received(body_read_timeout);
     }

@@ -32,7 +32,7 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Over the principal's rate limit; `rate_limit::enforce` adds `Retry-After` and `RateLimit-*`.
+    /// Over the principal's rate limit; `rate_limit::around` adds `Retry-After` and `RateLimit-*`.
     #[error("{0}")]
     RateLimited(String),
     #[error("{0}")]

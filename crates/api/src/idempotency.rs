@@ -5,9 +5,8 @@
 //! compared byte for byte.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use switchyard_core::ValidationError;
@@ -26,16 +25,26 @@ const RETENTION_MS: i64 = 24 * 3_600_000;
 const ABANDONED_AFTER_MS: i64 = 10 * 60_000;
 const MAX_KEY_LEN: usize = 255;
 
-pub async fn enforce(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Runs `inner` once per idempotency key of a `POST` that sends one, replaying its answer to
+/// the requests that repeat the key.
+pub(crate) async fn around<F, Fut>(state: &ApiState, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
-        return next.run(request).await;
+        return inner(request).await;
     }
-    match run_once(&state, request, next).await {
+    match run_once(state, request, inner).await {
         Ok(response) | Err(response) => response,
     }
 }
 
-async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Response, Response> {
+async fn run_once<F, Fut>(state: &ApiState, request: Request, inner: F) -> Result<Response, Response>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let key = idempotency_key(&request).map_err(IntoResponse::into_response)?;
     let scope = request
         .extensions()
@@ -73,7 +82,7 @@ async fn run_once(state: &ApiState, request: Request, next: Next) -> Result<Resp
             return Ok(replay(response));
         }
     }
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = inner(Request::from_parts(parts, Body::from(bytes))).await;
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // A failure the client should retry must not be frozen under its key.

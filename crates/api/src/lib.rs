@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+mod front;
 pub mod idempotency;
 pub mod jwt;
 pub mod limits;
@@ -184,11 +185,9 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let (v1, _) = openapi::v1_routes().split_for_parts();
     let limiter = Arc::new(rate_limit::RateLimiter::new(&state.settings().rate_limit));
-    let v1 = v1
-        .route_layer(from_fn_with_state(state.clone(), idempotency::enforce))
-        .route_layer(from_fn_with_state(audit::AuditRecorder::new(state.clone()), audit::record))
-        .route_layer(from_fn_with_state(limiter, rate_limit::enforce))
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let guard =
+        front::Guard { state: state.clone(), limiter, recorder: audit::AuditRecorder::new(state.clone()) };
+    let v1 = v1.route_layer(from_fn_with_state(guard, front::guard));
     // The provider's signature authenticates a webhook: no bearer token, no per-key limit,
     // no audit (it is the data plane), no idempotency keys (event ids dedupe).
     let (webhooks, _) = openapi::webhook_routes().split_for_parts();
@@ -212,11 +211,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
         .layer(from_fn(limits::check_headers))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(state.clone(), deadline::enforce))
-        .layer(from_fn_with_state(state.clone(), admission::admit))
-        .layer(from_fn_with_state(state.clone(), observe::track))
-        .layer(from_fn(request_id::assign))
-        .layer(from_fn(security_headers::apply))
+        .layer(from_fn_with_state(state.clone(), front::front))
         .with_state(state)
 }
 

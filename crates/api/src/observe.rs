@@ -4,8 +4,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use serde::Serialize;
 use switchyard_core::circuit::{OutcomeWindow, Signal};
@@ -92,7 +91,11 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 
 /// Records the answered request under its route template (`/v1/events/{id}`), never the raw
 /// path, so ids cannot grow the label set.
-pub async fn track(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+pub(crate) async fn around<F, Fut>(state: &ApiState, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -100,7 +103,7 @@ pub async fn track(State(state): State<ApiState>, request: Request, next: Next) 
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let elapsed = started.elapsed();
     let status = response.status();
     state.control().metrics().http_request(method, &route, status.as_u16(), elapsed);

@@ -9,13 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::Quota;
 use governor::clock::{Clock, DefaultClock};
@@ -158,15 +156,20 @@ fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// The middleware: runs after authentication, before idempotency (so a 429 claims no key).
-pub async fn enforce(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+/// Runs `inner` unless the principal is over its limit: after authentication, before
+/// idempotency (so a 429 claims no key).
+pub(crate) async fn around<F, Fut>(limiter: &RateLimiter, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let Some(principal) = request.extensions().get::<Principal>() else {
-        return next.run(request).await;
+        return inner(request).await;
     };
     match limiter.check(principal.role, &principal.subject()) {
-        Decision::Unlimited => next.run(request).await,
+        Decision::Unlimited => inner(request).await,
         Decision::Allowed { limit, remaining, reset_secs } => {
-            let mut response = next.run(request).await;
+            let mut response = inner(request).await;
             set_headers(response.headers_mut(), limit, remaining, reset_secs);
             response
         }

@@ -10,7 +10,6 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use switchyard_core::error::{excerpt, excerpt_of};
 use switchyard_core::id::is_link_id;
@@ -31,7 +30,13 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-pub async fn assign(request: Request, next: Next) -> Response {
+/// A step of [`crate::front`]: runs `inner` with the request's id current and in its span,
+/// and echoes the id on the answer.
+pub(crate) async fn around<F, Fut>(request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(HEADER)
@@ -59,7 +64,7 @@ pub async fn assign(request: Request, next: Next) -> Response {
         span.record("correlation_id", correlation_id.as_str());
     }
     let started = std::time::Instant::now();
-    let mut response = CURRENT.scope(id.clone(), next.run(request).instrument(span.clone())).await;
+    let mut response = CURRENT.scope(id.clone(), inner(request).instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -9,21 +9,25 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 /// The dashboard's Content-Security-Policy.
 pub const UI_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Middleware: adds the headers to every answer, whichever layer made it.
-pub async fn apply(request: Request, next: Next) -> Response {
+/// A step of [`crate::front`]: adds the headers to every answer `inner` gives, whichever layer
+/// made it.
+pub(crate) async fn around<F, Fut>(request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let path = request.uri().path();
     let api = is_under(path, "/v1");
     let docs = is_under(path, "/docs");
     let ui = is_under(path, "/ui");
     let ui_asset = is_under(path, "/ui/assets");
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if api {
