@@ -46,7 +46,6 @@ where
     F: FnMut(&rusqlite::Connection, &Shared) -> StoreResult<T> + Send + 'static,
 {
     fn run(&mut self, conn: &rusqlite::Connection, shared: &Shared) -> Result<(), Option<StorageFailure>> {
-        self.kept = None;
         match (self.work)(conn, shared) {
             Ok(value) => {
                 self.kept = Some(value);
