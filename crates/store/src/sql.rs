@@ -552,6 +552,16 @@ mod tests {
         }
     }
 
+    /// No trigger numbers the deliveries SQLite inserts (migration 0017): each insert writes its
+    /// stream position itself.
+    #[test]
+    fn sqlite_inserts_of_deliveries_write_their_stream_position() {
+        for sql in [SQLITE_INSERT_DELIVERY, INSERT_LEASED_DELIVERY] {
+            let columns = &sql[..sql.find(')').expect("a column list")];
+            assert!(columns.ends_with(", changed"), "{sql}");
+        }
+    }
+
     #[test]
     fn event_listings_write_only_the_conditions_given() {
         let plain = list_events(&EventFilter::default(), None, 21, 0);

@@ -288,9 +288,11 @@ pub const HELD_BACKLOG: &str = concat!(
 /// The lease's attempt is recorded, so it no longer counts as unfinished. SQLite only
 /// (PostgreSQL settles in arrays): the status change writes its stream position, and the row
 /// answers its destination and whether it has an ordering key, so the settle reads neither
-/// again.
+/// again. `OR FAIL`: the group writer undoes a failed job whole (its transaction or its
+/// savepoint), so the statement needs no journal of its own to be undone alone, which SQLite
+/// would keep for an update of a table with triggers that may abort half-way.
 pub const SETTLE_DELIVERY: &str = concat!(
-    "UPDATE deliveries SET status = $1, next_attempt_at = $2, \
+    "UPDATE OR FAIL deliveries SET status = $1, next_attempt_at = $2, \
      attempt_count = attempt_count + 1, unfinished_attempts = 0, last_error = $3, \
      lease_owner = NULL, lease_expires_at = NULL, updated_at = $4, changed = ",
     next_change!(),
@@ -316,12 +318,14 @@ pub const PROMOTE_NEXT: &str = concat!(
 );
 
 /// Appends an attempt numbered after the delivery's last one (the primary key serves the
-/// `MAX`). Run in the same transaction as `SETTLE_DELIVERY`, under the write lock.
+/// `MAX`). Run in the same transaction as `SETTLE_DELIVERY`, under the write lock. One row of
+/// `VALUES`, not `INSERT … SELECT`: SQLite takes the latter for a write of many rows and keeps a
+/// statement journal for it, as the foreign key may fail half-way.
 pub const INSERT_ATTEMPT: &str = concat!(
     "INSERT INTO attempts (",
     attempt_columns!(),
-    ") SELECT $1, COALESCE(MAX(number), 0) + 1, $2, $3, $4, $5, $6, $7 \
-     FROM attempts WHERE delivery_id = $1"
+    ") VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE delivery_id = $1), \
+     $2, $3, $4, $5, $6, $7)"
 );
 
 /// Hands the leases of `$2` back as due at `$1`, unused (`lease_handed_back!`). Served by

@@ -420,7 +420,7 @@ mod plans {
         sqlx::query(
             "INSERT INTO deliveries (id, event_id, subscription_id, destination_id, status, \
              attempt_count, next_attempt_at, lease_owner, lease_expires_at, ordering_key, \
-             ordered, block_on_dead, created_at, updated_at) \
+             ordered, block_on_dead, created_at, updated_at, changed) \
              SELECT 'd' || seq, event_id, 'sub_' || (seq % 2), 'dst_' || (seq % 40 + 1), \
              CASE WHEN seq % 50 = 0 THEN 'pending' WHEN seq % 97 = 0 THEN 'in_flight' \
                   WHEN seq % 89 = 0 THEN 'dead' WHEN seq % 7 = 0 THEN 'filtered' \
@@ -428,7 +428,7 @@ mod plans {
              1, CASE WHEN seq % 50 = 0 OR seq % 97 = 0 THEN seq END, \
              CASE WHEN seq % 97 = 0 THEN 'node' END, CASE WHEN seq % 97 = 0 THEN seq END, \
              CASE WHEN seq % 3 = 0 THEN 'k' || (seq % 10) END, seq % 3 = 0, seq % 6 = 0, \
-             seq, seq FROM events",
+             seq, seq, seq FROM events",
         )
         .execute(&store.writer)
         .await

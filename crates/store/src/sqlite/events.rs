@@ -94,8 +94,11 @@ struct Routing<'g> {
 const ROWS_PER_INSERT: usize = 100;
 
 /// The insert of many events: the head, then one group of fourteen parameters (the same columns)
-/// per event, then the tail; answers the id and sequence number of each row inserted.
-const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (event_id, event_type, timestamp, payload, \
+/// per event, then the tail; answers the id and sequence number of each row inserted. `OR
+/// FAIL` rather than the default `ABORT` for the constraints the `ON CONFLICT` does not cover:
+/// a statement of many rows that may abort half-way gets a journal of its own, a copy of every
+/// page it writes, so that it can be undone alone; the group writer undoes a failed job whole.
+const INSERT_EVENTS_HEAD: &str = "INSERT OR FAIL INTO events (event_id, event_type, timestamp, payload, \
      correlation_id, causation_id, ordering_key, source, received_at, content_hash, traceparent, \
      request_id, published_by, headers) VALUES";
 const INSERT_EVENTS_TAIL: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq";

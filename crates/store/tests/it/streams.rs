@@ -4,6 +4,7 @@
 use sqlx::Connection as _;
 use switchyard_core::delivery::{Attempt, AttemptOutcome, DeliveryStatus, NextStep};
 use switchyard_core::pattern::EventTypePattern;
+use switchyard_core::store::FreshLease;
 use switchyard_core::stream::{DeliveryStreamFilter, EventStreamFilter, StreamCursor};
 
 use crate::support::{T0, TestDb, destination, event, subscription};
@@ -148,6 +149,15 @@ pub async fn the_deliveries_stream_reads_status_changes_compacted(db: TestDb) {
     let page = db.store.stream_deliveries(head, &succeeded, 100).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.end, Some(end), "rows that do not match still advance the cursor");
+
+    // Deliveries an ingest writes leased to its node are changes of the stream too, after
+    // everything before them.
+    let lease = FreshLease { owner: "n2".into(), lease_until: T0 + 60_000, max: 10 };
+    let ingested = db.store.ingest_routed(vec![event("e3", "a.d")], T0, Some(lease)).await.unwrap();
+    assert_eq!(ingested.leased.len(), 1, "the delivery was written leased");
+    let (seen, _) = read_deliveries_until(&db, end, &all, 1).await;
+    let seen: Vec<_> = seen.iter().map(|d| (d.event_id.to_string(), d.status)).collect();
+    assert_eq!(seen, [("e3".into(), DeliveryStatus::InFlight)]);
 }
 
 #[tokio::test]
