@@ -91,30 +91,27 @@ impl Serialize for NextCursor {
     }
 }
 
-/// A success answer with its status and headers, rendered into the envelope.
+/// A success answer with its status and headers, its envelope serialized once, straight into
+/// the bytes of the body.
 pub struct Reply {
     status: StatusCode,
-    body: Value,
+    body: Vec<u8>,
     location: Option<String>,
     etag: Option<i64>,
 }
 
 impl Reply {
     pub fn ok<T: Serialize>(data: T) -> Self {
-        Self::with_status(StatusCode::OK, data, None)
+        Self::with_status(StatusCode::OK, data, None, false)
     }
 
     pub fn created<T: Serialize>(data: T, location: String) -> Self {
-        Self::with_status(StatusCode::CREATED, data, Some(location))
+        Self::with_status(StatusCode::CREATED, data, Some(location), false)
     }
 
     /// The same event was stored before: 200 with `metadata.duplicate = true`.
     pub fn duplicate<T: Serialize>(data: T) -> Self {
-        let mut reply = Self::ok(data);
-        if let Some(meta) = reply.body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("duplicate".into(), Value::Bool(true));
-        }
-        reply
+        Self::with_status(StatusCode::OK, data, None, true)
     }
 
     pub fn list<T: Serialize>(listing: Listing<T>, request: ListRequest, cursors: bool) -> Self {
@@ -139,29 +136,34 @@ impl Reply {
                 Pagination { page: None, per_page, total_items: None, total_pages: None, next_cursor }
             }
         };
-        let body = serde_json::json!({
-            "success": true,
-            "data": listing.items,
-            "pagination": pagination,
-            "metadata": Metadata::now(),
-        });
-        Self { status: StatusCode::OK, body, location: None, etag: None }
+        let page = Paged { success: true, data: listing.items, pagination, metadata: Metadata::now() };
+        Self::serialized(StatusCode::OK, &page, None)
     }
 
-    fn with_status<T: Serialize>(status: StatusCode, data: T, location: Option<String>) -> Self {
-        let body = match serde_json::to_value(Success { success: true, data, metadata: Metadata::now() }) {
-            Ok(body) => body,
+    fn with_status<T: Serialize>(
+        status: StatusCode,
+        data: T,
+        location: Option<String>,
+        duplicate: bool,
+    ) -> Self {
+        let metadata = Metadata { duplicate: duplicate.then_some(true), ..Metadata::now() };
+        Self::serialized(status, &Success { success: true, data, metadata }, location)
+    }
+
+    fn serialized<B: Serialize>(status: StatusCode, envelope: &B, location: Option<String>) -> Self {
+        match serde_json::to_vec(envelope) {
+            Ok(body) => Self { status, body, location, etag: None },
             Err(error) => {
                 tracing::error!(%error, "an answer could not be serialised");
-                return Self {
+                let failure = failure_body("internal_error", "internal error", Vec::new());
+                Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
-                    body: failure_body("internal_error", "internal error", Vec::new()),
+                    body: failure.to_string().into_bytes(),
                     location: None,
                     etag: None,
-                };
+                }
             }
-        };
-        Self { status, body, location, etag: None }
+        }
     }
 
     /// Adds an `ETag` carrying the resource's version.
@@ -173,7 +175,8 @@ impl Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
+        let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let mut response = (self.status, json, self.body).into_response();
         let headers = response.headers_mut();
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, location);
