@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method, Response, StatusCode, Url};
+use reqwest::{Client, Response, StatusCode, Url};
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
@@ -16,7 +16,8 @@ use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transp
 
 use super::auth::{self, TokenCache, TokenRequest};
 use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
-use super::config::{self, Auth, HttpConfig};
+use super::config::{self, Auth};
+use super::prepared::{Prepared, PreparedCache};
 use super::signing::SigningKeys;
 use crate::identity::identity;
 use crate::ssrf::UrlPolicy;
@@ -44,6 +45,7 @@ impl Default for HttpSettings {
 pub struct HttpAdapter {
     clients: ClientPool,
     tokens: TokenCache,
+    prepared: PreparedCache,
     policy: UrlPolicy,
 }
 
@@ -52,7 +54,12 @@ impl HttpAdapter {
     /// time). Also installs the ring crypto provider for rustls, unless one is installed already.
     pub fn new(settings: HttpSettings, policy: UrlPolicy) -> Self {
         crate::install_crypto_provider();
-        Self { clients: ClientPool::new(settings, policy), tokens: TokenCache::default(), policy }
+        Self {
+            clients: ClientPool::new(settings, policy),
+            tokens: TokenCache::default(),
+            prepared: PreparedCache::default(),
+            policy,
+        }
     }
 
     /// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never
@@ -83,33 +90,23 @@ impl Transport for HttpAdapter {
     async fn deliver(&self, message: &OutboundMessage<'_>) -> Result<Receipt, DeliveryError> {
         let destination = message.destination;
         let deadline = Deadline::after_ms(destination.timeout_ms);
-        let config = parse_config(destination)?;
-        let url = Url::parse(&config.url)
-            .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))?;
-        self.check_host(&url)?;
-        let method = Method::from_bytes(config.method.as_bytes())
-            .map_err(|_| DeliveryError::permanent("the destination's method is not valid"))?;
+        let prepared = self.prepared.get(destination, self.policy)?;
         let body = serde_json::to_vec(message.body)
             .map(Bytes::from)
             .map_err(|e| DeliveryError::permanent(format!("the body is not JSON: {e}")))?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let keys = SigningKeys::from_secrets(
-            &destination.secrets,
-            config.previous_signing_secret_expires_at,
-            i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
-        )?;
+        let keys = prepared.signing_keys(i64::try_from(now.as_millis()).unwrap_or(i64::MAX));
         let timestamp = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let headers = request_headers(&config, message, timestamp, &keys, &body)?;
+        let headers = request_headers(&prepared.headers, message, timestamp, keys, &body);
         let request = Request {
             client: self.clients.get(destination.connect_timeout_ms)?,
-            host: host_label(&url),
-            method,
-            url,
+            target: &prepared,
             headers,
             body,
             deadline,
             connect_timeout_ms: destination.connect_timeout_ms,
         };
+        let config = &prepared.config;
         let response = match &config.auth {
             Auth::None => request.send(None).await?,
             Auth::Bearer { token } => request.send(Some(auth::bearer(token)?)).await?,
@@ -140,7 +137,7 @@ impl HttpAdapter {
     /// request sent once more within the same attempt (the receiver may have revoked it early).
     async fn send_with_token(
         &self,
-        request: &Request,
+        request: &Request<'_>,
         grant: &TokenRequest<'_>,
     ) -> Result<Response, DeliveryError> {
         let token = self.tokens.token(&request.client, grant, &request.deadline).await?;
@@ -156,76 +153,47 @@ impl HttpAdapter {
 }
 
 /// Everything of one request but its credentials, so it can be sent twice.
-struct Request {
+struct Request<'a> {
     client: Client,
-    host: String,
-    method: Method,
-    url: Url,
+    /// The method, URL and host.
+    target: &'a Prepared,
     headers: HeaderMap,
     body: Bytes,
     deadline: Deadline,
     connect_timeout_ms: u64,
 }
 
-impl Request {
+impl Request<'_> {
     async fn send(&self, authorization: Option<HeaderValue>) -> Result<Response, DeliveryError> {
         let mut headers = self.headers.clone();
         if let Some(value) = authorization {
             headers.insert(AUTHORIZATION, value);
         }
         self.client
-            .request(self.method.clone(), self.url.clone())
+            .request(self.target.method.clone(), self.target.url.clone())
             .headers(headers)
             .body(self.body.clone())
             .timeout(self.deadline.remaining()?)
             .send()
             .await
-            .map_err(|e| transport_error(e, &self.host, &self.deadline, self.connect_timeout_ms))
+            .map_err(|e| transport_error(e, &self.target.host, &self.deadline, self.connect_timeout_ms))
     }
-}
-
-/// The stored configuration with its secrets put back, as the type validation produced.
-fn parse_config(destination: &Destination) -> Result<HttpConfig, DeliveryError> {
-    switchyard_core::json::from_value(destination.full_config()).map_err(|error| {
-        // Only the path: the message can quote the value, which may be a secret.
-        let at = error.0.first().map_or_else(String::new, |e| e.field.clone());
-        DeliveryError::permanent(format!(
-            "the destination's configuration is not a valid http configuration (at {at})"
-        ))
-    })
 }
 
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
-/// The destination's static headers and secret headers, then the hub's own (which validation
-/// keeps out of the configured ones, so nothing is overwritten).
+/// The destination's configured headers, then the hub's own (which validation keeps out of the
+/// configured ones, so nothing is overwritten).
 fn request_headers(
-    config: &HttpConfig,
+    configured: &HeaderMap,
     message: &OutboundMessage<'_>,
     timestamp: i64,
     keys: &SigningKeys,
     body: &[u8],
-) -> Result<HeaderMap, DeliveryError> {
-    let secret_headers = config.secret_headers.iter().flatten();
-    let mut headers = HeaderMap::with_capacity(config.headers.len() + 8);
-    for (name, value, secret) in
-        config.headers.iter().map(|(n, v)| (n, v, false)).chain(secret_headers.map(|(n, v)| (n, v, true)))
-    {
-        let parsed = HeaderName::from_bytes(name.as_bytes())
-            .ok()
-            .zip(value.as_str().and_then(|v| HeaderValue::from_str(v).ok()));
-        let Some((name, mut value)) = parsed else {
-            let kind = if secret { "secret header" } else { "header" };
-            return Err(DeliveryError::permanent(format!(
-                "the destination's {kind} {name} is not a valid header"
-            )));
-        };
-        // Kept out of debug output, and of HTTP/2 header compression tables.
-        value.set_sensitive(secret);
-        headers.append(name, value);
-    }
+) -> HeaderMap {
+    let mut headers = configured.clone();
     let id = message.delivery_id.as_str();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     insert_text(&mut headers, WEBHOOK_ID, id);
@@ -238,7 +206,7 @@ fn request_headers(
             insert_text(&mut headers, name, &value);
         }
     }
-    Ok(headers)
+    headers
 }
 
 /// Sets a header whose value came from input; a value no header can carry is left out rather
