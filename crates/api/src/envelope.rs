@@ -151,8 +151,10 @@ impl Reply {
     }
 
     fn serialized<B: Serialize>(status: StatusCode, envelope: &B, location: Option<String>) -> Self {
-        match serde_json::to_vec(envelope) {
-            Ok(body) => Self { status, body, location, etag: None },
+        // Most answers fit; the rest grow it once or twice rather than from nothing.
+        let mut body = Vec::with_capacity(512);
+        match serde_json::to_writer(&mut body, envelope) {
+            Ok(()) => Self { status, body, location, etag: None },
             Err(error) => {
                 tracing::error!(%error, "an answer could not be serialised");
                 let failure = failure_body("internal_error", "internal error", Vec::new());
