@@ -145,7 +145,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use serde_json::json;
-    use switchyard_core::destination::{CircuitBreakerPolicy, DestinationKind, RetryPolicy};
+    use switchyard_core::destination::DestinationKind;
 
     use super::*;
 
@@ -164,22 +164,7 @@ mod tests {
     }
 
     fn destination(version: i64) -> Destination {
-        Destination {
-            id: DestinationId::from_trusted("dst_1"),
-            name: "broker".into(),
-            kind: DestinationKind::Nats,
-            config: json!({}),
-            secrets: serde_json::Map::new(),
-            timeout_ms: 1_000,
-            connect_timeout_ms: 1_000,
-            retry: RetryPolicy::default(),
-            rate_limit: None,
-            circuit_breaker: CircuitBreakerPolicy::default(),
-            enabled: true,
-            version,
-            created_at: 0,
-            updated_at: 0,
-        }
+        crate::testing::destination(DestinationKind::Nats, json!({}), version)
     }
 
     async fn settle() {

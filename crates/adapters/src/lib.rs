@@ -12,6 +12,8 @@ pub mod redis;
 pub mod sources;
 pub mod ssrf;
 pub mod template;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 

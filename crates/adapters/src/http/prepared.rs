@@ -139,25 +139,10 @@ fn configured_headers(config: &HttpConfig) -> Result<HeaderMap, DeliveryError> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use switchyard_core::destination::{CircuitBreakerPolicy, DestinationKind, RetryPolicy};
+    use switchyard_core::destination::DestinationKind;
 
     fn destination(url: &str, version: i64) -> Destination {
-        Destination {
-            id: DestinationId::from_trusted("dst_1"),
-            name: "hook".into(),
-            kind: DestinationKind::Http,
-            config: json!({ "url": url }),
-            secrets: serde_json::Map::new(),
-            timeout_ms: 1_000,
-            connect_timeout_ms: 1_000,
-            retry: RetryPolicy::default(),
-            rate_limit: None,
-            circuit_breaker: CircuitBreakerPolicy::default(),
-            enabled: true,
-            version,
-            created_at: 0,
-            updated_at: 0,
-        }
+        crate::testing::destination(DestinationKind::Http, json!({ "url": url }), version)
     }
 
     #[test]
