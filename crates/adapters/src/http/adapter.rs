@@ -15,7 +15,7 @@ use switchyard_core::retry::{OutcomeClass, classify_status};
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
 
 use super::auth::{self, TokenCache, TokenRequest};
-use super::client::{ClientPool, Deadline, body_text, host_label, read_capped, status_line, transport_error};
+use super::client::{ClientPool, Deadline, body_text, check_host, read_capped, status_line, transport_error};
 use super::config::{self, Auth};
 use super::prepared::{Prepared, PreparedCache};
 use super::signing::SigningKeys;
@@ -60,14 +60,6 @@ impl HttpAdapter {
             prepared: PreparedCache::default(),
             policy,
         }
-    }
-
-    /// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never
-    /// reach the guarded resolver. Permanent, as retrying would reach the same address.
-    fn check_host(&self, url: &Url) -> Result<(), DeliveryError> {
-        self.policy.check_url(url).map_err(|forbidden| {
-            DeliveryError::permanent(format!("refused to connect to {}: {forbidden}", host_label(url)))
-        })
     }
 }
 
@@ -115,7 +107,7 @@ impl Transport for HttpAdapter {
             }
             Auth::Oauth2ClientCredentials { token_url, client_id, client_secret, scope } => {
                 if let Ok(token_url) = Url::parse(token_url) {
-                    self.check_host(&token_url)?;
+                    check_host(self.policy, &token_url)?;
                 }
                 let grant = TokenRequest {
                     destination: &destination.id,

@@ -189,6 +189,14 @@ pub(crate) fn status_line(status: StatusCode) -> String {
     }
 }
 
+/// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never
+/// reach the guarded resolver. Permanent, as retrying would reach the same address.
+pub(crate) fn check_host(policy: UrlPolicy, url: &reqwest::Url) -> Result<(), DeliveryError> {
+    policy.check_url(url).map_err(|forbidden| {
+        DeliveryError::permanent(format!("refused to connect to {}: {forbidden}", host_label(url)))
+    })
+}
+
 /// `host` or `host:port`, the one part of a URL error messages show.
 pub(crate) fn host_label(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("?");

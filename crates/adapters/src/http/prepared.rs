@@ -12,7 +12,7 @@ use switchyard_core::destination::Destination;
 use switchyard_core::id::DestinationId;
 use switchyard_core::transport::DeliveryError;
 
-use super::client::host_label;
+use super::client::{check_host, host_label};
 use super::config::HttpConfig;
 use super::signing::SigningKeys;
 use crate::ssrf::UrlPolicy;
@@ -40,12 +40,8 @@ impl Prepared {
         let config = parse_config(destination)?;
         let url = Url::parse(&config.url)
             .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))?;
+        check_host(policy, &url)?;
         let host = host_label(&url);
-        // Forbidden literal addresses and `localhost` names never reach the guarded resolver.
-        // Permanent, as retrying would reach the same address.
-        policy.check_url(&url).map_err(|forbidden| {
-            DeliveryError::permanent(format!("refused to connect to {host}: {forbidden}"))
-        })?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| DeliveryError::permanent("the destination's method is not valid"))?;
         let headers = configured_headers(&config)?;
