@@ -1,6 +1,6 @@
 //! The plans PostgreSQL picks for the claim and for deep keyset pages, on a table of typical
 //! shape (mostly finished rows, a few due ones) with statistics: index scans, never a
-//! sequential scan of `deliveries` or `events`. The plans are quoted in ARCHITECTURE.md.
+//! sequential scan of `deliveries` or `events`. The plans are quoted in docs/internals/store.md.
 //!
 //! Runs against `SWITCHYARD_TEST_POSTGRES_URL` (default the local test database) in a schema
 //! of its own; fails under `CI=true` when PostgreSQL is unreachable, and is skipped otherwise.
