@@ -11,6 +11,7 @@
 
 mod error;
 mod fresh;
+mod gather;
 mod migrations;
 mod postgres;
 mod repo;

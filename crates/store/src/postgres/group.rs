@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::notify_work;
 use crate::error::map_err;
 use crate::fresh::Leasing;
+use crate::gather::gather;
 use crate::repo::{Fate, Written, written};
 use crate::rows::{SubscriptionRow, decode_all, headers_json, to_json};
 use crate::sql;
@@ -107,18 +108,7 @@ fn not_run() -> StoreError {
 }
 
 async fn run(pool: PgPool, mut calls: mpsc::Receiver<Call>) {
-    while let Some(first) = calls.recv().await {
-        let mut events = first.events.len();
-        let mut group = vec![first];
-        while group.len() < MAX_CALLS && events < MAX_EVENTS {
-            match calls.try_recv() {
-                Ok(call) => {
-                    events += call.events.len();
-                    group.push(call);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(mut group) = gather(&mut calls, MAX_CALLS, MAX_EVENTS, |call| call.events.len()).await {
         match write(&pool, &group).await {
             Ok(fates) => {
                 for (call, (fates, leasing)) in group.into_iter().zip(fates) {

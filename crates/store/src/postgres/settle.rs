@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::PgStore;
 use crate::error::map_err;
+use crate::gather::let_ready_callers_queue;
 use crate::repo::{
     Kept, Observed, Repo, TRIES, Taken, Unwritten, attempt_destination, lost_race, observe, settle_to,
 };
@@ -129,7 +130,8 @@ async fn run(pool: PgPool, unwritten: Unwritten, mut calls: mpsc::Receiver<Call>
 }
 
 /// The next group: the calls carried over from the last one first, then the first call to
-/// come and whatever is queued behind it, up to the bound. A call for a delivery the group
+/// come and whatever is queued behind it once ready callers had their turns, up to the
+/// bound. A call for a delivery the group
 /// holds already is carried over to the next group. `None` once no caller is left.
 async fn next_group(calls: &mut mpsc::Receiver<Call>, carried: &mut Vec<Call>) -> Option<Vec<Call>> {
     let mut group = Vec::new();
@@ -147,6 +149,7 @@ async fn next_group(calls: &mut mpsc::Receiver<Call>, carried: &mut Vec<Call>) -
     if group.is_empty() {
         let first = calls.recv().await?;
         admit(first, &mut group, carried);
+        let_ready_callers_queue().await;
     }
     while group.len() < MAX_CALLS {
         let Ok(call) = calls.try_recv() else { break };

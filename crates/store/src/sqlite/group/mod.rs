@@ -38,6 +38,7 @@ use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer_health::WriterHealth;
+use crate::gather::gather;
 use jobs::{Answered, Job, run_each_alone};
 use own::commit_own;
 
@@ -206,20 +207,7 @@ pub(super) fn not_run() -> StoreError {
 }
 
 async fn run(writer: SqlitePool, mut writes: Writes, mut jobs: mpsc::Receiver<Job>, health: WriterHealth) {
-    let mut group = Vec::with_capacity(MAX_JOBS);
-    while let Some(first) = jobs.recv().await {
-        let mut weight = first.weight;
-        group.push(first);
-        while group.len() < MAX_JOBS && weight < MAX_WEIGHT {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    weight += job.weight;
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let group = std::mem::take(&mut group);
+    while let Some(group) = gather(&mut jobs, MAX_JOBS, MAX_WEIGHT, |job| job.weight).await {
         match &mut writes {
             Writes::Borrowed => commit_group(&writer, group, &health).await,
             Writes::Own { path, busy_timeout, conn } => {
