@@ -48,9 +48,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What every connection is set to, sqlx's and the group writer's own (`group/own.rs`):
 /// every commit waits for the disk, foreign keys hold, and temporary files stay in memory
 /// (the group writer runs each call inside a savepoint, whose sub-journal is a temporary file:
-/// on disk, every page a call first touches was one more `pwrite`).
-const CONNECTION_PRAGMAS: [(&str, &str); 3] =
-    [("synchronous", "FULL"), ("foreign_keys", "ON"), ("temp_store", "memory")];
+/// on disk, every page a call first touches was one more `pwrite`). A commit that leaves the
+/// WAL past 4 000 pages (16 MiB) checkpoints it, not past SQLite's 1 000: a page that many
+/// groups rewrite (the tail of a table or index) is copied into the database once per
+/// checkpoint, so fewer checkpoints copy less (the store's CPU per event −6 to −13 %, in
+/// docs/benchmarks.md). A crash leaves at most that much WAL to read again on the next open,
+/// a few tens of milliseconds.
+const CONNECTION_PRAGMAS: [(&str, &str); 4] = [
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    ("temp_store", "memory"),
+    ("wal_autocheckpoint", "4000"),
+];
 
 /// The SQLite implementation of every store trait. Cheap to clone: clones share the pools.
 #[derive(Debug, Clone)]

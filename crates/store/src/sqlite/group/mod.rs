@@ -458,12 +458,17 @@ mod tests {
         let settings = writer
             .write(1, false, |conn, _| {
                 let read = |pragma: &str| conn.pragma_query_value(None, pragma, |row| row.get::<_, i64>(0));
-                Ok((read("synchronous"), read("foreign_keys"), read("temp_store")))
+                Ok([
+                    read("synchronous"),
+                    read("foreign_keys"),
+                    read("temp_store"),
+                    read("wal_autocheckpoint"),
+                ])
             })
             .await
             .expect("a write");
-        // FULL, ON, MEMORY.
-        assert_eq!((settings.0.ok(), settings.1.ok(), settings.2.ok()), (Some(2), Some(1), Some(2)));
+        // FULL, ON, MEMORY, 4 000 pages.
+        assert_eq!(settings.map(Result::ok), [Some(2), Some(1), Some(2), Some(4000)]);
     }
 
     #[tokio::test]
