@@ -5,9 +5,9 @@
 //! their sockets already, and their tasks are ready to run, but have not run yet. Letting
 //! the runtime turn a few times first gives them the chance to queue their calls, so they
 //! share this group's transaction and fsync instead of waiting for the next. Under `e2e`
-//! load on SQLite that took groups from about 25 calls to about 48 and the server's CPU per
-//! event down by a tenth or more (docs/benchmarks.md, "Groups that wait three turns"). When
-//! nothing else is ready, the turns cost microseconds.
+//! load on SQLite that took groups from about 25 calls to about 48; the store's CPU per event
+//! fell by about a sixth, PostgreSQL's `e2e` delivered 12-16 % more (docs/benchmarks.md,
+//! "Groups that wait three turns"). When nothing else is ready, the turns cost microseconds.
 
 use tokio::sync::mpsc;
 
