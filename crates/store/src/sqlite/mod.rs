@@ -23,6 +23,8 @@ mod reads;
 mod secrets;
 mod sources;
 mod subscriptions;
+#[cfg(test)]
+mod upgrades;
 mod upkeep;
 mod writer_health;
 
