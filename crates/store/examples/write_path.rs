@@ -3,9 +3,16 @@
 //! path does) and record its successful attempt, `rounds` times (600), on a fresh SQLite file
 //! (WAL, `synchronous = FULL`). Prints the rate, the process's CPU time per event (all its
 //! threads) and the bytes it wrote per event (the WAL's frames and the checkpoints' pages).
-//! `cargo run --release -p switchyard-store --example write_path [tasks] [rounds]`.
+//! `cargo run --release -p switchyard-store --example write_path [tasks] [rounds] [ids]`.
+//!
+//! `ids` shapes the event and correlation ids, which three indexes are keyed by: `spread`
+//! (the default: `evt-{task}-{round}`, as many insertion points as tasks), `sequential` (one
+//! counter, every insert at the end) or `random` (128 random bits, as producers using UUIDv4
+//! send).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use serde_json::{Map, json};
@@ -35,11 +42,40 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// How the events' ids are made (see the module's comment).
+#[derive(Clone, Copy)]
+enum Ids {
+    Spread,
+    Sequential,
+    Random,
+}
+
+impl Ids {
+    fn parse(name: &str) -> Ids {
+        match name {
+            "spread" => Ids::Spread,
+            "sequential" => Ids::Sequential,
+            "random" => Ids::Random,
+            other => panic!("ids: spread, sequential or random, not {other:?}"),
+        }
+    }
+
+    fn make(self, task: usize, round: usize, counter: &AtomicU64) -> String {
+        match self {
+            Ids::Spread => format!("evt-{task}-{round}"),
+            Ids::Sequential => format!("evt-{:012}", counter.fetch_add(1, Relaxed)),
+            Ids::Random => format!("evt-{:032x}", rand::random::<u128>()),
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let tasks: usize = args.next().map_or(32, |a| a.parse().unwrap());
     let rounds: usize = args.next().map_or(600, |a| a.parse().unwrap());
+    let ids = Ids::parse(args.next().as_deref().unwrap_or("spread"));
+    let counter = Arc::new(AtomicU64::new(0));
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
     let options = DatabaseOptions {
@@ -88,11 +124,11 @@ async fn main() {
     let (cpu, written, clock) = (cpu_seconds(), written_bytes(), Instant::now());
     let mut workers = tokio::task::JoinSet::new();
     for task in 0..tasks {
-        let store = store.clone();
+        let (store, counter) = (store.clone(), counter.clone());
         workers.spawn(async move {
             for round in 0..rounds {
                 let now = now_millis();
-                let id = format!("evt-{task}-{round}");
+                let id = ids.make(task, round, &counter);
                 let event = NewEvent {
                     event_id: EventId::parse(&id).unwrap(),
                     event_type: EventType::parse("bench.item").unwrap(),
