@@ -10,11 +10,11 @@
 //! values (the rest are counted under `other`), so a publisher inventing types cannot grow the
 //! series without bound.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use switchyard_core::delivery::{AttemptOutcome, NextStep};
 
@@ -65,10 +65,19 @@ pub struct DestinationGauges<'a> {
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
+// The series recorded per request and per delivery are registered once and their handles
+// kept: registering one builds its key (a string per label) and looks it up in the recorder's
+// registry, on every call.
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    event_types: Mutex<HashSet<String>>,
+    /// `switchyard_events_ingested_total` of each event type given a label of its own.
+    event_types: Mutex<HashMap<String, Counter>>,
+    /// The same of every type past the cap.
+    other_event_types: OnceLock<Counter>,
+    requests: Mutex<RequestsByRoute>,
+    /// The series of delivery attempts, by destination.
+    deliveries: Mutex<HashMap<String, Arc<DeliverySeries>>>,
     /// The destinations the last scrape set gauges for.
     destinations: Mutex<HashSet<String>>,
     pool_probe: OnceLock<PoolProbe>,
@@ -97,6 +106,9 @@ impl Metrics {
             recorder,
             handle,
             event_types: Mutex::default(),
+            other_event_types: OnceLock::new(),
+            requests: Mutex::default(),
+            deliveries: Mutex::default(),
             destinations: Mutex::default(),
             pool_probe: OnceLock::new(),
         }));
@@ -192,18 +204,58 @@ impl Metrics {
 
     /// One answered HTTP request; `route` is the matched template (or `unmatched`).
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let known = lock(&self.0.requests)
+            .get(route)
+            .and_then(|by_method| by_method.get(method))
+            .and_then(|by_status| by_status.get(&status))
+            .cloned();
+        let series = known.unwrap_or_else(|| {
+            let series = self.request_series(method, route, status);
+            lock(&self.0.requests)
+                .entry(route.to_owned())
+                .or_default()
+                .entry(method.to_owned())
+                .or_default()
+                .insert(status, series.clone());
+            series
+        });
+        series.count.increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+    }
+
+    fn request_series(&self, method: &str, route: &str, status: u16) -> RequestSeries {
         let labels =
             [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
-        self.with(|| {
-            counter!("switchyard_http_requests_total", &labels).increment(1);
-            histogram!("switchyard_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-        });
+        self.with(|| RequestSeries {
+            count: counter!("switchyard_http_requests_total", &labels),
+            duration: histogram!("switchyard_http_request_duration_seconds", &labels),
+        })
     }
 
     /// One newly stored event.
     pub fn event_ingested(&self, event_type: &str) {
-        let label = self.event_type_label(event_type);
-        self.with(|| counter!("switchyard_events_ingested_total", "event_type" => label).increment(1));
+        self.event_type_counter(event_type).increment(1);
+    }
+
+    /// The counter of `event_type`, or of `other` once [`MAX_EVENT_TYPE_LABELS`] types have one.
+    fn event_type_counter(&self, event_type: &str) -> Counter {
+        let mut seen = lock(&self.0.event_types);
+        if let Some(counter) = seen.get(event_type) {
+            return counter.clone();
+        }
+        if seen.len() < MAX_EVENT_TYPE_LABELS {
+            let label = event_type.to_owned();
+            let counter =
+                self.with(|| counter!("switchyard_events_ingested_total", "event_type" => label.clone()));
+            seen.insert(label, counter.clone());
+            return counter;
+        }
+        self.0
+            .other_event_types
+            .get_or_init(|| {
+                self.with(|| counter!("switchyard_events_ingested_total", "event_type" => OTHER_EVENT_TYPE))
+            })
+            .clone()
     }
 
     /// One webhook request to an existing source, by what it came to.
@@ -227,18 +279,6 @@ impl Metrics {
         self.with(|| gauge!("switchyard_source_relay_lag_seconds", &labels).set(lag_ms as f64 / 1_000.0));
     }
 
-    fn event_type_label(&self, event_type: &str) -> String {
-        let mut seen = self.0.event_types.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if seen.contains(event_type) {
-            return event_type.to_owned();
-        }
-        if seen.len() < MAX_EVENT_TYPE_LABELS {
-            seen.insert(event_type.to_owned());
-            return event_type.to_owned();
-        }
-        OTHER_EVENT_TYPE.to_owned()
-    }
-
     /// `count` deliveries taken by the dispatcher to run: `path` is `fast` (leased at their
     /// ingest by this node) or `claim`.
     pub fn deliveries_taken(&self, path: &'static str, count: usize) {
@@ -259,33 +299,33 @@ impl Metrics {
         next: NextStep,
         ingest_latency: Option<Duration>,
     ) {
-        let destination = destination.to_owned();
-        self.with(|| {
-            counter!(
-                "switchyard_delivery_attempts_total",
-                "destination" => destination.clone(),
-                "outcome" => outcome.as_str()
-            )
-            .increment(1);
-            if outcome != AttemptOutcome::Filtered {
-                histogram!("switchyard_delivery_attempt_duration_seconds", "destination" => destination.clone())
-                    .record(attempt_duration.as_secs_f64());
-            }
-            let settled = match next {
-                NextStep::Succeeded => Some("succeeded"),
-                NextStep::Dead => Some("dead"),
-                NextStep::Filtered => Some("filtered"),
-                NextStep::RetryAt(_) => None,
-            };
-            if let Some(settled) = settled {
-                counter!("switchyard_deliveries_total", "destination" => destination.clone(), "outcome" => settled)
-                    .increment(1);
-            }
-            if let (NextStep::Succeeded, Some(latency)) = (next, ingest_latency) {
-                histogram!("switchyard_delivery_latency_seconds", "destination" => destination)
-                    .record(latency.as_secs_f64());
-            }
-        });
+        let series = self.delivery_series(destination);
+        series.attempts(self, outcome).increment(1);
+        if outcome != AttemptOutcome::Filtered {
+            series.attempt_duration(self).record(attempt_duration.as_secs_f64());
+        }
+        let settled = match next {
+            NextStep::Succeeded => Some(Settlement::Succeeded),
+            NextStep::Dead => Some(Settlement::Dead),
+            NextStep::Filtered => Some(Settlement::Filtered),
+            NextStep::RetryAt(_) => None,
+        };
+        if let Some(settled) = settled {
+            series.settled(self, settled).increment(1);
+        }
+        if let (NextStep::Succeeded, Some(latency)) = (next, ingest_latency) {
+            series.latency(self).record(latency.as_secs_f64());
+        }
+    }
+
+    fn delivery_series(&self, destination: &str) -> Arc<DeliverySeries> {
+        let mut all = lock(&self.0.deliveries);
+        if let Some(series) = all.get(destination) {
+            return Arc::clone(series);
+        }
+        let series = Arc::new(DeliverySeries::new(destination));
+        all.insert(destination.to_owned(), Arc::clone(&series));
+        series
     }
 
     /// Sets the scrape-time gauges of every destination there is. The recorder cannot drop a
@@ -338,6 +378,112 @@ impl Metrics {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change to these maps is one insert: a panic elsewhere leaves none half-made.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The series of answered requests, by route, method and status.
+type RequestsByRoute = HashMap<String, HashMap<String, HashMap<u16, RequestSeries>>>;
+
+#[derive(Clone)]
+struct RequestSeries {
+    count: Counter,
+    duration: Histogram,
+}
+
+/// How an attempt settled its delivery, for `switchyard_deliveries_total`.
+#[derive(Clone, Copy)]
+enum Settlement {
+    Succeeded,
+    Dead,
+    Filtered,
+}
+
+impl Settlement {
+    const ALL: [Self; 3] = [Self::Succeeded, Self::Dead, Self::Filtered];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+            Self::Filtered => "filtered",
+        }
+    }
+}
+
+const OUTCOMES: [AttemptOutcome; 4] = [
+    AttemptOutcome::Succeeded,
+    AttemptOutcome::Retryable,
+    AttemptOutcome::Permanent,
+    AttemptOutcome::Filtered,
+];
+
+/// The series of one destination's attempts, each registered the first time it is recorded,
+/// so `/metrics` shows only what happened.
+struct DeliverySeries {
+    destination: String,
+    attempts: [OnceLock<Counter>; OUTCOMES.len()],
+    attempt_duration: OnceLock<Histogram>,
+    settled: [OnceLock<Counter>; Settlement::ALL.len()],
+    latency: OnceLock<Histogram>,
+}
+
+impl DeliverySeries {
+    fn new(destination: &str) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            attempts: Default::default(),
+            attempt_duration: OnceLock::new(),
+            settled: Default::default(),
+            latency: OnceLock::new(),
+        }
+    }
+
+    fn attempts(&self, metrics: &Metrics, outcome: AttemptOutcome) -> &Counter {
+        let slot = OUTCOMES.iter().position(|o| *o == outcome).expect("OUTCOMES lists every outcome");
+        self.by_outcome(&self.attempts[slot], metrics, "switchyard_delivery_attempts_total", outcome.as_str())
+    }
+
+    fn settled(&self, metrics: &Metrics, settled: Settlement) -> &Counter {
+        self.by_outcome(
+            &self.settled[settled as usize],
+            metrics,
+            "switchyard_deliveries_total",
+            settled.as_str(),
+        )
+    }
+
+    /// The counter `name` of this destination and `outcome`, kept in `slot`.
+    fn by_outcome<'s>(
+        &self,
+        slot: &'s OnceLock<Counter>,
+        metrics: &Metrics,
+        name: &'static str,
+        outcome: &'static str,
+    ) -> &'s Counter {
+        slot.get_or_init(|| {
+            metrics.with(|| counter!(name, "destination" => self.destination.clone(), "outcome" => outcome))
+        })
+    }
+
+    fn attempt_duration(&self, metrics: &Metrics) -> &Histogram {
+        self.attempt_duration.get_or_init(|| {
+            metrics.with(|| {
+                histogram!("switchyard_delivery_attempt_duration_seconds", "destination" => self.destination.clone())
+            })
+        })
+    }
+
+    fn latency(&self, metrics: &Metrics) -> &Histogram {
+        self.latency.get_or_init(|| {
+            metrics.with(|| {
+                histogram!("switchyard_delivery_latency_seconds", "destination" => self.destination.clone())
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,10 +492,64 @@ mod tests {
     fn event_type_labels_are_capped() {
         let metrics = Metrics::new();
         for n in 0..MAX_EVENT_TYPE_LABELS {
-            assert_eq!(metrics.event_type_label(&format!("t.n{n}")), format!("t.n{n}"));
+            metrics.event_ingested(&format!("t.n{n}"));
         }
-        assert_eq!(metrics.event_type_label("t.one_too_many"), OTHER_EVENT_TYPE);
-        assert_eq!(metrics.event_type_label("t.n0"), "t.n0", "a type seen before keeps its label");
+        metrics.event_ingested("t.one_too_many");
+        metrics.event_ingested("t.two_too_many");
+        metrics.event_ingested("t.n0");
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!(
+                "switchyard_events_ingested_total{{event_type=\"{OTHER_EVENT_TYPE}\"}} 2"
+            ))
+        );
+        assert!(!text.contains("t.one_too_many"), "a type past the cap has no label of its own");
+        assert!(
+            text.contains("switchyard_events_ingested_total{event_type=\"t.n0\"} 2"),
+            "a type seen before keeps its label"
+        );
+        assert!(text.contains(&format!("event_type=\"t.n{}\"}} 1", MAX_EVENT_TYPE_LABELS - 1)));
+    }
+
+    #[test]
+    fn delivery_series_show_only_what_happened_and_count_every_attempt() {
+        let metrics = Metrics::new();
+        let second = Duration::from_secs(1);
+        metrics.attempt_recorded("d1", AttemptOutcome::Retryable, second, NextStep::RetryAt(5), None);
+        metrics.attempt_recorded("d1", AttemptOutcome::Succeeded, second, NextStep::Succeeded, Some(second));
+        metrics.attempt_recorded("d1", AttemptOutcome::Succeeded, second, NextStep::Succeeded, Some(second));
+        metrics.attempt_recorded("d2", AttemptOutcome::Filtered, second, NextStep::Filtered, None);
+        let text = metrics.render();
+        for line in [
+            "switchyard_delivery_attempts_total{destination=\"d1\",outcome=\"retryable\"} 1",
+            "switchyard_delivery_attempts_total{destination=\"d1\",outcome=\"succeeded\"} 2",
+            "switchyard_deliveries_total{destination=\"d1\",outcome=\"succeeded\"} 2",
+            "switchyard_delivery_latency_seconds_count{destination=\"d1\"} 2",
+            "switchyard_delivery_attempt_duration_seconds_count{destination=\"d1\"} 3",
+            "switchyard_deliveries_total{destination=\"d2\",outcome=\"filtered\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("outcome=\"permanent\""), "an outcome never recorded has no series");
+        assert!(!text.contains("outcome=\"dead\""));
+        assert!(!text.contains("switchyard_delivery_attempt_duration_seconds_count{destination=\"d2\"}"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status() {
+        let metrics = Metrics::new();
+        metrics.http_request("POST", "/v1/events", 201, Duration::from_millis(2));
+        metrics.http_request("POST", "/v1/events", 201, Duration::from_millis(3));
+        metrics.http_request("POST", "/v1/events", 422, Duration::from_millis(1));
+        metrics.http_request("GET", "/v1/events", 200, Duration::from_millis(1));
+        let text = metrics.render();
+        for line in [
+            "switchyard_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"201\"} 2",
+            "switchyard_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"422\"} 1",
+            "switchyard_http_requests_total{method=\"GET\",route=\"/v1/events\",status=\"200\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 
     #[test]
