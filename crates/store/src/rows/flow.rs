@@ -31,64 +31,83 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
-    /// The row as `SELECT_FLOW` reads it, from a statement run on SQLite's handle.
-    pub fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    /// The row as `SELECT_FLOW` reads it (its columns in the order of `flow_columns!`, from
+    /// `first` on), from a statement run on SQLite's handle.
+    pub fn from_direct_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
         Ok(Self {
-            destination_id: row.get("destination_id")?,
-            state: row.get("state")?,
-            opened_at: row.get("opened_at")?,
-            reason: row.get("reason")?,
-            cooldown_ms: row.get("cooldown_ms")?,
-            retry_at: row.get("retry_at")?,
-            consecutive_failures: row.get("consecutive_failures")?,
-            probe_owner: row.get("probe_owner")?,
-            probe_until: row.get("probe_until")?,
-            outcomes: row.get("outcomes")?,
-            tokens: row.get("tokens")?,
-            tokens_at: row.get("tokens_at")?,
-            rate_blocked_until: row.get("rate_blocked_until")?,
-            version: row.get("version")?,
-            updated_at: row.get("updated_at")?,
+            destination_id: row.get(first)?,
+            state: row.get(first + 1)?,
+            opened_at: row.get(first + 2)?,
+            reason: row.get(first + 3)?,
+            cooldown_ms: row.get(first + 4)?,
+            retry_at: row.get(first + 5)?,
+            consecutive_failures: row.get(first + 6)?,
+            probe_owner: row.get(first + 7)?,
+            probe_until: row.get(first + 8)?,
+            outcomes: row.get(first + 9)?,
+            tokens: row.get(first + 10)?,
+            tokens_at: row.get(first + 11)?,
+            rate_blocked_until: row.get(first + 12)?,
+            version: row.get(first + 13)?,
+            updated_at: row.get(first + 14)?,
         })
     }
+
+    pub fn destination_id(&self) -> &str {
+        &self.destination_id
+    }
+
+    /// The stored outcomes, as JSON.
+    pub fn outcomes(&self) -> &str {
+        &self.outcomes
+    }
+
+    /// The record, with its outcomes already read from [`Self::outcomes`].
+    pub fn with_outcomes(self, outcomes: OutcomeWindow) -> StoreResult<DestinationFlow> {
+        let state = CircuitState::parse(&self.state)
+            .ok_or_else(|| unreadable("destination_flow.state", format!("unknown state {:?}", self.state)))?;
+        let probe = match (self.probe_owner, self.probe_until) {
+            (Some(owner), Some(until)) => Some(Probe { delivery_id: DeliveryId::from_trusted(owner), until }),
+            _ => None,
+        };
+        let bucket = match (self.tokens, self.tokens_at) {
+            (Some(tokens), Some(at)) => Some(TokenBucket { tokens, at }),
+            _ => None,
+        };
+        Ok(DestinationFlow {
+            destination_id: DestinationId::from_trusted(self.destination_id),
+            circuit: Circuit {
+                state,
+                opened_at: self.opened_at,
+                reason: self.reason,
+                cooldown_ms: i64_to("destination_flow.cooldown_ms", self.cooldown_ms)?,
+                retry_at: self.retry_at,
+                consecutive_failures: i64_to(
+                    "destination_flow.consecutive_failures",
+                    self.consecutive_failures,
+                )?,
+                probe,
+            },
+            outcomes,
+            bucket,
+            rate_blocked_until: self.rate_blocked_until,
+            version: self.version,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The outcomes of a record, as stored.
+pub fn parse_outcomes(json: &str) -> StoreResult<OutcomeWindow> {
+    serde_json::from_str(json).map_err(|e| unreadable("destination_flow.outcomes", e))
 }
 
 impl TryFrom<FlowRow> for DestinationFlow {
     type Error = StoreError;
 
     fn try_from(row: FlowRow) -> StoreResult<Self> {
-        let state = CircuitState::parse(&row.state)
-            .ok_or_else(|| unreadable("destination_flow.state", format!("unknown state {:?}", row.state)))?;
-        let outcomes: OutcomeWindow =
-            serde_json::from_str(&row.outcomes).map_err(|e| unreadable("destination_flow.outcomes", e))?;
-        let probe = match (row.probe_owner, row.probe_until) {
-            (Some(owner), Some(until)) => Some(Probe { delivery_id: DeliveryId::from_trusted(owner), until }),
-            _ => None,
-        };
-        let bucket = match (row.tokens, row.tokens_at) {
-            (Some(tokens), Some(at)) => Some(TokenBucket { tokens, at }),
-            _ => None,
-        };
-        Ok(DestinationFlow {
-            destination_id: DestinationId::from_trusted(row.destination_id),
-            circuit: Circuit {
-                state,
-                opened_at: row.opened_at,
-                reason: row.reason,
-                cooldown_ms: i64_to("destination_flow.cooldown_ms", row.cooldown_ms)?,
-                retry_at: row.retry_at,
-                consecutive_failures: i64_to(
-                    "destination_flow.consecutive_failures",
-                    row.consecutive_failures,
-                )?,
-                probe,
-            },
-            outcomes,
-            bucket,
-            rate_blocked_until: row.rate_blocked_until,
-            version: row.version,
-            updated_at: row.updated_at,
-        })
+        let outcomes = parse_outcomes(&row.outcomes)?;
+        row.with_outcomes(outcomes)
     }
 }
 

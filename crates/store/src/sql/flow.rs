@@ -65,8 +65,14 @@ pub const UPDATE_FLOW: &str = "UPDATE destination_flow SET state = $1, opened_at
      blocked_until = $13, version = version + 1, updated_at = $14 \
      WHERE destination_id = $15 AND version = $16";
 
-/// A destination's circuit-breaker policy: its primary key.
-pub const CIRCUIT_POLICY: &str = "SELECT circuit_breaker FROM destinations WHERE id = $1";
+/// A destination's circuit-breaker policy and its record (the columns of [`SELECT_FLOW`], all
+/// NULL when it has none yet), on SQLite: a seek on each primary key. No row when the
+/// destination is gone.
+pub const CIRCUIT_POLICY_AND_FLOW: &str = "SELECT d.circuit_breaker, f.destination_id, f.state, \
+     f.opened_at, f.reason, f.cooldown_ms, f.retry_at, f.consecutive_failures, f.probe_owner, \
+     f.probe_until, f.outcomes, f.tokens, f.tokens_at, f.rate_blocked_until, f.version, \
+     f.updated_at FROM destinations d LEFT JOIN destination_flow f ON f.destination_id = d.id \
+     WHERE d.id = $1";
 
 /// Hands the delivery `$3` back as pending, due at `$1`, if `$4` holds its lease: no attempt
 /// is recorded, `attempt_count` stays, and the lease does not count as unfinished
@@ -81,3 +87,22 @@ pub const DEFER_DELIVERY: &str = concat!(
 /// The first instant after `$1` at which a blocked destination unblocks: the head of
 /// `destination_flow_blocked_until` past `$1`.
 pub const NEXT_UNBLOCK_AT: &str = "SELECT MIN(blocked_until) FROM destination_flow WHERE blocked_until > $1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record's columns are read by position: both statements name them in one order.
+    #[test]
+    fn the_policy_and_flow_read_names_the_columns_of_select_flow_in_order() {
+        let record = CIRCUIT_POLICY_AND_FLOW
+            .split_once("d.circuit_breaker, ")
+            .and_then(|(_, rest)| rest.split_once(" FROM"))
+            .map(|(columns, _)| columns.replace("f.", ""))
+            .expect("the statement lists the record's columns after the policy");
+        fn normalize(columns: &str) -> Vec<&str> {
+            columns.split(',').map(str::trim).collect()
+        }
+        assert_eq!(normalize(&record), normalize(flow_columns!()));
+    }
+}

@@ -37,7 +37,7 @@ impl Backend for SqliteStore {
     }
 
     fn unwritten(&self) -> &Unwritten {
-        &self.unwritten
+        &self.flows.unwritten
     }
 
     async fn begin_read(&self) -> StoreResult<Transaction<'static, Sqlite>> {

@@ -16,7 +16,7 @@ use switchyard_core::time::Millis;
 
 use super::SqliteStore;
 use super::direct::Binder;
-use super::flow::{Counted, Unwritten, observe_attempt};
+use super::flow::{Counted, Flows, observe_attempt};
 use crate::error::{map_direct_err, map_err};
 use crate::repo::{ClaimPlan, Repo, Taken, decode_sequenced, settle_to};
 use crate::rows::{DeliveryRow, u64_to_i64};
@@ -67,12 +67,10 @@ impl DeliveryStore for SqliteStore {
     ) -> StoreResult<Recorded> {
         // Attempts that finish together are recorded in one group transaction, one fsync for
         // all of them; each is answered after that commit.
-        let (unwritten, owner, attempt) = (self.unwritten.clone(), owner.to_owned(), attempt.clone());
+        let (flows, owner, attempt) = (self.flows.clone(), owner.to_owned(), attempt.clone());
         let mut counted = Counted::default();
         self.group
-            .write(1, false, move |conn, _| {
-                settle(conn, &unwritten, &owner, &attempt, next, now, &mut counted)
-            })
+            .write(1, false, move |conn, _| settle(conn, &flows, &owner, &attempt, next, now, &mut counted))
             .await
             .map(|(recorded, taken)| {
                 // The group committed: the outcomes taken into the flow record are stored.
@@ -160,7 +158,7 @@ impl DeliveryStore for SqliteStore {
 /// second run of the same settle (see `group/jobs.rs`) from counting its outcome twice.
 fn settle(
     conn: &rusqlite::Connection,
-    unwritten: &Unwritten,
+    flows: &Flows,
     owner: &str,
     attempt: &Attempt,
     next: NextStep,
@@ -216,7 +214,7 @@ fn settle(
     binder.bind(attempt.response_body.as_deref())?;
     statement.raw_execute().map_err(map_direct_err)?;
     // The destination's circuit breaker learns the outcome in the same transaction.
-    let (taken, circuit) = observe_attempt(conn, unwritten, destination, attempt, now, counted)?;
+    let (taken, circuit) = observe_attempt(conn, flows, destination, attempt, now, counted)?;
     Ok((Recorded { settled: true, circuit }, taken))
 }
 

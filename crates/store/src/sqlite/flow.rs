@@ -1,8 +1,13 @@
 //! Flow control: the shared repository ([`crate::repo`]) on this backend.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use async_trait::async_trait;
 use rusqlite::OptionalExtension as _;
+use switchyard_core::circuit::OutcomeWindow;
 use switchyard_core::delivery::Attempt;
+use switchyard_core::destination::CircuitBreakerPolicy;
 use switchyard_core::flow::{Admission, AdmitRequest, CircuitChange, Deferral, DestinationFlow, FlowStore};
 use switchyard_core::id::DestinationId;
 use switchyard_core::store::StoreResult;
@@ -11,16 +16,79 @@ use switchyard_core::time::Millis;
 use super::SqliteStore;
 use super::direct::Binder;
 use super::reads::Direct;
-use crate::error::map_direct_err;
+use crate::error::{map_direct_err, unreadable};
 pub(super) use crate::repo::Unwritten;
-use crate::repo::{Observed, Repo, Taken, admission_on_read, attempt_destination, lost_race, observe};
-use crate::rows::flow::{FlowRow, FlowUpdate};
+use crate::repo::{Observed, Repo, Taken, admission_on_read, lost_race, observe};
+use crate::rows::flow::{FlowRow, FlowUpdate, parse_outcomes};
 use crate::sql::flow as q;
+
+/// What the store keeps of flow control between transactions.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Flows {
+    /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
+    pub(super) unwritten: Unwritten,
+    pub(super) decoded: Decoded,
+}
 
 /// Whether an attempt's outcome is already held for its circuit (counted in [`Unwritten`]),
 /// which no rollback takes back.
 #[derive(Debug, Default)]
 pub(super) struct Counted(bool);
+
+/// Circuit policies and flow records as this store last decoded them, by destination, each
+/// beside the JSON it was decoded from. A healthy destination's attempts read the same record
+/// again and again (its outcomes are written about once a second, [`Unwritten`]), so each
+/// read compares the stored text with the one held and decodes it only when it differs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Decoded(Arc<Mutex<HashMap<String, DecodedFlow>>>);
+
+#[derive(Debug, Default)]
+struct DecodedFlow {
+    policy: Option<(String, CircuitBreakerPolicy)>,
+    outcomes: Option<(String, OutcomeWindow)>,
+}
+
+impl Decoded {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, DecodedFlow>> {
+        // Each change is one assignment: a panic elsewhere leaves no entry half-made.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The policy stored as `json` for `destination`.
+    fn policy(&self, destination: &str, json: &str) -> StoreResult<CircuitBreakerPolicy> {
+        if let Some((held, policy)) = self.lock().get(destination).and_then(|d| d.policy.as_ref())
+            && held == json
+        {
+            return Ok(policy.clone());
+        }
+        let policy: CircuitBreakerPolicy =
+            serde_json::from_str(json).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
+        self.lock().entry(destination.to_owned()).or_default().policy =
+            Some((json.to_owned(), policy.clone()));
+        Ok(policy)
+    }
+
+    /// The record `row` holds.
+    pub(super) fn flow(&self, row: FlowRow) -> StoreResult<DestinationFlow> {
+        let destination = row.destination_id().to_owned();
+        let held = self
+            .lock()
+            .get(&destination)
+            .and_then(|d| d.outcomes.as_ref())
+            .filter(|(json, _)| json == row.outcomes())
+            .map(|(_, outcomes)| outcomes.clone());
+        let outcomes = match held {
+            Some(outcomes) => outcomes,
+            None => {
+                let outcomes = parse_outcomes(row.outcomes())?;
+                let json = row.outcomes().to_owned();
+                self.lock().entry(destination).or_default().outcomes = Some((json, outcomes.clone()));
+                outcomes
+            }
+        };
+        row.with_outcomes(outcomes)
+    }
+}
 
 /// Feeds a recorded attempt to `destination`'s circuit (the destination of its delivery), in
 /// the group's transaction on SQLite's handle (which holds the whole database, so the record
@@ -28,7 +96,7 @@ pub(super) struct Counted(bool);
 /// attempt whose destination is gone changes nothing, and so does one `counted` already.
 pub(super) fn observe_attempt(
     conn: &rusqlite::Connection,
-    unwritten: &Unwritten,
+    flows: &Flows,
     destination: String,
     attempt: &Attempt,
     now: Millis,
@@ -37,25 +105,25 @@ pub(super) fn observe_attempt(
     if counted.0 {
         return Ok((Taken::nothing(), None));
     }
-    let policy = conn
-        .prepare_cached(q::CIRCUIT_POLICY)
+    let read = conn
+        .prepare_cached(q::CIRCUIT_POLICY_AND_FLOW)
         .and_then(|mut statement| {
-            statement.query_row([destination.as_str()], |row| row.get::<_, String>(0)).optional()
+            statement
+                .query_row([destination.as_str()], |row| {
+                    let policy = row.get::<_, String>(0)?;
+                    let has_record = row.get_ref(1)? != rusqlite::types::ValueRef::Null;
+                    Ok((policy, has_record.then(|| FlowRow::from_direct_at(row, 1)).transpose()?))
+                })
+                .optional()
         })
         .map_err(map_direct_err)?;
-    let Some(policy) = policy else {
+    let Some((policy, stored)) = read else {
         return Ok((Taken::nothing(), None));
     };
-    let (destination, policy) = attempt_destination(destination, &policy)?;
-    let stored = conn
-        .prepare_cached(q::SELECT_FLOW)
-        .and_then(|mut statement| {
-            statement.query_row([destination.as_str()], FlowRow::from_direct).optional()
-        })
-        .map_err(map_direct_err)?
-        .map(DestinationFlow::try_from)
-        .transpose()?;
-    match observe(unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
+    let policy = flows.decoded.policy(&destination, &policy)?;
+    let stored = stored.map(|row| flows.decoded.flow(row)).transpose()?;
+    let destination = DestinationId::from_trusted(destination);
+    match observe(&flows.unwritten, stored, &destination, &policy, &[(attempt, now)], now) {
         Observed::Held(kept) => {
             // Held at once: the jobs after this one in the group read what is held to decide
             // on theirs (a job rolled back leaves its outcome counted, and once).
@@ -107,11 +175,11 @@ fn write_flow(conn: &rusqlite::Connection, flow: &DestinationFlow, now: Millis) 
 #[async_trait]
 impl FlowStore for SqliteStore {
     async fn admit(&self, request: &AdmitRequest<'_>, now: Millis) -> StoreResult<Admission> {
-        let stored =
-            match self.read_row(q::SELECT_FLOW, request.destination_id.as_str(), FlowRow::from_direct) {
-                Direct::Read(row) => row?.map(DestinationFlow::try_from).transpose()?,
-                Direct::Busy => return Repo(self).admit(request, now).await,
-            };
+        let read = |row: &rusqlite::Row<'_>| FlowRow::from_direct_at(row, 0);
+        let stored = match self.read_row(q::SELECT_FLOW, request.destination_id.as_str(), read) {
+            Direct::Read(row) => row?.map(|row| self.flows.decoded.flow(row)).transpose()?,
+            Direct::Busy => return Repo(self).admit(request, now).await,
+        };
         match admission_on_read(request, stored, now) {
             Some(admission) => Ok(admission),
             None => Repo(self).admit_writing(request, now).await,
@@ -166,5 +234,65 @@ mod plans {
         );
         let defer = plan(&store, q::DEFER_DELIVERY, 4).await;
         assert!(defer.iter().all(|l| l.starts_with("SEARCH")), "{defer:#?}");
+        let observed = plan(&store, q::CIRCUIT_POLICY_AND_FLOW, 1).await;
+        assert_eq!(observed.len(), 2, "{observed:#?}");
+        assert!(observed.iter().all(|l| l.starts_with("SEARCH") && l.contains("id=?)")), "{observed:#?}");
+    }
+}
+
+/// Records and policies are decoded again exactly when their stored text changes.
+#[cfg(test)]
+mod decoding {
+    use switchyard_core::circuit::{OutcomeWindow, Signal};
+    use switchyard_core::destination::CircuitBreakerPolicy;
+
+    use super::Decoded;
+    use crate::rows::flow::FlowRow;
+
+    fn row(conn: &rusqlite::Connection, outcomes: &str) -> FlowRow {
+        conn.query_row(
+            "SELECT 'd1', 'closed', NULL, NULL, 0, NULL, 0, NULL, NULL, ?1, NULL, NULL, NULL, 3, 0",
+            [outcomes],
+            |row| FlowRow::from_direct_at(row, 0),
+        )
+        .expect("a row")
+    }
+
+    #[test]
+    fn a_record_is_decoded_again_when_its_stored_outcomes_change() {
+        let conn = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+        let decoded = Decoded::default();
+        let mut one = OutcomeWindow::default();
+        one.record(60_000, Signal::Success, 12, 1_000);
+        let one_json = serde_json::to_string(&one).expect("json");
+
+        let empty = decoded.flow(row(&conn, "[]")).expect("decoded");
+        assert_eq!(empty.outcomes, OutcomeWindow::default());
+        assert_eq!((empty.destination_id.as_str(), empty.version), ("d1", 3));
+        assert_eq!(decoded.flow(row(&conn, &one_json)).expect("decoded").outcomes, one);
+        assert_eq!(decoded.flow(row(&conn, &one_json)).expect("held").outcomes, one);
+        assert_eq!(decoded.flow(row(&conn, "[]")).expect("decoded").outcomes, OutcomeWindow::default());
+        assert!(
+            decoded.flow(row(&conn, "[{")).is_err(),
+            "unreadable outcomes are an error, not the last held"
+        );
+    }
+
+    #[test]
+    fn a_policy_is_decoded_again_when_its_stored_text_changes() {
+        let decoded = Decoded::default();
+        let default = CircuitBreakerPolicy::default();
+        let tight = CircuitBreakerPolicy { consecutive_failures: 2, ..default.clone() };
+        let text = |policy: &CircuitBreakerPolicy| serde_json::to_string(policy).expect("json");
+
+        assert_eq!(decoded.policy("d1", &text(&default)).expect("decoded"), default);
+        assert_eq!(decoded.policy("d1", &text(&default)).expect("held"), default);
+        assert_eq!(decoded.policy("d1", &text(&tight)).expect("decoded"), tight);
+        assert_eq!(
+            decoded.policy("d2", &text(&default)).expect("decoded"),
+            default,
+            "each destination its own"
+        );
+        assert_eq!(decoded.policy("d1", &text(&tight)).expect("held"), tight);
     }
 }

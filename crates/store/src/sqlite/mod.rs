@@ -70,8 +70,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Seals secrets on their way in and opens them on their way out (see [`crate::seal`]).
     sealer: Sealer,
-    /// Outcomes that changed nothing but a closed circuit's counts, not written yet.
-    unwritten: flow::Unwritten,
+    /// Outcomes not written yet, and records as last decoded.
+    flows: flow::Flows,
     /// Ingest's writes, committed in groups on the writer connection.
     group: group::GroupWriter,
     /// The delivery path's point reads, on connections of the store's own; none for an
@@ -125,7 +125,7 @@ impl SqliteStore {
                 writer: pool.clone(),
                 reader: pool,
                 sealer,
-                unwritten: Default::default(),
+                flows: Default::default(),
                 group,
                 direct: None,
             });
@@ -152,7 +152,7 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         let group = group::GroupWriter::start(writer.clone(), writes);
-        Ok(Self { writer, reader, sealer, unwritten: Default::default(), group, direct })
+        Ok(Self { writer, reader, sealer, flows: Default::default(), group, direct })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
