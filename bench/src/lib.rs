@@ -14,7 +14,7 @@ pub mod servers;
 pub mod soak;
 
 pub use report::Report;
-pub use scenarios::{Kind, Options, Scenario, Source};
+pub use scenarios::{Ids, Kind, Options, Scenario, Source};
 
 /// Runs `scenarios` one after the other, each on a fresh server, handing each report to
 /// `on_report` as it comes; fails on the first that is incomplete (a failed request, a

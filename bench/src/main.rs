@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard_bench::soak::{self, SoakOptions};
-use switchyard_bench::{Kind, Options, Scenario, Source, node, run_all, scenarios};
+use switchyard_bench::{Ids, Kind, Options, Scenario, Source, node, run_all, scenarios};
 
 #[derive(Parser)]
 #[command(about = "Load harness of Switchyard: drives the real binary over loopback")]
@@ -59,6 +59,9 @@ struct Cli {
     /// requests to `POST /v1/sources/{id}/webhook`). Only the ingest scenario takes github.
     #[arg(long, value_enum, default_value_t = Source::Api)]
     source: Source,
+    /// How events are named: one counter (`e-<n>`), or ids in no order, as UUIDv4 ids are.
+    #[arg(long, value_enum, default_value_t = Ids::Sequential)]
+    ids: Ids,
 }
 
 #[derive(Subcommand)]
@@ -99,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     // The server runs in a temporary directory: a relative path would not find it from there.
     let binary = std::path::absolute(cli.binary.unwrap_or_else(node::default_binary))?;
     let options = if cli.smoke {
-        Options { source: cli.source, ..Options::smoke(binary) }
+        Options { source: cli.source, ids: cli.ids, ..Options::smoke(binary) }
     } else {
         Options {
             binary,
@@ -114,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             kind: cli.kind,
             broker_url: cli.broker,
             source: cli.source,
+            ids: cli.ids,
         }
     };
     let scenarios = if cli.scenarios.is_empty() { Scenario::ALL.to_vec() } else { cli.scenarios };

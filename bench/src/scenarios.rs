@@ -62,6 +62,36 @@ impl Scenario {
     }
 }
 
+/// How the load generator names its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ids {
+    /// `e-<n>`, one counter: the ids a group commit writes sort together.
+    #[default]
+    Sequential,
+    /// `e-` and 32 hex digits mixed from the counter, unique and in no order (as UUIDv4 ids
+    /// are): each event lands on its own page of every index keyed by its id.
+    Random,
+}
+
+impl Ids {
+    /// The id of the `n`-th event.
+    pub fn of(self, n: u64) -> String {
+        match self {
+            Ids::Sequential => format!("e-{n}"),
+            // Each half is a bijection of `n`, so no two events share an id.
+            Ids::Random => format!("e-{:016x}{:016x}", mix(n), mix(n ^ 0x5bd1_e995_5bd1_e995)),
+        }
+    }
+}
+
+/// SplitMix64's finalizer: a bijection of u64 whose outputs look unrelated to its inputs.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Where `e2e` and `fanout` deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -133,6 +163,8 @@ pub struct Options {
     pub broker_url: Option<String>,
     /// Where `ingest`'s events enter (only `ingest` takes another than the API).
     pub source: Source,
+    /// How events are named.
+    pub ids: Ids,
 }
 
 impl Options {
@@ -151,6 +183,7 @@ impl Options {
             kind: Kind::Http,
             broker_url: None,
             source: Source::Api,
+            ids: Ids::Sequential,
         }
     }
 }
@@ -181,18 +214,20 @@ const HELD_FIRST_EVENT: u64 = 1 << 40;
 /// The event type of a held backlog, which only the paused destination takes.
 const HELD_EVENT_TYPE: &str = "bench.held";
 
+#[cfg(test)]
 fn event(n: u64) -> String {
-    event_of("bench.item", n)
+    event_of(Ids::Sequential, "bench.item", n)
 }
 
-fn event_of(event_type: &str, n: u64) -> String {
-    event_with(event_type, n, "")
+fn event_of(ids: Ids, event_type: &str, n: u64) -> String {
+    event_with(ids, event_type, n, "")
 }
 
 /// An event whose payload ends with `more_fields` (each with a leading comma).
-fn event_with(event_type: &str, n: u64, more_fields: &str) -> String {
+fn event_with(ids: Ids, event_type: &str, n: u64, more_fields: &str) -> String {
     format!(
-        r#"{{"event_id":"e-{n}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"{more_fields}}}}}"#,
+        r#"{{"event_id":"{}","event_type":"{event_type}","payload":{{"n":{n},"customer":"c-{}","amount_cents":4200,"currency":"EUR"{more_fields}}}}}"#,
+        ids.of(n),
         n % 977
     )
 }
@@ -235,30 +270,33 @@ fn github_webhook(secret: &'static str) -> impl Fn(u64) -> Outgoing + Send + Syn
     }
 }
 
-fn single(n: u64) -> Bytes {
-    Bytes::from(event(n))
+fn single(ids: Ids) -> impl Fn(u64) -> Bytes + Send + Sync + Copy + 'static {
+    move |n| Bytes::from(event_of(ids, "bench.item", n))
 }
 
 /// [`single`] with the time of its making in the payload, from which the sink times each
 /// delivery: the body is made just before the request is sent.
-fn stamped(n: u64) -> Bytes {
-    let stamp = format!(r#","{SENT_AT_KEY}":{}"#, latency::now_us());
-    Bytes::from(event_with("bench.item", n, &stamp))
+fn stamped(ids: Ids) -> impl Fn(u64) -> Bytes + Send + Sync + Copy + 'static {
+    move |n| {
+        let stamp = format!(r#","{SENT_AT_KEY}":{}"#, latency::now_us());
+        Bytes::from(event_with(ids, "bench.item", n, &stamp))
+    }
 }
 
-fn batch(size: u64) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
-    batch_from("bench.item", 0, size)
+fn batch(ids: Ids, size: u64) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
+    batch_from(ids, "bench.item", 0, size)
 }
 
 /// [`batch`] of events of `event_type` numbered from `first` on.
 fn batch_from(
+    ids: Ids,
     event_type: &'static str,
     first: u64,
     size: u64,
 ) -> impl Fn(u64) -> Bytes + Send + Sync + 'static {
     move |n| {
         let numbers = first + n * size..first + (n + 1) * size;
-        let events: Vec<String> = numbers.map(|n| event_of(event_type, n)).collect();
+        let events: Vec<String> = numbers.map(|n| event_of(ids, event_type, n)).collect();
         Bytes::from(format!(r#"{{"events":[{}]}}"#, events.join(",")))
     }
 }
@@ -298,7 +336,8 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     } else {
         (Scenario::Ingest, "/v1/events", 1)
     };
-    let body = move |n| if batched { batch(BATCH)(n) } else { single(n) };
+    let ids = options.ids;
+    let body = move |n| if batched { batch(ids, BATCH)(n) } else { single(ids)(n) };
     let (ceiling, bare_cpu) = bare(options, path, body).await?;
     let node = Node::start(&options.binary, &options.backend).await?;
     let until = Until::Elapsed(options.duration);
@@ -345,7 +384,7 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
 /// Ingest with `subscriptions` subscriptions to the sink (or, with `--kind`, to a broker),
 /// until every delivery arrived.
 async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> anyhow::Result<Report> {
-    let (ceiling, bare_cpu) = bare(options, "/v1/events", stamped).await?;
+    let (ceiling, bare_cpu) = bare(options, "/v1/events", stamped(options.ids)).await?;
     let sink = servers::start_sink(options.server_threads)?;
     let broker_url =
         options.broker_url.clone().unwrap_or_else(|| brokers::default_url(options.kind).to_owned());
@@ -361,7 +400,7 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     };
     let node = Node::start(&options.binary, &options.backend).await?;
     if options.held > 0 {
-        hold(&node, &sink, options.held).await?;
+        hold(&node, &sink, options.held, options.ids).await?;
     }
     let (counts, watcher) = match &broker {
         Some(broker) => {
@@ -390,7 +429,7 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
         Until::Elapsed(options.duration),
         0,
         scenario.name(),
-        stamped,
+        stamped(options.ids),
     )
     .await?;
     let expected = measured.accepted() * subscriptions;
@@ -420,7 +459,7 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
 
 /// Seeds at least `held` deliveries behind a paused destination of their own, of an event type
 /// that only it takes.
-async fn hold(node: &Node, sink: &Sink, held: u64) -> anyhow::Result<()> {
+async fn hold(node: &Node, sink: &Sink, held: u64, ids: Ids) -> anyhow::Result<()> {
     let url = format!("http://{}/held", sink.server.addr);
     let destination = node.subscribe_to("held", &url, HELD_EVENT_TYPE).await?;
     node.call(Method::POST, &format!("/v1/destinations/{destination}/pause"), serde_json::Value::Null)
@@ -428,7 +467,7 @@ async fn hold(node: &Node, sink: &Sink, held: u64) -> anyhow::Result<()> {
     let seed_batch = SEED_BATCH.min(held);
     let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
     // Numbered past anything the run sends, so no seeded event repeats one of the run's.
-    let seed = batch_from(HELD_EVENT_TYPE, HELD_FIRST_EVENT, seed_batch);
+    let seed = batch_from(ids, HELD_EVENT_TYPE, HELD_FIRST_EVENT, seed_batch);
     let seeded =
         load::run(&target, 4, Until::Requests(held.div_ceil(seed_batch)), 0, "holding", seed).await?;
     if seeded.errors > 0 {
@@ -456,7 +495,7 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let seed_batch = SEED_BATCH.min(options.backlog).max(1);
     let requests = options.backlog.div_ceil(seed_batch);
     let total = requests * seed_batch;
-    let (ceiling, bare_cpu) = bare(options, "/v1/events", single).await?;
+    let (ceiling, bare_cpu) = bare(options, "/v1/events", single(options.ids)).await?;
     let sink = servers::start_sink(options.server_threads)?;
     let node = Node::start(&options.binary, &options.backend).await?;
     let destination = node.subscribe("sink", &format!("http://{}/hooks", sink.server.addr)).await?;
@@ -465,7 +504,9 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
 
     let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
     let cpu_before_seeding = node.cpu()?;
-    let seeded = load::run(&target, 4, Until::Requests(requests), 0, "seeding", batch(seed_batch)).await?;
+    let seeded =
+        load::run(&target, 4, Until::Requests(requests), 0, "seeding", batch(options.ids, seed_batch))
+            .await?;
     if seeded.errors > 0 {
         bail!("{} seeding requests failed", seeded.errors);
     }
@@ -490,6 +531,19 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ids_are_unique_the_same_length_and_in_no_order() {
+        assert_eq!(Ids::Sequential.of(7), "e-7");
+        let ids: Vec<String> = (0..100_000).map(|n| Ids::Random.of(n)).collect();
+        assert!(ids.iter().all(|id| id.len() == 34 && id.starts_with("e-")), "{}", ids[0]);
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let ascending = ids.windows(2).filter(|pair| pair[0] < pair[1]).count();
+        assert!((40_000..60_000).contains(&ascending), "about half the neighbours ascend: {ascending}");
+        let event: serde_json::Value = serde_json::from_str(&event_of(Ids::Random, "bench.item", 3)).unwrap();
+        assert_eq!(event["event_id"], Ids::Random.of(3));
+    }
 
     #[test]
     fn a_webhook_body_is_the_payload_of_the_plain_event() {
