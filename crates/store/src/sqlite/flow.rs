@@ -48,10 +48,28 @@ struct DecodedFlow {
     outcomes: Option<(String, OutcomeWindow)>,
 }
 
+/// Destinations [`Decoded`] holds at most. Past that it starts again empty: it is only a
+/// cache, and destinations created and deleted over a node's life must not grow it for ever.
+const MAX_DECODED: usize = 1_024;
+
 impl Decoded {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, DecodedFlow>> {
         // Each change is one assignment: a panic elsewhere leaves no entry half-made.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes what is held for `destination` with `change`.
+    fn hold(&self, destination: &str, change: impl FnOnce(&mut DecodedFlow)) {
+        let mut held = self.lock();
+        if held.len() >= MAX_DECODED && !held.contains_key(destination) {
+            held.clear();
+        }
+        change(held.entry(destination.to_owned()).or_default());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 
     /// The policy stored as `json` for `destination`.
@@ -63,17 +81,15 @@ impl Decoded {
         }
         let policy: CircuitBreakerPolicy =
             serde_json::from_str(json).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
-        self.lock().entry(destination.to_owned()).or_default().policy =
-            Some((json.to_owned(), policy.clone()));
+        self.hold(destination, |held| held.policy = Some((json.to_owned(), policy.clone())));
         Ok(policy)
     }
 
     /// The record `row` holds.
     pub(super) fn flow(&self, row: FlowRow) -> StoreResult<DestinationFlow> {
-        let destination = row.destination_id().to_owned();
         let held = self
             .lock()
-            .get(&destination)
+            .get(row.destination_id())
             .and_then(|d| d.outcomes.as_ref())
             .filter(|(json, _)| json == row.outcomes())
             .map(|(_, outcomes)| outcomes.clone());
@@ -82,7 +98,7 @@ impl Decoded {
             None => {
                 let outcomes = parse_outcomes(row.outcomes())?;
                 let json = row.outcomes().to_owned();
-                self.lock().entry(destination).or_default().outcomes = Some((json, outcomes.clone()));
+                self.hold(row.destination_id(), |held| held.outcomes = Some((json, outcomes.clone())));
                 outcomes
             }
         };
@@ -294,5 +310,19 @@ mod decoding {
             "each destination its own"
         );
         assert_eq!(decoded.policy("d1", &text(&tight)).expect("held"), tight);
+    }
+
+    #[test]
+    fn what_is_held_stays_bounded_as_destinations_come_and_go() {
+        let decoded = Decoded::default();
+        let default = serde_json::to_string(&CircuitBreakerPolicy::default()).expect("json");
+        for n in 0..3 * super::MAX_DECODED {
+            decoded.policy(&format!("d{n}"), &default).expect("decoded");
+            assert!(decoded.len() <= super::MAX_DECODED);
+        }
+        let tight = CircuitBreakerPolicy { consecutive_failures: 2, ..CircuitBreakerPolicy::default() };
+        let last = format!("d{}", 3 * super::MAX_DECODED - 1);
+        let json = serde_json::to_string(&tight).expect("json");
+        assert_eq!(decoded.policy(&last, &json).expect("decoded"), tight, "still decoded by its text");
     }
 }
