@@ -412,18 +412,14 @@ impl Settlement {
     }
 }
 
-const OUTCOMES: [AttemptOutcome; 4] = [
-    AttemptOutcome::Succeeded,
-    AttemptOutcome::Retryable,
-    AttemptOutcome::Permanent,
-    AttemptOutcome::Filtered,
-];
+/// Attempt outcomes, each a slot of [`DeliverySeries::attempts`].
+const OUTCOMES: usize = 4;
 
 /// The series of one destination's attempts, each registered the first time it is recorded,
 /// so `/metrics` shows only what happened.
 struct DeliverySeries {
     destination: String,
-    attempts: [OnceLock<Counter>; OUTCOMES.len()],
+    attempts: [OnceLock<Counter>; OUTCOMES],
     attempt_duration: OnceLock<Histogram>,
     settled: [OnceLock<Counter>; Settlement::ALL.len()],
     latency: OnceLock<Histogram>,
@@ -441,7 +437,12 @@ impl DeliverySeries {
     }
 
     fn attempts(&self, metrics: &Metrics, outcome: AttemptOutcome) -> &Counter {
-        let slot = OUTCOMES.iter().position(|o| *o == outcome).expect("OUTCOMES lists every outcome");
+        let slot = match outcome {
+            AttemptOutcome::Succeeded => 0,
+            AttemptOutcome::Retryable => 1,
+            AttemptOutcome::Permanent => 2,
+            AttemptOutcome::Filtered => 3,
+        };
         self.by_outcome(&self.attempts[slot], metrics, "switchyard_delivery_attempts_total", outcome.as_str())
     }
 

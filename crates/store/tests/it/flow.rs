@@ -118,6 +118,22 @@ pub async fn a_closed_circuit_admits_everything_without_writing(db: TestDb) {
     assert_eq!(store.admit(&request, T0).await.unwrap().admitted, 2, "a deleted destination admits");
 }
 
+pub async fn a_changed_policy_applies_to_the_next_attempt(db: TestDb) {
+    let store = db.store.as_ref();
+    let dst = guarded_destination(store, None).await;
+    let delivery = ingest_one(store, "p1", T0).await;
+    try_once(store, "node-a", &delivery.id, AttemptOutcome::Retryable, T0).await;
+    assert_eq!(state(store, &dst).await, CircuitState::Closed, "one failure of the three it takes");
+
+    let stored = store.get_destination(&dst.id).await.unwrap().expect("the destination");
+    let mut tighter = stored.clone();
+    tighter.circuit_breaker.consecutive_failures = 2;
+    store.update_destination(&tighter, stored.version).await.unwrap();
+    try_once(store, "node-a", &delivery.id, AttemptOutcome::Retryable, T0 + 1).await;
+    let flow = store.destination_flow(&dst.id).await.unwrap().expect("a flow record");
+    assert_eq!(flow.circuit.state, CircuitState::Open, "opened under the policy stored now");
+}
+
 pub async fn recorded_failures_open_the_circuit_and_deferral_spends_no_attempt(db: TestDb) {
     let store = db.store.as_ref();
     let dst = guarded_destination(store, None).await;

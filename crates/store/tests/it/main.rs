@@ -108,6 +108,7 @@ macro_rules! suite {
                 ordering::filtered_deliveries_are_final_and_release_their_key,
                 flow::a_closed_circuit_admits_everything_without_writing,
                 flow::recorded_failures_open_the_circuit_and_deferral_spends_no_attempt,
+                flow::a_changed_policy_applies_to_the_next_attempt,
                 flow::one_probe_goes_at_a_time_across_nodes_and_its_verdict_decides,
                 flow::rate_tokens_are_shared_between_nodes_and_refill,
                 flow::deleting_a_destination_drops_its_flow_record,
