@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::latency::Latencies;
 use crate::load::LoadResult;
-use crate::scenarios::{Options, Scenario, Source};
+use crate::scenarios::{Ids, Options, Scenario, Source};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -32,6 +32,8 @@ pub struct Report {
     pub held: u64,
     /// Where the events entered (`ingest --source`).
     pub source: Source,
+    /// How the events were named (`--ids`).
+    pub ids: Ids,
     /// `relay`: the outbox table relayed.
     pub relay: Option<Relay>,
 }
@@ -138,6 +140,7 @@ impl Report {
             drain: None,
             held: 0,
             source: Source::Api,
+            ids: options.ids,
             relay: None,
         }
     }
@@ -321,6 +324,9 @@ impl fmt::Display for Report {
             write!(f, " ({source})")?;
         }
         write!(f, " ({} connections", self.connections)?;
+        if self.ids == Ids::Random {
+            write!(f, ", random event ids")?;
+        }
         if self.held > 0 {
             write!(f, ", {} deliveries held behind a paused destination", self.held)?;
         }

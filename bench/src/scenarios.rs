@@ -189,8 +189,11 @@ impl Options {
 }
 
 /// Fails unless every one of `scenarios` can run with `options`: a `--source` other than the
-/// API drives only `ingest`.
+/// API drives only `ingest`, and names its events itself (`--ids` does not apply).
 pub fn check(scenarios: &[Scenario], options: &Options) -> anyhow::Result<()> {
+    if options.source != Source::Api && options.ids != Ids::Sequential {
+        bail!("--ids applies to events sent to the API; --source {} names its own", options.source.name());
+    }
     if options.source != Source::Api
         && let Some(other) = scenarios.iter().find(|s| **s != Scenario::Ingest)
     {
@@ -577,5 +580,8 @@ mod tests {
         let error = check(&[Scenario::Ingest, Scenario::E2e], &options).unwrap_err().to_string();
         assert!(error.contains("only the ingest scenario, not e2e"), "{error}");
         assert!(check(&Scenario::ALL, &Options::smoke("switchyard".into())).is_ok());
+        let random = Options { ids: Ids::Random, ..options };
+        let error = check(&[Scenario::Ingest], &random).unwrap_err().to_string();
+        assert!(error.contains("--ids"), "{error}");
     }
 }
