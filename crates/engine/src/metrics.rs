@@ -333,7 +333,7 @@ impl Metrics {
     /// state is current) once and then left alone: a deleted destination never reports an
     /// open circuit or a backlog.
     pub fn set_destinations(&self, all: &[DestinationGauges<'_>]) {
-        let mut known = self.0.destinations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = lock(&self.0.destinations);
         let now: HashSet<String> = all.iter().map(|g| g.destination.to_owned()).collect();
         for gone in known.difference(&now) {
             self.set_destination(&DestinationGauges { destination: gone, pending: 0, dead: 0, circuit: "" });

@@ -139,8 +139,12 @@ pub(crate) fn attempt_destination(
     destination: String,
     policy: &str,
 ) -> StoreResult<(DestinationId, CircuitBreakerPolicy)> {
-    let policy = serde_json::from_str(policy).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
-    Ok((DestinationId::from_trusted(destination), policy))
+    Ok((DestinationId::from_trusted(destination), parse_policy(policy)?))
+}
+
+/// A circuit breaker policy as stored (`destinations.circuit_breaker`).
+pub(crate) fn parse_policy(json: &str) -> StoreResult<CircuitBreakerPolicy> {
+    serde_json::from_str(json).map_err(|e| unreadable("destinations.circuit_breaker", e))
 }
 
 /// Held outcomes of a destination and the ones a transaction adds to them, kept out of

@@ -31,6 +31,7 @@ pub(crate) use self::deliveries::{ClaimPlan, decode_sequenced, settle_to};
 pub(crate) use self::events::{Fate, Written, written};
 pub(crate) use self::flow::{
     Kept, Observed, TRIES, Taken, Unwritten, admission_on_read, attempt_destination, lost_race, observe,
+    parse_policy,
 };
 use crate::seal::Sealer;
 use crate::sql::Bind;

@@ -16,9 +16,9 @@ use switchyard_core::time::Millis;
 use super::SqliteStore;
 use super::direct::Binder;
 use super::reads::Direct;
-use crate::error::{map_direct_err, unreadable};
+use crate::error::map_direct_err;
 pub(super) use crate::repo::Unwritten;
-use crate::repo::{Observed, Repo, Taken, admission_on_read, lost_race, observe};
+use crate::repo::{Observed, Repo, Taken, admission_on_read, lost_race, observe, parse_policy};
 use crate::rows::flow::{FlowRow, FlowUpdate, parse_outcomes};
 use crate::sql::flow as q;
 
@@ -80,8 +80,7 @@ impl Decoded {
         {
             return Ok(policy.clone());
         }
-        let policy: CircuitBreakerPolicy =
-            serde_json::from_str(json).map_err(|e| unreadable("destinations.circuit_breaker", e))?;
+        let policy = parse_policy(json)?;
         self.hold(destination, |held| held.policy = Some((json.to_owned(), policy.clone())));
         Ok(policy)
     }
