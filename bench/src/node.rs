@@ -14,7 +14,15 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::cpu::MachineTicks;
 use crate::load::Connection;
+use crate::report::Cpu;
+
+/// Where a measured phase of the server began ([`Node::start_measuring`]).
+pub struct Measuring {
+    server: Duration,
+    machine: MachineTicks,
+}
 
 pub struct Node {
     child: Child,
@@ -227,6 +235,21 @@ impl Node {
     /// The process's user plus system CPU time so far.
     pub fn cpu(&self) -> anyhow::Result<Duration> {
         crate::cpu::of_process(self.pid())
+    }
+
+    /// Starts a measured phase: the process's CPU time and the machine's, now.
+    pub fn start_measuring(&self) -> anyhow::Result<Measuring> {
+        Ok(Measuring { server: self.cpu()?, machine: MachineTicks::now()? })
+    }
+
+    /// What the process and the machine used since `phase` began, with `bare_server`, the
+    /// bare server's CPU time under the same load, for the report.
+    pub fn measured_cpu(&self, phase: &Measuring, bare_server: Duration) -> anyhow::Result<Cpu> {
+        Ok(Cpu {
+            server: self.cpu()?.saturating_sub(phase.server),
+            bare_server,
+            machine_idle: phase.machine.idle_share_until(MachineTicks::now()?),
+        })
     }
 
     /// Samples the resident set every `every` until the returned sampler is stopped.

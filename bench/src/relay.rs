@@ -22,7 +22,7 @@ use crate::latency::Latencies;
 use crate::load::{Connection, LoadResult};
 use crate::node::{Backend, Node};
 use crate::outbox::{Outbox, OutboxRow};
-use crate::report::{Cpu, Delivered, Relay, Report};
+use crate::report::{Delivered, Relay, Report};
 use crate::scenarios::{Options, Scenario, wait_for};
 use crate::servers;
 
@@ -44,7 +44,7 @@ pub async fn relay(options: &Options) -> anyhow::Result<Report> {
     let sink = servers::start_sink(options.server_threads)?;
     let node = Node::start(&options.binary, &options.backend).await?;
     node.subscribe("sink", &format!("http://{}/hooks", sink.server.addr)).await?;
-    let cpu_before = node.cpu()?;
+    let phase = node.start_measuring()?;
     let started = Instant::now();
     node.call(
         Method::POST,
@@ -68,7 +68,7 @@ pub async fn relay(options: &Options) -> anyhow::Result<Report> {
         wait_until_empty(&outbox, options.delivery_timeout),
     )?;
     let finished = delivered.max(emptied);
-    let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: Duration::ZERO };
+    let cpu = node.measured_cpu(&phase, Duration::ZERO)?;
     let memory = node.memory()?;
     outbox.close().await;
 

@@ -47,6 +47,11 @@ pub struct Cpu {
     pub server: Duration,
     /// The bare server's threads under the same load.
     pub bare_server: Duration,
+    /// The share of the machine's CPU time that was idle over the server's measured phase
+    /// (its load, and in `e2e` and `fanout` until the sink had every delivery): near zero, the
+    /// run was bound by the cores (server, load generator and sink together); well above,
+    /// by waiting.
+    pub machine_idle: Option<f64>,
 }
 
 /// A bare client of the broker under the same load, in the same run.
@@ -257,7 +262,16 @@ impl Report {
             self.bare_cpu_us_per_request(),
             self.cpu.bare_server.as_secs_f64(),
             self.ceiling.requests
-        )
+        )?;
+        match self.cpu.machine_idle {
+            Some(idle) => writeln!(
+                f,
+                "  {:<22} {:>9.0} % of the machine's CPU time idle while the server was measured",
+                "machine idle",
+                idle * 100.0
+            ),
+            None => Ok(()),
+        }
     }
 }
 

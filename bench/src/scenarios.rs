@@ -20,7 +20,7 @@ use crate::latency::{self, SENT_AT_KEY};
 use crate::load::{self, LoadResult, Outgoing, Target, Until};
 use crate::node::{Backend, Node};
 use crate::relay;
-use crate::report::{BrokerCeiling, Cpu, Delivered, Drain, Report};
+use crate::report::{BrokerCeiling, Delivered, Drain, Report};
 use crate::servers::{self, Counts, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -344,11 +344,11 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
     let (ceiling, bare_cpu) = bare(options, path, body).await?;
     let node = Node::start(&options.binary, &options.backend).await?;
     let until = Until::Elapsed(options.duration);
-    let (measured, cpu_before) = match options.source {
+    let (measured, phase) = match options.source {
         Source::Api => {
             let target = Target { addr: node.addr, path: path.to_owned(), token: Some(node.token.clone()) };
-            let cpu_before = node.cpu()?;
-            (load::run(&target, options.connections, until, 0, scenario.name(), body).await?, cpu_before)
+            let phase = node.start_measuring()?;
+            (load::run(&target, options.connections, until, 0, scenario.name(), body).await?, phase)
         }
         Source::Github => {
             // No rate limit to speak of: the source's own would otherwise cap the load at 100/s.
@@ -369,15 +369,12 @@ async fn ingest(options: &Options, batched: bool) -> anyhow::Result<Report> {
             let id = source["id"].as_str().context("a source id")?;
             // The provider's request carries no bearer token: its signature is the credential.
             let target = Target { addr: node.addr, path: format!("/v1/sources/{id}/webhook"), token: None };
-            let cpu_before = node.cpu()?;
+            let phase = node.start_measuring()?;
             let request = github_webhook(GITHUB_SECRET);
-            (
-                load::run_with(&target, options.connections, until, 0, "ingest (github)", request).await?,
-                cpu_before,
-            )
+            (load::run_with(&target, options.connections, until, 0, "ingest (github)", request).await?, phase)
         }
     };
-    let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
+    let cpu = node.measured_cpu(&phase, bare_cpu)?;
     let memory = node.memory()?;
     let mut report = Report::new(scenario, options, ceiling, measured, per_request, memory.peak, cpu);
     report.source = options.source;
@@ -424,7 +421,7 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
         }
     };
     let target = Target { addr: node.addr, path: "/v1/events".into(), token: Some(node.token.clone()) };
-    let cpu_before = node.cpu()?;
+    let phase = node.start_measuring()?;
     let started = Instant::now();
     let measured = load::run(
         &target,
@@ -437,7 +434,7 @@ async fn deliver(scenario: Scenario, options: &Options, subscriptions: u64) -> a
     .await?;
     let expected = measured.accepted() * subscriptions;
     let finished = wait_for(&counts, expected, options.delivery_timeout).await?;
-    let cpu = Cpu { server: node.cpu()?.saturating_sub(cpu_before), bare_server: bare_cpu };
+    let cpu = node.measured_cpu(&phase, bare_cpu)?;
     let memory = node.memory()?;
     let mut report = Report::new(scenario, options, ceiling, measured, 1, memory.peak, cpu);
     report.delivered = Some(Delivered::new(expected, counts.unique(), finished - started));
@@ -506,15 +503,15 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
         .await?;
 
     let target = Target { addr: node.addr, path: "/v1/events/batch".into(), token: Some(node.token.clone()) };
-    let cpu_before_seeding = node.cpu()?;
+    let seeding = node.start_measuring()?;
     let seeded =
         load::run(&target, 4, Until::Requests(requests), 0, "seeding", batch(options.ids, seed_batch))
             .await?;
     if seeded.errors > 0 {
         bail!("{} seeding requests failed", seeded.errors);
     }
+    let cpu = node.measured_cpu(&seeding, bare_cpu)?;
     let cpu_before_drain = node.cpu()?;
-    let seeding_cpu = cpu_before_drain.saturating_sub(cpu_before_seeding);
     let before = node.memory()?;
     let sampler = node.sample_memory(Duration::from_millis(250));
     let started = Instant::now();
@@ -524,7 +521,6 @@ async fn backlog(options: &Options) -> anyhow::Result<Report> {
     let drain_cpu = node.cpu()?.saturating_sub(cpu_before_drain);
     let samples = sampler.stop().await;
     let memory = node.memory()?;
-    let cpu = Cpu { server: seeding_cpu, bare_server: bare_cpu };
     let mut report = Report::new(Scenario::Backlog, options, ceiling, seeded, seed_batch, memory.peak, cpu);
     report.delivered = Some(Delivered::new(total, sink.counts.unique(), finished - started));
     report.drain = Some(Drain::new(before.rss, &samples, drain_cpu));
