@@ -34,6 +34,17 @@ pub(crate) async fn gather<T>(
     weight: impl Fn(&T) -> usize,
 ) -> Option<Vec<T>> {
     let first = calls.recv().await?;
+    Some(gather_after(first, calls, max_calls, max_weight, weight).await)
+}
+
+/// The group [`gather`] takes once `first` came.
+pub(crate) async fn gather_after<T>(
+    first: T,
+    calls: &mut mpsc::Receiver<T>,
+    max_calls: usize,
+    max_weight: usize,
+    weight: impl Fn(&T) -> usize,
+) -> Vec<T> {
     let mut weighed = weight(&first);
     let mut group = Vec::with_capacity(max_calls);
     group.push(first);
@@ -43,7 +54,7 @@ pub(crate) async fn gather<T>(
         weighed += weight(&call);
         group.push(call);
     }
-    Some(group)
+    group
 }
 
 #[cfg(test)]

@@ -213,6 +213,7 @@ impl SqliteStore {
 
     /// Starts a write transaction holding the database's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        let _waiting = self.group.want_turn();
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
     }
 

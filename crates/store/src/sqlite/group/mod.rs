@@ -20,9 +20,10 @@
 //! statements and `COMMIT` run on it, its statements stay prepared from group to group
 //! (preparing them for each group cost about a seventh of the write path's CPU), and `COMMIT`,
 //! which waits for the fsync, runs on a blocking thread so that it does not hold up a runtime
-//! worker. For the length of each group the writer also holds sqlx's one write connection
-//! (the turn): sqlx's own writers (claims, the control plane) wait for it in the process, as
-//! they wait for each other, instead of meeting a locked file. An in-memory database cannot be
+//! worker. While it writes groups the writer also holds sqlx's one write connection (the turn,
+//! `turn.rs`, kept from group to group until another writer asks for it): sqlx's own writers
+//! (claims, the control plane) wait for it in the process, as they wait for each other,
+//! instead of meeting a locked file. An in-memory database cannot be
 //! opened twice, so there the group takes sqlx's connection's handle once (`lock_handle`:
 //! sqlx's thread waits meanwhile) and runs the group on it, `BEGIN` and `COMMIT` through sqlx
 //! ([`Writes::Borrowed`]).
@@ -38,12 +39,13 @@ use switchyard_core::subscription::Subscription;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer_health::WriterHealth;
-use crate::gather::gather;
+use crate::gather::gather_after;
 use jobs::{Answered, Job, run_each_alone};
 use own::commit_own;
 
 mod jobs;
 mod own;
+mod turn;
 use crate::error::{map_direct_err, map_err};
 use crate::rows::{SubscriptionRow, decode_all};
 use crate::sql;
@@ -113,6 +115,9 @@ impl Shared {
 pub(super) struct GroupWriter {
     queue: mpsc::Sender<Job>,
     health: WriterHealth,
+    /// sqlx's writers waiting for the write connection, which the writer holds from group to
+    /// group while nobody else wants it (`turn.rs`).
+    wanted: turn::TurnWanted,
 }
 
 /// Where a group's statements run.
@@ -138,8 +143,15 @@ impl GroupWriter {
     pub(super) fn start(writer: SqlitePool, writes: Writes) -> GroupWriter {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let health = WriterHealth::default();
-        tokio::spawn(run(writer, writes, jobs, health.clone()));
-        GroupWriter { queue, health }
+        let wanted = turn::TurnWanted::default();
+        tokio::spawn(run(writer, writes, jobs, health.clone(), wanted.clone()));
+        GroupWriter { queue, health, wanted }
+    }
+
+    /// Counts a writer of sqlx's as waiting for the write connection until the guard is
+    /// dropped, so that the group writer gives it back after its group.
+    pub(super) fn want_turn(&self) -> turn::Announced {
+        self.wanted.announce()
     }
 
     /// Caps the database at `pages` pages on the connection the groups write with
@@ -206,15 +218,42 @@ pub(super) fn not_run() -> StoreError {
     )
 }
 
-async fn run(writer: SqlitePool, mut writes: Writes, mut jobs: mpsc::Receiver<Job>, health: WriterHealth) {
-    while let Some(group) = gather(&mut jobs, MAX_JOBS, MAX_WEIGHT, |job| job.weight).await {
+async fn run(
+    writer: SqlitePool,
+    mut writes: Writes,
+    mut jobs: mpsc::Receiver<Job>,
+    health: WriterHealth,
+    wanted: turn::TurnWanted,
+) {
+    let mut turn = turn::Turn::new(writer.clone(), wanted);
+    while let Some(first) = next_call(&mut jobs, &mut turn).await {
+        let group = gather_after(first, &mut jobs, MAX_JOBS, MAX_WEIGHT, |job| job.weight).await;
         match &mut writes {
             Writes::Borrowed => commit_group(&writer, group, &health).await,
             Writes::Own { path, busy_timeout, conn } => {
-                commit_own(&writer, conn, path, *busy_timeout, group, &health).await;
+                commit_own(&mut turn, conn, path, *busy_timeout, group, &health).await;
+                turn.after_group();
             }
         }
     }
+}
+
+/// The next call from `jobs`, `None` once every sender is gone. While the writer holds the
+/// turn it waits for one for at most [`turn::LINGER`], then gives the turn back and waits as
+/// long as it takes.
+async fn next_call(jobs: &mut mpsc::Receiver<Job>, turn: &mut turn::Turn) -> Option<Job> {
+    if turn.is_held() {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if let Ok(job) = tokio::time::timeout(turn::LINGER, jobs.recv()).await {
+            return job;
+        }
+        turn.give_back();
+    }
+    jobs.recv().await
 }
 
 /// Runs `group` in one transaction. Whatever fails, the transaction is given up (dropping it
@@ -496,6 +535,48 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM marks").fetch_one(&pool).await.expect("count");
         assert_eq!(count, 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlx_writers_get_the_turn_while_groups_keep_coming() {
+        let (_dir, pool, writer) = own_writer().await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (writer, stop) = (writer.clone(), stop.clone());
+            load.spawn(async move {
+                while !stop.load(SeqCst) {
+                    writer.write(1, false, |conn, _| mark(conn, "load")).await.expect("a group write");
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let insert_sqlx = |pool: SqlitePool| async move {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+            sqlx::query("INSERT INTO marks VALUES ('sqlx')").execute(&mut *tx).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)
+        };
+        // One that asks for the turn, as `begin_write` does, and one that does not: each gets
+        // it while the groups go on, the second once the writer has held it for long enough.
+        let asking = writer.want_turn();
+        let asked = tokio::time::timeout(Duration::from_secs(5), insert_sqlx(pool.clone())).await;
+        drop(asking);
+        let plain = tokio::time::timeout(Duration::from_secs(5), insert_sqlx(pool.clone())).await;
+        assert!(!load.is_empty() && load.try_join_next().is_none(), "the groups were still coming");
+        stop.store(true, SeqCst);
+        while let Some(done) = load.join_next().await {
+            done.expect("a load task");
+        }
+        asked.expect("the writer that asked got the turn").expect("its insert");
+        plain.expect("the writer that did not ask got the turn").expect("its insert");
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_gives_the_turn_back() {
+        let (_dir, pool, writer) = own_writer().await;
+        writer.write(1, false, |conn, _| mark(conn, "one")).await.expect("a write");
+        tokio::time::sleep(turn::LINGER * 20).await;
+        assert!(pool.try_acquire().is_some(), "sqlx's write connection is idle again");
     }
 
     #[tokio::test]

@@ -1,16 +1,16 @@
 //! The group writer's own connection to a database file (`Writes::Own`; see the parent
 //! module): opened with sqlx's settings, `BEGIN IMMEDIATE` retried without holding up the
-//! thread, `COMMIT` on a blocking thread, sqlx's write connection held as the turn.
+//! thread, `COMMIT` on a blocking thread, sqlx's write connection held as the turn (`turn.rs`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::SqlitePool;
 use switchyard_core::store::{StoreError, StoreResult};
 
 use super::jobs::{Apart, run_each_alone, run_together};
+use super::turn::Turn;
 use super::{Job, Shared, WriterHealth, answer_committed, fail_all, give_up, run_cached};
-use crate::error::{map_direct_err, map_err};
+use crate::error::map_direct_err;
 
 /// Statements the writer's own connection keeps prepared, at most (the multi-row event
 /// inserts take one per row count).
@@ -31,20 +31,19 @@ fn open_own(path: &Path) -> StoreResult<rusqlite::Connection> {
 }
 
 /// Runs `group` in one transaction on the writer's own connection `own` (opened at `path`
-/// when missing), holding sqlx's write connection meanwhile. Whatever fails, the transaction
+/// when missing), holding the turn (taken first, when not held). Whatever fails, the transaction
 /// is rolled back and every job is answered.
 pub(super) async fn commit_own(
-    writer: &SqlitePool,
+    turn: &mut Turn,
     own: &mut Option<rusqlite::Connection>,
     path: &Path,
     busy_timeout: Duration,
     group: Vec<Job>,
     health: &WriterHealth,
 ) {
-    let turn = match writer.acquire().await {
-        Ok(turn) => turn,
-        Err(error) => return fail_all(group, &map_err(error), health),
-    };
+    if let Err(error) = turn.take().await {
+        return fail_all(group, &error, health);
+    }
     let conn = match own.take().map_or_else(|| open_own(path), Ok) {
         Ok(conn) => conn,
         Err(error) => return fail_all(group, &error, health),
@@ -70,7 +69,6 @@ pub(super) async fn commit_own(
         // The connection went with the thread; the next group opens another.
         Err(error) => Err(StoreError::Backend(format!("the commit did not finish: {error}").into())),
     };
-    drop(turn);
     answer_committed(&committed, jobs, health);
 }
 
