@@ -1,6 +1,7 @@
 //! What the shared repositories ([`crate::repo`]) need of PostgreSQL: everything on the one
 //! pool, and `NOTIFY` to wake the other nodes.
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgQueryResult;
 use sqlx::{PgConnection, Pool, Postgres, Transaction};
 use switchyard_core::store::StoreResult;
@@ -28,8 +29,8 @@ impl Backend for PgStore {
         &self.pool
     }
 
-    fn writer(&self) -> &Pool<Postgres> {
-        &self.pool
+    async fn writer(&self) -> StoreResult<PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(map_err)
     }
 
     fn sealer(&self) -> &Sealer {

@@ -31,7 +31,7 @@ where
             .bind(key.token_hash.as_str())
             .bind(key.created_at)
             .bind(key.revoked_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)
             // Never name the token hash: the id is enough to tell which key collided.
@@ -68,7 +68,7 @@ where
         let result = sqlx::query(sql::REVOKE_API_KEY)
             .bind(now)
             .bind(id.as_str())
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)

@@ -69,7 +69,7 @@ where
             .bind(destination.version)
             .bind(destination.created_at)
             .bind(destination.updated_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)
             .map_err(name_conflict(|| format!("destination {} already exists", destination.id)))?;

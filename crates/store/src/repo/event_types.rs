@@ -33,7 +33,7 @@ where
             .bind(definition.version)
             .bind(definition.created_at)
             .bind(definition.updated_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)
             .map_err(name_conflict(|| format!("event type {} already exists", definition.name)))?;
@@ -103,7 +103,7 @@ where
     pub(crate) async fn delete_event_type(&self, name: &EventType) -> StoreResult<bool> {
         let result = sqlx::query(sql::DELETE_EVENT_TYPE)
             .bind(name.as_str())
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)

@@ -78,7 +78,7 @@ where
             .bind(scope)
             .bind(key)
             .bind(claimed_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         if B::rows_affected(&result) == 0 {
@@ -99,7 +99,7 @@ where
             .bind(scope)
             .bind(key)
             .bind(claimed_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(())

@@ -22,6 +22,7 @@ mod subscriptions;
 
 use std::future::Future;
 
+use sqlx::pool::PoolConnection;
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{Database, Encode, Pool, Transaction, Type};
 use switchyard_core::page::ListRequest;
@@ -57,8 +58,10 @@ pub(crate) trait Backend: Sync {
     /// Where single reads go.
     fn reader(&self) -> &Pool<Self::Db>;
 
-    /// Where single writes go.
-    fn writer(&self) -> &Pool<Self::Db>;
+    /// A connection for single writes. On SQLite it is the one write connection, which the
+    /// group writer holds from group to group and gives back to a caller waiting here after
+    /// its group (`sqlite/group/turn.rs`); on PostgreSQL, one of the pool's.
+    fn writer(&self) -> impl Future<Output = StoreResult<PoolConnection<Self::Db>>> + Send;
 
     /// Seals secrets on their way in and opens them on their way out.
     fn sealer(&self) -> &Sealer;

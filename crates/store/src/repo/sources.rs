@@ -51,7 +51,7 @@ where
             .bind(source.version)
             .bind(source.created_at)
             .bind(source.updated_at)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)
             .map_err(name_conflict(|| format!("source {} already exists", source.id)))?;
@@ -119,7 +119,7 @@ where
     pub(crate) async fn delete_source(&self, id: &SourceId) -> StoreResult<bool> {
         let result = sqlx::query(sql::DELETE_SOURCE)
             .bind(id.as_str())
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)
@@ -137,7 +137,7 @@ where
             .bind(until)
             .bind(id.as_str())
             .bind(now)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)
@@ -147,7 +147,7 @@ where
         sqlx::query(sql::RELEASE_SOURCE)
             .bind(id.as_str())
             .bind(owner)
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(())

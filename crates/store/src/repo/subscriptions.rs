@@ -174,7 +174,7 @@ where
     pub(crate) async fn delete_subscription(&self, id: &SubscriptionId) -> StoreResult<bool> {
         let result = sqlx::query(sql::DELETE_SUBSCRIPTION)
             .bind(id.as_str())
-            .execute(self.0.writer())
+            .execute(&mut *self.0.writer().await?)
             .await
             .map_err(map_err)?;
         Ok(B::rows_affected(&result) > 0)

@@ -1,11 +1,13 @@
 //! What the shared repositories ([`crate::repo`]) need of SQLite: reads on the read pool,
 //! writes on the single writer, write transactions holding the write lock from the start.
 
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Pool, Sqlite, SqliteConnection, Transaction};
 use switchyard_core::store::StoreResult;
 
 use super::SqliteStore;
+use crate::error::map_err;
 use crate::repo::{Backend, Unwritten};
 use crate::seal::Sealer;
 use crate::sql::flow as q;
@@ -28,8 +30,10 @@ impl Backend for SqliteStore {
         &self.reader
     }
 
-    fn writer(&self) -> &Pool<Sqlite> {
-        &self.writer
+    /// Asks the group writer for its turn while it waits (`group/turn.rs`).
+    async fn writer(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        let _waiting = self.group.want_turn();
+        self.writer.acquire().await.map_err(map_err)
     }
 
     fn sealer(&self) -> &Sealer {

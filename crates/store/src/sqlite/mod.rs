@@ -135,8 +135,8 @@ impl SqliteStore {
         let direct = Some(Arc::new(reads::DirectReads::new(path.clone())));
         let writes = group::Writes::own(path, BUSY_TIMEOUT);
         // The writer connects first so the file exists and is in WAL mode before any reader.
-        // The group writer holds its connection for the length of each group (`group/own.rs`):
-        // no test of the connection on every acquire.
+        // The group writer holds its connection while it writes groups (`group/turn.rs`): no
+        // test of the connection on every acquire.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)

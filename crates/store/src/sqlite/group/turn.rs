@@ -5,9 +5,10 @@
 //! sqlx takes a connection back on a task of the runtime, and under load that task waits its
 //! turn behind the requests: taking the connection again right after giving it back waited
 //! about 0.8 ms a group under `e2e`. So the writer keeps the turn from group to group, and
-//! gives it back when another writer asks for it ([`TurnWanted`]), when no call came for
-//! [`LINGER`], or when it has held it for [`LONGEST_HOLD`] (sqlx's writers that do not ask, the
-//! rare single statements of the control plane, wait at most that long).
+//! gives it back when another writer asks for it ([`TurnWanted`]: the store's write
+//! transactions and single writes ask while they wait), when no call came for [`LINGER`], or,
+//! checked after each group, once it has held it for [`LONGEST_HOLD`], so that a writer that
+//! does not ask (migrations, tests) waits about that long plus the group in progress.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,8 +79,8 @@ impl Turn {
         Ok(())
     }
 
-    /// After a group: gives the turn back if another writer asked for it or it was held for
-    /// [`LONGEST_HOLD`].
+    /// After a group, and before waiting for the next call: gives the turn back if another
+    /// writer asked for it or it was held for [`LONGEST_HOLD`].
     pub(super) fn after_group(&mut self) {
         let overdue = self.held.as_ref().is_some_and(|(_, since)| since.elapsed() >= LONGEST_HOLD);
         if overdue || self.wanted.is_wanted() {
