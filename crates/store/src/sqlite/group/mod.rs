@@ -533,9 +533,7 @@ mod tests {
         while let Some(done) = writes.join_next().await {
             done.expect("the task").expect("no write meets a locked file");
         }
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM marks").fetch_one(&pool).await.expect("count");
-        assert_eq!(count, 50);
+        assert_eq!(count_marks(&pool).await, 50);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
