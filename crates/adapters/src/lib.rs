@@ -47,9 +47,10 @@ pub fn transports(settings: AdapterSettings) -> Transports {
 }
 
 /// Installs ring as the process's rustls crypto provider, unless one is installed already.
-/// TLS clients (`reqwest` here, built with `rustls-no-provider`) panic when none is, so the
-/// binary calls this at start-up and every adapter that speaks TLS calls it when built;
-/// calling it again is harmless. Tests that build their own `reqwest::Client` call it first.
+/// rustls clients built without a provider of their own (the `http` adapter's connector, and
+/// `reqwest` as this workspace builds it) fail or panic when none is, so the binary calls this
+/// at start-up and every adapter that speaks TLS calls it when built; calling it again is
+/// harmless. Tests that build their own `reqwest::Client` call it first.
 pub fn install_crypto_provider() {
     // An error only says a provider is installed already, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();

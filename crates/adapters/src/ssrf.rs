@@ -17,7 +17,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hyper_util::client::legacy::connect::dns::Name;
 
 use url::{Host, Url};
 
@@ -240,33 +243,46 @@ fn system_lookup() -> Lookup {
     })
 }
 
-/// A `reqwest` resolver that resolves with the system resolver, then fails when any address
-/// is forbidden (so no connection to one is even attempted). Installed only under
-/// [`UrlPolicy::PublicOnly`]; its [`Forbidden`] error stays in the chain of the request's
-/// error, where the adapter finds it.
+/// The `http` adapter's resolver: the system's. Under [`UrlPolicy::PublicOnly`] it fails
+/// when any address is forbidden (so no connection to one is even attempted), and its
+/// [`Forbidden`] error stays in the chain of the request's error, where the adapter finds it.
 #[derive(Clone)]
 pub(crate) struct GuardedResolver {
     lookup: Lookup,
+    policy: UrlPolicy,
 }
 
-impl Default for GuardedResolver {
-    fn default() -> Self {
-        Self { lookup: system_lookup() }
+impl GuardedResolver {
+    pub(crate) fn new(policy: UrlPolicy) -> Self {
+        Self { lookup: system_lookup(), policy }
     }
 }
 
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+type Resolving = Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         let lookup = Arc::clone(&self.lookup);
+        let guarded = self.policy == UrlPolicy::PublicOnly;
         Box::pin(async move {
-            if is_localhost(&host) {
+            if guarded && is_localhost(&host) {
                 return Err(Forbidden::localhost(&host).into());
             }
             let addresses = lookup(host.clone()).await?;
-            check_addresses(&host, &addresses)?;
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
-            Ok(addresses)
+            if guarded {
+                check_addresses(&host, &addresses)?;
+            }
+            Ok(addresses.into_iter())
         })
     }
 }
@@ -544,28 +560,49 @@ mod tests {
         address
     }
 
-    fn client_with(resolver: GuardedResolver) -> reqwest::Client {
-        crate::install_crypto_provider();
-        reqwest::Client::builder().no_proxy().dns_resolver(resolver).build().unwrap()
+    /// POSTs to `url` through a connector resolving with `resolver`.
+    async fn post_through(
+        resolver: GuardedResolver,
+        url: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(resolver);
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
+        let request = http::Request::post(url).body(http_body_util::Empty::new()).unwrap();
+        client.request(request).await
+    }
+
+    fn guarded(lookup: Lookup) -> GuardedResolver {
+        GuardedResolver { lookup, policy: UrlPolicy::PublicOnly }
     }
 
     #[tokio::test]
     async fn the_resolver_refuses_forbidden_addresses_before_connecting() {
         let server = answering_server().await;
         let url = format!("http://receiver.test:{}/hook", server.port());
-        let to_loopback = GuardedResolver { lookup: lookup_answering(&["127.0.0.1"]) };
-        let err = client_with(to_loopback).post(&url).send().await.unwrap_err();
+        let err = post_through(guarded(lookup_answering(&["127.0.0.1"])), &url).await.unwrap_err();
         let forbidden = refusal(&err).expect("the guard's refusal is in the chain");
         assert_eq!(forbidden.host, "receiver.test");
         assert_eq!(forbidden.address, Some(ip("127.0.0.1")));
         // An IPv6 answer that carries a loopback IPv4 address is refused the same way.
-        let to_6to4 = GuardedResolver { lookup: lookup_answering(&["2002:7f00:1::1"]) };
-        let err = client_with(to_6to4).post(&url).send().await.unwrap_err();
+        let err = post_through(guarded(lookup_answering(&["2002:7f00:1::1"])), &url).await.unwrap_err();
         assert_eq!(refusal(&err).and_then(|f| f.address), Some(ip("2002:7f00:1::1")));
-        let named =
-            client_with(GuardedResolver::default()).post(format!("http://localhost:{}/", server.port()));
-        let err = named.send().await.unwrap_err();
+        let named = format!("http://localhost:{}/", server.port());
+        let err = post_through(GuardedResolver::new(UrlPolicy::PublicOnly), &named).await.unwrap_err();
         assert_eq!(refusal(&err).map(|f| f.address), Some(None));
+    }
+
+    #[tokio::test]
+    async fn allowing_private_addresses_resolves_without_the_guard() {
+        let server = answering_server().await;
+        let allowing =
+            GuardedResolver { lookup: lookup_answering(&["127.0.0.1"]), policy: UrlPolicy::AllowPrivate };
+        let url = format!("http://receiver.test:{}/hook", server.port());
+        let answer = post_through(allowing, &url).await.expect("the request reaches loopback");
+        assert_eq!(answer.status(), 204);
+        let named = format!("http://localhost:{}/", server.port());
+        let answer = post_through(GuardedResolver::new(UrlPolicy::AllowPrivate), &named).await.unwrap();
+        assert_eq!(answer.status(), 204);
     }
 
     #[test]

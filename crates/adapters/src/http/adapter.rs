@@ -6,16 +6,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Response, StatusCode, Url};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use http::{Request as HttpRequest, Response, StatusCode};
+use hyper::body::Incoming;
 use serde_json::Value;
 use switchyard_core::ValidationError;
 use switchyard_core::destination::Destination;
 use switchyard_core::retry::{OutcomeClass, classify_status};
 use switchyard_core::transport::{DeliveryError, OutboundMessage, Receipt, Transport, ValidatedConfig};
+use url::Url;
 
 use super::auth::{self, TokenCache, TokenRequest};
-use super::client::{ClientPool, Deadline, body_text, check_host, read_capped, status_line, transport_error};
+use super::client::{
+    self, Body, Client, ClientPool, Deadline, Target, body_text, check_host, read_capped, status_line,
+};
 use super::config::{self, Auth};
 use super::prepared::{Prepared, PreparedCache};
 use super::signing::SigningKeys;
@@ -44,6 +50,8 @@ impl Default for HttpSettings {
 /// behind bearer, basic or OAuth2 client-credentials auth.
 pub struct HttpAdapter {
     clients: ClientPool,
+    /// Sent as `User-Agent` unless the destination's headers name another.
+    user_agent: HeaderValue,
     tokens: TokenCache,
     prepared: PreparedCache,
     policy: UrlPolicy,
@@ -54,7 +62,10 @@ impl HttpAdapter {
     /// time). Also installs the ring crypto provider for rustls, unless one is installed already.
     pub fn new(settings: HttpSettings, policy: UrlPolicy) -> Self {
         crate::install_crypto_provider();
+        let user_agent = HeaderValue::from_str(&settings.user_agent)
+            .unwrap_or_else(|_| HeaderValue::from_static("Switchyard"));
         Self {
+            user_agent,
             clients: ClientPool::new(settings, policy),
             tokens: TokenCache::default(),
             prepared: PreparedCache::default(),
@@ -89,7 +100,8 @@ impl Transport for HttpAdapter {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let keys = prepared.signing_keys(i64::try_from(now.as_millis()).unwrap_or(i64::MAX));
         let timestamp = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let headers = request_headers(&prepared.headers, message, timestamp, keys, &body);
+        let mut headers = request_headers(&prepared.headers, message, timestamp, keys, &body);
+        headers.entry(USER_AGENT).or_insert_with(|| self.user_agent.clone());
         let request = Request {
             client: self.clients.get(destination.connect_timeout_ms)?,
             target: &prepared,
@@ -116,11 +128,12 @@ impl Transport for HttpAdapter {
                     client_secret,
                     scope: scope.as_deref(),
                     connect_timeout_ms: destination.connect_timeout_ms,
+                    user_agent: &self.user_agent,
                 };
                 self.send_with_token(&request, &grant).await?
             }
         };
-        outcome(response, destination).await
+        outcome(response, destination, &deadline).await
     }
 }
 
@@ -131,7 +144,7 @@ impl HttpAdapter {
         &self,
         request: &Request<'_>,
         grant: &TokenRequest<'_>,
-    ) -> Result<Response, DeliveryError> {
+    ) -> Result<Response<Incoming>, DeliveryError> {
         let token = self.tokens.token(&request.client, grant, &request.deadline).await?;
         let response = request.send(Some(auth::bearer(&token)?)).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
@@ -156,19 +169,17 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    async fn send(&self, authorization: Option<HeaderValue>) -> Result<Response, DeliveryError> {
-        let mut headers = self.headers.clone();
+    async fn send(&self, authorization: Option<HeaderValue>) -> Result<Response<Incoming>, DeliveryError> {
+        let mut request = HttpRequest::new(Body::new(self.body.clone()));
+        *request.method_mut() = self.target.method.clone();
+        *request.uri_mut() = self.target.uri.clone();
+        let headers = request.headers_mut();
+        *headers = self.headers.clone();
         if let Some(value) = authorization {
             headers.insert(AUTHORIZATION, value);
         }
-        self.client
-            .request(self.target.method.clone(), self.target.url.clone())
-            .headers(headers)
-            .body(self.body.clone())
-            .timeout(self.deadline.remaining()?)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &self.target.host, &self.deadline, self.connect_timeout_ms))
+        let target = Target { host: &self.target.host, connect_timeout_ms: self.connect_timeout_ms };
+        client::send(&self.client, request, &target, &self.deadline).await
     }
 }
 
@@ -188,6 +199,7 @@ fn request_headers(
     let mut headers = configured.clone();
     let id = message.delivery_id.as_str();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.entry(ACCEPT).or_insert(HeaderValue::from_static("*/*"));
     insert_text(&mut headers, WEBHOOK_ID, id);
     headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
     if let Some(signature) = keys.header_value(id, timestamp, body) {
@@ -210,14 +222,18 @@ fn insert_text(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// A 2xx is a receipt; anything else an error classified by the destination's retry policy.
-async fn outcome(response: Response, destination: &Destination) -> Result<Receipt, DeliveryError> {
+async fn outcome(
+    response: Response<Incoming>,
+    destination: &Destination,
+    deadline: &Deadline,
+) -> Result<Receipt, DeliveryError> {
     let status = response.status();
     let retry_after_ms = response
         .headers()
-        .get(reqwest::header::RETRY_AFTER)
+        .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-    let body = body_text(&read_capped(response, MAX_RESPONSE_BODY).await);
+    let body = body_text(&read_capped(response, MAX_RESPONSE_BODY, deadline).await);
     let code = status.as_u16();
     match classify_status(code, &destination.retry) {
         OutcomeClass::Success => Ok(Receipt { status_code: Some(code), response_body: body }),

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use reqwest::{Client, Url};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::{Method, Request, Uri};
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_core::id::DestinationId;
 use switchyard_core::transport::DeliveryError;
 
-use super::client::{Deadline, body_text, host_label, read_capped, status_line, transport_error};
+use url::Url;
+
+use super::client::{self, Body, Client, Deadline, Target, body_text, host_label, read_capped, status_line};
 
 /// A token is used until this long before the provider says it expires, so one fetched just
 /// in time does not expire on its way to the destination.
@@ -53,6 +55,8 @@ pub(crate) struct TokenRequest<'a> {
     pub client_secret: &'a str,
     pub scope: Option<&'a str>,
     pub connect_timeout_ms: u64,
+    /// The adapter's `User-Agent`.
+    pub user_agent: &'a HeaderValue,
 }
 
 impl TokenRequest<'_> {
@@ -146,27 +150,27 @@ async fn fetch(
     request: &TokenRequest<'_>,
     deadline: &Deadline,
 ) -> Result<CachedToken, DeliveryError> {
-    let url = Url::parse(request.token_url)
-        .map_err(|_| DeliveryError::permanent("the OAuth2 token_url is not a valid URL"))?;
+    let invalid = || DeliveryError::permanent("the OAuth2 token_url is not a valid URL");
+    let mut url = Url::parse(request.token_url).map_err(|_| invalid())?;
     let host = host_label(&url);
+    url.set_fragment(None);
+    let uri = Uri::try_from(url.as_str()).map_err(|_| invalid())?;
     let failed =
         |why: String| DeliveryError::retryable(format!("OAuth2 token request to {host} failed: {why}"));
-    let form = token_form(request);
+    let mut token_request = Request::new(Body::new(token_form(request).into()));
+    *token_request.method_mut() = Method::POST;
+    *token_request.uri_mut() = uri;
+    let headers = token_request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, request.user_agent.clone());
     let started = Instant::now();
-    let response = client
-        .post(url)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json")
-        .body(form)
-        .timeout(deadline.remaining()?)
-        .send()
+    let target = Target { host: &host, connect_timeout_ms: request.connect_timeout_ms };
+    let response = client::send(client, token_request, &target, deadline)
         .await
-        .map_err(|e| {
-            let cause = transport_error(e, &host, deadline, request.connect_timeout_ms);
-            failed(cause.message)
-        })?;
+        .map_err(|cause| failed(cause.message))?;
     let status = response.status();
-    let body = read_capped(response, MAX_TOKEN_RESPONSE).await;
+    let body = read_capped(response, MAX_TOKEN_RESPONSE, deadline).await;
     if !status.is_success() {
         let excerpt = body_text(&body)
             .map(|text| {

@@ -2,11 +2,18 @@
 //! deadline, bounded body reading and the translation of transport errors.
 
 use std::collections::HashMap;
-use std::error::Error as _;
+use std::io;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Response, StatusCode, redirect};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_platform_verifier::BuilderVerifierExt;
 use switchyard_core::transport::DeliveryError;
 
 use super::HttpSettings;
@@ -15,8 +22,19 @@ use crate::ssrf::{self, GuardedResolver, UrlPolicy};
 /// How often an idle pooled connection is probed, so a peer that vanished is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// One client per distinct connect timeout. `reqwest` fixes the connect timeout per client, and
-/// destinations name few distinct values, so a small map keeps every destination's setting
+/// What the adapter sends: whole bodies, cheap to clone for a resend.
+pub(crate) type Body = Full<Bytes>;
+
+/// hyper's pooled client over an HTTPS-or-HTTP connector whose names resolve through the SSRF
+/// guard. Redirects are never followed (hyper's client does not), so a 3xx is the receiver's
+/// answer, classified like any other status: following it would send signed payloads to a
+/// place nobody configured, around the guard's checks. No proxy is consulted either: an
+/// inherited `HTTP_PROXY` would silently reroute every destination.
+pub(crate) type Client =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
+
+/// One client per distinct connect timeout. The connector fixes the connect timeout per client,
+/// and destinations name few distinct values, so a small map keeps every destination's setting
 /// honoured while connections to the same host are still pooled and reused.
 pub(crate) struct ClientPool {
     settings: HttpSettings,
@@ -51,26 +69,25 @@ impl ClientPool {
         Ok(client)
     }
 
-    fn build(&self, connect_timeout_ms: u64) -> reqwest::Result<Client> {
-        let builder = match self.policy {
-            // Every name resolves through the guard; literal addresses never reach a resolver,
-            // so the adapter checks them before sending.
-            UrlPolicy::PublicOnly => Client::builder().dns_resolver(GuardedResolver::default()),
-            UrlPolicy::AllowPrivate => Client::builder(),
-        };
-        builder
-            .user_agent(self.settings.user_agent.as_str())
-            // A 3xx is the receiver's answer, classified like any other status; following it
-            // would send signed payloads to a place nobody configured (and around SSRF checks).
-            .redirect(redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(connect_timeout_ms.max(1)))
+    fn build(&self, connect_timeout_ms: u64) -> Result<Client, rustls::Error> {
+        // Literal addresses never reach a resolver, so the adapter checks them before sending;
+        // every name resolves through the guard.
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver::new(self.policy));
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms.max(1))));
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        tcp.set_nodelay(true);
+        let tls = rustls::ClientConfig::builder().with_platform_verifier()?.with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_millis(self.settings.pool_idle_timeout_ms))
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .tcp_nodelay(true)
-            // Deliveries go straight to the configured host; an inherited HTTP_PROXY would
-            // silently reroute every destination.
-            .no_proxy()
-            .build()
+            .pool_timer(TokioTimer::new())
+            .build(connector))
     }
 
     #[cfg(test)]
@@ -103,39 +120,63 @@ impl Deadline {
     }
 }
 
-/// Translates a failed request into a delivery error. Messages name the host, never the URL
-/// (its query may carry credentials) and never a header.
-pub(crate) fn transport_error(
-    err: reqwest::Error,
-    host: &str,
+/// Where a request goes, for what its errors may say.
+pub(crate) struct Target<'a> {
+    /// `host[:port]`: messages name the host, never the URL (its query may carry credentials)
+    /// and never a header.
+    pub(crate) host: &'a str,
+    pub(crate) connect_timeout_ms: u64,
+}
+
+/// Sends `request` and waits for the answer's head, within what is left of `deadline`.
+pub(crate) async fn send(
+    client: &Client,
+    request: Request<Body>,
+    target: &Target<'_>,
     deadline: &Deadline,
-    connect_timeout_ms: u64,
-) -> DeliveryError {
-    let err = err.without_url();
-    if let Some(forbidden) = ssrf::refusal(&err) {
+) -> Result<Response<Incoming>, DeliveryError> {
+    match tokio::time::timeout(deadline.remaining()?, client.request(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(transport_error(&err, target)),
+        Err(_) => Err(deadline.timed_out()),
+    }
+}
+
+/// Translates a failed request into a delivery error.
+fn transport_error(err: &hyper_util::client::legacy::Error, target: &Target<'_>) -> DeliveryError {
+    let host = target.host;
+    if let Some(forbidden) = ssrf::refusal(err) {
         // Retrying reaches the same address; only a DNS change or the setting can help.
         return DeliveryError::permanent(format!("refused to connect to {host}: {forbidden}"));
     }
     if err.is_connect() {
-        if err.is_timeout() {
+        if caused_by(err, io::ErrorKind::TimedOut) {
             return DeliveryError::retryable(format!(
-                "could not connect to {host}: no connection within {connect_timeout_ms} ms"
+                "could not connect to {host}: no connection within {} ms",
+                target.connect_timeout_ms
             ));
         }
-        return DeliveryError::retryable(format!("could not connect to {host}: {}", error_chain(&err)));
+        return DeliveryError::retryable(format!("could not connect to {host}: {}", error_chain(err)));
     }
-    if err.is_timeout() {
-        return deadline.timed_out();
-    }
-    if err.is_builder() {
-        return DeliveryError::permanent(format!("invalid request: {}", error_chain(&err)));
-    }
-    DeliveryError::retryable(format!("request to {host} failed: {}", error_chain(&err)))
+    DeliveryError::retryable(format!("request to {host} failed: {}", error_chain(err)))
 }
 
-/// The causes of `err`, outermost first, without repeats (hyper and reqwest often wrap an
-/// error in one that says the same).
-fn error_chain(err: &reqwest::Error) -> String {
+/// Whether an I/O error of `kind` is somewhere in `err`'s chain of causes.
+fn caused_by(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
+    let mut current = Some(err);
+    while let Some(cause) = current {
+        if cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == kind) {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
+}
+
+/// The causes of `err`, outermost first, without repeats (hyper often wraps an error in one
+/// that says the same). The outermost error itself (`client error (Connect)`) says nothing
+/// the caller's message does not.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -152,19 +193,28 @@ fn error_chain(err: &reqwest::Error) -> String {
 }
 
 /// Reads at most `cap` bytes of the body and stops there, so a huge answer costs no more than
-/// its start. A body that fails midway yields what arrived: the status already decided the
-/// outcome.
-pub(crate) async fn read_capped(mut response: Response, cap: usize) -> Vec<u8> {
+/// its start. A body that fails midway, or outlasts the deadline, yields what arrived: the
+/// status already decided the outcome.
+pub(crate) async fn read_capped(response: Response<Incoming>, cap: usize, deadline: &Deadline) -> Vec<u8> {
     let mut body = Vec::new();
-    while body.len() < cap {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let take = chunk.len().min(cap - body.len());
-                body.extend_from_slice(&chunk[..take]);
+    let Ok(left) = deadline.remaining() else {
+        return body;
+    };
+    let mut incoming = response.into_body();
+    let read = async {
+        while body.len() < cap {
+            match incoming.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        let take = chunk.len().min(cap - body.len());
+                        body.extend_from_slice(&chunk[..take]);
+                    }
+                }
+                Some(Err(_)) | None => break,
             }
-            Ok(None) | Err(_) => break,
         }
-    }
+    };
+    let _ = tokio::time::timeout(left, read).await;
     body
 }
 
@@ -191,14 +241,14 @@ pub(crate) fn status_line(status: StatusCode) -> String {
 
 /// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never
 /// reach the guarded resolver. Permanent, as retrying would reach the same address.
-pub(crate) fn check_host(policy: UrlPolicy, url: &reqwest::Url) -> Result<(), DeliveryError> {
+pub(crate) fn check_host(policy: UrlPolicy, url: &url::Url) -> Result<(), DeliveryError> {
     policy.check_url(url).map_err(|forbidden| {
         DeliveryError::permanent(format!("refused to connect to {}: {forbidden}", host_label(url)))
     })
 }
 
 /// `host` or `host:port`, the one part of a URL error messages show.
-pub(crate) fn host_label(url: &reqwest::Url) -> String {
+pub(crate) fn host_label(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("?");
     match url.port() {
         Some(port) => format!("{host}:{port}"),

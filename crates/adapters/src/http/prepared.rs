@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Url};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
 use switchyard_core::destination::Destination;
 use switchyard_core::id::DestinationId;
 use switchyard_core::transport::DeliveryError;
+use url::Url;
 
 use super::client::{check_host, host_label};
 use super::config::HttpConfig;
@@ -25,7 +26,8 @@ const CAPACITY: usize = 4_096;
 /// A destination's configuration, ready to send with.
 pub(crate) struct Prepared {
     pub(crate) config: HttpConfig,
-    pub(crate) url: Url,
+    /// The URL as the request's target.
+    pub(crate) uri: Uri,
     /// `host[:port]`, for messages (never the whole URL, which may carry a secret).
     pub(crate) host: String,
     pub(crate) method: Method,
@@ -42,13 +44,14 @@ impl Prepared {
             .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))?;
         check_host(policy, &url)?;
         let host = host_label(&url);
+        let uri = request_target(url)?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| DeliveryError::permanent("the destination's method is not valid"))?;
         let headers = configured_headers(&config)?;
         // The previous secret's expiry is checked per attempt; both key sets are built here.
         let current_key = SigningKeys::from_secrets(&destination.secrets, None, 0)?;
         let with_previous_key = SigningKeys::from_secrets(&destination.secrets, Some(i64::MAX), i64::MIN)?;
-        Ok(Self { config, url, host, method, headers, current_key, with_previous_key })
+        Ok(Self { config, uri, host, method, headers, current_key, with_previous_key })
     }
 
     /// The keys that sign at `now_ms` (milliseconds since the Unix epoch): the previous secret
@@ -95,6 +98,13 @@ impl PreparedCache {
         let (version, prepared) = entries.get(&destination.id)?;
         (*version == destination.version).then(|| prepared.clone())
     }
+}
+
+/// The URL as a request's target: a fragment is the receiver's own business and never sent.
+fn request_target(mut url: Url) -> Result<Uri, DeliveryError> {
+    url.set_fragment(None);
+    Uri::try_from(url.as_str())
+        .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))
 }
 
 /// The stored configuration with its secrets put back, as the type validation produced.

@@ -155,6 +155,28 @@ async fn the_request_carries_the_body_and_the_hub_headers() {
 }
 
 #[tokio::test]
+async fn a_configured_user_agent_and_accept_replace_the_hubs() {
+    let sink = Sink::start().await;
+    let dest = destination(json!({
+        "url": sink.url("/ok#fragment"),
+        "headers": {"User-Agent": "orders-hub/2", "Accept": "application/json"}
+    }));
+    // A fragment sent in the path would not reach `/ok`.
+    deliver_once(&adapter(), &dest).await.expect("delivered, the fragment left out");
+    let request = sink.single_request();
+    let values =
+        |name: &str| request.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
+    assert_eq!(values("user-agent"), ["orders-hub/2"]);
+    assert_eq!(values("accept"), ["application/json"]);
+    assert_eq!(values("host"), [sink.addr.to_string()]);
+
+    let plain = destination(json!({"url": sink.url("/ok")}));
+    deliver_once(&adapter(), &plain).await.expect("delivered");
+    let request = sink.requests().pop().expect("a second request");
+    assert_eq!(request.header("accept"), Some("*/*"));
+}
+
+#[tokio::test]
 async fn secret_headers_are_sent_beside_the_static_ones() {
     let sink = Sink::start().await;
     let dest = destination(json!({
