@@ -170,16 +170,19 @@ struct Request<'a> {
 
 impl Request<'_> {
     async fn send(&self, authorization: Option<HeaderValue>) -> Result<Response<Incoming>, DeliveryError> {
-        let mut request = HttpRequest::new(Body::new(self.body.clone()));
-        *request.method_mut() = self.target.method.clone();
-        *request.uri_mut() = self.target.uri.clone();
-        let headers = request.headers_mut();
-        *headers = self.headers.clone();
-        if let Some(value) = authorization {
-            headers.insert(AUTHORIZATION, value);
-        }
+        let build = || {
+            let mut request = HttpRequest::new(Body::new(self.body.clone()));
+            *request.method_mut() = self.target.method.clone();
+            *request.uri_mut() = self.target.uri.clone();
+            let headers = request.headers_mut();
+            *headers = self.headers.clone();
+            if let Some(value) = &authorization {
+                headers.insert(AUTHORIZATION, value.clone());
+            }
+            request
+        };
         let target = Target { host: &self.target.host, connect_timeout_ms: self.connect_timeout_ms };
-        client::send(&self.client, request, &target, &self.deadline).await
+        client::send(&self.client, build, &target, &self.deadline).await
     }
 }
 

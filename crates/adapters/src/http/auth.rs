@@ -157,18 +157,23 @@ async fn fetch(
     let uri = Uri::try_from(url.as_str()).map_err(|_| invalid())?;
     let failed =
         |why: String| DeliveryError::retryable(format!("OAuth2 token request to {host} failed: {why}"));
-    let mut token_request = Request::new(Body::new(token_form(request).into()));
-    *token_request.method_mut() = Method::POST;
-    *token_request.uri_mut() = uri;
-    let headers = token_request.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    headers.insert(USER_AGENT, request.user_agent.clone());
+    let form = bytes::Bytes::from(token_form(request));
+    let build = || {
+        let mut token_request = Request::new(Body::new(form.clone()));
+        *token_request.method_mut() = Method::POST;
+        *token_request.uri_mut() = uri.clone();
+        let headers = token_request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, request.user_agent.clone());
+        token_request
+    };
+    // An attempt whose time is spent says so plainly, as it would before any token request.
+    deadline.remaining()?;
     let started = Instant::now();
     let target = Target { host: &host, connect_timeout_ms: request.connect_timeout_ms };
-    let response = client::send(client, token_request, &target, deadline)
-        .await
-        .map_err(|cause| failed(cause.message))?;
+    let response =
+        client::send(client, build, &target, deadline).await.map_err(|cause| failed(cause.message))?;
     let status = response.status();
     let body = read_capped(response, MAX_TOKEN_RESPONSE, deadline).await;
     if !status.is_success() {

@@ -2,12 +2,15 @@
 //! deadline, bounded body reading and the translation of transport errors.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::RwLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -19,8 +22,17 @@ use switchyard_core::transport::DeliveryError;
 use super::HttpSettings;
 use crate::ssrf::{self, GuardedResolver, UrlPolicy};
 
-/// How often an idle pooled connection is probed, so a peer that vanished is noticed.
+/// How long a pooled connection idles before the first probe, how often unanswered probes are
+/// repeated and how many, so a peer that vanished is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is dropped: a write to a
+/// peer that vanished fails then instead of waiting out the attempt's deadline.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times one attempt resends a request an HTTP/2 receiver refused before processing
+/// it (a graceful GOAWAY, a REFUSED_STREAM), each time on another connection.
+const H2_RESENDS: usize = 2;
 
 /// What the adapter sends: whole bodies, cheap to clone for a resend.
 pub(crate) type Body = Full<Bytes>;
@@ -30,8 +42,9 @@ pub(crate) type Body = Full<Bytes>;
 /// answer, classified like any other status: following it would send signed payloads to a
 /// place nobody configured, around the guard's checks. No proxy is consulted either: an
 /// inherited `HTTP_PROXY` would silently reroute every destination.
-pub(crate) type Client =
-    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
+pub(crate) type Client = hyper_util::client::legacy::Client<Connector, Body>;
+
+type Connector = ConnectWithin<HttpsConnector<HttpConnector<GuardedResolver>>>;
 
 /// One client per distinct connect timeout. The connector fixes the connect timeout per client,
 /// and destinations name few distinct values, so a small map keeps every destination's setting
@@ -74,8 +87,12 @@ impl ClientPool {
         // every name resolves through the guard.
         let mut tcp = HttpConnector::new_with_resolver(GuardedResolver::new(self.policy));
         tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms.max(1))));
+        let connect_timeout = Duration::from_millis(connect_timeout_ms.max(1));
+        tcp.set_connect_timeout(Some(connect_timeout));
         tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+        tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+        tcp.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
         tcp.set_nodelay(true);
         let tls = rustls::ClientConfig::builder().with_platform_verifier()?.with_no_client_auth();
         let connector = HttpsConnectorBuilder::new()
@@ -84,6 +101,7 @@ impl ClientPool {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
+        let connector = ConnectWithin { inner: connector, timeout: connect_timeout };
         Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_millis(self.settings.pool_idle_timeout_ms))
             .pool_timer(TokioTimer::new())
@@ -93,6 +111,42 @@ impl ClientPool {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.clients.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Bounds a whole connect, the name's look-up and the TLS handshake included, by the
+/// destination's `connect_timeout_ms` (the TCP connector alone bounds only its own part). An
+/// elapsed connect is an I/O `TimedOut`, as the TCP connector's own is.
+#[derive(Clone)]
+pub(crate) struct ConnectWithin<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<Uri> for ConnectWithin<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (connecting, timeout) = (self.inner.call(uri), self.timeout);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the connect timed out").into()),
+            }
+        })
     }
 }
 
@@ -128,18 +182,40 @@ pub(crate) struct Target<'a> {
     pub(crate) connect_timeout_ms: u64,
 }
 
-/// Sends `request` and waits for the answer's head, within what is left of `deadline`.
+/// Sends the request `build` makes and waits for the answer's head, within what is left of
+/// `deadline`. A request an HTTP/2 receiver refused unprocessed is built and sent again.
 pub(crate) async fn send(
     client: &Client,
-    request: Request<Body>,
+    build: impl Fn() -> Request<Body>,
     target: &Target<'_>,
     deadline: &Deadline,
 ) -> Result<Response<Incoming>, DeliveryError> {
-    match tokio::time::timeout(deadline.remaining()?, client.request(request)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(transport_error(&err, target)),
-        Err(_) => Err(deadline.timed_out()),
+    let mut resends = 0;
+    loop {
+        match tokio::time::timeout(deadline.remaining()?, client.request(build())).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(err)) if resends < H2_RESENDS && refused_unprocessed(&err) => resends += 1,
+            Ok(Err(err)) => return Err(transport_error(&err, target)),
+            Err(_) => return Err(deadline.timed_out()),
+        }
     }
+}
+
+/// Whether an HTTP/2 receiver refused the request before processing it, so that sending it
+/// again cannot deliver it twice: it is closing the connection gracefully (GOAWAY with
+/// `NO_ERROR`), or it refused the stream (RFC 9113, section 8.7).
+fn refused_unprocessed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(cause) = current {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            let reason = h2.reason();
+            return h2.is_remote()
+                && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+                    || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        current = cause.source();
+    }
+    false
 }
 
 /// Translates a failed request into a delivery error.
@@ -278,6 +354,16 @@ mod tests {
         assert_eq!(body_text(text).as_deref(), Some("ab€"));
         assert_eq!(body_text(b"a\xffb").as_deref(), Some("a\u{fffd}b"));
         assert_eq!(body_text(b""), None);
+    }
+
+    #[test]
+    fn only_a_receivers_http2_refusals_are_resent() {
+        // What this side decides, and errors that are not HTTP/2's, are never resent: the
+        // request may have been processed.
+        let local = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert!(!refused_unprocessed(&local));
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(!refused_unprocessed(&reset));
     }
 
     #[test]

@@ -98,6 +98,38 @@ async fn a_receiver_slower_than_the_timeout_is_a_retryable_timeout() {
 }
 
 #[tokio::test]
+async fn an_answer_whose_body_stalls_ends_at_the_timeout_with_what_arrived() {
+    let sink = Sink::start().await;
+    let mut dest = destination(json!({"url": sink.url("/stall")}));
+    dest.timeout_ms = 300;
+    let started = std::time::Instant::now();
+    let receipt = deliver_once(&adapter(), &dest).await.expect("the status decided: delivered");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(receipt.response_body.as_deref(), Some("partial"));
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_ends_is_a_connect_timeout() {
+    // Accepts connections and never answers the client's hello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let port = listener.local_addr().expect("an address").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut dest = destination(json!({"url": format!("https://127.0.0.1:{port}/hook")}));
+    dest.connect_timeout_ms = 300;
+    dest.timeout_ms = 5_000;
+    let started = std::time::Instant::now();
+    let err = expect_err(deliver_once(&adapter(), &dest).await);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(err.retryable);
+    assert_eq!(err.message, format!("could not connect to 127.0.0.1:{port}: no connection within 300 ms"));
+}
+
+#[tokio::test]
 async fn a_closed_port_is_a_retryable_connect_error_naming_the_host() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");

@@ -57,6 +57,7 @@ impl Sink {
             .route("/hang", any(hang))
             .route("/big", any(big))
             .route("/endless", any(endless))
+            .route("/stall", any(stall))
             .route("/redirect", any(redirect))
             .route("/token", any(token))
             .route("/token-down", any(token_down))
@@ -159,6 +160,32 @@ impl http_body::Body for Endless {
 async fn endless(State(s): State<Arc<SinkState>>, m: Method, h: HeaderMap, b: Bytes) -> Response {
     record(&s, m, "/endless", h, b);
     Response::new(Body::new(Endless))
+}
+
+/// A body that sends its start, then nothing more and never ends.
+struct Stalled {
+    sent: bool,
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sent {
+            return Poll::Pending;
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"partial")))))
+    }
+}
+
+async fn stall(State(s): State<Arc<SinkState>>, m: Method, h: HeaderMap, b: Bytes) -> Response {
+    record(&s, m, "/stall", h, b);
+    Response::new(Body::new(Stalled { sent: false }))
 }
 
 async fn redirect(State(s): State<Arc<SinkState>>, m: Method, h: HeaderMap, b: Bytes) -> Response {
