@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
-use http::{Method, Request, Uri};
+use http::{Method, Request};
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_core::id::DestinationId;
@@ -16,7 +16,9 @@ use switchyard_core::transport::DeliveryError;
 
 use url::Url;
 
-use super::client::{self, Body, Client, Deadline, Target, body_text, host_label, read_capped, status_line};
+use super::client::{
+    self, Body, Client, Deadline, Target, body_text, host_label, read_capped, request_target, status_line,
+};
 
 /// A token is used until this long before the provider says it expires, so one fetched just
 /// in time does not expire on its way to the destination.
@@ -151,10 +153,9 @@ async fn fetch(
     deadline: &Deadline,
 ) -> Result<CachedToken, DeliveryError> {
     let invalid = || DeliveryError::permanent("the OAuth2 token_url is not a valid URL");
-    let mut url = Url::parse(request.token_url).map_err(|_| invalid())?;
+    let url = Url::parse(request.token_url).map_err(|_| invalid())?;
     let host = host_label(&url);
-    url.set_fragment(None);
-    let uri = Uri::try_from(url.as_str()).map_err(|_| invalid())?;
+    let uri = request_target(&url).ok_or_else(invalid)?;
     let failed =
         |why: String| DeliveryError::retryable(format!("OAuth2 token request to {host} failed: {why}"));
     let form = bytes::Bytes::from(token_form(request));

@@ -205,17 +205,12 @@ pub(crate) async fn send(
 /// again cannot deliver it twice: it is closing the connection gracefully (GOAWAY with
 /// `NO_ERROR`), or it refused the stream (RFC 9113, section 8.7).
 fn refused_unprocessed(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(err);
-    while let Some(cause) = current {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            let reason = h2.reason();
-            return h2.is_remote()
-                && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
-                    || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
-        }
-        current = cause.source();
-    }
-    false
+    causes(err).find_map(|cause| cause.downcast_ref::<h2::Error>()).is_some_and(|h2| {
+        let reason = h2.reason();
+        h2.is_remote()
+            && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+                || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)))
+    })
 }
 
 /// Translates a failed request into a delivery error.
@@ -239,14 +234,14 @@ fn transport_error(err: &hyper_util::client::legacy::Error, target: &Target<'_>)
 
 /// Whether an I/O error of `kind` is somewhere in `err`'s chain of causes.
 fn caused_by(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
-    let mut current = Some(err);
-    while let Some(cause) = current {
-        if cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == kind) {
-            return true;
-        }
-        current = cause.source();
-    }
-    false
+    causes(err).any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == kind))
+}
+
+/// `err`, then its source, then that one's, and so on.
+fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |cause| cause.source())
 }
 
 /// The causes of `err`, outermost first, without repeats (hyper often wraps an error in one
@@ -254,13 +249,11 @@ fn caused_by(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bo
 /// the caller's message does not.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut source = err.source();
-    while let Some(cause) = source {
+    for cause in causes(err).skip(1) {
         let text = cause.to_string();
-        if !parts.iter().any(|p| p == &text) {
+        if !parts.contains(&text) {
             parts.push(text);
         }
-        source = cause.source();
     }
     if parts.is_empty() {
         parts.push(err.to_string());
@@ -313,6 +306,13 @@ pub(crate) fn status_line(status: StatusCode) -> String {
         Some(reason) => format!("HTTP {} {reason}", status.as_u16()),
         None => format!("HTTP {}", status.as_u16()),
     }
+}
+
+/// `url` as a request's target: a fragment is the receiver's own business and never sent.
+pub(crate) fn request_target(url: &url::Url) -> Option<Uri> {
+    let mut url = url.clone();
+    url.set_fragment(None);
+    Uri::try_from(url.as_str()).ok()
 }
 
 /// Refuses a URL whose host is a forbidden literal address or `localhost` name: those never

@@ -13,7 +13,7 @@ use switchyard_core::id::DestinationId;
 use switchyard_core::transport::DeliveryError;
 use url::Url;
 
-use super::client::{check_host, host_label};
+use super::client::{check_host, host_label, request_target};
 use super::config::HttpConfig;
 use super::signing::SigningKeys;
 use crate::ssrf::UrlPolicy;
@@ -44,7 +44,8 @@ impl Prepared {
             .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))?;
         check_host(policy, &url)?;
         let host = host_label(&url);
-        let uri = request_target(url)?;
+        let uri = request_target(&url)
+            .ok_or_else(|| DeliveryError::permanent("the destination's url is not a valid URL"))?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| DeliveryError::permanent("the destination's method is not valid"))?;
         let headers = configured_headers(&config)?;
@@ -98,13 +99,6 @@ impl PreparedCache {
         let (version, prepared) = entries.get(&destination.id)?;
         (*version == destination.version).then(|| prepared.clone())
     }
-}
-
-/// The URL as a request's target: a fragment is the receiver's own business and never sent.
-fn request_target(mut url: Url) -> Result<Uri, DeliveryError> {
-    url.set_fragment(None);
-    Uri::try_from(url.as_str())
-        .map_err(|_| DeliveryError::permanent("the destination's url is not a valid URL"))
 }
 
 /// The stored configuration with its secrets put back, as the type validation produced.
