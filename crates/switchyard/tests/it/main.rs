@@ -18,6 +18,7 @@ mod fast_path;
 mod field_paths;
 mod flow_control;
 mod helpers;
+mod https;
 mod idempotency;
 mod jq;
 mod jwt;

@@ -146,11 +146,16 @@ impl Scenario {
 
     /// A destination at the sink and a subscription to everything.
     pub async fn route_to(&self, node: &Node, sink: &Sink) {
+        self.route_to_url(node, &sink.url).await;
+    }
+
+    /// A destination at `url` and a subscription to everything.
+    pub async fn route_to_url(&self, node: &Node, url: &str) {
         let destination = self
             .post(
                 node,
                 "/v1/destinations",
-                json!({"name": "sink", "kind": "http", "config": {"url": sink.url},
+                json!({"name": "sink", "kind": "http", "config": {"url": url},
                                                    "retry": {"initial_delay_ms": 50, "jitter": 0.0}}),
             )
             .await;
