@@ -1,8 +1,9 @@
 //! Deliveries over HTTPS to a receiver on loopback whose certificate a test authority signed.
 //! The node trusts that authority as it trusts the OS's: on Linux the roots are read from the
 //! file `SSL_CERT_FILE` names, when it is set. Covered: HTTP/2 and HTTP/1.1 chosen by ALPN, the
-//! host name checked against the certificate, a stream the receiver refuses sent again within the
-//! same attempt, and a certificate no trusted authority signed.
+//! host name checked against the certificate, a stream the receiver refuses (`REFUSED_STREAM`)
+//! or leaves unprocessed (`GOAWAY`) sent again within the same attempt, and a certificate no
+//! trusted authority signed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
