@@ -236,13 +236,36 @@ fn record(log: &Mutex<Log>, version: http::Version, headers: &http::HeaderMap, b
     log.lock().expect("the log").answered.push((version, id, body));
 }
 
-/// A node that trusts the authorities in the PEM file `roots` and no others.
-async fn node_trusting(scenario: &Scenario, roots: &str) -> (Node, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("a directory");
-    let path = dir.path().join("roots.pem");
-    std::fs::write(&path, roots).expect("roots written");
-    let node = scenario.start_with(&[("SSL_CERT_FILE", path.to_str().expect("a UTF-8 path"))]).await;
-    (node, dir)
+/// A receiver with `signer`'s certificate speaking `protocol`, and a node that trusts only
+/// `trusted` and routes every event to the receiver.
+struct Route {
+    sink: TlsSink,
+    scenario: Scenario,
+    node: Node,
+    _roots: tempfile::TempDir,
+}
+
+impl Route {
+    async fn new(signer: &Authority, trusted: &Authority, protocol: Protocol) -> Route {
+        let sink = TlsSink::start(signer, protocol).await;
+        let scenario = Scenario::new();
+        let roots = tempfile::tempdir().expect("a directory");
+        let path = roots.path().join("roots.pem");
+        std::fs::write(&path, &trusted.root_pem).expect("roots written");
+        let node = scenario.start_with(&[("SSL_CERT_FILE", path.to_str().expect("a UTF-8 path"))]).await;
+        scenario.route_to_url(&node, &sink.url).await;
+        Route { sink, scenario, node, _roots: roots }
+    }
+
+    /// Publishes one event; answers its delivery once succeeded, and the HTTP version it was
+    /// answered over.
+    async fn deliver_one(&self) -> (Value, http::Version) {
+        self.scenario.publish(&self.node, 1).await;
+        let answered = self.sink.wait_for_answered(1).await;
+        let delivery = delivery_with_status(&self.scenario, &self.node, "e-0", "succeeded").await;
+        assert_eq!(delivery["id"], answered[0].1.as_str());
+        (delivery, answered[0].0)
+    }
 }
 
 /// The delivery of `event_id` once it has `status`.
@@ -264,17 +287,15 @@ async fn delivery_with_status(scenario: &Scenario, node: &Node, event_id: &str, 
 #[tokio::test]
 async fn deliveries_go_over_http2_and_a_refused_stream_is_sent_again_within_the_attempt() {
     let authority = Authority::new();
-    let sink = TlsSink::start(&authority, Protocol::Http2RefusingTheFirstStream).await;
-    let scenario = Scenario::new();
-    let (node, _roots) = node_trusting(&scenario, &authority.root_pem).await;
-    scenario.route_to_url(&node, &sink.url).await;
+    let route = Route::new(&authority, &authority, Protocol::Http2RefusingTheFirstStream).await;
 
-    scenario.publish(&node, 3).await;
+    route.scenario.publish(&route.node, 3).await;
 
-    let answered = sink.wait_for_answered(3).await;
-    assert_eq!(sink.refused(), 1);
+    let answered = route.sink.wait_for_answered(3).await;
+    assert_eq!(route.sink.refused(), 1);
     for i in 0..3 {
-        let delivery = delivery_with_status(&scenario, &node, &format!("e-{i}"), "succeeded").await;
+        let delivery =
+            delivery_with_status(&route.scenario, &route.node, &format!("e-{i}"), "succeeded").await;
         assert_eq!(delivery["attempt_count"], 1, "the refused stream was not an attempt of its own");
         let (version, _, body) = answered
             .iter()
@@ -289,51 +310,37 @@ async fn deliveries_go_over_http2_and_a_refused_stream_is_sent_again_within_the_
 #[tokio::test]
 async fn a_stream_cut_by_goaway_without_error_is_sent_again_within_the_attempt() {
     let authority = Authority::new();
-    let sink = TlsSink::start(&authority, Protocol::Http2GoingAwayAtTheFirstStream).await;
-    let scenario = Scenario::new();
-    let (node, _roots) = node_trusting(&scenario, &authority.root_pem).await;
-    scenario.route_to_url(&node, &sink.url).await;
+    let route = Route::new(&authority, &authority, Protocol::Http2GoingAwayAtTheFirstStream).await;
 
-    scenario.publish(&node, 1).await;
+    let (delivery, version) = route.deliver_one().await;
 
-    let answered = sink.wait_for_answered(1).await;
-    let delivery = delivery_with_status(&scenario, &node, "e-0", "succeeded").await;
-    assert_eq!(sink.refused(), 1);
+    assert_eq!(route.sink.refused(), 1);
     assert_eq!(delivery["attempt_count"], 1, "the cut stream was not an attempt of its own");
-    assert_eq!(delivery["id"], answered[0].1.as_str());
+    assert_eq!(version, http::Version::HTTP_2);
 }
 
 #[tokio::test]
 async fn a_receiver_that_offers_only_http1_is_sent_http1_over_tls() {
     let authority = Authority::new();
-    let sink = TlsSink::start(&authority, Protocol::Http1).await;
-    let scenario = Scenario::new();
-    let (node, _roots) = node_trusting(&scenario, &authority.root_pem).await;
-    scenario.route_to_url(&node, &sink.url).await;
+    let route = Route::new(&authority, &authority, Protocol::Http1).await;
 
-    scenario.publish(&node, 1).await;
+    let (_, version) = route.deliver_one().await;
 
-    let answered = sink.wait_for_answered(1).await;
-    let delivery = delivery_with_status(&scenario, &node, "e-0", "succeeded").await;
-    assert_eq!(answered[0].0, http::Version::HTTP_11);
-    assert_eq!(delivery["id"], answered[0].1.as_str());
+    assert_eq!(version, http::Version::HTTP_11);
 }
 
 #[tokio::test]
 async fn a_certificate_no_trusted_authority_signed_fails_the_attempt_and_says_so() {
     let (signer, stranger) = (Authority::new(), Authority::new());
-    let sink = TlsSink::start(&signer, Protocol::Http1).await;
-    let scenario = Scenario::new();
-    let (node, _roots) = node_trusting(&scenario, &stranger.root_pem).await;
-    scenario.route_to_url(&node, &sink.url).await;
+    let route = Route::new(&signer, &stranger, Protocol::Http1).await;
 
-    scenario.publish(&node, 1).await;
+    route.scenario.publish(&route.node, 1).await;
 
     let started = Instant::now();
     let attempt = loop {
-        let event = scenario.get(&node, "/v1/events/e-0").await;
+        let event = route.scenario.get(&route.node, "/v1/events/e-0").await;
         let id = event["deliveries"][0]["id"].as_str().expect("a delivery").to_owned();
-        let delivery = scenario.get(&node, &format!("/v1/deliveries/{id}")).await;
+        let delivery = route.scenario.get(&route.node, &format!("/v1/deliveries/{id}")).await;
         if let Some(first) = delivery["attempts"].as_array().and_then(|a| a.first()) {
             break first.clone();
         }
@@ -343,7 +350,7 @@ async fn a_certificate_no_trusted_authority_signed_fails_the_attempt_and_says_so
     let error = attempt["error"].as_str().unwrap_or("");
     assert!(error.contains("certificate"), "the reason names the certificate: {attempt}");
     assert!(
-        sink.log.lock().expect("the log").answered.is_empty(),
+        route.sink.log.lock().expect("the log").answered.is_empty(),
         "nothing was sent over the untrusted connection"
     );
 }
